@@ -1,0 +1,54 @@
+"""The topic bus: an XSUB/XPUB proxy whose forwarding loop runs inside libzmq.
+
+Producers connect PUB sockets to the XSUB side, consumers SUB sockets to the XPUB
+side; subscriptions travel back through the proxy, so a producer only sends what
+somebody listens to. The proxy thread holds no GIL while it forwards.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import zmq
+
+from .child import HWM
+
+__all__ = ["BusProxy"]
+
+
+class BusProxy:
+    """Binds both sides on `host` (loopback by default) and forwards in a thread."""
+
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], host: str = "127.0.0.1") -> None:
+        self._ctx = ctx
+        self._xsub = ctx.socket(zmq.XSUB)
+        self._xpub = ctx.socket(zmq.XPUB)
+        for sock in (self._xsub, self._xpub):
+            sock.setsockopt(zmq.SNDHWM, HWM)
+            sock.setsockopt(zmq.RCVHWM, HWM)
+            sock.setsockopt(zmq.LINGER, 0)
+        xsub_port = self._xsub.bind_to_random_port(f"tcp://{host}")
+        xpub_port = self._xpub.bind_to_random_port(f"tcp://{host}")
+        self.addresses = {"xsub": f"tcp://{host}:{xsub_port}", "xpub": f"tcp://{host}:{xpub_port}"}
+        endpoint = f"inproc://bytewax-nb-bus-{id(self)}"
+        self._ctrl = ctx.socket(zmq.PAIR)
+        self._ctrl.bind(endpoint)
+        self._ctrl_peer = ctx.socket(zmq.PAIR)
+        self._ctrl_peer.connect(endpoint)
+        self._thread = threading.Thread(target=self._run, name="bytewax-nb-bus", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            zmq.proxy_steerable(self._xsub, self._xpub, None, self._ctrl_peer)
+        except zmq.ContextTerminated:  # pragma: no cover - closed under us at exit
+            pass
+        finally:
+            for sock in (self._xsub, self._xpub, self._ctrl_peer):
+                sock.close(linger=0)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._ctrl.send(b"TERMINATE")
+            self._thread.join(timeout=5)
+        self._ctrl.close(linger=0)

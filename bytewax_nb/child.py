@@ -1,0 +1,100 @@
+"""Start-up shared by every process the supervisor launches (bee replica, gateway).
+
+The boot line arrives on stdin (so the key never appears in argv, the environment
+or `docker inspect`); stdin then stays open and its end means the owner is gone, so
+no process outlives the kernel or CLI that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from .control import ControlCodec, Msg
+from .wire import Signer
+
+__all__ = ["Boot", "read_boot", "Child", "HWM"]
+
+HWM = 100_000  # messages a socket may queue before ZeroMQ drops; ample for bursts
+
+
+@dataclass
+class Boot:
+    key: bytes
+    control: str
+    identity: str
+
+    def line(self) -> bytes:
+        body = {"key": self.key.hex(), "control": self.control, "identity": self.identity}
+        return json.dumps(body).encode() + b"\n"
+
+
+def read_boot() -> Boot:
+    line = sys.stdin.buffer.readline()
+    if not line:
+        raise SystemExit("bytewax-nb: no boot line on stdin (this is started by a Swarm)")
+    body = json.loads(line)
+    return Boot(bytes.fromhex(body["key"]), body["control"], body["identity"])
+
+
+class Child:
+    """A launched process's sockets to the supervisor and the bus."""
+
+    def __init__(self, boot: Boot) -> None:
+        self.boot = boot
+        self.signer = Signer(boot.key)
+        self.codec = ControlCodec(self.signer)
+        self.ctx = zmq.Context()
+        self.control = self.ctx.socket(zmq.DEALER)
+        self.control.setsockopt(zmq.IDENTITY, boot.identity.encode())
+        self.control.setsockopt(zmq.LINGER, 1000)
+        self.control.connect(boot.control)
+        self.stdin_fd = sys.stdin.fileno()
+        os.set_blocking(self.stdin_fd, False)
+
+    def send(self, kind: str, body: Any = None) -> None:
+        self.control.send_multipart(self.codec.pack(kind, body))
+
+    def recv_config(self, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Say hello and wait for the configuration, or exit if the owner vanishes."""
+        self.send(Msg.HELLO, {"pid": os.getpid()})
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        poller.register(self.stdin_fd, zmq.POLLIN)
+        remaining = timeout_s * 1000
+        while remaining > 0:
+            events = dict(poller.poll(250))
+            remaining -= 250
+            if self.stdin_fd in events and self.owner_gone():
+                raise SystemExit(0)
+            if self.control in events:
+                msg = self.codec.unpack(self.control.recv_multipart())
+                if msg and msg[0] == Msg.CONFIG:
+                    config: dict[str, Any] = msg[1]
+                    return config
+        raise SystemExit("bytewax-nb: no configuration from the supervisor")
+
+    def owner_gone(self) -> bool:
+        try:
+            return os.read(self.stdin_fd, 4096) == b""
+        except BlockingIOError:
+            return False
+
+    def bus_sockets(self, bus: dict[str, str]) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
+        pub = self.ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.SNDHWM, HWM)
+        pub.setsockopt(zmq.LINGER, 1000)
+        pub.connect(bus["xsub"])
+        sub = self.ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, HWM)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.connect(bus["xpub"])
+        return pub, sub
+
+    def close(self) -> None:
+        self.ctx.destroy(linger=1000)

@@ -1,0 +1,63 @@
+"""A small HTTP client for gateways: what `swarm.request`, `submit` and the CLI use."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from typing import Any
+
+from .errors import GatewayError, NotReady, RemoteError, RequestTimeout
+from .wire import dump_json
+
+__all__ = ["post", "request", "submit"]
+
+
+def post(url: str, payload: Any, *, token: str | None = None, timeout: float = 35.0) -> tuple[int, dict[str, Any], str | None]:
+    """POST `payload` as JSON; (status, decoded JSON body, request id). Never raises on status."""
+    data = dump_json(payload)
+    req = urllib.request.Request(url, data=data, method="POST")
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, raw, rid = resp.status, resp.read(), resp.headers.get("X-Request-Id")
+    except urllib.error.HTTPError as err:
+        status, raw, rid = err.code, err.read(), err.headers.get("X-Request-Id")
+    except (TimeoutError, socket.timeout) as exc:
+        raise RequestTimeout(0, f"no HTTP answer from {url} within {timeout:g} s") from exc
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = {"error": raw.decode(errors="replace")}
+    return status, body, rid
+
+
+def _raise_for(status: int, body: Any, rid: str | None) -> None:
+    message = body.get("error", "") if isinstance(body, dict) else str(body)
+    rid = rid or (body.get("request_id") if isinstance(body, dict) else None)
+    if status == 500 and isinstance(body, dict) and "bee" in body:
+        raise RemoteError.from_body(body)
+    if status == 504:
+        raise RequestTimeout(status, message, rid)
+    if status == 503:
+        raise NotReady(status, message, rid)
+    raise GatewayError(status, message, rid)
+
+
+def request(url: str, payload: Any, *, token: str | None = None, timeout: float = 35.0) -> Any:
+    """The swarm's response to `payload`; raises RemoteError, RequestTimeout, ..."""
+    status, body, rid = post(url, payload, token=token, timeout=timeout)
+    if status != 200:
+        _raise_for(status, body, rid)
+    return body
+
+
+def submit(url: str, payload: Any, *, token: str | None = None, timeout: float = 35.0) -> str:
+    """Fire and forget: the request id the gateway assigned."""
+    status, body, rid = post(url + "?mode=submit", payload, token=token, timeout=timeout)
+    if status != 202:
+        _raise_for(status, body, rid)
+    return str(body["request_id"])

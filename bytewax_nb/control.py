@@ -1,0 +1,64 @@
+"""The control channel: supervisor (ROUTER) <-> each process (DEALER).
+
+Reliable and point to point, unlike the bus, so it carries what must not be lost:
+configuration (the pickled bee), readiness, probes, stats and stop orders. Every
+message is signed with the swarm key; only the configuration is a pickle, and it is
+verified before it is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+import cloudpickle
+
+from .wire import Signer
+
+__all__ = ["ControlCodec", "Msg"]
+
+_JSON = b"j"
+_PICKLE = b"p"
+
+
+class Msg:
+    """Control message kinds."""
+
+    HELLO = "hello"  # child -> sup: I am alive, send my config
+    CONFIG = "config"  # sup -> child: what to run (pickle)
+    UP = "up"  # child -> sup: sockets bound and subscribed
+    PROBE = "probe"  # sup -> producer: publish one probe frame on these topics
+    SAW = "saw"  # consumer -> sup: a probe from that producer arrived
+    SHARD = "shard"  # sup -> bee replica: the active replica set of its bee
+    SHARD_OK = "shard_ok"  # bee replica -> sup: applied that shard version
+    STATUS = "status"  # sup -> gateway: readiness and bee stats
+    STATUS_OK = "status_ok"  # gateway -> sup: applied that status version
+    STATS = "stats"  # child -> sup: counters
+    STOP = "stop"  # sup -> child: drain and exit
+    BYE = "bye"  # child -> sup: drained, exiting
+
+
+class ControlCodec:
+    """Signs and opens control messages; unsigned ones are refused (None)."""
+
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+
+    def pack(self, kind: str, body: Any = None, *, pickled: bool = False) -> list[bytes]:
+        k = kind.encode()
+        if pickled:
+            enc, data = _PICKLE, cloudpickle.dumps(body, protocol=5)
+        else:
+            enc, data = _JSON, json.dumps(body, separators=(",", ":")).encode()
+        return [k, self._signer.mac([k, enc, data]), enc, data]
+
+    def unpack(self, frames: Sequence[bytes]) -> tuple[str, Any] | None:
+        if len(frames) != 4:
+            return None
+        k, sig, enc, data = frames
+        if not self._signer.verify(sig, [k, enc, data]):
+            return None
+        body = pickle.loads(data) if enc == _PICKLE else json.loads(data)
+        return k.decode(), body

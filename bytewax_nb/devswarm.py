@@ -1,0 +1,93 @@
+"""In-process doubles: `DevSwarm` (the original SDK's) and the whole-DAG `run_in_process`.
+
+No process, socket or container: for unit-testing bees in a notebook cell. Payloads
+and responses go through JSON as they would over HTTP, so a test sees what a caller
+would.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .errors import BytewaxNBError, RemoteError
+from .invoke import Context, Invoker
+from .spec import BeeSpec, Topology
+from .wire import dump_json
+
+__all__ = ["DevSwarm", "run_in_process"]
+
+
+class DevSwarm(Context):
+    """A context that records: pass it as `ctx` (or as the legacy `swarm`)."""
+
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+        self.responded: list[Any] = []
+        super().__init__(self.published.append, self.responded.append, request_id="dev", gateway="dev")
+
+    def run(self, fn: Callable[..., Any], payload: Any) -> Any:
+        """Call `fn` with whichever signature it has; a non-None result is published."""
+        result = Invoker(fn)(payload, self)
+        if result is not None:
+            self.published.append(result)
+        return result
+
+
+def _json(value: Any) -> Any:
+    return json.loads(dump_json(value))
+
+
+def run_in_process(topology: Topology, gateway: str, payload: Any) -> Any:
+    """Push one payload through the DAG in this process; the first response wins."""
+    topology.validate()
+    if gateway not in topology.gateways:
+        raise BytewaxNBError(f"unknown gateway {gateway!r}")
+    queue: deque[tuple[str, Any]] = deque([(gateway, _json(payload))])
+    answers: list[tuple[bool, Any]] = []
+    joins: dict[str, dict[str, Any]] = {}
+
+    def call(bee: BeeSpec, data: Any) -> None:
+        ctx = Context(
+            lambda x: queue.append((bee.name, x)),
+            lambda x: answers.append((True, _json(x))),
+            request_id="test",
+            gateway=gateway,
+            bee=bee.name,
+        )
+        invoker = Invoker(bee.fn)
+        try:
+            if bee.batch_size > 1:
+                result = list(invoker.fn([data]) if invoker.style == 1 else invoker.fn([data], [ctx]))[0]
+            else:
+                result = invoker(data, ctx)
+        except Exception as exc:  # noqa: BLE001 - becomes the answer, as in a swarm
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None))
+            answers.append((False, RemoteError(bee.name, type(exc).__name__, str(exc), tb, "test")))
+            return
+        if result is not None:
+            if topology.is_sink(bee.name):
+                answers.append((True, _json(result)))
+            else:
+                queue.append((bee.name, result))
+
+    while queue:
+        producer, data = queue.popleft()
+        for bee in topology.consumers(producer):
+            if bee.join:
+                parts = joins.setdefault(bee.name, {})
+                parts[producer] = data
+                if len(parts) == len(bee.inputs):
+                    del joins[bee.name]
+                    call(bee, {src: parts[src] for src in bee.inputs})
+            else:
+                call(bee, data)
+    if not answers:
+        raise BytewaxNBError(f"no bee responded to the payload sent to {gateway!r}")
+    ok, value = answers[0]
+    if not ok:
+        raise value
+    return value

@@ -1,0 +1,31 @@
+"""Entry point of a gateway process: `python -m bytewax_nb.gateway` (boot line on stdin)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..child import Child, read_boot
+from .server import GatewayServer
+
+
+async def _serve(child: Child, config: dict[str, Any]) -> None:
+    await GatewayServer(child, config).run()
+
+
+def main() -> None:
+    child = Child(read_boot())
+    try:
+        config = child.recv_config()
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+            asyncio.run(_serve(child, config))
+        else:
+            uvloop.run(_serve(child, config))
+    finally:
+        child.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""What runs inside one bee replica (a subprocess or a container).
+
+A single-threaded loop: poll, drain the bus socket without blocking, call the bee,
+publish or respond. Frames are filtered by shard before they are verified, and
+verified before anything is unpickled.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+import zlib
+from collections import deque
+from typing import Any
+
+import zmq
+
+from .child import Child, read_boot
+from .control import Msg
+from .invoke import Context, Invoker
+from .spec import BeeSpec
+from .wire import Enc, Header, Kind, SIG_LEN, dump_json, load_payload, peek_request_id
+from .wire import response_topic, topic_of
+
+__all__ = ["Replica", "main"]
+
+_JOIN_TTL = 60.0  # seconds a partial join lives when its request has no deadline
+_STATS_EVERY = 0.5
+
+
+class Replica:
+    """One replica of one bee, wired to the bus and the supervisor."""
+
+    def __init__(self, child: Child, config: dict[str, Any]) -> None:
+        self.child = child
+        self.signer = child.signer
+        spec: BeeSpec = config["spec"]
+        self.spec = spec
+        self.name = spec.name
+        self.topic = topic_of(spec.name)
+        self.invoke = Invoker(spec.fn)
+        self.sink: bool = config["sink"]
+        self.replica: int = config["replica"]
+        self.pub, self.sub = child.bus_sockets(config["bus"])
+        for src in spec.inputs:
+            self.sub.setsockopt(zmq.SUBSCRIBE, topic_of(src))
+        # sharding: handle a message iff crc32(request id) % n == position
+        self.shard_pos: int | None = None
+        self.shard_n = 1
+        self.joins: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.batch: list[tuple[Header, Any]] = []
+        self.batch_due = 0.0
+        self.handled = 0
+        self.errors = 0
+        self.dropped = 0
+        self.latencies: deque[float] = deque(maxlen=1024)
+        self.batch_sizes: deque[int] = deque(maxlen=256)
+        self._last_stats: tuple[int, int, int] = (-1, -1, -1)
+        self.running = True
+
+    # -- the loop ------------------------------------------------------------------
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sub, zmq.POLLIN)
+        poller.register(self.child.control, zmq.POLLIN)
+        poller.register(self.child.stdin_fd, zmq.POLLIN)
+        self.child.send(Msg.UP, {})
+        next_tick = time.monotonic() + _STATS_EVERY
+        while self.running:
+            now = time.monotonic()
+            wait = next_tick - now
+            if self.batch:
+                wait = min(wait, self.batch_due - now)
+            events = dict(poller.poll(max(0, int(wait * 1000) + 1)))
+            if self.sub in events:
+                self._drain_bus()
+            if self.child.control in events:
+                self._drain_control()
+            if self.child.stdin_fd in events and self.child.owner_gone():
+                return
+            now = time.monotonic()
+            if self.batch and now >= self.batch_due:
+                self._flush_batch()
+            if now >= next_tick:
+                next_tick = now + _STATS_EVERY
+                self._purge_joins()
+                self._send_stats()
+        self._flush_batch()
+        self._send_stats()
+        self.child.send(Msg.BYE, {})
+
+    def _drain_bus(self) -> None:
+        sub = self.sub
+        for _ in range(1000):
+            try:
+                frames = sub.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._on_frames(frames)
+
+    def _drain_control(self) -> None:
+        ctl = self.child.control
+        while True:
+            try:
+                raw = ctl.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            msg = self.child.codec.unpack(raw)
+            if msg is None:
+                self.dropped += 1
+                continue
+            kind, body = msg
+            if kind == Msg.PROBE:
+                for topic in body["topics"]:
+                    head = Header(Kind.PROBE, body["token"], self.child.boot.identity, self.name)
+                    self.pub.send_multipart(self.signer.frames(topic.encode("latin-1"), head, b""))
+            elif kind == Msg.SHARD:
+                members: list[int] = body["members"]
+                self.shard_n = max(1, len(members))
+                self.shard_pos = members.index(self.replica) if self.replica in members else None
+                self.child.send(Msg.SHARD_OK, {"version": body["version"]})
+            elif kind == Msg.STOP:
+                self.running = False
+
+    # -- one message -----------------------------------------------------------------
+
+    def _on_frames(self, frames: list[Any]) -> None:
+        head = frames[1].bytes if len(frames) > 1 else b""
+        kind = head[SIG_LEN] if len(head) > SIG_LEN else -1
+        if kind == Kind.DATA:
+            # cheap shard filter on the unverified id: a forged id can only make us skip
+            if self.shard_pos is None:
+                return
+            if self.shard_n > 1:
+                if zlib.crc32(peek_request_id(head)) % self.shard_n != self.shard_pos:
+                    return
+        elif kind != Kind.PROBE:
+            self.dropped += 1
+            return
+        header = self.signer.open(frames)
+        if header is None:
+            self.dropped += 1
+            return
+        if kind == Kind.PROBE:
+            self.child.send(Msg.SAW, {"producer": header.origin, "token": header.request_id})
+            return
+        try:
+            payload = load_payload(header, frames)
+        except Exception as exc:  # noqa: BLE001 - a bad payload is the caller's error
+            self._fail(header, exc)
+            return
+        if self.spec.join:
+            self._join(header, payload)
+        elif self.spec.batch_size > 1:
+            if not self.batch:
+                self.batch_due = time.monotonic() + self.spec.batch_timeout_ms / 1000
+            self.batch.append((header, payload))
+            if len(self.batch) >= self.spec.batch_size:
+                self._flush_batch()
+        else:
+            self._call(header, payload)
+
+    def _context(self, header: Header) -> Context:
+        return Context(
+            lambda data: self._publish(header, data),
+            lambda data: self._respond(header, data),
+            request_id=header.request_id,
+            gateway=header.origin,
+            bee=self.name,
+        )
+
+    def _call(self, header: Header, payload: Any) -> None:
+        t = time.perf_counter()
+        try:
+            result = self.invoke(payload, self._context(header))
+        except Exception as exc:  # noqa: BLE001 - a bee's error goes to its caller
+            self._fail(header, exc)
+            return
+        finally:
+            self.latencies.append(time.perf_counter() - t)
+        self.handled += 1
+        self._deliver(header, result)
+
+    def _deliver(self, header: Header, result: Any) -> None:
+        if result is None:
+            return
+        if self.sink:
+            self._respond(header, result)
+        else:
+            self._publish(header, result)
+
+    def _publish(self, header: Header, data: Any) -> None:
+        out = Header(Kind.DATA, header.request_id, header.origin, self.name, header.t0, header.deadline)
+        self.pub.send_multipart(self.signer.encode(self.topic, out, data), copy=False)
+
+    def _respond(self, header: Header, data: Any) -> None:
+        try:
+            body = dump_json(data)
+        except (TypeError, ValueError) as exc:
+            msg = f"the response of bee {self.name!r} is not JSON serializable: {exc}"
+            self._send_error(header, TypeError(msg), "")
+            return
+        out = Header(Kind.RESPONSE, header.request_id, header.origin, self.name, header.t0, enc=Enc.JSON)
+        self.pub.send_multipart(self.signer.frames(response_topic(header.origin), out, body))
+
+    def _fail(self, header: Header, exc: BaseException) -> None:
+        self.errors += 1
+        # drop the runner's own frame so the traceback starts in the user's code
+        tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        print(f"[{self.name}] request {header.request_id} failed:\n{text}", file=sys.stderr, end="")
+        self._send_error(header, exc, text)
+
+    def _send_error(self, header: Header, exc: BaseException, text: str) -> None:
+        body = dump_json(
+            {
+                "error": str(exc),
+                "type": type(exc).__name__,
+                "bee": self.name,
+                "traceback": text,
+                "request_id": header.request_id,
+            }
+        )
+        out = Header(Kind.ERROR, header.request_id, header.origin, self.name, header.t0, enc=Enc.JSON)
+        self.pub.send_multipart(self.signer.frames(response_topic(header.origin), out, body))
+
+    # -- join and batch -------------------------------------------------------------
+
+    def _join(self, header: Header, payload: Any) -> None:
+        rid = header.request_id
+        expires = header.deadline or (time.time() + _JOIN_TTL)
+        _, parts = self.joins.setdefault(rid, (expires, {}))
+        parts[header.sender] = payload
+        if len(parts) == len(self.spec.inputs):
+            del self.joins[rid]
+            self._call(header, {src: parts[src] for src in self.spec.inputs})
+
+    def _purge_joins(self) -> None:
+        now = time.time()
+        stale = [rid for rid, (expires, _) in self.joins.items() if expires < now]
+        for rid in stale:
+            del self.joins[rid]
+
+    def _flush_batch(self) -> None:
+        if not self.batch:
+            return
+        batch, self.batch = self.batch, []
+        headers = [h for h, _ in batch]
+        payloads = [p for _, p in batch]
+        self.batch_sizes.append(len(batch))
+        t = time.perf_counter()
+        try:
+            if self.invoke.style == 1:
+                results = self.invoke.fn(payloads)
+            else:
+                results = self.invoke.fn(payloads, [self._context(h) for h in headers])
+            results = list(results)
+            if len(results) != len(payloads):
+                raise ValueError(
+                    f"batch bee {self.name!r} returned {len(results)} results "
+                    f"for {len(payloads)} payloads"
+                )
+        except Exception as exc:  # noqa: BLE001
+            for h in headers:
+                self._fail(h, exc)
+            return
+        finally:
+            self.latencies.append(time.perf_counter() - t)
+        self.handled += len(batch)
+        for h, r in zip(headers, results, strict=True):
+            self._deliver(h, r)
+
+    # -- reporting ------------------------------------------------------------------
+
+    def _send_stats(self) -> None:
+        key = (self.handled, self.errors, self.dropped)
+        if key == self._last_stats:
+            return
+        self._last_stats = key
+        lat = sorted(self.latencies)
+        p50 = lat[len(lat) // 2] * 1000 if lat else 0.0
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0.0
+        sizes = self.batch_sizes
+        self.child.send(
+            Msg.STATS,
+            {
+                "handled": self.handled,
+                "errors": self.errors,
+                "dropped": self.dropped,
+                "p50_ms": p50,
+                "p99_ms": p99,
+                "batch": (sum(sizes) / len(sizes)) if sizes else 1.0,
+            },
+        )
+
+
+def main() -> None:
+    child = Child(read_boot())
+    try:
+        config = child.recv_config()
+        Replica(child, config).run()
+    finally:
+        child.close()
+
+
+if __name__ == "__main__":
+    main()

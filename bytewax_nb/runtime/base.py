@@ -1,0 +1,52 @@
+"""What the supervisor needs of a runtime: start a process, watch it, end it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+
+from ..child import Boot
+
+__all__ = ["Handle", "Launcher", "LogSink"]
+
+LogSink = Callable[[str, str], None]  # (identity, line)
+
+
+class Handle(ABC):
+    """One launched replica or gateway."""
+
+    identity: str
+    pid: int | None
+
+    @abstractmethod
+    def exit_code(self) -> int | None:
+        """None while it runs."""
+
+    @abstractmethod
+    def terminate(self) -> None: ...
+
+    @abstractmethod
+    def kill(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release pipes and threads once it has exited."""
+
+
+class Launcher(ABC):
+    """Starts processes that run `python -m <module>` with a boot line on stdin."""
+
+    name: str
+
+    @abstractmethod
+    def launch(
+        self,
+        identity: str,
+        module: str,
+        boot: Boot,
+        env: Mapping[str, str],
+        on_line: LogSink,
+    ) -> Handle: ...
+
+    def close(self) -> None:
+        """Release what the launcher itself holds."""

@@ -1,0 +1,89 @@
+"""The `process` runtime: every replica is a local subprocess of the owner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+
+from ..child import Boot
+from .base import Handle, Launcher, LogSink
+
+__all__ = ["ProcessLauncher"]
+
+
+class _ProcessHandle(Handle):
+    def __init__(self, identity: str, proc: subprocess.Popen[bytes], on_line: LogSink) -> None:
+        self.identity = identity
+        self.proc = proc
+        self.pid = proc.pid
+        self._reader = threading.Thread(
+            target=self._pump, args=(on_line,), name=f"bytewax-nb-log-{identity}", daemon=True
+        )
+        self._reader.start()
+
+    def _pump(self, on_line: LogSink) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            on_line(self.identity, raw.decode(errors="replace").rstrip("\n"))
+
+    def exit_code(self) -> int | None:
+        return self.proc.poll()
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=5)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+class ProcessLauncher(Launcher):
+    """Subprocesses with the owner's interpreter and import path."""
+
+    name = "process"
+
+    def launch(
+        self,
+        identity: str,
+        module: str,
+        boot: Boot,
+        env: Mapping[str, str],
+        on_line: LogSink,
+    ) -> Handle:
+        child_env = dict(os.environ)
+        child_env.update(env)
+        child_env["PYTHONUNBUFFERED"] = "1"
+        # functions pickled by reference must import in the child as in the owner
+        child_env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+            start_new_session=True,  # Ctrl-C in the owner's terminal must not skip the drain
+            close_fds=True,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(boot.line())
+        proc.stdin.flush()
+        return _ProcessHandle(identity, proc, on_line)

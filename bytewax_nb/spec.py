@@ -1,0 +1,131 @@
+"""What a swarm is made of, and the checks that keep its graph a valid DAG."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from .errors import TopologyError
+
+__all__ = ["BeeSpec", "GatewaySpec", "Topology", "check_name"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise TopologyError(
+            f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-' "
+            "(starting with a letter or digit)"
+        )
+    return name
+
+
+@dataclass
+class GatewaySpec:
+    """An HTTP entry point; `token` is a secret and never shown."""
+
+    name: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    timeout: float = 30.0
+    token: str | None = field(default=None, repr=False)
+    max_body: int = DEFAULT_MAX_BODY
+
+    def __post_init__(self) -> None:
+        check_name("gateway", self.name)
+        if self.timeout <= 0:
+            raise TopologyError(f"gateway {self.name!r}: timeout must be positive")
+        if not 0 <= self.port < 65536:
+            raise TopologyError(f"gateway {self.name!r}: port {self.port} out of range")
+        if self.max_body <= 0:
+            raise TopologyError(f"gateway {self.name!r}: max_body must be positive")
+
+
+@dataclass
+class BeeSpec:
+    """One bee: its function, where its messages come from, how it scales."""
+
+    name: str
+    fn: Callable[..., Any]
+    inputs: tuple[str, ...]
+    join: bool = False
+    replicas: int = 1
+    batch_size: int = 1
+    batch_timeout_ms: float = 0.0
+    requirements: tuple[str, ...] = ()
+    image: str | None = None
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    cpus: float | None = None
+    memory: str | None = None
+    gpus: int | None = None
+
+    def __post_init__(self) -> None:
+        check_name("bee", self.name)
+        if not callable(self.fn):
+            raise TopologyError(f"bee {self.name!r}: {self.fn!r} is not callable")
+        if not self.inputs:
+            raise TopologyError(f"bee {self.name!r} needs at least one input")
+        if len(set(self.inputs)) != len(self.inputs):
+            raise TopologyError(f"bee {self.name!r} lists an input twice: {list(self.inputs)}")
+        if self.join and len(self.inputs) < 2:
+            raise TopologyError(f"bee {self.name!r}: join=True needs at least two inputs")
+        if not isinstance(self.replicas, int) or self.replicas < 1:
+            raise TopologyError(f"bee {self.name!r}: replicas must be an integer >= 1")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise TopologyError(f"bee {self.name!r}: batch_size must be an integer >= 1")
+        if self.batch_timeout_ms < 0:
+            raise TopologyError(f"bee {self.name!r}: batch_timeout_ms must be >= 0")
+        if self.join and self.batch_size > 1:
+            raise TopologyError(f"bee {self.name!r}: a join bee cannot batch")
+
+
+@dataclass
+class Topology:
+    """The swarm's graph: gateways and bees, edges given by the bees' inputs."""
+
+    gateways: dict[str, GatewaySpec] = field(default_factory=dict)
+    bees: dict[str, BeeSpec] = field(default_factory=dict)
+
+    def add_gateway(self, spec: GatewaySpec) -> None:
+        self._check_free(spec.name)
+        self.gateways[spec.name] = spec
+
+    def add_bee(self, spec: BeeSpec, *, replace: bool = False) -> None:
+        if not (replace and spec.name in self.bees):
+            self._check_free(spec.name)
+        self.bees[spec.name] = spec
+
+    def _check_free(self, name: str) -> None:
+        if name in self.gateways or name in self.bees:
+            raise TopologyError(f"the name {name!r} is already used in this swarm")
+
+    def consumers(self, producer: str) -> list[BeeSpec]:
+        return [b for b in self.bees.values() if producer in b.inputs]
+
+    def is_sink(self, bee: str) -> bool:
+        return not self.consumers(bee)
+
+    def order(self) -> list[str]:
+        """Producers before consumers; raises TopologyError on a cycle."""
+        graph = {b.name: set(b.inputs) for b in self.bees.values()}
+        try:
+            return list(TopologicalSorter(graph).static_order())
+        except CycleError as exc:
+            raise TopologyError(f"the swarm has a cycle: {' -> '.join(exc.args[1])}") from None
+
+    def validate(self) -> None:
+        if not self.gateways:
+            raise TopologyError("the swarm has no gateway: add one with swarm.gateway(name)")
+        for bee in self.bees.values():
+            for src in bee.inputs:
+                if src not in self.gateways and src not in self.bees:
+                    raise TopologyError(
+                        f"bee {bee.name!r} listens to {src!r}, which is neither a gateway "
+                        "nor a bee of this swarm"
+                    )
+        self.order()

@@ -1,0 +1,249 @@
+"""`Swarm`: declare gateways and bees, start them, talk to them, stop them."""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from types import FrameType, TracebackType
+from typing import Any, TypeVar
+
+from . import client
+from .devswarm import run_in_process
+from .errors import BytewaxNBError, TopologyError
+from .runtime import make_launcher
+from .spec import DEFAULT_MAX_BODY, BeeSpec, GatewaySpec, Topology, check_name
+from .supervisor import Supervisor
+
+__all__ = ["Swarm"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_RUNNING: weakref.WeakSet[Swarm] = weakref.WeakSet()
+_START_TIMEOUT = 60.0
+
+
+def _print_line(role: str, name: str, replica: int, line: str) -> None:
+    prefix = name if role == "bee" else f"gateway {name}"
+    print(f"[{prefix}] {line}", file=sys.stdout, flush=True)
+
+
+class Swarm:
+    """A named DAG of gateways and bees, run by one runtime.
+
+    Declaring is cheap and local; `start()` launches every replica and returns once
+    requests can flow. Bees added with `@swarm.bee` stay ordinary functions.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        runtime: str = "auto",
+        *,
+        on_log: Callable[[str, str, int, str], None] | None = _print_line,
+    ) -> None:
+        self.name = check_name("swarm", name)
+        if runtime not in ("auto", "process", "docker"):
+            raise ValueError(f"unknown runtime {runtime!r}: use 'process', 'docker' or 'auto'")
+        self.runtime = runtime
+        self.on_log = on_log
+        self._topology = Topology()
+        self._supervisor: Supervisor | None = None
+
+    # -- declaring -------------------------------------------------------------------
+
+    def gateway(
+        self,
+        name: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        timeout: float = 30.0,
+        token: str | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> GatewaySpec:
+        """Add an HTTP gateway; port 0 picks a free one, `token` requires a bearer token."""
+        self._check_stopped("add a gateway")
+        spec = GatewaySpec(name, host, port, timeout, token, max_body)
+        self._topology.add_gateway(spec)
+        return spec
+
+    def bee(
+        self,
+        fn: F | None = None,
+        *,
+        input: str | Iterable[str],
+        join: bool = False,
+        replicas: int = 1,
+        name: str | None = None,
+        batch_size: int = 1,
+        batch_timeout_ms: float = 0.0,
+        requirements: Iterable[str] = (),
+        image: str | None = None,
+        env: dict[str, str] | None = None,
+        cpus: float | None = None,
+        memory: str | None = None,
+        gpus: int | None = None,
+    ) -> Any:
+        """Register a bee (decorator); the function is returned unchanged."""
+
+        def register(f: F) -> F:
+            self._check_stopped("add a bee")
+            inputs = (input,) if isinstance(input, str) else tuple(input)
+            spec = BeeSpec(
+                name or f.__name__,
+                f,
+                inputs,
+                join=join,
+                replicas=replicas,
+                batch_size=batch_size,
+                batch_timeout_ms=batch_timeout_ms,
+                requirements=tuple(requirements),
+                image=image,
+                env=dict(env or {}),
+                cpus=cpus,
+                memory=memory,
+                gpus=gpus,
+            )
+            self._topology.add_bee(spec)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def _check_stopped(self, what: str) -> None:
+        if self._supervisor is not None:
+            raise TopologyError(f"cannot {what} while swarm {self.name!r} runs; stop it first")
+
+    @property
+    def topology(self) -> Topology:
+        return self._topology
+
+    # -- running ---------------------------------------------------------------------
+
+    def start(self, timeout: float = _START_TIMEOUT) -> Swarm:
+        """Launch everything; returns when every replica and gateway is ready."""
+        if self._supervisor is not None:
+            return self
+        self._topology.validate()
+        supervisor = Supervisor(self.name, self._topology, make_launcher(self.runtime), self.on_log)
+        self._supervisor = supervisor
+        _RUNNING.add(self)
+        _install_exit_hooks()
+        try:
+            supervisor.start(timeout)
+        except BaseException:
+            self.stop(drain_timeout=0)
+            raise
+        return self
+
+    def stop(self, drain_timeout: float | None = None) -> None:
+        """Let in-flight requests finish (bounded), then stop every process and socket."""
+        supervisor, self._supervisor = self._supervisor, None
+        _RUNNING.discard(self)
+        if supervisor is not None:
+            supervisor.stop(drain_timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._supervisor is not None
+
+    def _require(self) -> Supervisor:
+        if self._supervisor is None:
+            raise BytewaxNBError(f"swarm {self.name!r} is not running: call start() first")
+        return self._supervisor
+
+    def __enter__(self) -> Swarm:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- talking ---------------------------------------------------------------------
+
+    def _gateway(self, gateway: str | None) -> GatewaySpec:
+        if gateway is None:
+            if len(self._topology.gateways) != 1:
+                raise BytewaxNBError("this swarm has several gateways: name one")
+            return next(iter(self._topology.gateways.values()))
+        try:
+            return self._topology.gateways[gateway]
+        except KeyError:
+            raise BytewaxNBError(f"swarm {self.name!r} has no gateway {gateway!r}") from None
+
+    def url(self, gateway: str | None = None) -> str:
+        """The gateway's endpoint, e.g. http://127.0.0.1:PORT/gateways/NAME."""
+        spec = self._gateway(gateway)
+        port = self._require().ports.get(spec.name)
+        host = "127.0.0.1" if spec.host in ("0.0.0.0", "") else spec.host
+        return f"http://{host}:{port}/gateways/{spec.name}"
+
+    def request(self, gateway: str | None, payload: Any, *, timeout: float | None = None) -> Any:
+        """Send `payload` over HTTP and return the response (RemoteError if a bee raised)."""
+        spec = self._gateway(gateway)
+        wait = timeout if timeout is not None else spec.timeout + 5
+        return client.request(self.url(spec.name), payload, token=spec.token, timeout=wait)
+
+    def submit(self, gateway: str | None, payload: Any) -> str:
+        """Send without waiting for the answer; returns the request id."""
+        spec = self._gateway(gateway)
+        return client.submit(self.url(spec.name), payload, token=spec.token)
+
+    def test(self, gateway: str | None, payload: Any) -> Any:
+        """Run the whole DAG in this process (no sockets) and return the response."""
+        return run_in_process(self._topology, self._gateway(gateway).name, payload)
+
+    # -- watching --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Gateways and bees with readiness and counters."""
+        if self._supervisor is None:
+            return {"swarm": self.name, "ready": False, "running": False}
+        return {**self._supervisor.status(), "running": True}
+
+    def logs(self, bee: str) -> list[str]:
+        """Every recent output line of a bee's replicas, crashed ones included."""
+        if bee not in self._topology.bees and not bee.startswith("gateway:"):
+            raise BytewaxNBError(f"swarm {self.name!r} has no bee {bee!r}")
+        return self._supervisor.log_lines(bee) if self._supervisor else []
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (
+            f"<Swarm {self.name!r} {state}: {len(self._topology.gateways)} gateway(s), "
+            f"{len(self._topology.bees)} bee(s), runtime={self.runtime!r}>"
+        )
+
+
+# -- stopping at exit --------------------------------------------------------------
+
+_hooks_installed = False
+
+
+def _stop_all() -> None:
+    for swarm in list(_RUNNING):
+        try:
+            swarm.stop(drain_timeout=2)
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so atexit stops the swarms
+
+
+def _install_exit_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_stop_all)
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
