@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -14,7 +13,9 @@ from .wire import dump_json
 __all__ = ["post", "request", "submit"]
 
 
-def post(url: str, payload: Any, *, token: str | None = None, timeout: float = 35.0) -> tuple[int, dict[str, Any], str | None]:
+def post(
+    url: str, payload: Any, *, token: str | None = None, timeout: float = 35.0
+) -> tuple[int, dict[str, Any], str | None]:
     """POST `payload` as JSON; (status, decoded JSON body, request id). Never raises on status."""
     data = dump_json(payload)
     req = urllib.request.Request(url, data=data, method="POST")
@@ -26,7 +27,7 @@ def post(url: str, payload: Any, *, token: str | None = None, timeout: float = 3
             status, raw, rid = resp.status, resp.read(), resp.headers.get("X-Request-Id")
     except urllib.error.HTTPError as err:
         status, raw, rid = err.code, err.read(), err.headers.get("X-Request-Id")
-    except (TimeoutError, socket.timeout) as exc:
+    except TimeoutError as exc:
         raise RequestTimeout(0, f"no HTTP answer from {url} within {timeout:g} s") from exc
     try:
         body = json.loads(raw) if raw else None

@@ -65,7 +65,11 @@ def run_in_process(topology: Topology, gateway: str, payload: Any) -> Any:
             else:
                 result = invoker(data, ctx)
         except Exception as exc:  # noqa: BLE001 - becomes the answer, as in a swarm
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None))
+            tb = "".join(
+                traceback.format_exception(
+                    type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None
+                )
+            )
             answers.append((False, RemoteError(bee.name, type(exc).__name__, str(exc), tb, "test")))
             return
         if result is not None:

@@ -22,7 +22,7 @@ class Context:
     SDK's second argument, so a context can stand in for its `swarm` object.
     """
 
-    __slots__ = ("request_id", "gateway", "bee", "_on_publish", "_on_respond")
+    __slots__ = ("_on_publish", "_on_respond", "bee", "gateway", "request_id")
 
     def __init__(
         self,

@@ -20,8 +20,17 @@ from .child import Child, read_boot
 from .control import Msg
 from .invoke import Context, Invoker
 from .spec import BeeSpec
-from .wire import Enc, Header, Kind, SIG_LEN, dump_json, load_payload, peek_request_id
-from .wire import response_topic, topic_of
+from .wire import (
+    SIG_LEN,
+    Enc,
+    Header,
+    Kind,
+    dump_json,
+    load_payload,
+    peek_request_id,
+    response_topic,
+    topic_of,
+)
 
 __all__ = ["Replica", "main"]
 
@@ -56,7 +65,7 @@ class Replica:
         self.dropped = 0
         self.latencies: deque[float] = deque(maxlen=1024)
         self.batch_sizes: deque[int] = deque(maxlen=256)
-        self._last_stats: tuple[int, int, int] = (-1, -1, -1)
+        self._last_stats: tuple[int, ...] = ()
         self.running = True
 
     # -- the loop ------------------------------------------------------------------
@@ -259,8 +268,7 @@ class Replica:
             results = list(results)
             if len(results) != len(payloads):
                 raise ValueError(
-                    f"batch bee {self.name!r} returned {len(results)} results "
-                    f"for {len(payloads)} payloads"
+                    f"batch bee {self.name!r} returned {len(results)} results for {len(payloads)} payloads"
                 )
         except Exception as exc:  # noqa: BLE001
             for h in headers:
@@ -275,7 +283,7 @@ class Replica:
     # -- reporting ------------------------------------------------------------------
 
     def _send_stats(self) -> None:
-        key = (self.handled, self.errors, self.dropped)
+        key = (self.handled, self.errors, self.dropped, len(self.joins))
         if key == self._last_stats:
             return
         self._last_stats = key
@@ -292,6 +300,7 @@ class Replica:
                 "p50_ms": p50,
                 "p99_ms": p99,
                 "batch": (sum(sizes) / len(sizes)) if sizes else 1.0,
+                "pending_joins": len(self.joins),
             },
         )
 

@@ -292,16 +292,15 @@ class Supervisor:
     def _is_wired(self, m: Member, edges: list[tuple[Member, Member, bytes]]) -> bool:
         if m.state != "up":
             return False
-        return all(
-            (p.identity, c.identity) in self.verified for p, c, _ in edges if m in (p, c)
-        )
+        return all((p.identity, c.identity) in self.verified for p, c, _ in edges if m in (p, c))
 
     def _after_change(self) -> None:
         """Recompute shards and gateway status after anything that may change them."""
         edges = self._edges()
         for name, bee in self.topology.bees.items():
             active = sorted(
-                m.replica for m in self.members.values()
+                m.replica
+                for m in self.members.values()
                 if m.role == "bee" and m.name == name and self._is_wired(m, edges)
             )
             if active != self._shard_members.get(name):
@@ -371,6 +370,7 @@ class Supervisor:
                 "p50_ms": max((s.get("p50_ms", 0.0) for s in reps), default=0.0),
                 "p99_ms": max((s.get("p99_ms", 0.0) for s in reps), default=0.0),
                 "batch": max((s.get("batch", 1.0) for s in reps), default=1.0),
+                "pending_joins": sum(s.get("pending_joins", 0) for s in reps),
                 "ready": serving.get(name, 0),
                 "wanted": spec.replicas,
             }
@@ -435,7 +435,9 @@ class Supervisor:
             slot.restart_at = now + min(0.1 * 2 ** (slot.failures - 1), 5.0)
             self._on_line(m.identity, f"bytewax-nb: process exited with code {code}; restarting")
             if not slot.ever_ready and slot.failures >= _MAX_START_FAILURES and not self._ready.is_set():
-                self._start_error = f"{m.role} {m.name!r} replica {m.replica} exited {slot.failures} times (last code {code})"
+                self._start_error = (
+                    f"{m.role} {m.name!r} replica {m.replica} exited {slot.failures} times (last code {code})"
+                )
                 self._failed.set()
                 self._settled.set()
             self._after_change()
@@ -492,14 +494,31 @@ class Supervisor:
             "swarm": self.swarm,
             "ready": self._ready.is_set(),
             "gateways": {
-                name: {"port": self.ports.get(name), "host": g.host, "timeout": g.timeout}
+                name: {
+                    "port": self.ports.get(name),
+                    "host": g.host,
+                    "timeout": g.timeout,
+                    "pid": next((m.handle.pid for m in self.members.values() if m.role == "gateway" and m.name == name), None),
+                }
                 for name, g in self.topology.gateways.items()
             },
             "bees": {
-                name: {**st, "input": list(self.topology.bees[name].inputs), "join": self.topology.bees[name].join}
+                name: {
+                    **st,
+                    "input": list(self.topology.bees[name].inputs),
+                    "join": self.topology.bees[name].join,
+                    "replicas": self._replicas(name),
+                }
                 for name, st in self._bee_stats(serving).items()
             },
         }
+
+    def _replicas(self, name: str) -> list[dict[str, Any]]:
+        return [
+            {"replica": m.replica, "pid": m.handle.pid, "state": m.state, **m.stats}
+            for m in sorted(self.members.values(), key=lambda m: m.replica)
+            if m.role == "bee" and m.name == name
+        ]
 
     def _not_ready_report(self) -> str:
         lines = []

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
 
+import zmq
+
 __all__ = [
     "Header",
     "Kind",
@@ -135,9 +137,7 @@ class Signer:
 
     # -- bus frames ---------------------------------------------------------------
 
-    def frames(
-        self, topic: bytes, header: Header, payload: bytes, buffers: Sequence[Any] = ()
-    ) -> list[Any]:
+    def frames(self, topic: bytes, header: Header, payload: bytes, buffers: Sequence[Any] = ()) -> list[Any]:
         """The frame list for one message, signed."""
         header.n_buffers = len(buffers)
         head = header.pack()
@@ -173,11 +173,12 @@ class Signer:
 
 
 def _bytes(frame: Any) -> bytes:
-    return frame if isinstance(frame, bytes) else frame.bytes
+    return frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
 
 
 def _view(frame: Any) -> Any:
-    return frame if isinstance(frame, bytes | memoryview) else frame.buffer
+    # a zmq.Frame's buffer is writable, so arrays unpickled from it are too
+    return frame.buffer if isinstance(frame, zmq.Frame) else frame
 
 
 def load_payload(header: Header, frames: Sequence[Any]) -> Any:

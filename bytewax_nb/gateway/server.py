@@ -141,7 +141,9 @@ class GatewayServer:
 
     async def healthz(self, request: web.Request) -> web.Response:
         body = {"ready": self.healthy, "serving": self.serving, "not_ready": self.not_ready}
-        return web.Response(status=200 if self.healthy else 503, body=json.dumps(body).encode(), content_type=_JSON)
+        return web.Response(
+            status=200 if self.healthy else 503, body=json.dumps(body).encode(), content_type=_JSON
+        )
 
     async def metrics_view(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

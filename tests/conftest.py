@@ -1,0 +1,70 @@
+"""Fixtures that start real swarms and fail a test that leaks a process or a port."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from bytewax_nb import Swarm
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fast", action="store_true", help="skip tests marked slow (CI runs them)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--fast"):
+        skip = pytest.mark.skip(reason="--fast given")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll a condition on a live system until it holds; fail with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def swarm_pids(swarm: Swarm) -> list[int]:
+    st = swarm.status()
+    pids = [g["pid"] for g in st["gateways"].values()]
+    pids += [r["pid"] for b in st["bees"].values() for r in b["replicas"]]
+    return [p for p in pids if p]
+
+
+@pytest.fixture
+def make_swarm() -> Iterator[Callable[..., Swarm]]:
+    """Swarms made here are stopped after the test, and must leave no child behind."""
+    made: list[Swarm] = []
+
+    def make(name: str = "t", **kw: Any) -> Swarm:
+        kw.setdefault("runtime", "process")
+        kw.setdefault("on_log", None)
+        swarm = Swarm(name, **kw)
+        made.append(swarm)
+        return swarm
+
+    yield make
+    for swarm in made:
+        swarm.stop(drain_timeout=1)
+    me = psutil.Process()
+    leftovers = [c for c in me.children(recursive=True) if c.is_running() and c.status() != "zombie"]
+    assert not leftovers, f"child processes left behind: {leftovers}"

@@ -1,0 +1,451 @@
+"""The engine end to end: real processes, real ZeroMQ sockets, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import port_open, swarm_pids, wait_until
+
+from bytewax_nb import NotReady, RemoteError, RequestTimeout, Swarm
+from bytewax_nb.client import post
+
+
+def _hello(make_swarm: Any, **gw: Any) -> Swarm:
+    swarm = make_swarm("hello-world")
+    swarm.gateway("hello-world", **gw)
+
+    @swarm.bee(input="hello-world")
+    def hello(payload: dict[str, str]) -> dict[str, str]:
+        print("hello", payload["name"])
+        return payload
+
+    @swarm.bee(input="hello")
+    def goodbye(payload: dict[str, str], ctx: Any) -> None:
+        ctx.respond(f"goodbye {payload['name']}")
+
+    return swarm
+
+
+def test_hello_world_answers_over_http(make_swarm: Any) -> None:
+    swarm = _hello(make_swarm).start()
+    url = swarm.url("hello-world")
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/gateways/hello-world")
+    assert swarm.request("hello-world", {"name": "Bee"}) == "goodbye Bee"
+    status, body, rid = post(url, {"name": "Ann"})
+    assert (status, body) == (200, "goodbye Ann") and rid and len(rid) == 32
+    wait_until(lambda: any("hello Ann" in line for line in swarm.logs("hello")), what="the bee's print in logs")
+
+
+def test_stop_leaves_no_process_and_no_port(make_swarm: Any) -> None:
+    import psutil
+
+    swarm = _hello(make_swarm).start()
+    port = int(swarm.url().split(":")[2].split("/")[0])
+    pids = swarm_pids(swarm)
+    assert len(pids) == 3 and port_open(port)
+    swarm.stop()
+    assert not port_open(port)
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+
+
+def test_ready_means_no_message_is_lost_to_slow_joiners(make_swarm: Any) -> None:
+    for i in range(3):
+        swarm = make_swarm(f"sj{i}")
+        swarm.gateway("in")
+        swarm.bee(lambda p: p + 1, input="in", name="a")
+        swarm.bee(lambda p: p * 10, input="a", name="b")
+        swarm.start()
+        # the very first requests after start() must all be answered
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda n: swarm.request("in", n, timeout=10), range(32)))
+        assert answers == [(n + 1) * 10 for n in range(32)]
+        swarm.stop()
+
+
+def test_legacy_signature_and_explicit_publish(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in")
+
+    @swarm.bee(input="in")
+    def legacy(sw: Any, payload: int, context: Any) -> None:
+        sw.publish(payload + 1, context)
+
+    @swarm.bee(input="legacy")
+    def answer(sw: Any, payload: int, context: Any) -> None:
+        sw.respond({"got": payload}, context)
+
+    swarm.start()
+    assert swarm.request("in", 41) == {"got": 42}
+
+
+def test_sink_return_value_is_the_response_and_first_response_wins(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in")
+
+    @swarm.bee(input="in")
+    def twice(payload: str, ctx: Any) -> str:
+        ctx.respond("first")
+        ctx.respond("second")
+        return "third"  # a sink's return value is a response too; it comes last
+
+    swarm.start()
+    assert swarm.request("in", "x") == "first"
+    metrics = urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode()
+    late = [ln for ln in metrics.splitlines() if ln.startswith("bytewax_nb_gateway_late_responses_total")]
+    wait_until(
+        lambda: float(
+            [ln for ln in urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode().splitlines()
+             if ln.startswith("bytewax_nb_gateway_late_responses_total")][0].split()[-1]
+        ) >= 2,
+        what="two late responses counted",
+    )
+    assert late  # the metric exists from the start
+
+
+def test_fan_out_stack_and_join(make_swarm: Any, tmp_path: Path) -> None:
+    swarm = make_swarm("ensemble")
+    swarm.gateway("in")
+    log = str(tmp_path / "stack.log")
+
+    swarm.bee(lambda p: p["x"] * 2, input="in", name="double")
+    swarm.bee(lambda p: p["x"] + 1, input="in", name="inc")
+
+    @swarm.bee(input=["double", "inc"], join=True)
+    def both(parts: dict[str, int]) -> dict[str, int]:
+        return parts
+
+    @swarm.bee(input=["double", "inc"])
+    def stack(value: int, ctx: Any) -> None:
+        with open(log, "a") as f:
+            f.write(f"{ctx.request_id} {value}\n")
+
+    swarm.start()
+    assert swarm.request("in", {"x": 5}) == {"double": 10, "inc": 6}
+    # the stack bee saw one message of each input for that request (fan-out reached both)
+    lines = wait_until(lambda: (p := Path(log)).exists() and len(p.read_text().split("\n")) >= 3 and p.read_text(), what="stack log")
+    values = sorted(int(line.split()[1]) for line in lines.strip().splitlines())
+    assert values == [6, 10]
+
+
+def test_a_join_that_never_completes_times_out_and_is_freed(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in", timeout=0.5)
+    swarm.bee(lambda p: p, input="in", name="left")
+    swarm.bee(lambda p: None if p == "drop" else p, input="in", name="right")
+    swarm.bee(lambda parts: parts, input=["left", "right"], join=True, name="join")
+    swarm.start()
+    with pytest.raises(RequestTimeout):
+        swarm.request("in", "drop")
+    wait_until(lambda: swarm.status()["bees"]["join"]["pending_joins"] == 0
+               and swarm.status()["bees"]["left"]["handled"] == 1, what="partial join freed")
+    assert swarm.request("in", "keep") == {"left": "keep", "right": "keep"}
+
+
+def test_replicas_handle_each_message_exactly_once(make_swarm: Any, tmp_path: Path) -> None:
+    swarm = make_swarm("rep")
+    swarm.gateway("in")
+    folder = str(tmp_path)
+
+    @swarm.bee(input="in", replicas=3)
+    def work(payload: int, ctx: Any) -> int:
+        with open(os.path.join(folder, f"{os.getpid()}.log"), "a") as f:
+            f.write(ctx.request_id + "\n")
+        return payload
+
+    swarm.start()
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda n: swarm.request("in", n), range(120)))
+    assert answers == list(range(120))
+    per_replica = [p.read_text().split() for p in tmp_path.glob("*.log")]
+    ids = [rid for ids in per_replica for rid in ids]
+    assert len(ids) == 120 and len(set(ids)) == 120
+    assert len(per_replica) == 3 and min(len(x) for x in per_replica) >= 15  # spread over all
+
+
+def test_batches_collect_concurrent_messages(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in")
+
+    @swarm.bee(input="in", batch_size=8, batch_timeout_ms=100)
+    def batch(payloads: list[int]) -> list[dict[str, int]]:
+        return [{"x": p, "n": len(payloads)} for p in payloads]
+
+    swarm.start()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda n: swarm.request("in", n), range(16)))
+    assert [a["x"] for a in answers] == list(range(16))
+    assert max(a["n"] for a in answers) > 1
+
+
+def test_numpy_arrays_flow_between_bees(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(lambda n: np.arange(n, dtype=np.float64), input="in", name="make")
+
+    @swarm.bee(input="make")
+    def total(arr: np.ndarray) -> float:
+        arr += 1  # received arrays are writable
+        return float(arr.sum())
+
+    swarm.start()
+    n = 1_000_000
+    assert swarm.request("in", n) == float(n * (n + 1) / 2)
+
+
+def test_bee_exception_is_remote_error_and_500_and_bee_keeps_serving(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in")
+
+    @swarm.bee(input="in")
+    def picky(payload: dict[str, int]) -> int:
+        return payload["needed"] * 2
+
+    swarm.start()
+    with pytest.raises(RemoteError) as info:
+        swarm.request("in", {"other": 1})
+    err = info.value
+    assert (err.bee, err.ename) == ("picky", "KeyError") and "needed" in err.evalue
+    assert 'return payload["needed"] * 2' in err.traceback and err.request_id
+    rendered = "\n".join(err._render_traceback_())
+    assert "picky" in rendered and "KeyError" in rendered
+    status, body, rid = post(swarm.url(), {"other": 1})
+    assert status == 500 and body["bee"] == "picky" and body["type"] == "KeyError"
+    assert body["request_id"] == rid and "needed" in body["error"]
+    assert swarm.request("in", {"needed": 21}) == 42
+    wait_until(lambda: swarm.status()["bees"]["picky"]["errors"] == 2, what="errors counted")
+
+
+def test_unserializable_response_is_a_clear_500(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(lambda p: object(), input="in", name="weird")
+    swarm.start()
+    with pytest.raises(RemoteError, match="not JSON serializable"):
+        swarm.request("in", 1)
+
+
+def test_http_errors_are_json_with_the_documented_codes(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in", token="s3cret", max_body=1024, timeout=0.5)
+
+    @swarm.bee(input="in")
+    def slow(payload: dict[str, Any]) -> Any:
+        if payload.get("sleep"):
+            threading.Event().wait(payload["sleep"])
+        return payload
+
+    swarm.start()
+    url = swarm.url()
+    base = url.rsplit("/gateways/", 1)[0]
+
+    def raw(path: str, data: bytes, token: str | None = "s3cret") -> tuple[int, dict[str, Any]]:
+        req = urllib.request.Request(base + path, data=data, method="POST")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    assert raw("/gateways/in", b'{"a": 1}') == (200, {"a": 1})
+    code, body = raw("/gateways/in", b"{not json")
+    assert code == 400 and "invalid JSON" in body["error"]
+    code, body = raw("/gateways/in", b"{}", token="wrong")
+    assert code == 401 and "token" in body["error"]
+    code, body = raw("/gateways/in", b"{}", token=None)
+    assert code == 401
+    code, body = raw("/gateways/nope", b"{}")
+    assert code == 404 and "unknown gateway" in body["error"]
+    code, body = raw("/gateways/in", b'"' + b"x" * 2000 + b'"')
+    assert code == 413 and "1024" in body["error"]
+    code, body = raw("/gateways/in", b'{"sleep": 1}')
+    assert code == 504 and body["request_id"]
+    wait_until(lambda: swarm.status()["bees"]["slow"]["handled"] == 2, what="the slow call to end")
+    assert raw("/gateways/in", b'{"b": 2}') == (200, {"b": 2})  # still serving after all that
+    code, body = raw("/gateways/in?mode=submit", b'{"c": 3}')
+    assert code == 202 and len(body["request_id"]) == 32
+    health = urllib.request.urlopen(base + "/healthz").read()
+    assert json.loads(health)["ready"] is True
+    req = urllib.request.Request(base + "/metrics", headers={"Authorization": "Bearer s3cret"})
+    metrics = urllib.request.urlopen(req).read().decode()
+    for name in (
+        "bytewax_nb_gateway_requests_total",
+        "bytewax_nb_gateway_request_seconds_bucket",
+        "bytewax_nb_gateway_errors_total",
+        "bytewax_nb_bee_handled_total",
+        "bytewax_nb_dropped_frames_total",
+    ):
+        assert name in metrics
+    assert 'bytewax_nb_gateway_requests_total{code="400",gateway="in"} 1.0' in metrics
+
+
+def test_submit_is_fire_and_forget_and_reaches_the_bee(make_swarm: Any, tmp_path: Path) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in")
+    out = str(tmp_path / "seen")
+
+    @swarm.bee(input="in")
+    def record(payload: str, ctx: Any) -> None:
+        with open(out, "a") as f:
+            f.write(f"{ctx.request_id} {payload}\n")
+
+    swarm.start()
+    rid = swarm.submit("in", "job")
+    assert wait_until(lambda: Path(out).exists() and Path(out).read_text(), what="submitted job") == f"{rid} job\n"
+
+
+def test_forged_and_unsigned_frames_are_dropped_never_unpickled(make_swarm: Any, tmp_path: Path) -> None:
+    import pickle
+
+    import zmq
+
+    from bytewax_nb.wire import Header, Kind, Signer, topic_of
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self) -> Any:
+            return (open, (str(marker), "w"))
+
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(lambda p: p, input="in", name="echo")
+    swarm.start()
+    xsub = swarm._supervisor.bus.addresses["xsub"]  # type: ignore[union-attr]
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.connect(xsub)
+    evil = pickle.dumps(Evil())
+    head = Header(Kind.DATA, "f" * 32, "in", "in").pack()
+    unsigned = [topic_of("in"), b"\0" * 32 + head, evil]
+    forged = Signer(b"attacker-key-0123456789abcdef").encode(topic_of("in"), Header(Kind.DATA, "e" * 32, "in", "in"), Evil())
+
+    def dropped() -> int:
+        pub.send_multipart(unsigned)
+        pub.send_multipart(forged)
+        return swarm.status()["bees"]["echo"]["dropped"]
+
+    wait_until(lambda: dropped() >= 2, what="forged frames counted as dropped")
+    ctx.destroy(linger=0)
+    assert not marker.exists()
+    assert swarm.request("in", "still fine") == "still fine"
+    metrics = urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode()
+    wait_until(lambda: 'bytewax_nb_dropped_frames_total{process="bee:echo"}' in
+               urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode(), what="metric")
+    assert "bytewax_nb_dropped_frames_total" in metrics
+
+
+class _Gate:
+    """Unpickling this blocks while a file exists: holds a restarted replica in start-up."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (_wait_absent, (self.path,))
+
+
+def _wait_absent(path: str) -> str:
+    while os.path.exists(path):
+        threading.Event().wait(0.02)
+    return path
+
+
+@pytest.mark.slow
+def test_dead_replica_is_restarted_and_503_while_none_is_ready(make_swarm: Any, tmp_path: Path) -> None:
+    gate = str(tmp_path / "gate")
+    holder = _Gate(gate)
+    swarm = make_swarm()
+    swarm.gateway("in")
+
+    @swarm.bee(input="in")
+    def echo(payload: Any) -> Any:
+        assert holder is not None
+        return payload
+
+    swarm.start()
+    assert swarm.request("in", 1) == 1
+    pid = swarm.status()["bees"]["echo"]["replicas"][0]["pid"]
+    Path(gate).touch()  # the replacement will hang while loading its config
+    os.kill(pid, signal.SIGKILL)
+    base = swarm.url().rsplit("/gateways/", 1)[0]
+
+    def health() -> int:
+        try:
+            return urllib.request.urlopen(base + "/healthz").status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    wait_until(lambda: health() == 503, what="healthz reporting the dead replica")
+    with pytest.raises(NotReady, match="echo"):
+        swarm.request("in", 2)
+    os.unlink(gate)
+    wait_until(lambda: health() == 200, what="the restarted replica")
+    assert swarm.request("in", 3) == 3
+    assert any("exited with code -9; restarting" in line for line in swarm.logs("echo"))
+
+
+@pytest.mark.slow
+def test_stop_drains_requests_in_flight(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in")
+
+    @swarm.bee(input="in")
+    def slow(payload: int) -> int:
+        threading.Event().wait(0.5)
+        return payload
+
+    swarm.start()
+    url = swarm.url()
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(post, url, n) for n in range(4)]
+        wait_until(lambda: swarm.status()["bees"]["slow"]["replicas"][0].get("handled", 0) >= 0 and
+                   any(f.running() for f in futures), what="requests in flight")
+        threading.Event().wait(0.1)  # let them reach the bee before stopping
+        swarm.stop()
+        results = [f.result() for f in futures]
+    assert sorted(r[1] for r in results) == [0, 1, 2, 3]
+    assert all(r[0] == 200 for r in results)
+
+
+@pytest.mark.slow
+def test_owner_killed_takes_every_process_with_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import json, os, signal, sys\n"
+        "from bytewax_nb import Swarm\n"
+        "s = Swarm('orphan', runtime='process', on_log=None)\n"
+        "s.gateway('in')\n"
+        "s.bee(lambda p: p, input='in', name='echo', replicas=2)\n"
+        "s.start()\n"
+        "st = s.status()\n"
+        "pids = [g['pid'] for g in st['gateways'].values()] + [r['pid'] for b in st['bees'].values() for r in b['replicas']]\n"
+        "print(json.dumps({'pids': pids, 'port': st['gateways']['in']['port']}), flush=True)\n"
+        "sig = getattr(signal, sys.argv[1])\n"
+        "os.kill(os.getpid(), sig)\n"
+        "signal.pause()\n"
+    )
+    for sig in ("SIGKILL", "SIGTERM"):
+        proc = subprocess.Popen([sys.executable, str(script), sig], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        proc.wait(timeout=30)
+        procs = [psutil.Process(p) for p in info["pids"] if psutil.pid_exists(p)]
+        gone, alive = psutil.wait_procs(procs, timeout=10)
+        assert not alive, f"{sig}: left {alive}"
+        assert not port_open(info["port"])
