@@ -460,7 +460,7 @@ class Supervisor:
         self._stop_deadline = time.monotonic() + drain_timeout + 2
         for m in self.members.values():
             if m.role == "gateway":
-                self._send(m, Msg.STOP)
+                self._send(m, Msg.STOP, {"drain": drain_timeout})
 
     def _stop_step(self, now: float) -> None:
         if self._stop_phase == "gateways":

@@ -409,9 +409,12 @@ def test_stop_drains_requests_in_flight(make_swarm: Any) -> None:
     url = swarm.url()
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(post, url, n) for n in range(4)]
-        wait_until(lambda: swarm.status()["bees"]["slow"]["replicas"][0].get("handled", 0) >= 0 and
-                   any(f.running() for f in futures), what="requests in flight")
-        threading.Event().wait(0.1)  # let them reach the bee before stopping
+        metrics_url = url.replace("/gateways/in", "/metrics")
+        wait_until(
+            lambda: 'bytewax_nb_gateway_in_flight{gateway="in"} 4.0'
+            in urllib.request.urlopen(metrics_url).read().decode(),
+            what="four requests in flight",
+        )
         swarm.stop()
         results = [f.result() for f in futures]
     assert sorted(r[1] for r in results) == [0, 1, 2, 3]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -75,6 +75,12 @@ class GatewayMetrics:
         self.late = Counter(
             "bytewax_nb_gateway_late_responses",
             "Responses that arrived after the first one or after the deadline",
+            ["gateway"],
+            registry=self.registry,
+        ).labels(gateway)
+        self.in_flight = Gauge(
+            "bytewax_nb_gateway_in_flight",
+            "Requests accepted and not yet answered (submitted ones included)",
             ["gateway"],
             registry=self.registry,
         ).labels(gateway)

@@ -48,11 +48,15 @@ class GatewayServer:
         self.token = self.spec.token.encode() if self.spec.token else None
         self.pending: dict[str, asyncio.Future[_Reply] | None] = {}
         self.metrics = GatewayMetrics(self.name)
+        self.metrics.in_flight.set_function(lambda: len(self.pending))
         self.serving = False  # every bee has a ready replica
         self.healthy = False  # every wanted replica is ready
         self.not_ready: list[str] = []
         self.accepting = True
         self.stop_event = asyncio.Event()
+        self.drain_s = self.spec.timeout
+        self.idle = asyncio.Event()  # set whenever nothing is pending: what a drain waits for
+        self.idle.set()
         self.loop = asyncio.get_running_loop()
 
     # -- HTTP ------------------------------------------------------------------------
@@ -103,7 +107,7 @@ class GatewayServer:
         frames = self.child.signer.frames(self.topic, header, body)
         if request.query.get("mode") == "submit":
             self.pending[rid] = None
-            self.loop.call_later(self.spec.timeout, self.pending.pop, rid, None)
+            self.loop.call_later(self.spec.timeout, self._forget, rid)
             self.pub.send_multipart(frames)
             return web.Response(
                 status=202,
@@ -121,7 +125,7 @@ class GatewayServer:
             return _error(504, f"no response within {self.spec.timeout:g} s", rid)
         finally:
             timer.cancel()
-            self.pending.pop(rid, None)
+            self._forget(rid)
         if kind == Kind.RESPONSE:
             return web.Response(body=reply, content_type=_JSON, headers={"X-Request-Id": rid})
         err = json.loads(reply)
@@ -135,9 +139,15 @@ class GatewayServer:
         )
 
     def _expire(self, rid: str) -> None:
-        fut = self.pending.pop(rid, None)
+        fut = self.pending.get(rid)
+        self._forget(rid)
         if fut is not None and not fut.done():
             fut.set_exception(TimeoutError())
+
+    def _forget(self, rid: str) -> None:
+        self.pending.pop(rid, None)
+        if not self.pending:
+            self.idle.set()
 
     async def healthz(self, request: web.Request) -> web.Response:
         body = {"ready": self.healthy, "serving": self.serving, "not_ready": self.not_ready}
@@ -174,7 +184,8 @@ class GatewayServer:
             if header.kind not in (Kind.RESPONSE, Kind.ERROR) or header.request_id not in pending:
                 self.metrics.late.inc()
                 continue
-            fut = pending.pop(header.request_id)
+            fut = pending[header.request_id]
+            self._forget(header.request_id)
             if fut is not None and not fut.done():
                 fut.set_result((header.kind, frames[2], header.sender))
 
@@ -201,6 +212,7 @@ class GatewayServer:
                     head = Header(Kind.PROBE, body["token"], self.child.boot.identity, self.name)
                     self.pub.send_multipart(self.child.signer.frames(topic.encode("latin-1"), head, b""))
             elif kind == Msg.STOP:
+                self.drain_s = min(self.spec.timeout, float((body or {}).get("drain", self.spec.timeout)))
                 self.stop_event.set()
 
     def _send(self, kind: str, body: Any) -> None:
@@ -214,6 +226,7 @@ class GatewayServer:
             self.stop_event.set()
             self.accepting = False
             self.pending.clear()
+            self.idle.set()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -236,9 +249,12 @@ class GatewayServer:
         # drain: refuse new work, give what is in flight its time, then close
         self.accepting = False
         await site.stop()
-        deadline = time.monotonic() + self.spec.timeout
-        while self.pending and time.monotonic() < deadline and not self.child.owner_gone():
-            await asyncio.sleep(0.01)
+        if self.pending:
+            self.idle.clear()
+            try:
+                await asyncio.wait_for(self.idle.wait(), self.drain_s)
+            except TimeoutError:
+                pass
         await runner.cleanup()
         for fd in (self.sub.getsockopt(zmq.FD), self.child.control.getsockopt(zmq.FD), self.child.stdin_fd):
             loop.remove_reader(fd)  # a no-op for one already removed
