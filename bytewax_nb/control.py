@@ -52,13 +52,13 @@ class ControlCodec:
             enc, data = _PICKLE, cloudpickle.dumps(body, protocol=5)
         else:
             enc, data = _JSON, json.dumps(body, separators=(",", ":")).encode()
-        return [k, self._signer.mac([k, enc, data]), enc, data]
+        return [k, self._signer.mac(k + b"\0" + enc + data), enc, data]
 
     def unpack(self, frames: Sequence[bytes]) -> tuple[str, Any] | None:
         if len(frames) != 4:
             return None
         k, sig, enc, data = frames
-        if not self._signer.verify(sig, [k, enc, data]):
+        if not self._signer.verify(sig, k + b"\0" + enc + data):
             return None
         body = pickle.loads(data) if enc == _PICKLE else json.loads(data)
         return k.decode(), body

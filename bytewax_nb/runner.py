@@ -20,17 +20,7 @@ from .child import Child, read_boot
 from .control import Msg
 from .invoke import Context, Invoker
 from .spec import BeeSpec
-from .wire import (
-    SIG_LEN,
-    Enc,
-    Header,
-    Kind,
-    dump_json,
-    load_payload,
-    peek_request_id,
-    response_topic,
-    topic_of,
-)
+from .wire import Enc, Header, Kind, dump_json, peek, response_topic, topic_of
 
 __all__ = ["Replica", "main"]
 
@@ -104,10 +94,11 @@ class Replica:
         sub = self.sub
         for _ in range(1000):
             try:
-                frames = sub.recv_multipart(zmq.NOBLOCK, copy=False)
+                first = sub.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._on_frames(frames)
+            # buffers stay zero-copy zmq frames so unpickled arrays are writable
+            self._on_frames([first, *sub.recv_multipart(copy=False)] if sub.rcvmore else [first])
 
     def _drain_control(self) -> None:
         ctl = self.child.control
@@ -136,27 +127,26 @@ class Replica:
     # -- one message -----------------------------------------------------------------
 
     def _on_frames(self, frames: list[Any]) -> None:
-        head = frames[1].bytes if len(frames) > 1 else b""
-        kind = head[SIG_LEN] if len(head) > SIG_LEN else -1
+        kind, rid = peek(frames[0])
         if kind == Kind.DATA:
             # cheap shard filter on the unverified id: a forged id can only make us skip
             if self.shard_pos is None:
                 return
-            if self.shard_n > 1:
-                if zlib.crc32(peek_request_id(head)) % self.shard_n != self.shard_pos:
-                    return
+            if self.shard_n > 1 and zlib.crc32(rid) % self.shard_n != self.shard_pos:
+                return
         elif kind != Kind.PROBE:
             self.dropped += 1
             return
-        header = self.signer.open(frames)
-        if header is None:
+        msg = self.signer.open(frames)
+        if msg is None:
             self.dropped += 1
             return
+        header = msg.header
         if kind == Kind.PROBE:
             self.child.send(Msg.SAW, {"producer": header.origin, "token": header.request_id})
             return
         try:
-            payload = load_payload(header, frames)
+            payload = msg.load()
         except Exception as exc:  # noqa: BLE001 - a bad payload is the caller's error
             self._fail(header, exc)
             return
@@ -202,7 +192,7 @@ class Replica:
 
     def _publish(self, header: Header, data: Any) -> None:
         out = Header(Kind.DATA, header.request_id, header.origin, self.name, header.t0, header.deadline)
-        self.pub.send_multipart(self.signer.encode(self.topic, out, data), copy=False)
+        self.pub.send_multipart(self.signer.encode(self.topic, out, data))
 
     def _respond(self, header: Header, data: Any) -> None:
         try:

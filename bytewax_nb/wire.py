@@ -1,9 +1,12 @@
-"""Bus frames: `[topic, signature+header, payload, *buffers]`, HMAC-signed.
+"""Bus frames: one frame per ordinary message, HMAC-signed, buffers out of band.
 
-Three frames for an ordinary message keep the per-hop socket cost low; large
-buffers (numpy arrays) travel as extra frames without being copied into the pickle.
-The signature covers every frame with its length, so nothing can be spliced, and it
-is checked (constant-time) before anything is unpickled.
+Frame 0 is `topic NUL | fixed header | names | payload | signature`. ZeroMQ matches
+subscriptions on its prefix, so the topic leads; the NUL stops "hello" from matching
+"hello-world". Large buffers (numpy arrays) follow as extra frames, never copied into
+the pickle. One frame per message is the cheapest thing a ZeroMQ socket can send.
+
+The signature covers frame 0 and every buffer with its length, so nothing can be
+spliced, and it is checked (constant-time) before anything is unpickled.
 """
 
 from __future__ import annotations
@@ -21,24 +24,25 @@ from typing import Any
 import zmq
 
 __all__ = [
+    "Enc",
     "Header",
     "Kind",
-    "Enc",
+    "Message",
     "Signer",
-    "topic_of",
-    "response_topic",
-    "new_request_id",
     "dump_json",
+    "new_request_id",
+    "peek",
+    "response_topic",
+    "topic_of",
 ]
 
 SIG_LEN = 32
-_FIXED = struct.Struct("!BBHdd")  # kind, encoding, n_buffers, t0, deadline
-_HEAD_LEN = SIG_LEN + _FIXED.size
-_BIG = 1 << 16  # above this, hash frames incrementally instead of joining them
+_FIXED = struct.Struct("!BBHddH")  # kind, encoding, n_buffers, t0, deadline, len(names)
+_LEN = struct.Struct("!Q")
 
 
 class Kind:
-    """What a frame carries."""
+    """What a message carries."""
 
     DATA = 0
     RESPONSE = 1
@@ -47,19 +51,19 @@ class Kind:
 
 
 class Enc:
-    """How the payload frame is encoded."""
+    """How the payload is encoded."""
 
     PICKLE = 0
     JSON = 1
 
 
 def topic_of(name: str) -> bytes:
-    """Topic frame for a producer; the NUL stops "hello" matching "hello-world"."""
+    """Topic prefix for a producer's messages."""
     return name.encode() + b"\0"
 
 
 def response_topic(gateway: str) -> bytes:
-    """Where bees send responses for a gateway; '!' cannot start a user name."""
+    """Where bees send responses for a gateway; '!' cannot start a user's name."""
     return b"!r." + gateway.encode() + b"\0"
 
 
@@ -68,7 +72,7 @@ def new_request_id() -> str:
 
 
 def _default(obj: Any) -> Any:
-    # numpy arrays and scalars (and anything shaped like them) become plain JSON.
+    # numpy arrays and scalars (and anything shaped like them) become plain JSON
     tolist = getattr(obj, "tolist", None)
     if callable(tolist):
         return tolist()
@@ -86,64 +90,72 @@ class Header:
 
     kind: int
     request_id: str
-    origin: str  # the gateway the request came through (or the prober's identity)
+    origin: str  # the gateway the request came through (the prober's identity for probes)
     sender: str  # the producer's name
     t0: float = 0.0  # gateway receive time, epoch seconds
     deadline: float = 0.0  # epoch seconds after which nobody waits; 0 = none
     enc: int = Enc.PICKLE
     n_buffers: int = 0
 
-    def pack(self) -> bytes:
-        fixed = _FIXED.pack(self.kind, self.enc, self.n_buffers, self.t0, self.deadline)
-        names = "\0".join((self.request_id, self.origin, self.sender)).encode()
-        return fixed + names
+
+@dataclass(slots=True)
+class Message:
+    """A verified message: its header, payload bytes and out-of-band buffers."""
+
+    header: Header
+    payload: bytes
+    buffers: list[Any]
+
+    def load(self) -> Any:
+        """Decode the payload (only ever called on a verified message)."""
+        if self.header.enc == Enc.JSON:
+            return json.loads(self.payload)
+        return pickle.loads(self.payload, buffers=self.buffers)
 
 
-def _unpack(head: bytes) -> Header:
-    kind, enc, n_buffers, t0, deadline = _FIXED.unpack_from(head, SIG_LEN)
-    rid, origin, sender = head[_HEAD_LEN:].decode().split("\0")
-    return Header(kind, rid, origin, sender, t0, deadline, enc, n_buffers)
+def peek(frame0: bytes) -> tuple[int, bytes]:
+    """(kind, request id) read without verifying: only to skip what is not ours."""
+    start = frame0.find(b"\0") + 1
+    if start == 0 or len(frame0) < start + _FIXED.size + SIG_LEN:
+        return -1, b""
+    names = start + _FIXED.size
+    end = frame0.find(b"\0", names)
+    return frame0[start], frame0[names:end]
 
 
-def peek_request_id(head: bytes) -> bytes:
-    """The request id's bytes, read without verifying: only for shard filtering."""
-    end = head.find(b"\0", _HEAD_LEN)
-    return head[_HEAD_LEN:end]
-
-
-def peek_kind(head: bytes) -> int:
-    return head[SIG_LEN] if len(head) > SIG_LEN else -1
+def _view(frame: Any) -> Any:
+    # a zmq.Frame's buffer is writable, so arrays unpickled from it are too
+    return frame.buffer if isinstance(frame, zmq.Frame) else frame
 
 
 class Signer:
-    """Signs and verifies frame lists under one swarm's key."""
+    """Signs and verifies messages under one swarm's key."""
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("the bus key must have at least 16 bytes")
         self._key = key
 
-    def mac(self, parts: Sequence[bytes | memoryview]) -> bytes:
-        lengths = struct.pack(f"!{len(parts)}Q", *(memoryview(p).nbytes for p in parts))
-        if sum(memoryview(p).nbytes for p in parts) < _BIG:
-            return hmac.digest(self._key, lengths + b"".join(parts), sha256)
-        h = hmac.new(self._key, lengths, sha256)
-        for p in parts:
-            h.update(p)
+    def mac(self, body: bytes, buffers: Sequence[Any] = ()) -> bytes:
+        if not buffers:
+            return hmac.digest(self._key, body, sha256)
+        h = hmac.new(self._key, body, sha256)
+        for buf in buffers:
+            view = memoryview(buf)
+            h.update(_LEN.pack(view.nbytes))
+            h.update(view)
         return h.digest()
 
-    def verify(self, sig: bytes | memoryview, parts: Sequence[bytes | memoryview]) -> bool:
-        return hmac.compare_digest(bytes(sig), self.mac(parts))
-
-    # -- bus frames ---------------------------------------------------------------
+    def verify(self, sig: bytes, body: bytes, buffers: Sequence[Any] = ()) -> bool:
+        return hmac.compare_digest(sig, self.mac(body, buffers))
 
     def frames(self, topic: bytes, header: Header, payload: bytes, buffers: Sequence[Any] = ()) -> list[Any]:
         """The frame list for one message, signed."""
-        header.n_buffers = len(buffers)
-        head = header.pack()
+        names = f"{header.request_id}\0{header.origin}\0{header.sender}".encode()
+        fixed = _FIXED.pack(header.kind, header.enc, len(buffers), header.t0, header.deadline, len(names))
+        body = b"".join((topic, fixed, names, payload))
         raws = [memoryview(b).cast("B") for b in buffers]
-        sig = self.mac([topic, head, payload, *raws])
-        return [topic, sig + head, payload, *raws]
+        return [body + self.mac(body, raws), *raws]
 
     def encode(self, topic: bytes, header: Header, obj: Any) -> list[Any]:
         """Pickle `obj` (protocol 5, large buffers out of band) into signed frames."""
@@ -152,38 +164,25 @@ class Signer:
         header.enc = Enc.PICKLE
         return self.frames(topic, header, payload, [b.raw() for b in buffers])
 
-    def open(self, frames: Sequence[Any]) -> Header | None:
-        """Verify a received frame list; the header if the signature holds, else None."""
-        if len(frames) < 3:
+    def open(self, frames: Sequence[Any]) -> Message | None:
+        """Verify a received message; None if its signature or shape is wrong."""
+        if not frames:
             return None
-        head = _bytes(frames[1])
-        if len(head) < _HEAD_LEN:
+        f0 = frames[0] if isinstance(frames[0], bytes) else bytes(frames[0])
+        start = f0.find(b"\0") + 1
+        if start == 0 or len(f0) < start + _FIXED.size + SIG_LEN:
             return None
-        parts = [_bytes(frames[0]), head[SIG_LEN:], _bytes(frames[2])]
-        parts.extend(_view(f) for f in frames[3:])
-        if not self.verify(head[:SIG_LEN], parts):
+        body = f0[:-SIG_LEN]
+        buffers = [_view(f) for f in frames[1:]]
+        if not self.verify(f0[-SIG_LEN:], body, buffers):
             return None
         try:
-            header = _unpack(head)
+            kind, enc, n_buffers, t0, deadline, n_names = _FIXED.unpack_from(f0, start)
+            names_at = start + _FIXED.size
+            rid, origin, sender = f0[names_at : names_at + n_names].decode().split("\0")
         except (ValueError, UnicodeDecodeError, struct.error):
             return None
-        if header.n_buffers != len(frames) - 3:
+        if n_buffers != len(buffers):
             return None
-        return header
-
-
-def _bytes(frame: Any) -> bytes:
-    return frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
-
-
-def _view(frame: Any) -> Any:
-    # a zmq.Frame's buffer is writable, so arrays unpickled from it are too
-    return frame.buffer if isinstance(frame, zmq.Frame) else frame
-
-
-def load_payload(header: Header, frames: Sequence[Any]) -> Any:
-    """Decode a verified message's payload; call only after `Signer.open` succeeded."""
-    payload = _bytes(frames[2])
-    if header.enc == Enc.JSON:
-        return json.loads(payload)
-    return pickle.loads(payload, buffers=[_view(f) for f in frames[3:]])
+        header = Header(kind, rid, origin, sender, t0, deadline, enc, n_buffers)
+        return Message(header, body[names_at + n_names :], buffers)

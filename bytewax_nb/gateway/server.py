@@ -174,10 +174,11 @@ class GatewayServer:
                 frames = sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            header = signer.open(frames)
-            if header is None:
+            msg = signer.open(frames)
+            if msg is None:
                 self.metrics.dropped += 1
                 continue
+            header = msg.header
             if header.kind == Kind.PROBE:
                 self._send(Msg.SAW, {"producer": header.origin, "token": header.request_id})
                 continue
@@ -187,7 +188,7 @@ class GatewayServer:
             fut = pending[header.request_id]
             self._forget(header.request_id)
             if fut is not None and not fut.done():
-                fut.set_result((header.kind, frames[2], header.sender))
+                fut.set_result((header.kind, msg.payload, header.sender))
 
     def _drain_control(self) -> None:
         ctl = self.child.control

@@ -1,0 +1,148 @@
+"""Gateway throughput and latency: a raw aiohttp echo server vs swarms of 1 and 3 bees.
+
+Not a test: prints figures. The same closed-loop load (wrk, a C load generator) at
+concurrency 1 and 32 drives each server in one run, so the ratios compare like
+with like on this machine.
+
+    python bench/bench_gateway.py            # 5 s per case
+    python bench/bench_gateway.py --smoke    # 1 s per case (CI: keeps it from rotting)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+
+from bytewax_nb import Swarm
+
+_ECHO = textwrap.dedent(
+    """
+    import sys, uvloop
+    from aiohttp import web
+    async def echo(request):
+        body = await request.read()
+        return web.Response(body=body, content_type="application/json")
+    app = web.Application()
+    app.router.add_post("/gateways/echo", echo)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None,
+                loop=uvloop.new_event_loop())
+    """
+)
+_LUA = 'wrk.method = "POST"\nwrk.body = \'{"name": "Bee", "x": 1}\'\nwrk.headers["Content-Type"] = "application/json"\n'
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass
+class Result:
+    case: str
+    concurrency: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def _latency(text: str, pct: str) -> float:
+    m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def _wrk(url: str, concurrency: int, seconds: float, script: str) -> tuple[float, float, float, int]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rps, _latency(out, "50"), _latency(out, "99"), int(bad.group(1)) if bad else 0
+
+
+def _chain(n: int) -> Swarm:
+    swarm = Swarm(f"bench{n}", runtime="process", on_log=None)
+    swarm.gateway("in")
+    src = "in"
+    for i in range(n):
+        last = i == n - 1
+        swarm.bee(lambda p: p, input=src, name=f"b{i}") if not last else swarm.bee(
+            lambda p, ctx: ctx.respond(p), input=src, name=f"b{i}"
+        )
+        src = f"b{i}"
+    return swarm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--smoke", action="store_true", help="1 s per case")
+    args = parser.parse_args()
+    seconds = 1.0 if args.smoke else args.seconds
+    if not shutil.which("wrk"):
+        sys.exit("bench needs wrk (apt-get install wrk)")
+    tmp = tempfile.mkdtemp()
+    script = os.path.join(tmp, "post.lua")
+    with open(script, "w") as f:
+        f.write(_LUA)
+    results: list[Result] = []
+
+    def run(case: str, url: str) -> None:
+        _wrk(url, 8, min(1.0, seconds), script)  # warm-up
+        for c in (1, 32):
+            rps, p50, p99, errors = _wrk(url, c, seconds, script)
+            results.append(Result(case, c, rps, p50, p99, errors))
+
+    port = _free_port()
+    echo = subprocess.Popen([sys.executable, "-c", _ECHO, str(port)])
+    try:
+        _wait_port(port)
+        run("echo", f"http://127.0.0.1:{port}/gateways/echo")
+    finally:
+        echo.terminate()
+        echo.wait()
+    for n in (1, 3):
+        with _chain(n) as swarm:
+            run(f"swarm-{n}bee", swarm.url("in"))
+
+    print(f"{'case':<12}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
+    for r in results:
+        print(f"{r.case:<12}{r.concurrency:>5}{r.rps:>10.0f}{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.errors:>9}")
+    by = {(r.case, r.concurrency): r for r in results}
+    echo32, echo1 = by[("echo", 32)], by[("echo", 1)]
+    for n in (1, 3):
+        s32, s1 = by[(f"swarm-{n}bee", 32)], by[(f"swarm-{n}bee", 1)]
+        print(
+            f"swarm-{n}bee / echo: req/s at c=32 {s32.rps / echo32.rps:.0%}, "
+            f"p50 at c=1 +{s1.p50_ms - echo1.p50_ms:.3f} ms"
+        )
+    if any(r.errors for r in results if r.case != "echo"):
+        sys.exit("some swarm requests failed")
+
+
+if __name__ == "__main__":
+    main()
