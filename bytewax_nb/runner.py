@@ -26,6 +26,8 @@ __all__ = ["Replica", "main"]
 
 _JOIN_TTL = 60.0  # seconds a partial join lives when its request has no deadline
 _STATS_EVERY = 0.5
+_DRAIN_MAX = 64  # messages handled per drain before their results are sent
+_HOLD_MAX = 0.0005  # seconds a finished result may wait for the rest of its drain
 
 
 class Replica:
@@ -57,6 +59,8 @@ class Replica:
         self.batch_sizes: deque[int] = deque(maxlen=256)
         self._last_stats: tuple[int, ...] = ()
         self.running = True
+        self.outbox: list[list[Any]] = []
+        self.out_since = 0.0
 
     # -- the loop ------------------------------------------------------------------
 
@@ -82,23 +86,42 @@ class Replica:
             now = time.monotonic()
             if self.batch and now >= self.batch_due:
                 self._flush_batch()
+                self._flush_out()
             if now >= next_tick:
                 next_tick = now + _STATS_EVERY
                 self._purge_joins()
                 self._send_stats()
         self._flush_batch()
+        self._flush_out()
         self._send_stats()
         self.child.send(Msg.BYE, {})
 
     def _drain_bus(self) -> None:
         sub = self.sub
-        for _ in range(1000):
-            try:
-                first = sub.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            # buffers stay zero-copy zmq frames so unpickled arrays are writable
-            self._on_frames([first, *sub.recv_multipart(copy=False)] if sub.rcvmore else [first])
+        try:
+            for _ in range(_DRAIN_MAX):
+                try:
+                    first = sub.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    return
+                # buffers stay zero-copy zmq frames so unpickled arrays are writable
+                self._on_frames([first, *sub.recv_multipart(copy=False)] if sub.rcvmore else [first])
+                if self.outbox and time.perf_counter() - self.out_since > _HOLD_MAX:
+                    self._flush_out()  # a slow bee must not sit on finished results
+        finally:
+            self._flush_out()
+
+    def _send_bus(self, frames: list[Any]) -> None:
+        if not self.outbox:
+            self.out_since = time.perf_counter()
+        self.outbox.append(frames)
+
+    def _flush_out(self) -> None:
+        # one burst per drained batch: the socket's I/O thread is woken once, not per message
+        if self.outbox:
+            pub, out, self.outbox = self.pub, self.outbox, []
+            for frames in out:
+                pub.send_multipart(frames)
 
     def _drain_control(self) -> None:
         ctl = self.child.control
@@ -192,7 +215,7 @@ class Replica:
 
     def _publish(self, header: Header, data: Any) -> None:
         out = Header(Kind.DATA, header.request_id, header.origin, self.name, header.t0, header.deadline)
-        self.pub.send_multipart(self.signer.encode(self.topic, out, data))
+        self._send_bus(self.signer.encode(self.topic, out, data))
 
     def _respond(self, header: Header, data: Any) -> None:
         try:
@@ -202,7 +225,7 @@ class Replica:
             self._send_error(header, TypeError(msg), "")
             return
         out = Header(Kind.RESPONSE, header.request_id, header.origin, self.name, header.t0, enc=Enc.JSON)
-        self.pub.send_multipart(self.signer.frames(response_topic(header.origin), out, body))
+        self._send_bus(self.signer.frames(response_topic(header.origin), out, body))
 
     def _fail(self, header: Header, exc: BaseException) -> None:
         self.errors += 1
@@ -223,7 +246,7 @@ class Replica:
             }
         )
         out = Header(Kind.ERROR, header.request_id, header.origin, self.name, header.t0, enc=Enc.JSON)
-        self.pub.send_multipart(self.signer.frames(response_topic(header.origin), out, body))
+        self._send_bus(self.signer.frames(response_topic(header.origin), out, body))
 
     # -- join and batch -------------------------------------------------------------
 

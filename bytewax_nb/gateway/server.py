@@ -57,6 +57,7 @@ class GatewayServer:
         self.drain_s = self.spec.timeout
         self.idle = asyncio.Event()  # set whenever nothing is pending: what a drain waits for
         self.idle.set()
+        self.outbox: list[list[Any]] = []
         self.loop = asyncio.get_running_loop()
 
     # -- HTTP ------------------------------------------------------------------------
@@ -108,7 +109,7 @@ class GatewayServer:
         if request.query.get("mode") == "submit":
             self.pending[rid] = None
             self.loop.call_later(self.spec.timeout, self._forget, rid)
-            self.pub.send_multipart(frames)
+            self._publish(frames)
             return web.Response(
                 status=202,
                 body=json.dumps({"request_id": rid}).encode(),
@@ -118,7 +119,7 @@ class GatewayServer:
         fut: asyncio.Future[_Reply] = self.loop.create_future()
         self.pending[rid] = fut
         timer = self.loop.call_later(self.spec.timeout, self._expire, rid)
-        self.pub.send_multipart(frames)
+        self._publish(frames)
         try:
             kind, reply, sender = await fut
         except TimeoutError:
@@ -137,6 +138,17 @@ class GatewayServer:
             type=err.get("type", "Exception"),
             traceback=err.get("traceback", ""),
         )
+
+    def _publish(self, frames: list[Any]) -> None:
+        # requests handled in one loop iteration leave in one burst: one I/O-thread wake
+        if not self.outbox:
+            self.loop.call_soon(self._flush)
+        self.outbox.append(frames)
+
+    def _flush(self) -> None:
+        out, self.outbox = self.outbox, []
+        for frames in out:
+            self.pub.send_multipart(frames)
 
     def _expire(self, rid: str) -> None:
         fut = self.pending.get(rid)
