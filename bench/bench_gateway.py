@@ -37,7 +37,11 @@ _ECHO = textwrap.dedent(
                 loop=uvloop.new_event_loop())
     """
 )
-_LUA = 'wrk.method = "POST"\nwrk.body = \'{"name": "Bee", "x": 1}\'\nwrk.headers["Content-Type"] = "application/json"\n'
+_LUA = (
+    'wrk.method = "POST"\n'
+    'wrk.body = \'{"name": "Bee", "x": 1}\'\n'
+    'wrk.headers["Content-Type"] = "application/json"\n'
+)
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -98,7 +102,9 @@ def _chain(n: int) -> Swarm:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--smoke", action="store_true", help="1 s per case")
     args = parser.parse_args()

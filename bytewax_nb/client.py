@@ -15,7 +15,7 @@ __all__ = ["post", "request", "submit"]
 
 def post(
     url: str, payload: Any, *, token: str | None = None, timeout: float = 35.0
-) -> tuple[int, dict[str, Any], str | None]:
+) -> tuple[int, Any, str | None]:
     """POST `payload` as JSON; (status, decoded JSON body, request id). Never raises on status."""
     data = dump_json(payload)
     req = urllib.request.Request(url, data=data, method="POST")
@@ -29,6 +29,10 @@ def post(
         status, raw, rid = err.code, err.read(), err.headers.get("X-Request-Id")
     except TimeoutError as exc:
         raise RequestTimeout(0, f"no HTTP answer from {url} within {timeout:g} s") from exc
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise RequestTimeout(0, f"no HTTP answer from {url} within {timeout:g} s") from exc
+        raise GatewayError(0, f"cannot reach {url}: {exc.reason}") from exc
     try:
         body = json.loads(raw) if raw else None
     except ValueError:

@@ -61,7 +61,8 @@ def run_in_process(topology: Topology, gateway: str, payload: Any) -> Any:
         invoker = Invoker(bee.fn)
         try:
             if bee.batch_size > 1:
-                result = list(invoker.fn([data]) if invoker.style == 1 else invoker.fn([data], [ctx]))[0]
+                results = invoker.fn([data]) if invoker.style == 1 else invoker.fn([data], [ctx])
+                result = next(iter(results))
             else:
                 result = invoker(data, ctx)
         except Exception as exc:  # noqa: BLE001 - becomes the answer, as in a swarm

@@ -13,6 +13,7 @@ bee's messages, and only when every gateway has heard that the swarm serves does
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import secrets
 import threading
@@ -204,10 +205,9 @@ class Supervisor:
             sock.close(linger=0)
 
     def _send(self, m: Member, kind: str, body: Any = None, *, pickled: bool = False) -> None:
-        try:
+        # not connected yet, or gone: probes are retried and deaths are noticed
+        with contextlib.suppress(zmq.ZMQError):
             self._router.send_multipart([m.identity.encode(), *self._codec.pack(kind, body, pickled=pickled)])
-        except zmq.ZMQError:
-            pass  # not connected yet or gone: probes are retried, deaths are noticed
 
     def _drain_router(self) -> None:
         while True:
@@ -297,7 +297,7 @@ class Supervisor:
     def _after_change(self) -> None:
         """Recompute shards and gateway status after anything that may change them."""
         edges = self._edges()
-        for name, bee in self.topology.bees.items():
+        for name in self.topology.bees:
             active = sorted(
                 m.replica
                 for m in self.members.values()
@@ -498,7 +498,14 @@ class Supervisor:
                     "port": self.ports.get(name),
                     "host": g.host,
                     "timeout": g.timeout,
-                    "pid": next((m.handle.pid for m in self.members.values() if m.role == "gateway" and m.name == name), None),
+                    "pid": next(
+                        (
+                            m.handle.pid
+                            for m in self.members.values()
+                            if m.role == "gateway" and m.name == name
+                        ),
+                        None,
+                    ),
                 }
                 for name, g in self.topology.gateways.items()
             },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import signal
 import sys
 import threading
@@ -228,10 +229,8 @@ _hooks_installed = False
 
 def _stop_all() -> None:
     for swarm in list(_RUNNING):
-        try:
+        with contextlib.suppress(Exception):  # best effort on the way out
             swarm.stop(drain_timeout=2)
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -244,6 +243,6 @@ def _install_exit_hooks() -> None:
         return
     _hooks_installed = True
     atexit.register(_stop_all)
-    if threading.current_thread() is threading.main_thread():
-        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _on_sigterm)
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)

@@ -91,14 +91,17 @@ def test_swarm_test_raises_remote_error() -> None:
     with pytest.raises(RemoteError) as info:
         swarm.test("in", {})
     assert info.value.bee == "boom" and info.value.ename == "KeyError"
-    assert "p[\"missing\"]" in info.value.traceback
+    assert 'p["missing"]' in info.value.traceback
 
 
 @pytest.mark.parametrize(
     "build, message",
     [
         (lambda s: s.bee(lambda p: p, input="nowhere", name="b"), "neither a gateway nor a bee"),
-        (lambda s: (s.bee(lambda p: p, input="b2", name="b1"), s.bee(lambda p: p, input="b1", name="b2")), "cycle"),
+        (
+            lambda s: (s.bee(lambda p: p, input="b2", name="b1"), s.bee(lambda p: p, input="b1", name="b2")),
+            "cycle",
+        ),
         (lambda s: s.bee(lambda p: p, input="g", name="g"), "already used"),
         (lambda s: s.bee(lambda p: p, input="g", join=True, name="j"), "at least two inputs"),
         (lambda s: s.bee(lambda p: p, input="g", name="bad name"), "invalid bee name"),

@@ -42,7 +42,9 @@ def test_hello_world_answers_over_http(make_swarm: Any) -> None:
     assert swarm.request("hello-world", {"name": "Bee"}) == "goodbye Bee"
     status, body, rid = post(url, {"name": "Ann"})
     assert (status, body) == (200, "goodbye Ann") and rid and len(rid) == 32
-    wait_until(lambda: any("hello Ann" in line for line in swarm.logs("hello")), what="the bee's print in logs")
+    wait_until(
+        lambda: any("hello Ann" in line for line in swarm.logs("hello")), what="the bee's print in logs"
+    )
 
 
 def test_stop_leaves_no_process_and_no_port(make_swarm: Any) -> None:
@@ -66,7 +68,7 @@ def test_ready_means_no_message_is_lost_to_slow_joiners(make_swarm: Any) -> None
         swarm.start()
         # the very first requests after start() must all be answered
         with ThreadPoolExecutor(16) as pool:
-            answers = list(pool.map(lambda n: swarm.request("in", n, timeout=10), range(32)))
+            answers = list(pool.map(lambda n, s=swarm: s.request("in", n, timeout=10), range(32)))
         assert answers == [(n + 1) * 10 for n in range(32)]
         swarm.stop()
 
@@ -99,16 +101,14 @@ def test_sink_return_value_is_the_response_and_first_response_wins(make_swarm: A
 
     swarm.start()
     assert swarm.request("in", "x") == "first"
-    metrics = urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode()
-    late = [ln for ln in metrics.splitlines() if ln.startswith("bytewax_nb_gateway_late_responses_total")]
-    wait_until(
-        lambda: float(
-            [ln for ln in urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode().splitlines()
-             if ln.startswith("bytewax_nb_gateway_late_responses_total")][0].split()[-1]
-        ) >= 2,
-        what="two late responses counted",
-    )
-    assert late  # the metric exists from the start
+    metrics_url = swarm.url().replace("/gateways/in", "/metrics")
+
+    def late() -> float:
+        text = urllib.request.urlopen(metrics_url).read().decode()
+        prefix = "bytewax_nb_gateway_late_responses_total"
+        return next(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(prefix))
+
+    wait_until(lambda: late() == 2, what="the two later responses counted")
 
 
 def test_fan_out_stack_and_join(make_swarm: Any, tmp_path: Path) -> None:
@@ -131,7 +131,10 @@ def test_fan_out_stack_and_join(make_swarm: Any, tmp_path: Path) -> None:
     swarm.start()
     assert swarm.request("in", {"x": 5}) == {"double": 10, "inc": 6}
     # the stack bee saw one message of each input for that request (fan-out reached both)
-    lines = wait_until(lambda: (p := Path(log)).exists() and len(p.read_text().split("\n")) >= 3 and p.read_text(), what="stack log")
+    lines = wait_until(
+        lambda: (p := Path(log)).exists() and len(p.read_text().split("\n")) >= 3 and p.read_text(),
+        what="stack log",
+    )
     values = sorted(int(line.split()[1]) for line in lines.strip().splitlines())
     assert values == [6, 10]
 
@@ -145,8 +148,13 @@ def test_a_join_that_never_completes_times_out_and_is_freed(make_swarm: Any) -> 
     swarm.start()
     with pytest.raises(RequestTimeout):
         swarm.request("in", "drop")
-    wait_until(lambda: swarm.status()["bees"]["join"]["pending_joins"] == 0
-               and swarm.status()["bees"]["left"]["handled"] == 1, what="partial join freed")
+    wait_until(
+        lambda: (
+            swarm.status()["bees"]["join"]["pending_joins"] == 0
+            and swarm.status()["bees"]["left"]["handled"] == 1
+        ),
+        what="partial join freed",
+    )
     assert swarm.request("in", "keep") == {"left": "keep", "right": "keep"}
 
 
@@ -301,11 +309,13 @@ def test_submit_is_fire_and_forget_and_reaches_the_bee(make_swarm: Any, tmp_path
 
     swarm.start()
     rid = swarm.submit("in", "job")
-    assert wait_until(lambda: Path(out).exists() and Path(out).read_text(), what="submitted job") == f"{rid} job\n"
+    assert (
+        wait_until(lambda: Path(out).exists() and Path(out).read_text(), what="submitted job")
+        == f"{rid} job\n"
+    )
 
 
 def test_forged_and_unsigned_frames_are_dropped_never_unpickled(make_swarm: Any, tmp_path: Path) -> None:
-
 
     import zmq
 
@@ -329,7 +339,9 @@ def test_forged_and_unsigned_frames_are_dropped_never_unpickled(make_swarm: Any,
     genuine = Signer(b"x" * 32).encode(topic_of("in"), Header(Kind.DATA, "f" * 32, "in", "in"), Evil())[0]
     unsigned = [genuine[:-32] + b"\0" * 32]
     assert b"pwned" in unsigned[0]
-    forged = Signer(b"attacker-key-0123456789abcdef").encode(topic_of("in"), Header(Kind.DATA, "e" * 32, "in", "in"), Evil())
+    forged = Signer(b"attacker-key-0123456789abcdef").encode(
+        topic_of("in"), Header(Kind.DATA, "e" * 32, "in", "in"), Evil()
+    )
 
     def dropped() -> int:
         pub.send_multipart(unsigned)
@@ -341,8 +353,13 @@ def test_forged_and_unsigned_frames_are_dropped_never_unpickled(make_swarm: Any,
     assert not marker.exists()
     assert swarm.request("in", "still fine") == "still fine"
     metrics = urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode()
-    wait_until(lambda: 'bytewax_nb_dropped_frames_total{process="bee:echo"}' in
-               urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode(), what="metric")
+    wait_until(
+        lambda: (
+            'bytewax_nb_dropped_frames_total{process="bee:echo"}'
+            in urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode()
+        ),
+        what="metric",
+    )
     assert "bytewax_nb_dropped_frames_total" in metrics
 
 
@@ -412,8 +429,10 @@ def test_stop_drains_requests_in_flight(make_swarm: Any) -> None:
         futures = [pool.submit(post, url, n) for n in range(4)]
         metrics_url = url.replace("/gateways/in", "/metrics")
         wait_until(
-            lambda: 'bytewax_nb_gateway_in_flight{gateway="in"} 4.0'
-            in urllib.request.urlopen(metrics_url).read().decode(),
+            lambda: (
+                'bytewax_nb_gateway_in_flight{gateway="in"} 4.0'
+                in urllib.request.urlopen(metrics_url).read().decode()
+            ),
             what="four requests in flight",
         )
         swarm.stop()
@@ -438,7 +457,8 @@ def test_owner_killed_takes_every_process_with_it(tmp_path: Path) -> None:
         "s.bee(lambda p: p, input='in', name='echo', replicas=2)\n"
         "s.start()\n"
         "st = s.status()\n"
-        "pids = [g['pid'] for g in st['gateways'].values()] + [r['pid'] for b in st['bees'].values() for r in b['replicas']]\n"
+        "pids = [g['pid'] for g in st['gateways'].values()]\n"
+        "pids += [r['pid'] for b in st['bees'].values() for r in b['replicas']]\n"
         "print(json.dumps({'pids': pids, 'port': st['gateways']['in']['port']}), flush=True)\n"
         "sig = getattr(signal, sys.argv[1])\n"
         "os.kill(os.getpid(), sig)\n"
@@ -450,6 +470,6 @@ def test_owner_killed_takes_every_process_with_it(tmp_path: Path) -> None:
         info = json.loads(proc.stdout.readline())
         proc.wait(timeout=30)
         procs = [psutil.Process(p) for p in info["pids"] if psutil.pid_exists(p)]
-        gone, alive = psutil.wait_procs(procs, timeout=10)
+        _, alive = psutil.wait_procs(procs, timeout=10)
         assert not alive, f"{sig}: left {alive}"
         assert not port_open(info["port"])

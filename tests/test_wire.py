@@ -42,7 +42,9 @@ def test_another_key_is_refused() -> None:
 
 def test_moving_bytes_between_buffers_is_refused() -> None:
     signer = Signer(b"k" * 32)
-    frames = signer.frames(topic_of("a"), Header(Kind.DATA, "r", "g", "a", enc=Enc.JSON), b'"xy"', [b"abcd", b"ef"])
+    frames = signer.frames(
+        topic_of("a"), Header(Kind.DATA, "r", "g", "a", enc=Enc.JSON), b'"xy"', [b"abcd", b"ef"]
+    )
     frames = [bytes(f) for f in frames]
     assert signer.open(frames) is not None
     assert signer.open([frames[0], b"abc", b"def"]) is None

@@ -8,6 +8,7 @@ on the gateway's response topic, or its timeout answers 504.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import time
@@ -245,8 +246,8 @@ class GatewayServer:
 
     async def run(self) -> None:
         loop = self.loop
-        loop.add_reader(self.sub.getsockopt(zmq.FD), self._drain_bus)
-        loop.add_reader(self.child.control.getsockopt(zmq.FD), self._drain_control)
+        loop.add_reader(self.sub.fileno(), self._drain_bus)
+        loop.add_reader(self.child.control.fileno(), self._drain_control)
         loop.add_reader(self.child.stdin_fd, self._on_stdin)
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await runner.setup()
@@ -264,11 +265,9 @@ class GatewayServer:
         await site.stop()
         if self.pending:
             self.idle.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.idle.wait(), self.drain_s)
-            except TimeoutError:
-                pass
         await runner.cleanup()
-        for fd in (self.sub.getsockopt(zmq.FD), self.child.control.getsockopt(zmq.FD), self.child.stdin_fd):
+        for fd in (self.sub.fileno(), self.child.control.fileno(), self.child.stdin_fd):
             loop.remove_reader(fd)  # a no-op for one already removed
         self.child.send(Msg.BYE, {"unanswered": len(self.pending)})

@@ -48,5 +48,5 @@ class Launcher(ABC):
         on_line: LogSink,
     ) -> Handle: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most launchers hold nothing
         """Release what the launcher itself holds."""
