@@ -11,16 +11,21 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
 from .control import ControlCodec, Msg
 from .wire import Signer
 
-__all__ = ["Boot", "read_boot", "Child", "HWM"]
+__all__ = ["HWM", "Boot", "Child", "read_boot", "readable"]
 
 HWM = 100_000  # messages a socket may queue before ZeroMQ drops; ample for bursts
+
+
+def readable(sock: zmq.Socket[bytes]) -> bool:
+    """A message waits: cheaper than catching zmq.Again on an empty socket."""
+    return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
 
 
 @dataclass

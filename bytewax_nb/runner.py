@@ -16,7 +16,7 @@ from typing import Any
 
 import zmq
 
-from .child import Child, read_boot
+from .child import Child, read_boot, readable
 from .control import Msg
 from .invoke import Context, Invoker
 from .spec import BeeSpec
@@ -28,6 +28,25 @@ _JOIN_TTL = 60.0  # seconds a partial join lives when its request has no deadlin
 _STATS_EVERY = 0.5
 _DRAIN_MAX = 64  # messages handled per drain before their results are sent
 _HOLD_MAX = 0.0005  # seconds a finished result may wait for the rest of its drain
+
+
+class _ReplicaContext(Context):
+    """A context bound to one message; no closures are built per message."""
+
+    __slots__ = ("_header", "_replica")
+
+    def __init__(self, replica: Replica, header: Header) -> None:
+        self.request_id = header.request_id
+        self.gateway = header.origin
+        self.bee = replica.name
+        self._replica = replica
+        self._header = header
+
+    def publish(self, data: Any, context: Any = None) -> None:
+        self._replica._publish(self._header, data)
+
+    def respond(self, data: Any, context: Any = None) -> None:
+        self._replica._respond(self._header, data)
 
 
 class Replica:
@@ -100,12 +119,14 @@ class Replica:
         sub = self.sub
         try:
             for _ in range(_DRAIN_MAX):
-                try:
-                    first = sub.recv(zmq.NOBLOCK)
-                except zmq.Again:
+                if not readable(sub):
                     return
+                first = sub.recv()
                 # buffers stay zero-copy zmq frames so unpickled arrays are writable
-                self._on_frames([first, *sub.recv_multipart(copy=False)] if sub.rcvmore else [first])
+                if sub.getsockopt(zmq.RCVMORE):
+                    self._on_frames([first, *sub.recv_multipart(copy=False)])
+                else:
+                    self._on_frames([first])
                 if self.outbox and time.perf_counter() - self.out_since > _HOLD_MAX:
                     self._flush_out()  # a slow bee must not sit on finished results
         finally:
@@ -185,13 +206,7 @@ class Replica:
             self._call(header, payload)
 
     def _context(self, header: Header) -> Context:
-        return Context(
-            lambda data: self._publish(header, data),
-            lambda data: self._respond(header, data),
-            request_id=header.request_id,
-            gateway=header.origin,
-            bee=self.name,
-        )
+        return _ReplicaContext(self, header)
 
     def _call(self, header: Header, payload: Any) -> None:
         t = time.perf_counter()

@@ -136,7 +136,7 @@ class Signer:
             raise ValueError("the bus key must have at least 16 bytes")
         self._key = key
 
-    def mac(self, body: bytes, buffers: Sequence[Any] = ()) -> bytes:
+    def mac(self, body: bytes | memoryview, buffers: Sequence[Any] = ()) -> bytes:
         if not buffers:
             return hmac.digest(self._key, body, sha256)
         h = hmac.new(self._key, body, sha256)
@@ -172,9 +172,9 @@ class Signer:
         start = f0.find(b"\0") + 1
         if start == 0 or len(f0) < start + _FIXED.size + SIG_LEN:
             return None
-        body = f0[:-SIG_LEN]
-        buffers = [_view(f) for f in frames[1:]]
-        if not self.verify(f0[-SIG_LEN:], body, buffers):
+        body = memoryview(f0)[:-SIG_LEN]
+        buffers = [_view(f) for f in frames[1:]] if len(frames) > 1 else []
+        if not hmac.compare_digest(f0[-SIG_LEN:], self.mac(body, buffers)):
             return None
         try:
             kind, enc, n_buffers, t0, deadline, n_names = _FIXED.unpack_from(f0, start)
@@ -185,4 +185,4 @@ class Signer:
         if n_buffers != len(buffers):
             return None
         header = Header(kind, rid, origin, sender, t0, deadline, enc, n_buffers)
-        return Message(header, body[names_at + n_names :], buffers)
+        return Message(header, f0[names_at + n_names : -SIG_LEN], buffers)

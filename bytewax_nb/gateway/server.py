@@ -18,7 +18,7 @@ import zmq
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..child import Child
+from ..child import Child, readable
 from ..control import Msg
 from ..spec import GatewaySpec
 from ..wire import Enc, Header, Kind, new_request_id, response_topic, topic_of
@@ -180,14 +180,10 @@ class GatewayServer:
     # -- sockets -------------------------------------------------------------------
 
     def _drain_bus(self) -> None:
-        # ZeroMQ's FD is edge-triggered: read until EAGAIN or the edge is lost
+        # ZeroMQ's FD is edge-triggered: read while EVENTS says so, or the edge is lost
         sub, signer, pending = self.sub, self.child.signer, self.pending
-        while True:
-            try:
-                frames = sub.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            msg = signer.open(frames)
+        while readable(sub):
+            msg = signer.open(sub.recv_multipart())
             if msg is None:
                 self.metrics.dropped += 1
                 continue
