@@ -1,0 +1,195 @@
+"""Which bus edges a swarm's live processes need, which are proven, and what follows.
+
+Pure bookkeeping, no sockets: the supervisor feeds it events (a process is up, a
+probe arrived, a shard was applied, a process died) and sends what it returns.
+An edge is a (producer, consumer, topic) between two processes that are up; it is
+proven when a probe frame published by the producer reached the consumer. A replica
+whose edges are all proven gets a shard of its bee's messages; a swarm serves when
+every bee has a replica that acknowledged its shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .runtime.base import Handle
+from .spec import Topology
+from .wire import response_topic, topic_of
+
+__all__ = ["Member", "Slot", "Wiring"]
+
+_COUNTERS = ("handled", "errors", "dropped")
+
+
+@dataclass
+class Member:
+    """One running bee replica (role "bee") or gateway process."""
+
+    identity: str
+    role: str
+    name: str
+    replica: int
+    handle: Handle | None = None
+    state: str = "starting"  # starting -> configured -> up -> stopping
+    wired: bool = False
+    shard_ok: int = -1
+    status_ok: int = -1
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slot_key(self) -> tuple[str, str, int]:
+        return (self.role, self.name, self.replica)
+
+
+@dataclass
+class Slot:
+    """A wanted (role, name, replica) position; outlives the processes that fill it."""
+
+    failures: int = 0
+    restart_at: float = 0.0
+    generation: int = 0
+    ever_ready: bool = False
+    last_exit: int | None = None
+    carried: dict[str, int] = field(default_factory=dict)  # counters of dead processes
+
+
+Edge = tuple[Member, Member, bytes]
+
+
+class Wiring:
+    """Members, proven edges and shard assignments of one swarm."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.members: dict[str, Member] = {}
+        self.slots: dict[tuple[str, str, int], Slot] = {}
+        self.verified: set[tuple[str, str]] = set()
+        self.shard_version: dict[str, int] = {}
+        self.shard_members: dict[str, list[int]] = {}
+
+    # -- membership ------------------------------------------------------------------
+
+    def want(self) -> list[tuple[str, str, int]]:
+        """Create a slot for every gateway and replica the topology asks for."""
+        for name in self.topology.gateways:
+            self.slots.setdefault(("gateway", name, 0), Slot())
+        for name, bee in self.topology.bees.items():
+            for r in range(bee.replicas):
+                self.slots.setdefault(("bee", name, r), Slot())
+        return list(self.slots)
+
+    def add(self, member: Member) -> None:
+        self.members[member.identity] = member
+
+    def remove(self, identity: str) -> Member | None:
+        """Forget a dead process: its edges, and keep its counters for its slot."""
+        m = self.members.pop(identity, None)
+        if m is None:
+            return None
+        self.verified = {e for e in self.verified if identity not in e}
+        slot = self.slots.get(m.slot_key)
+        if slot is not None:
+            for k in _COUNTERS:
+                slot.carried[k] = slot.carried.get(k, 0) + int(m.stats.get(k, 0))
+        return m
+
+    def of_bee(self, name: str) -> list[Member]:
+        return [m for m in self.members.values() if m.role == "bee" and m.name == name and m.state == "up"]
+
+    # -- edges -----------------------------------------------------------------------
+
+    def edges(self) -> list[Edge]:
+        """Every (producer, consumer, topic) between processes that are up."""
+        up = [m for m in self.members.values() if m.state == "up"]
+        out: list[Edge] = []
+        for c in up:
+            if c.role == "bee":
+                inputs = self.topology.bees[c.name].inputs
+                out += [(p, c, topic_of(p.name)) for p in up if p.name in inputs]
+            else:
+                out += [(p, c, response_topic(c.name)) for p in up if p.role == "bee"]
+        return out
+
+    def unproven(self, only: str | None = None) -> dict[str, tuple[Member, set[bytes]]]:
+        """Per producer, the topics it must probe (touching `only` if given)."""
+        out: dict[str, tuple[Member, set[bytes]]] = {}
+        for p, c, topic in self.edges():
+            if (p.identity, c.identity) in self.verified:
+                continue
+            if only is not None and only not in (p.identity, c.identity):
+                continue
+            out.setdefault(p.identity, (p, set()))[1].add(topic)
+        return out
+
+    def saw(self, producer: str, consumer: str) -> bool:
+        """A probe from `producer` reached `consumer`; True if that is news."""
+        if producer not in self.members or consumer not in self.members:
+            return False
+        edge = (producer, consumer)
+        if edge in self.verified:
+            return False
+        self.verified.add(edge)
+        return True
+
+    # -- shards and readiness --------------------------------------------------------
+
+    def rewire(self) -> list[tuple[Member, dict[str, Any]]]:
+        """Mark wired members and return the SHARD messages a changed active set needs."""
+        edges = self.edges()
+        for m in self.members.values():
+            m.wired = m.state == "up" and all(
+                (p.identity, c.identity) in self.verified for p, c, _ in edges if m in (p, c)
+            )
+            if m.wired:
+                slot = self.slots.get(m.slot_key)
+                if slot is not None:
+                    slot.ever_ready = True
+                    slot.failures = 0
+        messages: list[tuple[Member, dict[str, Any]]] = []
+        for name in self.topology.bees:
+            active = sorted(m.replica for m in self.of_bee(name) if m.wired)
+            if active == self.shard_members.get(name):
+                continue
+            self.shard_members[name] = active
+            version = self.shard_version[name] = self.shard_version.get(name, 0) + 1
+            body = {"members": active, "version": version}
+            messages += [(m, body) for m in self.of_bee(name)]
+        return messages
+
+    def serving(self) -> dict[str, int]:
+        """Replicas per bee that own a shard and acknowledged its current version."""
+        out = {}
+        for name in self.topology.bees:
+            version = self.shard_version.get(name, 0)
+            active = set(self.shard_members.get(name, []))
+            out[name] = sum(1 for m in self.of_bee(name) if m.replica in active and m.shard_ok == version)
+        return out
+
+    def bee_stats(self) -> dict[str, dict[str, Any]]:
+        """Per bee: counters (dead replicas' included), latency, readiness."""
+        serving = self.serving()
+        out: dict[str, dict[str, Any]] = {}
+        for name, spec in self.topology.bees.items():
+            reps = [m.stats for m in self.members.values() if m.role == "bee" and m.name == name]
+            slots = [s for (role, n, _), s in self.slots.items() if role == "bee" and n == name]
+            st: dict[str, Any] = {
+                k: sum(int(s.get(k, 0)) for s in reps) + sum(s.carried.get(k, 0) for s in slots)
+                for k in _COUNTERS
+            }
+            st.update(
+                p50_ms=max((s.get("p50_ms", 0.0) for s in reps), default=0.0),
+                p99_ms=max((s.get("p99_ms", 0.0) for s in reps), default=0.0),
+                batch=max((s.get("batch", 1.0) for s in reps), default=1.0),
+                pending_joins=sum(s.get("pending_joins", 0) for s in reps),
+                ready=serving.get(name, 0),
+                wanted=spec.replicas,
+            )
+            out[name] = st
+        return out
+
+    def gateways_acked(self, version: int) -> bool:
+        gateways = [m for m in self.members.values() if m.role == "gateway"]
+        return len(gateways) == len(self.topology.gateways) and all(
+            g.state == "up" and g.status_ok == version for g in gateways
+        )

@@ -1,0 +1,77 @@
+"""Readiness bookkeeping without processes: edges, probes, shards, carried counters."""
+
+from __future__ import annotations
+
+from bytewax_nb.spec import BeeSpec, GatewaySpec, Topology
+from bytewax_nb.wire import response_topic, topic_of
+from bytewax_nb.wiring import Member, Wiring
+
+
+def _wiring() -> Wiring:
+    topo = Topology()
+    topo.add_gateway(GatewaySpec("gw"))
+    topo.add_bee(BeeSpec("a", lambda p: p, ("gw",), replicas=2))
+    topo.add_bee(BeeSpec("b", lambda p: p, ("a",)))
+    w = Wiring(topo)
+    w.want()
+    for role, name, r in [("gateway", "gw", 0), ("bee", "a", 0), ("bee", "a", 1), ("bee", "b", 0)]:
+        m = Member(f"{role}:{name}:{r}:1", role, name, r)
+        m.state = "up"
+        w.add(m)
+    return w
+
+
+def _prove_all(w: Wiring) -> None:
+    for p, c, _ in w.edges():
+        w.saw(p.identity, c.identity)
+
+
+def test_edges_cover_inputs_and_responses() -> None:
+    w = _wiring()
+    edges = {(p.identity, c.identity, t) for p, c, t in w.edges()}
+    assert ("gateway:gw:0:1", "bee:a:0:1", topic_of("gw")) in edges
+    assert ("bee:a:1:1", "bee:b:0:1", topic_of("a")) in edges
+    assert ("bee:b:0:1", "gateway:gw:0:1", response_topic("gw")) in edges
+    assert len(edges) == 2 + 2 + 3  # gw->a*2, a*2->b, every bee replica -> gw
+
+
+def test_probes_go_to_producers_until_each_edge_is_seen() -> None:
+    w = _wiring()
+    probes = w.unproven()
+    assert probes["gateway:gw:0:1"][1] == {topic_of("gw")}
+    assert probes["bee:a:0:1"][1] == {topic_of("a"), response_topic("gw")}
+    assert set(w.unproven(only="bee:b:0:1")) == {"bee:a:0:1", "bee:a:1:1", "bee:b:0:1"}
+    _prove_all(w)
+    assert w.unproven() == {}
+    assert w.saw("bee:a:0:1", "bee:b:0:1") is False  # not news twice
+    assert w.saw("ghost", "bee:b:0:1") is False
+
+
+def test_shards_are_handed_out_only_to_wired_replicas_and_serve_once_acked() -> None:
+    w = _wiring()
+    assert all(not body["members"] for _, body in w.rewire())
+    _prove_all(w)
+    messages = w.rewire()
+    a_bodies = {m.identity: body for m, body in messages if m.name == "a"}
+    assert a_bodies["bee:a:0:1"]["members"] == [0, 1]
+    assert w.serving() == {"a": 0, "b": 0}
+    for m, body in messages:
+        m.shard_ok = body["version"]
+    assert w.serving() == {"a": 2, "b": 1}
+    assert w.rewire() == []  # nothing changed, nothing to send
+
+
+def test_a_dead_replica_leaves_the_shard_and_its_counters_stay() -> None:
+    w = _wiring()
+    _prove_all(w)
+    for m, body in w.rewire():
+        m.shard_ok = body["version"]
+    w.members["bee:a:1:1"].stats = {"handled": 7, "errors": 1}
+    w.members["bee:a:0:1"].stats = {"handled": 3}
+    w.remove("bee:a:1:1")
+    assert not any("bee:a:1:1" in e for e in w.verified)
+    messages = w.rewire()
+    assert [(m.identity, body["members"]) for m, body in messages] == [("bee:a:0:1", [0])]
+    stats = w.bee_stats()["a"]
+    assert (stats["handled"], stats["errors"], stats["wanted"]) == (10, 1, 2)
+    assert stats["ready"] == 0  # the survivor has not acknowledged its new shard yet
