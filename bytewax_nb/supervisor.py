@@ -201,7 +201,7 @@ class Supervisor:
             if self.wiring.saw(str(body["producer"]), m.identity):
                 self._after_change()
         elif kind == Msg.SHARD_OK:
-            m.shard_ok = int(body["version"])
+            self.wiring.acked(m, int(body["version"]))
             self._after_change()
         elif kind == Msg.STATUS_OK:
             m.status_ok = int(body["version"])
@@ -266,9 +266,7 @@ class Supervisor:
     def _check_ready(self) -> None:
         if self._stopping or self._ready.is_set():
             return
-        serving = self.wiring.serving()
-        bees_ok = all(serving[n] == b.replicas for n, b in self.topology.bees.items())
-        if bees_ok and self.wiring.gateways_acked(self._status_version):
+        if self.wiring.settled() and self.wiring.gateways_acked(self._status_version):
             self._ready.set()
             self._settled.set()
 

@@ -10,6 +10,7 @@ every bee has a replica that acknowledged its shard.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,9 @@ class Member:
     handle: Handle | None = None
     state: str = "starting"  # starting -> configured -> up -> stopping
     wired: bool = False
-    shard_ok: int = -1
+    shard_ok: int = -1  # the shard version this replica acknowledged
+    shard_sent: int = -1  # the shard version last sent to it
+    shard_set: tuple[int, ...] = ()  # the active set it acknowledged
     status_ok: int = -1
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -149,22 +152,56 @@ class Wiring:
         messages: list[tuple[Member, dict[str, Any]]] = []
         for name in self.topology.bees:
             active = sorted(m.replica for m in self.of_bee(name) if m.wired)
-            if active == self.shard_members.get(name):
-                continue
-            self.shard_members[name] = active
-            version = self.shard_version[name] = self.shard_version.get(name, 0) + 1
-            body = {"members": active, "version": version}
-            messages += [(m, body) for m in self.of_bee(name)]
+            if active != self.shard_members.get(name):
+                self.shard_members[name] = active
+                self.shard_version[name] = self.shard_version.get(name, 0) + 1
+            messages += self._shard_messages(name)
         return messages
 
-    def serving(self) -> dict[str, int]:
-        """Replicas per bee that own a shard and acknowledged its current version."""
-        out = {}
-        for name in self.topology.bees:
-            version = self.shard_version.get(name, 0)
-            active = set(self.shard_members.get(name, []))
-            out[name] = sum(1 for m in self.of_bee(name) if m.replica in active and m.shard_ok == version)
+    def _shard_messages(self, name: str) -> list[tuple[Member, dict[str, Any]]]:
+        """Hand out a new active set without a gap: growers first, shrinkers after.
+
+        A replica whose share grows starts handling it at once; one whose share
+        shrinks gives it up only once every grower has acknowledged. In between a
+        message may be handled twice (the first response wins), never by nobody.
+        """
+        version = self.shard_version.get(name, 0)
+        active = self.shard_members.get(name, [])
+        body = {"members": active, "version": version}
+
+        def share(m: Member, members: Sequence[int]) -> float:
+            return 1 / len(members) if m.replica in members else 0.0
+
+        pending = [m for m in self.of_bee(name) if m.shard_ok != version]
+        growers = [m for m in pending if share(m, active) >= share(m, m.shard_set)]
+        shrinkers = [m for m in pending if m not in growers]
+        out = []
+        for m in growers + (shrinkers if not growers else []):
+            if m.shard_sent != version:
+                m.shard_sent = version
+                out.append((m, body))
         return out
+
+    def acked(self, m: Member, version: int) -> None:
+        """A replica applied shard `version`."""
+        if m.shard_sent == version:
+            m.shard_ok = version
+            m.shard_set = tuple(self.shard_members.get(m.name, ()))
+
+    def serving(self) -> dict[str, int]:
+        """Replicas per bee that handle a share of its messages right now."""
+        return {
+            name: sum(1 for m in self.of_bee(name) if m.replica in m.shard_set) for name in self.topology.bees
+        }
+
+    def settled(self) -> bool:
+        """Every wanted replica handles its share and all agree on the current set."""
+        serving = self.serving()
+        return all(
+            serving[name] == bee.replicas
+            and all(m.shard_ok == self.shard_version.get(name, 0) for m in self.of_bee(name))
+            for name, bee in self.topology.bees.items()
+        )
 
     def bee_stats(self) -> dict[str, dict[str, Any]]:
         """Per bee: counters (dead replicas' included), latency, readiness."""

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import threading
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -473,3 +474,41 @@ def test_owner_killed_takes_every_process_with_it(tmp_path: Path) -> None:
         _, alive = psutil.wait_procs(procs, timeout=10)
         assert not alive, f"{sig}: left {alive}"
         assert not port_open(info["port"])
+
+
+@pytest.mark.slow
+def test_killing_a_replica_under_load_loses_no_caller(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in", timeout=2)
+    swarm.bee(lambda p: p, input="in", name="echo", replicas=2)
+    swarm.start()
+    url = swarm.url()
+    stop = threading.Event()
+    outcomes: list[tuple[float, int]] = []  # (sent at, status)
+
+    def load() -> None:
+        n = 0
+        while not stop.is_set():
+            sent = time.monotonic()
+            status, body, _ = post(url, n, timeout=10)
+            outcomes.append((sent, status))
+            if status == 200:
+                assert body == n
+            n += 1
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(outcomes) > 50, what="load flowing")
+    os.kill(swarm.status()["bees"]["echo"]["replicas"][1]["pid"], signal.SIGKILL)
+    wait_until(lambda: swarm.status()["bees"]["echo"]["ready"] == 1, what="the death noticed")
+    wait_until(lambda: swarm.status()["bees"]["echo"]["ready"] == 2, what="replica 1 restarted")
+    healed = time.monotonic()
+    wait_until(lambda: sum(1 for s, _ in outcomes if s > healed) > 100, what="load after the restart")
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    statuses = [status for _, status in outcomes]
+    # every caller got an answer: 200, or 504 for the few the dead replica held
+    assert set(statuses) <= {200, 504} and statuses.count(504) <= 8
+    assert all(status == 200 for sent, status in outcomes if sent > healed)

@@ -56,7 +56,7 @@ def test_shards_are_handed_out_only_to_wired_replicas_and_serve_once_acked() -> 
     assert a_bodies["bee:a:0:1"]["members"] == [0, 1]
     assert w.serving() == {"a": 0, "b": 0}
     for m, body in messages:
-        m.shard_ok = body["version"]
+        w.acked(m, body["version"])
     assert w.serving() == {"a": 2, "b": 1}
     assert w.rewire() == []  # nothing changed, nothing to send
 
@@ -65,7 +65,7 @@ def test_a_dead_replica_leaves_the_shard_and_its_counters_stay() -> None:
     w = _wiring()
     _prove_all(w)
     for m, body in w.rewire():
-        m.shard_ok = body["version"]
+        w.acked(m, body["version"])
     w.members["bee:a:1:1"].stats = {"handled": 7, "errors": 1}
     w.members["bee:a:0:1"].stats = {"handled": 3}
     w.remove("bee:a:1:1")
@@ -74,4 +74,22 @@ def test_a_dead_replica_leaves_the_shard_and_its_counters_stay() -> None:
     assert [(m.identity, body["members"]) for m, body in messages] == [("bee:a:0:1", [0])]
     stats = w.bee_stats()["a"]
     assert (stats["handled"], stats["errors"], stats["wanted"]) == (10, 1, 2)
-    assert stats["ready"] == 0  # the survivor has not acknowledged its new shard yet
+    assert stats["ready"] == 1  # the survivor goes on serving while it takes the whole share
+    assert not w.settled()
+
+
+def test_a_joining_replica_takes_its_share_before_the_others_give_it_up() -> None:
+    w = _wiring()
+    late = w.members.pop("bee:a:1:1")  # replica 1 of "a" is not up yet
+    _prove_all(w)
+    for m, body in w.rewire():
+        w.acked(m, body["version"])
+    assert w.serving()["a"] == 1
+    w.add(late)
+    _prove_all(w)
+    first = w.rewire()
+    assert [(m.identity, body["members"]) for m, body in first] == [("bee:a:1:1", [0, 1])]
+    assert w.rewire() == []  # replica 0 keeps everything until the newcomer acknowledged
+    w.acked(late, first[0][1]["version"])
+    second = w.rewire()
+    assert [(m.identity, body["members"]) for m, body in second] == [("bee:a:0:1", [0, 1])]
