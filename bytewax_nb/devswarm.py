@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import BytewaxNBError, RemoteError
 from .invoke import Context, Invoker
+from .source import user_traceback
 from .spec import BeeSpec, Topology
 from .wire import dump_json
 
@@ -66,11 +67,7 @@ def run_in_process(topology: Topology, gateway: str, payload: Any) -> Any:
             else:
                 result = invoker(data, ctx)
         except Exception as exc:  # noqa: BLE001 - becomes the answer, as in a swarm
-            tb = "".join(
-                traceback.format_exception(
-                    type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None
-                )
-            )
+            tb = "".join(traceback.format_exception(type(exc), exc, user_traceback(exc.__traceback__)))
             answers.append((False, RemoteError(bee.name, type(exc).__name__, str(exc), tb, "test")))
             return
         if result is not None:

@@ -19,6 +19,7 @@ import zmq
 from .child import Child, read_boot, readable
 from .control import Msg
 from .invoke import Context, Invoker
+from .source import restore, user_traceback
 from .spec import BeeSpec
 from .wire import Enc, Header, Kind, dump_json, peek, response_topic, topic_of
 
@@ -56,6 +57,7 @@ class Replica:
         self.child = child
         self.signer = child.signer
         spec: BeeSpec = config["spec"]
+        restore(spec.fn, config.get("source", {}))
         self.spec = spec
         self.name = spec.name
         self.topic = topic_of(spec.name)
@@ -244,9 +246,7 @@ class Replica:
 
     def _fail(self, header: Header, exc: BaseException) -> None:
         self.errors += 1
-        # drop the runner's own frame so the traceback starts in the user's code
-        tb = exc.__traceback__.tb_next if exc.__traceback__ else None
-        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        text = "".join(traceback.format_exception(type(exc), exc, user_traceback(exc.__traceback__)))
         print(f"[{self.name}] request {header.request_id} failed:\n{text}", file=sys.stderr, end="")
         self._send_error(header, exc, text)
 

@@ -30,6 +30,7 @@ from .child import Boot
 from .control import ControlCodec, Msg
 from .errors import StartError
 from .runtime.base import Launcher
+from .source import capture
 from .spec import Topology
 from .wire import Signer
 from .wiring import Member, Wiring
@@ -214,13 +215,15 @@ class Supervisor:
     def _config_for(self, m: Member) -> dict[str, Any]:
         config: dict[str, Any] = {"bus": self.bus.addresses, "replica": m.replica}
         if m.role == "bee":
-            config["spec"] = self.topology.bees[m.name]
-            config["sink"] = self.topology.is_sink(m.name)
-        else:
-            spec = self.topology.gateways[m.name]
-            if m.name in self.ports:  # a restarted gateway keeps its URL
-                spec = replace(spec, port=self.ports[m.name])
+            spec = self.topology.bees[m.name]
             config["spec"] = spec
+            config["sink"] = self.topology.is_sink(m.name)
+            config["source"] = capture(spec.fn)
+        else:
+            gateway = self.topology.gateways[m.name]
+            if m.name in self.ports:  # a restarted gateway keeps its URL
+                gateway = replace(gateway, port=self.ports[m.name])
+            config["spec"] = gateway
         return config
 
     # -- readiness -------------------------------------------------------------------

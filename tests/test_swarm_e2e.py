@@ -224,6 +224,7 @@ def test_bee_exception_is_remote_error_and_500_and_bee_keeps_serving(make_swarm:
     err = info.value
     assert (err.bee, err.ename) == ("picky", "KeyError") and "needed" in err.evalue
     assert 'return payload["needed"] * 2' in err.traceback and err.request_id
+    assert "test_swarm_e2e.py" in err.traceback and "bytewax_nb" not in err.traceback
     rendered = "\n".join(err._render_traceback_())
     assert "picky" in rendered and "KeyError" in rendered
     status, body, rid = post(swarm.url(), {"other": 1})
