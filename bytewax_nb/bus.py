@@ -2,7 +2,9 @@
 
 Producers connect PUB sockets to the XSUB side, consumers SUB sockets to the XPUB
 side; subscriptions travel back through the proxy, so a producer only sends what
-somebody listens to. The proxy thread holds no GIL while it forwards.
+somebody listens to. The proxy thread holds no GIL while it forwards. It lives in the
+hub process beside the gateways, which reach it over `inproc` (no I/O thread, no
+TCP), while bee replicas connect over TCP on loopback.
 """
 
 from __future__ import annotations
@@ -17,19 +19,30 @@ __all__ = ["BusProxy"]
 
 
 class BusProxy:
-    """Binds both sides on `host` (loopback by default) and forwards in a thread."""
+    """Binds both sides (given ports, or free ones) and forwards in a thread."""
 
-    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], host: str = "127.0.0.1") -> None:
-        self._ctx = ctx
+    def __init__(
+        self,
+        ctx: zmq.Context[zmq.Socket[bytes]],
+        host: str = "127.0.0.1",
+        ports: dict[str, int] | None = None,
+    ) -> None:
         self._xsub = ctx.socket(zmq.XSUB)
         self._xpub = ctx.socket(zmq.XPUB)
-        for sock in (self._xsub, self._xpub):
+        self.addresses: dict[str, str] = {}
+        self.local: dict[str, str] = {}
+        for side, sock in (("xsub", self._xsub), ("xpub", self._xpub)):
             sock.setsockopt(zmq.SNDHWM, HWM)
             sock.setsockopt(zmq.RCVHWM, HWM)
             sock.setsockopt(zmq.LINGER, 0)
-        xsub_port = self._xsub.bind_to_random_port(f"tcp://{host}")
-        xpub_port = self._xpub.bind_to_random_port(f"tcp://{host}")
-        self.addresses = {"xsub": f"tcp://{host}:{xsub_port}", "xpub": f"tcp://{host}:{xpub_port}"}
+            port = (ports or {}).get(side)
+            if port:  # a restarted hub takes its old ports, so bees reconnect by themselves
+                sock.bind(f"tcp://{host}:{port}")
+            else:
+                port = sock.bind_to_random_port(f"tcp://{host}")
+            self.addresses[side] = f"tcp://{host}:{port}"
+            self.local[side] = f"inproc://bytewax-nb-{side}-{id(self)}"
+            sock.bind(self.local[side])
         endpoint = f"inproc://bytewax-nb-bus-{id(self)}"
         self._ctrl = ctx.socket(zmq.PAIR)
         self._ctrl.bind(endpoint)
@@ -37,6 +50,10 @@ class BusProxy:
         self._ctrl_peer.connect(endpoint)
         self._thread = threading.Thread(target=self._run, name="bytewax-nb-bus", daemon=True)
         self._thread.start()
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {side: int(addr.rsplit(":", 1)[1]) for side, addr in self.addresses.items()}
 
     def _run(self) -> None:
         try:

@@ -189,7 +189,8 @@ class Replica:
             return
         header = msg.header
         if kind == Kind.PROBE:
-            self.child.send(Msg.SAW, {"producer": header.origin, "token": header.request_id})
+            topic = frames[0][: frames[0].find(b"\0") + 1]
+            self.child.send(Msg.SAW, {"producer": header.origin, "topic": topic.decode("latin-1")})
             return
         try:
             payload = msg.load()

@@ -2,7 +2,9 @@
 
 It runs in one thread of the owner (kernel or CLI) and owns the control ROUTER, so
 every socket is used by the thread that made it. The API thread talks to it through
-a command queue and waits on events, never on sleeps.
+a command queue and waits on events, never on sleeps. It launches the hub first (the
+bus and the gateways); bee replicas get their configuration once the bus has an
+address.
 
 Readiness is proven, not assumed (see `wiring`): producers publish probe frames
 until each consumer reports one arrived; only then does a replica get a shard of
@@ -20,12 +22,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import zmq
 
-from .bus import BusProxy
 from .child import Boot
 from .control import ControlCodec, Msg
 from .errors import StartError
@@ -62,10 +62,12 @@ class Supervisor:
         self.wiring = Wiring(topology)
         self.logs: dict[str, deque[tuple[float, int, str]]] = {}
         self.ports: dict[str, int] = {}
+        self.bus_addresses: dict[str, str] | None = None
+        self._bus_ports: dict[str, int] | None = None
+        self._unconfigured: list[Member] = []  # said hello before the bus had an address
         self._key = secrets.token_bytes(32)
         self._codec = ControlCodec(Signer(self._key))
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self.bus = BusProxy(self.ctx)
         self._router = self.ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -133,7 +135,6 @@ class Supervisor:
                 m.handle.kill()
                 m.handle.close()
         self.wiring.members.clear()
-        self.bus.close()
         self.launcher.close()
         self.ctx.destroy(linger=0)
 
@@ -190,16 +191,25 @@ class Supervisor:
 
     def _on_message(self, m: Member, kind: str, body: Any) -> None:
         if kind == Msg.HELLO:
-            self._send(m, Msg.CONFIG, self._config_for(m), pickled=True)
-            m.state = "configured"
+            if m.role == "bee" and self.bus_addresses is None:
+                self._unconfigured.append(m)
+            else:
+                self._configure(m)
         elif kind == Msg.UP:
             m.state = "up"
-            if m.role == "gateway":
-                self.ports[m.name] = int(body["port"])
+            if m.role == "hub":
+                self.ports.update({k: int(v) for k, v in body["ports"].items()})
+                self.bus_addresses = dict(body["bus"])
+                self._bus_ports = dict(body["bus_ports"])
+                waiting, self._unconfigured = self._unconfigured, []
+                for w in waiting:
+                    if w.identity in self.wiring.members:
+                        self._configure(w)
             self._probe(only=m.identity)
             self._after_change()
         elif kind == Msg.SAW:
-            if self.wiring.saw(str(body["producer"]), m.identity):
+            topic = str(body["topic"]).encode("latin-1")
+            if self.wiring.saw(str(body["producer"]), m.identity, topic):
                 self._after_change()
         elif kind == Msg.SHARD_OK:
             self.wiring.acked(m, int(body["version"]))
@@ -212,19 +222,26 @@ class Supervisor:
         elif kind == Msg.BYE:
             m.state = "stopping"
 
+    def _configure(self, m: Member) -> None:
+        self._send(m, Msg.CONFIG, self._config_for(m), pickled=True)
+        m.state = "configured"
+
     def _config_for(self, m: Member) -> dict[str, Any]:
-        config: dict[str, Any] = {"bus": self.bus.addresses, "replica": m.replica}
-        if m.role == "bee":
-            spec = self.topology.bees[m.name]
-            config["spec"] = spec
-            config["sink"] = self.topology.is_sink(m.name)
-            config["source"] = capture(spec.fn)
-        else:
-            gateway = self.topology.gateways[m.name]
-            if m.name in self.ports:  # a restarted gateway keeps its URL
-                gateway = replace(gateway, port=self.ports[m.name])
-            config["spec"] = gateway
-        return config
+        if m.role == "hub":
+            # a restarted hub takes the same ports: URLs hold, and bees reconnect by themselves
+            return {
+                "gateways": list(self.topology.gateways.values()),
+                "ports": dict(self.ports),
+                "bus_ports": self._bus_ports,
+            }
+        spec = self.topology.bees[m.name]
+        return {
+            "bus": self.bus_addresses,
+            "replica": m.replica,
+            "spec": spec,
+            "sink": self.topology.is_sink(m.name),
+            "source": capture(spec.fn),
+        }
 
     # -- readiness -------------------------------------------------------------------
 
@@ -262,14 +279,14 @@ class Supervisor:
             "not_ready": short,
             "bees": bees,
         }
-        for m in self.wiring.members.values():
-            if m.role == "gateway" and m.state == "up":
-                self._send(m, Msg.STATUS, body)
+        hub = self.wiring.hub()
+        if hub is not None and hub.state == "up":
+            self._send(hub, Msg.STATUS, body)
 
     def _check_ready(self) -> None:
         if self._stopping or self._ready.is_set():
             return
-        if self.wiring.settled() and self.wiring.gateways_acked(self._status_version):
+        if self.wiring.settled() and self.wiring.hub_acked(self._status_version):
             self._ready.set()
             self._settled.set()
 
@@ -284,7 +301,7 @@ class Supervisor:
         slot.generation += 1
         identity = f"{role}:{name}:{replica}:{slot.generation}"
         boot = Boot(self._key, self.control_address, identity)
-        module = "bytewax_nb.runner" if role == "bee" else "bytewax_nb.gateway"
+        module = "bytewax_nb.runner" if role == "bee" else "bytewax_nb.gateway"  # the hub
         env = self.topology.bees[name].env if role == "bee" else {}
         handle = self.launcher.launch(identity, module, boot, env, self._on_line)
         self.wiring.add(Member(identity, role, name, replica, handle))
@@ -292,7 +309,7 @@ class Supervisor:
     def _on_line(self, identity: str, line: str) -> None:
         # called from reader threads: deque.append is atomic; the callback is the user's
         role, name, replica, _ = identity.split(":")
-        key = name if role == "bee" else f"gateway:{name}"
+        key = name if role == "bee" else "hub"
         self.logs.setdefault(key, deque(maxlen=_LOG_LINES)).append((time.time(), int(replica), line))
         if self.on_log is not None:
             self.on_log(role, name, int(replica), line)
@@ -343,14 +360,14 @@ class Supervisor:
         self._stopping = True
         self._stop_phase = "gateways"
         self._stop_deadline = time.monotonic() + drain_timeout + 2
-        for m in self.wiring.members.values():
-            if m.role == "gateway":
-                self._send(m, Msg.STOP, {"drain": drain_timeout})
+        hub = self.wiring.hub()
+        if hub is not None:
+            self._send(hub, Msg.STOP, {"drain": drain_timeout})
 
     def _stop_step(self, now: float) -> None:
         members = self.wiring.members.values()
         if self._stop_phase == "gateways":
-            if any(m.role == "gateway" for m in members) and now < self._stop_deadline:
+            if self.wiring.hub() is not None and now < self._stop_deadline:
                 return
             self._stop_phase, self._stop_deadline = "bees", now + 5
             for m in members:
@@ -380,15 +397,16 @@ class Supervisor:
         def pid(m: Member) -> int | None:
             return m.handle.pid if m.handle is not None else None
 
-        gateways = {}
-        for name, g in self.topology.gateways.items():
-            procs = [m for m in members if m.role == "gateway" and m.name == name]
-            gateways[name] = {
+        hub = self.wiring.hub()
+        gateways = {
+            name: {
                 "port": self.ports.get(name),
                 "host": g.host,
                 "timeout": g.timeout,
-                "pid": pid(procs[0]) if procs else None,
+                "pid": pid(hub) if hub else None,
             }
+            for name, g in self.topology.gateways.items()
+        }
         bees = {}
         for name, st in self.wiring.bee_stats().items():
             spec = self.topology.bees[name]
@@ -406,7 +424,7 @@ class Supervisor:
             here = [m for m in self.wiring.members.values() if m.slot_key == (role, name, replica)]
             state = here[0].state if here else f"exited (code {slot.last_exit})"
             lines.append(f"  {role} {name}/{replica}: {state}")
-            key = name if role == "bee" else f"gateway:{name}"
+            key = name if role == "bee" else "hub"
             tail = [line for _, r, line in list(self.logs.get(key, ())) if r == replica][-15:]
             lines += [f"    | {t}" for t in tail]
         return "\n".join(lines)

@@ -27,7 +27,7 @@ _START_TIMEOUT = 60.0
 
 
 def _print_line(role: str, name: str, replica: int, line: str) -> None:
-    prefix = name if role == "bee" else f"gateway {name}"
+    prefix = name if role == "bee" else "hub"
     print(f"[{prefix}] {line}", file=sys.stdout, flush=True)
 
 
@@ -209,8 +209,8 @@ class Swarm:
         return {**self._supervisor.status(), "running": True}
 
     def logs(self, bee: str) -> list[str]:
-        """Every recent output line of a bee's replicas, crashed ones included."""
-        if bee not in self._topology.bees and not bee.startswith("gateway:"):
+        """Every recent output line of a bee's replicas, crashed ones included ("hub": the gateways')."""
+        if bee not in self._topology.bees and bee != "hub":
             raise BytewaxNBError(f"swarm {self.name!r} has no bee {bee!r}")
         return self._supervisor.log_lines(bee) if self._supervisor else []
 

@@ -2,8 +2,10 @@
 
 Pure bookkeeping, no sockets: the supervisor feeds it events (a process is up, a
 probe arrived, a shard was applied, a process died) and sends what it returns.
-An edge is a (producer, consumer, topic) between two processes that are up; it is
-proven when a probe frame published by the producer reached the consumer. A replica
+An edge is a (producer, consumer, topic) between two processes that are up (the hub
+produces its gateways' topics and consumes their response topics; a bee produces
+its own topic and responses, and consumes its inputs); it is proven when a probe
+frame the producer published on that topic reached the consumer. A replica
 whose edges are all proven gets a shard of its bee's messages; a swarm serves when
 every bee has a replica that acknowledged its shard.
 """
@@ -18,14 +20,14 @@ from .runtime.base import Handle
 from .spec import Topology
 from .wire import response_topic, topic_of
 
-__all__ = ["Member", "Slot", "Wiring"]
+__all__ = ["HUB", "Member", "Slot", "Wiring"]
 
 _COUNTERS = ("handled", "errors", "dropped")
 
 
 @dataclass
 class Member:
-    """One running bee replica (role "bee") or gateway process."""
+    """One running bee replica (role "bee") or the hub (role "hub": bus and gateways)."""
 
     identity: str
     role: str
@@ -58,6 +60,7 @@ class Slot:
 
 
 Edge = tuple[Member, Member, bytes]
+HUB = ("hub", "hub", 0)  # the slot of the hub process
 
 
 class Wiring:
@@ -67,16 +70,15 @@ class Wiring:
         self.topology = topology
         self.members: dict[str, Member] = {}
         self.slots: dict[tuple[str, str, int], Slot] = {}
-        self.verified: set[tuple[str, str]] = set()
+        self.verified: set[tuple[str, str, bytes]] = set()
         self.shard_version: dict[str, int] = {}
         self.shard_members: dict[str, list[int]] = {}
 
     # -- membership ------------------------------------------------------------------
 
     def want(self) -> list[tuple[str, str, int]]:
-        """Create a slot for every gateway and replica the topology asks for."""
-        for name in self.topology.gateways:
-            self.slots.setdefault(("gateway", name, 0), Slot())
+        """Create a slot for the hub and for every replica the topology asks for."""
+        self.slots.setdefault(HUB, Slot())
         for name, bee in self.topology.bees.items():
             for r in range(bee.replicas):
                 self.slots.setdefault(("bee", name, r), Slot())
@@ -90,7 +92,7 @@ class Wiring:
         m = self.members.pop(identity, None)
         if m is None:
             return None
-        self.verified = {e for e in self.verified if identity not in e}
+        self.verified = {e for e in self.verified if identity not in e[:2]}
         slot = self.slots.get(m.slot_key)
         if slot is not None:
             for k in _COUNTERS:
@@ -102,34 +104,43 @@ class Wiring:
 
     # -- edges -----------------------------------------------------------------------
 
+    def produces(self, m: Member) -> set[bytes]:
+        gateways = self.topology.gateways
+        if m.role == "hub":
+            return {topic_of(g) for g in gateways}
+        return {topic_of(m.name), *(response_topic(g) for g in gateways)}
+
+    def consumes(self, m: Member) -> set[bytes]:
+        if m.role == "hub":
+            return {response_topic(g) for g in self.topology.gateways}
+        return {topic_of(src) for src in self.topology.bees[m.name].inputs}
+
     def edges(self) -> list[Edge]:
         """Every (producer, consumer, topic) between processes that are up."""
         up = [m for m in self.members.values() if m.state == "up"]
+        wants = {m.identity: self.consumes(m) for m in up}
         out: list[Edge] = []
-        for c in up:
-            if c.role == "bee":
-                inputs = self.topology.bees[c.name].inputs
-                out += [(p, c, topic_of(p.name)) for p in up if p.name in inputs]
-            else:
-                out += [(p, c, response_topic(c.name)) for p in up if p.role == "bee"]
+        for p in up:
+            made = self.produces(p)
+            out += [(p, c, t) for c in up if c is not p for t in sorted(made & wants[c.identity])]
         return out
 
     def unproven(self, only: str | None = None) -> dict[str, tuple[Member, set[bytes]]]:
         """Per producer, the topics it must probe (touching `only` if given)."""
         out: dict[str, tuple[Member, set[bytes]]] = {}
         for p, c, topic in self.edges():
-            if (p.identity, c.identity) in self.verified:
+            if (p.identity, c.identity, topic) in self.verified:
                 continue
             if only is not None and only not in (p.identity, c.identity):
                 continue
             out.setdefault(p.identity, (p, set()))[1].add(topic)
         return out
 
-    def saw(self, producer: str, consumer: str) -> bool:
-        """A probe from `producer` reached `consumer`; True if that is news."""
+    def saw(self, producer: str, consumer: str, topic: bytes) -> bool:
+        """A probe `producer` sent on `topic` reached `consumer`; True if that is news."""
         if producer not in self.members or consumer not in self.members:
             return False
-        edge = (producer, consumer)
+        edge = (producer, consumer, topic)
         if edge in self.verified:
             return False
         self.verified.add(edge)
@@ -142,7 +153,7 @@ class Wiring:
         edges = self.edges()
         for m in self.members.values():
             m.wired = m.state == "up" and all(
-                (p.identity, c.identity) in self.verified for p, c, _ in edges if m in (p, c)
+                (p.identity, c.identity, t) in self.verified for p, c, t in edges if m in (p, c)
             )
             if m.wired:
                 slot = self.slots.get(m.slot_key)
@@ -225,8 +236,10 @@ class Wiring:
             out[name] = st
         return out
 
-    def gateways_acked(self, version: int) -> bool:
-        gateways = [m for m in self.members.values() if m.role == "gateway"]
-        return len(gateways) == len(self.topology.gateways) and all(
-            g.state == "up" and g.status_ok == version for g in gateways
-        )
+    def hub(self) -> Member | None:
+        return next((m for m in self.members.values() if m.role == "hub"), None)
+
+    def hub_acked(self, version: int) -> bool:
+        """The hub is up and has applied status `version`."""
+        hub = self.hub()
+        return hub is not None and hub.state == "up" and hub.status_ok == version

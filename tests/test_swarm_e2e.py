@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import port_open, swarm_pids, wait_until
 
-from bytewax_nb import NotReady, RemoteError, RequestTimeout, Swarm
+from bytewax_nb import GatewayError, NotReady, RemoteError, RequestTimeout, Swarm
 from bytewax_nb.client import post
 
 
@@ -333,7 +333,7 @@ def test_forged_and_unsigned_frames_are_dropped_never_unpickled(make_swarm: Any,
     swarm.gateway("in")
     swarm.bee(lambda p: p, input="in", name="echo")
     swarm.start()
-    xsub = swarm._supervisor.bus.addresses["xsub"]  # type: ignore[union-attr]
+    xsub = swarm._supervisor.bus_addresses["xsub"]  # type: ignore[union-attr]
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     pub.connect(xsub)
@@ -513,3 +513,39 @@ def test_killing_a_replica_under_load_loses_no_caller(make_swarm: Any) -> None:
     # every caller got an answer: 200, or 504 for the few the dead replica held
     assert set(statuses) <= {200, 504} and statuses.count(504) <= 8
     assert all(status == 200 for sent, status in outcomes if sent > healed)
+
+
+def test_two_gateways_serve_their_own_paths_on_their_own_ports(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("text")
+    swarm.gateway("numbers")
+    swarm.bee(lambda p: p.upper(), input="text", name="upper")
+    swarm.bee(lambda p: p * 2, input="numbers", name="double")
+    swarm.bee(lambda p: {"seen": p}, input=["upper", "double"], name="both")
+    swarm.start()
+    assert swarm.url("text").split("/gateways/")[0] != swarm.url("numbers").split("/gateways/")[0]
+    assert swarm.request("text", "bee") == {"seen": "BEE"}
+    assert swarm.request("numbers", 21) == {"seen": 42}
+    wrong = swarm.url("text").replace("/gateways/text", "/gateways/numbers")
+    status, body, _ = post(wrong, 1)
+    assert status == 404 and "unknown gateway 'numbers'" in body["error"]
+
+
+@pytest.mark.slow
+def test_a_killed_hub_comes_back_on_the_same_url(make_swarm: Any) -> None:
+    swarm = _hello(make_swarm).start()
+    url = swarm.url()
+    hub = swarm.status()["gateways"]["hello-world"]["pid"]
+    os.kill(hub, signal.SIGKILL)
+    wait_until(lambda: swarm.status()["gateways"]["hello-world"]["pid"] not in (hub, None), what="a new hub")
+
+    def answers() -> bool:
+        try:
+            status, body, _ = post(url, {"name": "Back"}, timeout=5)
+        except GatewayError:  # nothing listens yet
+            return False
+        return status == 200 and body == "goodbye Back"
+
+    wait_until(answers, what="the swarm answering again on the same URL")
+    assert swarm.url() == url
+    assert any("exited with code -9" in line for line in swarm.logs("hub"))

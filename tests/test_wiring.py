@@ -14,7 +14,7 @@ def _wiring() -> Wiring:
     topo.add_bee(BeeSpec("b", lambda p: p, ("a",)))
     w = Wiring(topo)
     w.want()
-    for role, name, r in [("gateway", "gw", 0), ("bee", "a", 0), ("bee", "a", 1), ("bee", "b", 0)]:
+    for role, name, r in [("hub", "hub", 0), ("bee", "a", 0), ("bee", "a", 1), ("bee", "b", 0)]:
         m = Member(f"{role}:{name}:{r}:1", role, name, r)
         m.state = "up"
         w.add(m)
@@ -22,29 +22,29 @@ def _wiring() -> Wiring:
 
 
 def _prove_all(w: Wiring) -> None:
-    for p, c, _ in w.edges():
-        w.saw(p.identity, c.identity)
+    for p, c, t in w.edges():
+        w.saw(p.identity, c.identity, t)
 
 
 def test_edges_cover_inputs_and_responses() -> None:
     w = _wiring()
     edges = {(p.identity, c.identity, t) for p, c, t in w.edges()}
-    assert ("gateway:gw:0:1", "bee:a:0:1", topic_of("gw")) in edges
+    assert ("hub:hub:0:1", "bee:a:0:1", topic_of("gw")) in edges
     assert ("bee:a:1:1", "bee:b:0:1", topic_of("a")) in edges
-    assert ("bee:b:0:1", "gateway:gw:0:1", response_topic("gw")) in edges
-    assert len(edges) == 2 + 2 + 3  # gw->a*2, a*2->b, every bee replica -> gw
+    assert ("bee:b:0:1", "hub:hub:0:1", response_topic("gw")) in edges
+    assert len(edges) == 2 + 2 + 3  # hub->a*2, a*2->b, every bee replica -> hub
 
 
 def test_probes_go_to_producers_until_each_edge_is_seen() -> None:
     w = _wiring()
     probes = w.unproven()
-    assert probes["gateway:gw:0:1"][1] == {topic_of("gw")}
+    assert probes["hub:hub:0:1"][1] == {topic_of("gw")}
     assert probes["bee:a:0:1"][1] == {topic_of("a"), response_topic("gw")}
     assert set(w.unproven(only="bee:b:0:1")) == {"bee:a:0:1", "bee:a:1:1", "bee:b:0:1"}
     _prove_all(w)
     assert w.unproven() == {}
-    assert w.saw("bee:a:0:1", "bee:b:0:1") is False  # not news twice
-    assert w.saw("ghost", "bee:b:0:1") is False
+    assert w.saw("bee:a:0:1", "bee:b:0:1", topic_of("a")) is False  # not news twice
+    assert w.saw("ghost", "bee:b:0:1", topic_of("a")) is False
 
 
 def test_shards_are_handed_out_only_to_wired_replicas_and_serve_once_acked() -> None:

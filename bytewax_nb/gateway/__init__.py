@@ -1,1 +1,1 @@
-"""The HTTP gateway process."""
+"""The hub process: the bus proxy and the swarm's HTTP gateways."""

@@ -1,4 +1,4 @@
-"""Entry point of a gateway process: `python -m bytewax_nb.gateway` (boot line on stdin)."""
+"""Entry point of a hub process: `python -m bytewax_nb.gateway` (boot line on stdin)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import asyncio
 from typing import Any
 
 from ..child import Child, read_boot
-from .server import GatewayServer
+from .hub import Hub
 
 
 async def _serve(child: Child, config: dict[str, Any]) -> None:
-    await GatewayServer(child, config).run()
+    await Hub(child, config).run()
 
 
 def main() -> None:

@@ -1,0 +1,207 @@
+"""The hub process: the swarm's bus proxy and all of its HTTP gateways.
+
+Gateways reach the proxy over `inproc`, which spares every request two thread
+hand-offs and a TCP round on loopback; bees connect over TCP. The hub keeps the
+pending requests, routes each response to the caller waiting for its id (the first
+one wins), and drains on stop: it stops listening, waits for what is in flight,
+then closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import zmq
+from aiohttp import web
+
+from ..bus import BusProxy
+from ..child import Child, readable
+from ..control import Msg
+from ..spec import GatewaySpec
+from ..wire import Enc, Header, Kind, response_topic
+from .http import GatewayApp
+from .metrics import HubMetrics
+
+__all__ = ["Hub"]
+
+Reply = tuple[int, bytes, str]  # kind, JSON body, sender
+
+
+class Hub:
+    """Owns the bus and the gateways of one swarm, inside one asyncio loop."""
+
+    def __init__(self, child: Child, config: dict[str, Any]) -> None:
+        self.child = child
+        self.signer = child.signer
+        self.loop = asyncio.get_running_loop()
+        self.bus = BusProxy(child.ctx, ports=config.get("bus_ports"))
+        self.pub, self.sub = child.bus_sockets(self.bus.local)
+        specs: list[GatewaySpec] = config["gateways"]
+        for spec in specs:
+            self.sub.setsockopt(zmq.SUBSCRIBE, response_topic(spec.name))
+        self.metrics = HubMetrics()
+        self.gateways = [GatewayApp(self, spec) for spec in specs]
+        self.ports: dict[str, int] = dict(config.get("ports", {}))
+        self.pending: dict[str, tuple[str, asyncio.Future[Reply] | None]] = {}
+        self.outbox: list[list[Any]] = []
+        self.serving = False  # every bee has a ready replica
+        self.healthy = False  # every wanted replica is ready
+        self.not_ready: list[str] = []
+        self.accepting = True
+        self.stop_event = asyncio.Event()
+        self.drain_s = max((s.timeout for s in specs), default=5.0)
+        self.idle = asyncio.Event()  # set whenever nothing is pending: what a drain waits for
+        self.idle.set()
+
+    # -- requests --------------------------------------------------------------------
+
+    def in_flight(self, gateway: str) -> int:
+        return sum(1 for g, _ in self.pending.values() if g == gateway)
+
+    def _frames(self, gw: GatewayApp, rid: str, body: bytes) -> list[Any]:
+        now = time.time()
+        header = Header(Kind.DATA, rid, gw.name, gw.name, now, now + gw.spec.timeout, Enc.JSON)
+        return self.signer.frames(gw.topic, header, body)
+
+    def submit(self, gw: GatewayApp, rid: str, body: bytes) -> None:
+        """Publish without a waiter; tracked until answered or timed out, for the drain."""
+        self.pending[rid] = (gw.name, None)
+        self.loop.call_later(gw.spec.timeout, self._forget, rid)
+        self._publish(self._frames(gw, rid, body))
+
+    async def request(self, gw: GatewayApp, rid: str, body: bytes) -> Reply:
+        """Publish and wait for the first response (TimeoutError after the timeout)."""
+        fut: asyncio.Future[Reply] = self.loop.create_future()
+        self.pending[rid] = (gw.name, fut)
+        timer = self.loop.call_later(gw.spec.timeout, self._expire, rid)
+        self._publish(self._frames(gw, rid, body))
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+            self._forget(rid)
+
+    def _publish(self, frames: list[Any]) -> None:
+        # requests handled in one loop iteration leave in one burst: one wake of the proxy
+        if not self.outbox:
+            self.loop.call_soon(self._flush)
+        self.outbox.append(frames)
+
+    def _flush(self) -> None:
+        out, self.outbox = self.outbox, []
+        for frames in out:
+            self.pub.send_multipart(frames)
+
+    def _expire(self, rid: str) -> None:
+        entry = self.pending.get(rid)
+        self._forget(rid)
+        if entry is not None and entry[1] is not None and not entry[1].done():
+            entry[1].set_exception(TimeoutError())
+
+    def _forget(self, rid: str) -> None:
+        self.pending.pop(rid, None)
+        if not self.pending:
+            self.idle.set()
+
+    # -- sockets ---------------------------------------------------------------------
+
+    def _drain_bus(self) -> None:
+        # ZeroMQ's FD is edge-triggered: read while EVENTS says so, or the edge is lost
+        sub, signer, pending = self.sub, self.signer, self.pending
+        while readable(sub):
+            frames = sub.recv_multipart()
+            msg = signer.open(frames)
+            if msg is None:
+                self.metrics.dropped += 1
+                continue
+            header = msg.header
+            if header.kind == Kind.PROBE:
+                topic = frames[0][: frames[0].find(b"\0") + 1]
+                self._send(Msg.SAW, {"producer": header.origin, "topic": topic.decode("latin-1")})
+                continue
+            entry = pending.get(header.request_id)
+            if header.kind not in (Kind.RESPONSE, Kind.ERROR) or entry is None:
+                self.metrics.late.labels(header.origin).inc()
+                continue
+            self._forget(header.request_id)
+            fut = entry[1]
+            if fut is not None and not fut.done():
+                fut.set_result((header.kind, msg.payload, header.sender))
+
+    def _drain_control(self) -> None:
+        ctl = self.child.control
+        while readable(ctl):
+            msg = self.child.codec.unpack(ctl.recv_multipart())
+            if msg is None:
+                self.metrics.dropped += 1
+                continue
+            kind, body = msg
+            if kind == Msg.STATUS:
+                self.serving = bool(body["serving"])
+                self.healthy = bool(body["healthy"])
+                self.not_ready = list(body["not_ready"])
+                self.metrics.snapshot = body
+                self._send(Msg.STATUS_OK, {"version": body["version"]})
+            elif kind == Msg.PROBE:
+                for topic in body["topics"]:
+                    head = Header(Kind.PROBE, body["token"], self.child.boot.identity, "hub")
+                    self.pub.send_multipart(self.signer.frames(topic.encode("latin-1"), head, b""))
+            elif kind == Msg.STOP:
+                self.drain_s = min(self.drain_s, float((body or {}).get("drain", self.drain_s)))
+                self.stop_event.set()
+
+    def _send(self, kind: str, body: Any) -> None:
+        self.child.send(kind, body)
+        # a send can swallow the DEALER's read edge: look again soon
+        self.loop.call_soon(self._drain_control)
+
+    def _on_stdin(self) -> None:
+        if self.child.owner_gone():
+            self.loop.remove_reader(self.child.stdin_fd)
+            self.accepting = False
+            self.pending.clear()
+            self.idle.set()
+            self.drain_s = 0
+            self.stop_event.set()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = self.loop
+        fds = (self.sub.fileno(), self.child.control.fileno())
+        loop.add_reader(fds[0], self._drain_bus)
+        loop.add_reader(fds[1], self._drain_control)
+        loop.add_reader(self.child.stdin_fd, self._on_stdin)
+        runners, sites = [], []
+        for gw in self.gateways:
+            runner = web.AppRunner(gw.app(), access_log=None, handle_signals=False)
+            await runner.setup()
+            port = self.ports.get(gw.name, gw.spec.port)  # a restarted hub keeps its URLs
+            site = web.TCPSite(runner, gw.spec.host, port, shutdown_timeout=1.0)
+            await site.start()
+            server = site._server
+            sockets = getattr(server, "sockets", None) or []
+            self.ports[gw.name] = sockets[0].getsockname()[1] if sockets else port
+            runners.append(runner)
+            sites.append(site)
+        self._send(Msg.UP, {"ports": self.ports, "bus": self.bus.addresses, "bus_ports": self.bus.ports})
+        self._drain_bus()
+        self._drain_control()
+        await self.stop_event.wait()
+        # drain: refuse new work, give what is in flight its time, then close
+        self.accepting = False
+        for site in sites:
+            await site.stop()
+        if self.pending:
+            self.idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), self.drain_s)
+        for runner in runners:
+            await runner.cleanup()
+        for fd in (*fds, self.child.stdin_fd):
+            loop.remove_reader(fd)  # a no-op for one already removed
+        self.child.send(Msg.BYE, {"unanswered": len(self.pending)})
+        self.bus.close()
