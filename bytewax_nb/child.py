@@ -16,7 +16,7 @@ from typing import Any, cast
 import zmq
 
 from .control import ControlCodec, Msg
-from .wire import Signer
+from .wire import Header, Kind, Signer
 
 __all__ = ["HWM", "Boot", "Child", "read_boot", "readable"]
 
@@ -83,6 +83,17 @@ class Child:
                     config: dict[str, Any] = msg[1]
                     return config
         raise SystemExit("bytewax-nb: no configuration from the supervisor")
+
+    def probe(self, pub: zmq.Socket[bytes], body: dict[str, Any], sender: str) -> None:
+        """Publish one probe frame on each topic the supervisor asked for."""
+        for topic in body["topics"]:
+            head = Header(Kind.PROBE, body["token"], self.boot.identity, sender)
+            pub.send_multipart(self.signer.frames(topic.encode("latin-1"), head, b""))
+
+    def saw(self, frame0: bytes, header: Header) -> None:
+        """Tell the supervisor a probe arrived: from whom, on which topic."""
+        topic = frame0[: frame0.find(b"\0") + 1].decode("latin-1")
+        self.send(Msg.SAW, {"producer": header.origin, "topic": topic})
 
     def owner_gone(self) -> bool:
         try:

@@ -159,9 +159,7 @@ class Replica:
                 continue
             kind, body = msg
             if kind == Msg.PROBE:
-                for topic in body["topics"]:
-                    head = Header(Kind.PROBE, body["token"], self.child.boot.identity, self.name)
-                    self.pub.send_multipart(self.signer.frames(topic.encode("latin-1"), head, b""))
+                self.child.probe(self.pub, body, self.name)
             elif kind == Msg.SHARD:
                 members: list[int] = body["members"]
                 self.shard_n = max(1, len(members))
@@ -189,8 +187,7 @@ class Replica:
             return
         header = msg.header
         if kind == Kind.PROBE:
-            topic = frames[0][: frames[0].find(b"\0") + 1]
-            self.child.send(Msg.SAW, {"producer": header.origin, "topic": topic.decode("latin-1")})
+            self.child.saw(frames[0], header)
             return
         try:
             payload = msg.load()

@@ -119,8 +119,8 @@ class Hub:
                 continue
             header = msg.header
             if header.kind == Kind.PROBE:
-                topic = frames[0][: frames[0].find(b"\0") + 1]
-                self._send(Msg.SAW, {"producer": header.origin, "topic": topic.decode("latin-1")})
+                self.child.saw(frames[0], header)
+                self.loop.call_soon(self._drain_control)  # the send may have taken the read edge
                 continue
             entry = pending.get(header.request_id)
             if header.kind not in (Kind.RESPONSE, Kind.ERROR) or entry is None:
@@ -146,9 +146,7 @@ class Hub:
                 self.metrics.snapshot = body
                 self._send(Msg.STATUS_OK, {"version": body["version"]})
             elif kind == Msg.PROBE:
-                for topic in body["topics"]:
-                    head = Header(Kind.PROBE, body["token"], self.child.boot.identity, "hub")
-                    self.pub.send_multipart(self.signer.frames(topic.encode("latin-1"), head, b""))
+                self.child.probe(self.pub, body, "hub")
             elif kind == Msg.STOP:
                 self.drain_s = min(self.drain_s, float((body or {}).get("drain", self.drain_s)))
                 self.stop_event.set()
