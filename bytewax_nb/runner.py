@@ -21,14 +21,14 @@ from .control import Msg
 from .invoke import Context, Invoker
 from .source import restore, user_traceback
 from .spec import BeeSpec
-from .wire import Enc, Header, Kind, dump_json, peek, response_topic, topic_of
+from .wire import Enc, Header, Kind, dump_json, pack, peek, response_topic, topic_of, unpack
 
 __all__ = ["Replica", "main"]
 
 _JOIN_TTL = 60.0  # seconds a partial join lives when its request has no deadline
 _STATS_EVERY = 0.5
 _DRAIN_MAX = 64  # messages handled per drain before their results are sent
-_HOLD_MAX = 0.0005  # seconds a finished result may wait for the rest of its drain
+_HOLD_MAX = 0.0002  # seconds a finished result may wait for the rest of its drain
 
 
 class _ReplicaContext(Context):
@@ -124,11 +124,12 @@ class Replica:
                 if not readable(sub):
                     return
                 first = sub.recv()
-                # buffers stay zero-copy zmq frames so unpickled arrays are writable
-                if sub.getsockopt(zmq.RCVMORE):
-                    self._on_frames([first, *sub.recv_multipart(copy=False)])
-                else:
+                if not sub.getsockopt(zmq.RCVMORE):
                     self._on_frames([first])
+                    continue
+                # a burst, or buffers: those stay zero-copy frames so arrays are writable
+                for frames in unpack([first, *sub.recv_multipart(copy=False)]):
+                    self._on_frames(frames)
                 if self.outbox and time.perf_counter() - self.out_since > _HOLD_MAX:
                     self._flush_out()  # a slow bee must not sit on finished results
         finally:
@@ -143,7 +144,10 @@ class Replica:
         # one burst per drained batch: the socket's I/O thread is woken once, not per message
         if self.outbox:
             pub, out, self.outbox = self.pub, self.outbox, []
-            for frames in out:
+            if len(out) == 1:
+                pub.send_multipart(out[0])
+                return
+            for frames in pack(out).values():
                 pub.send_multipart(frames)
 
     def _drain_control(self) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zmq
 
-from bytewax_nb.wire import Enc, Header, Kind, Signer, dump_json, peek, topic_of
+from bytewax_nb.wire import Enc, Header, Kind, Signer, dump_json, pack, peek, topic_of, unpack
 
 
 def _msg(signer: Signer, obj: object) -> list[bytes]:
@@ -79,3 +79,25 @@ def test_dump_json_converts_numpy_and_refuses_objects() -> None:
     assert dump_json({"p": np.array([1, 2]), "s": np.float64(0.5)}) == b'{"p":[1,2],"s":0.5}'
     with pytest.raises(TypeError, match="object is not JSON serializable"):
         dump_json(object())
+
+
+def test_a_burst_packs_per_topic_and_unpacks_with_buffers() -> None:
+    signer = Signer(b"k" * 32)
+    a1 = signer.encode(topic_of("a"), Header(Kind.DATA, "1", "g", "a"), 1)
+    b1 = signer.encode(topic_of("b"), Header(Kind.DATA, "2", "g", "b"), 2)
+    a2 = signer.encode(topic_of("a"), Header(Kind.DATA, "3", "g", "a"), np.arange(4.0))
+    a3 = signer.encode(topic_of("a"), Header(Kind.DATA, "4", "g", "a"), 4)
+    packed = pack([a1, b1, a2, a3])
+    assert list(packed) == [topic_of("a"), topic_of("b")]
+    assert len(packed[topic_of("a")]) == 4  # three messages, one of them with a buffer
+    ctx = zmq.Context()
+    a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    port = a.bind_to_random_port("tcp://127.0.0.1")
+    b.connect(f"tcp://127.0.0.1:{port}")
+    a.send_multipart(packed[topic_of("a")])
+    messages = list(unpack(b.recv_multipart(copy=False)))
+    ctx.destroy(linger=0)
+    opened = [signer.open(m) for m in messages]
+    assert [o.header.request_id for o in opened if o] == ["1", "3", "4"]
+    values = [o.load() for o in opened if o]
+    assert values[0] == 1 and values[2] == 4 and values[1].tolist() == [0.0, 1.0, 2.0, 3.0]

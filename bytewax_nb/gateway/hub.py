@@ -21,13 +21,14 @@ from ..bus import BusProxy
 from ..child import Child, readable
 from ..control import Msg
 from ..spec import GatewaySpec
-from ..wire import Enc, Header, Kind, response_topic
+from ..wire import Enc, Header, Kind, pack, response_topic, unpack
 from .http import GatewayApp
 from .metrics import HubMetrics
 
 __all__ = ["Hub"]
 
 Reply = tuple[int, bytes, str]  # kind, JSON body, sender
+_FLUSH_AT = 8  # requests that leave at once, so the bees start while more arrive
 
 
 class Hub:
@@ -89,10 +90,12 @@ class Hub:
         if not self.outbox:
             self.loop.call_soon(self._flush)
         self.outbox.append(frames)
+        if len(self.outbox) >= _FLUSH_AT:
+            self._flush()
 
     def _flush(self) -> None:
         out, self.outbox = self.outbox, []
-        for frames in out:
+        for frames in pack(out).values():
             self.pub.send_multipart(frames)
 
     def _expire(self, rid: str) -> None:
@@ -110,26 +113,29 @@ class Hub:
 
     def _drain_bus(self) -> None:
         # ZeroMQ's FD is edge-triggered: read while EVENTS says so, or the edge is lost
-        sub, signer, pending = self.sub, self.signer, self.pending
+        sub = self.sub
         while readable(sub):
-            frames = sub.recv_multipart()
-            msg = signer.open(frames)
-            if msg is None:
-                self.metrics.dropped += 1
-                continue
-            header = msg.header
-            if header.kind == Kind.PROBE:
-                self.child.saw(frames[0], header)
-                self.loop.call_soon(self._drain_control)  # the send may have taken the read edge
-                continue
-            entry = pending.get(header.request_id)
-            if header.kind not in (Kind.RESPONSE, Kind.ERROR) or entry is None:
-                self.metrics.late.labels(header.origin).inc()
-                continue
-            self._forget(header.request_id)
-            fut = entry[1]
-            if fut is not None and not fut.done():
-                fut.set_result((header.kind, msg.payload, header.sender))
+            for frames in unpack(sub.recv_multipart()):
+                self._on_frames(frames)
+
+    def _on_frames(self, frames: list[Any]) -> None:
+        msg = self.signer.open(frames)
+        if msg is None:
+            self.metrics.dropped += 1
+            return
+        header = msg.header
+        if header.kind == Kind.PROBE:
+            self.child.saw(frames[0], header)
+            self.loop.call_soon(self._drain_control)  # the send may have taken the read edge
+            return
+        entry = self.pending.get(header.request_id)
+        if header.kind not in (Kind.RESPONSE, Kind.ERROR) or entry is None:
+            self.metrics.late.labels(header.origin).inc()
+            return
+        self._forget(header.request_id)
+        fut = entry[1]
+        if fut is not None and not fut.done():
+            fut.set_result((header.kind, msg.payload, header.sender))
 
     def _drain_control(self) -> None:
         ctl = self.child.control
