@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -71,10 +72,9 @@ class Child:
         poller = zmq.Poller()
         poller.register(self.control, zmq.POLLIN)
         poller.register(self.stdin_fd, zmq.POLLIN)
-        remaining = timeout_s * 1000
-        while remaining > 0:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
             events = dict(poller.poll(250))
-            remaining -= 250
             if self.stdin_fd in events and self.owner_gone():
                 raise SystemExit(0)
             if self.control in events:

@@ -26,8 +26,7 @@ class _ProcessHandle(Handle):
         self._reader.start()
 
     def _pump(self, on_line: LogSink) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
+        for raw in self.proc.stdout or ():
             on_line(self.identity, raw.decode(errors="replace").rstrip("\n"))
 
     def exit_code(self) -> int | None:
@@ -82,7 +81,8 @@ class ProcessLauncher(Launcher):
             start_new_session=True,  # Ctrl-C in the owner's terminal must not skip the drain
             close_fds=True,
         )
-        assert proc.stdin is not None
+        if proc.stdin is None:  # pragma: no cover - stdin=PIPE always gives one
+            raise RuntimeError("no stdin pipe to the child")
         proc.stdin.write(boot.line())
         proc.stdin.flush()
         return _ProcessHandle(identity, proc, on_line)
