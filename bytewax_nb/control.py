@@ -33,6 +33,8 @@ class Msg:
     SAW = "saw"  # consumer -> sup: a probe from that producer arrived
     SHARD = "shard"  # sup -> bee replica: the active replica set of its bee
     SHARD_OK = "shard_ok"  # bee replica -> sup: applied that shard version
+    SINK = "sink"  # sup -> bee replica: whether anything listens to it now
+    GATEWAYS = "gateways"  # sup -> hub: serve this list of gateways (pickle)
     STATUS = "status"  # sup -> gateway: readiness and bee stats
     STATUS_OK = "status_ok"  # gateway -> sup: applied that status version
     STATS = "stats"  # child -> sup: counters

@@ -165,10 +165,13 @@ class Replica:
             if kind == Msg.PROBE:
                 self.child.probe(self.pub, body, self.name)
             elif kind == Msg.SHARD:
-                members: list[int] = body["members"]
+                members: list[str] = body["members"]
+                me = self.child.boot.identity
                 self.shard_n = max(1, len(members))
-                self.shard_pos = members.index(self.replica) if self.replica in members else None
+                self.shard_pos = members.index(me) if me in members else None
                 self.child.send(Msg.SHARD_OK, {"version": body["version"]})
+            elif kind == Msg.SINK:
+                self.sink = bool(body["sink"])
             elif kind == Msg.STOP:
                 self.running = False
 

@@ -92,15 +92,15 @@ class Topology:
     bees: dict[str, BeeSpec] = field(default_factory=dict)
 
     def add_gateway(self, spec: GatewaySpec) -> None:
-        self._check_free(spec.name)
+        self.check_free(spec.name)
         self.gateways[spec.name] = spec
 
     def add_bee(self, spec: BeeSpec, *, replace: bool = False) -> None:
         if not (replace and spec.name in self.bees):
-            self._check_free(spec.name)
+            self.check_free(spec.name)
         self.bees[spec.name] = spec
 
-    def _check_free(self, name: str) -> None:
+    def check_free(self, name: str) -> None:
         if name in self.gateways or name in self.bees:
             raise TopologyError(f"the name {name!r} is already used in this swarm")
 

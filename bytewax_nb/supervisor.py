@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import zmq
@@ -31,9 +32,9 @@ from .control import ControlCodec, Msg
 from .errors import StartError
 from .runtime.base import Launcher
 from .source import capture
-from .spec import Topology
+from .spec import BeeSpec, GatewaySpec, Topology
 from .wire import Signer
-from .wiring import Member, Wiring
+from .wiring import Member, Slot, Wiring
 
 __all__ = ["Supervisor"]
 
@@ -43,6 +44,17 @@ _LOG_LINES = 2000
 _MAX_START_FAILURES = 3
 _STATUS_EVERY = 0.25  # seconds between status pushes for counters alone
 _STATUS_REFRESH = 5.0  # an unchanged status is still re-sent this often (latency figures)
+
+
+@dataclass
+class _Change:
+    """Something `start`, `deploy` or `add_gateway` waits for: settled, or failed."""
+
+    what: str
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+    bee: str | None = None  # the bee being (re)deployed
+    previous: BeeSpec | None = None  # what a failed redeploy goes back to
 
 
 class Supervisor:
@@ -84,8 +96,7 @@ class Supervisor:
         self._status_sent = 0.0
         self._status_key: Any = None
         self._ready = threading.Event()
-        self._settled = threading.Event()  # ready, or failed: what start() waits for
-        self._start_error: str | None = None
+        self._change: _Change | None = None
         self._stopping = False
         self._stop_phase = ""
         self._stop_deadline = 0.0
@@ -111,12 +122,37 @@ class Supervisor:
 
     def start(self, timeout: float) -> None:
         """Launch everything and wait until the swarm serves (or raise StartError)."""
-        self.call(self._launch_all)
-        self._settled.wait(timeout)
-        if not self._ready.is_set():
-            why = self._start_error or f"not ready after {timeout:g} s"
+        self._await(_Change("start"), self._launch_all, timeout)
+        self._ready.set()
+
+    def deploy(self, spec: BeeSpec, timeout: float) -> None:
+        """Add a bee, or replace a running one with new code or options.
+
+        New replicas are proven wired before the old ones give up their share, so no
+        message goes unhandled; a new version that cannot start is rolled back and the
+        old replicas go on serving.
+        """
+        previous = self.topology.bees.get(spec.name)
+        change = _Change(f"deploy of bee {spec.name!r}", bee=spec.name, previous=previous)
+        self._await(change, lambda: self._deploy(spec), timeout)
+
+    def add_gateway(self, spec: GatewaySpec, timeout: float) -> None:
+        """Serve one more gateway from the running hub."""
+        self._await(_Change(f"gateway {spec.name!r}"), lambda: self._add_gateway(spec), timeout)
+
+    def _await(self, change: _Change, apply: Callable[[], None], timeout: float) -> None:
+        def begin() -> None:
+            self._change = change
+            apply()
+            self._check_change()
+
+        self.call(begin)
+        change.done.wait(timeout)
+        self.call(lambda: setattr(self, "_change", None))
+        if change.error or not change.done.is_set():
+            why = change.error or f"not ready after {timeout:g} s"
             report = self.call(self._not_ready_report)
-            raise StartError(f"swarm {self.swarm!r} did not start: {why}\n{report}")
+            raise StartError(f"swarm {self.swarm!r}: {change.what} failed: {why}\n{report}")
 
     def stop(self, drain_timeout: float | None = None) -> None:
         """Drain the gateways, stop the bees, reap everything, close every socket."""
@@ -216,7 +252,7 @@ class Supervisor:
             self._after_change()
         elif kind == Msg.STATUS_OK:
             m.status_ok = int(body["version"])
-            self._check_ready()
+            self._check_change()
         elif kind == Msg.STATS:
             m.stats = body
         elif kind == Msg.BYE:
@@ -254,8 +290,11 @@ class Supervisor:
         """Send new shards and a fresh status after anything that may change them."""
         for m, body in self.wiring.rewire():
             self._send(m, Msg.SHARD, body)
+        for m in self.wiring.retirable():
+            self._send(m, Msg.STOP)
+            m.state = "stopping"
         self._push_status(force=True)
-        self._check_ready()
+        self._check_change()
 
     def _push_status(self, force: bool = False) -> None:
         bees = self.wiring.bee_stats()
@@ -283,12 +322,61 @@ class Supervisor:
         if hub is not None and hub.state == "up":
             self._send(hub, Msg.STATUS, body)
 
-    def _check_ready(self) -> None:
-        if self._stopping or self._ready.is_set():
+    def _check_change(self) -> None:
+        change = self._change
+        if change is None or change.done.is_set() or self._stopping:
             return
         if self.wiring.settled() and self.wiring.hub_acked(self._status_version):
-            self._ready.set()
-            self._settled.set()
+            change.done.set()
+
+    def _deploy(self, spec: BeeSpec) -> None:
+        sinks = {n: self.topology.is_sink(n) for n in self.topology.bees}
+        if spec.name in self.topology.bees:
+            self.wiring.retire(spec.name)
+        self.topology.bees[spec.name] = spec
+        self._reslot(spec)
+        for name, was in sinks.items():
+            now = self.topology.is_sink(name)
+            if name != spec.name and now != was:
+                for m in self.wiring.of_bee(name):
+                    self._send(m, Msg.SINK, {"sink": now})
+        self._refill(time.monotonic())
+
+    def _reslot(self, spec: BeeSpec) -> None:
+        """Fresh slots for a bee's replicas: failures count anew for the new version."""
+        for key in [k for k in self.wiring.slots if k[0] == "bee" and k[1] == spec.name]:
+            if key[2] >= spec.replicas:
+                del self.wiring.slots[key]
+        for r in range(spec.replicas):
+            slot = self.wiring.slots.setdefault(("bee", spec.name, r), Slot())
+            slot.failures, slot.restart_at, slot.ever_ready = 0, 0.0, False
+
+    def _rollback(self, change: _Change) -> None:
+        """A redeploy whose replicas cannot start: stop them, keep the old ones serving."""
+        name = change.bee
+        if name is None:
+            return
+        for m in list(self.wiring.members.values()):
+            if m.role == "bee" and m.name == name and not m.retiring and m.handle is not None:
+                m.handle.kill()
+        if change.previous is None:
+            del self.topology.bees[name]
+            for key in [k for k in self.wiring.slots if k[0] == "bee" and k[1] == name]:
+                del self.wiring.slots[key]
+            return
+        self.topology.bees[name] = change.previous
+        self._reslot(change.previous)
+        for m in self.wiring.members.values():
+            if m.role == "bee" and m.name == name and m.retiring:
+                m.retiring = False
+        for slot in (s for k, s in self.wiring.slots.items() if k[:2] == ("bee", name)):
+            slot.ever_ready = True
+
+    def _add_gateway(self, spec: GatewaySpec) -> None:
+        self.topology.gateways[spec.name] = spec
+        hub = self.wiring.hub()
+        if hub is not None:
+            self._send(hub, Msg.GATEWAYS, list(self.topology.gateways.values()), pickled=True)
 
     # -- processes -------------------------------------------------------------------
 
@@ -333,23 +421,31 @@ class Supervisor:
             self._stop_step(now)
 
     def _on_death(self, m: Member, code: int, now: float) -> None:
-        slot = self.wiring.slots[m.slot_key]
+        if m.retiring:  # replaced and stopped on purpose, or dying on its way out
+            self._after_change()
+            return
+        slot = self.wiring.slots.get(m.slot_key)
+        if slot is None:  # a slot removed by a redeploy with fewer replicas
+            return
         slot.last_exit = code
         slot.failures += 1
         slot.restart_at = now + min(0.1 * 2 ** (slot.failures - 1), 5.0)
         self._on_line(m.identity, f"bytewax-nb: process exited with code {code}; restarting")
-        if not slot.ever_ready and slot.failures >= _MAX_START_FAILURES and not self._ready.is_set():
-            self._start_error = (
+        change = self._change
+        if change is not None and not slot.ever_ready and slot.failures >= _MAX_START_FAILURES:
+            change.error = (
                 f"{m.role} {m.name!r} replica {m.replica} exited {slot.failures} times (last code {code})"
             )
-            self._settled.set()
+            self._rollback(change)
+            change.done.set()
         self._after_change()
 
     def _refill(self, now: float) -> None:
         """Launch a process for every empty slot whose back-off has passed."""
-        if self._stopping or self._start_error is not None:
+        change = self._change
+        if self._stopping or (change is not None and change.error is not None and change.what == "start"):
             return
-        filled = {m.slot_key for m in self.wiring.members.values()}
+        filled = {m.slot_key for m in self.wiring.members.values() if not m.retiring}
         for key, slot in self.wiring.slots.items():
             if key not in filled and slot.restart_at <= now:
                 self._launch(*key)

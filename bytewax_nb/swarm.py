@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from . import client
 from .devswarm import run_in_process
-from .errors import BytewaxNBError, TopologyError
+from .errors import BytewaxNBError
 from .runtime import make_launcher
 from .spec import DEFAULT_MAX_BODY, BeeSpec, GatewaySpec, Topology, check_name
 from .supervisor import Supervisor
@@ -65,10 +65,16 @@ class Swarm:
         token: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
     ) -> GatewaySpec:
-        """Add an HTTP gateway; port 0 picks a free one, `token` requires a bearer token."""
-        self._check_stopped("add a gateway")
+        """Add an HTTP gateway; port 0 picks a free one, `token` requires a bearer token.
+
+        On a running swarm the hub starts serving it at once.
+        """
         spec = GatewaySpec(name, host, port, timeout, token, max_body)
-        self._topology.add_gateway(spec)
+        if self._supervisor is None:
+            self._topology.add_gateway(spec)
+        else:
+            self._topology.check_free(spec.name)
+            self._supervisor.add_gateway(spec, _START_TIMEOUT)
         return spec
 
     def bee(
@@ -88,10 +94,14 @@ class Swarm:
         memory: str | None = None,
         gpus: int | None = None,
     ) -> Any:
-        """Register a bee (decorator); the function is returned unchanged."""
+        """Register a bee (decorator); the function is returned unchanged.
+
+        On a running swarm this deploys the bee at once; registering a name again
+        redeploys it: the new replicas take over before the old ones stop, and no
+        request is lost.
+        """
 
         def register(f: F) -> F:
-            self._check_stopped("add a bee")
             inputs = (input,) if isinstance(input, str) else tuple(input)
             spec = BeeSpec(
                 name or f.__name__,
@@ -108,14 +118,21 @@ class Swarm:
                 memory=memory,
                 gpus=gpus,
             )
-            self._topology.add_bee(spec)
+            self.deploy(spec)
             return f
 
         return register(fn) if fn is not None else register
 
-    def _check_stopped(self, what: str) -> None:
-        if self._supervisor is not None:
-            raise TopologyError(f"cannot {what} while swarm {self.name!r} runs; stop it first")
+    def deploy(self, spec: BeeSpec) -> None:
+        """Add or replace a bee; checked against the whole graph before anything changes."""
+        trial = Topology(dict(self._topology.gateways), dict(self._topology.bees))
+        trial.add_bee(spec, replace=True)
+        if self._supervisor is None:
+            trial.order()  # cycles are refused now; unknown inputs at start()
+            self._topology.add_bee(spec, replace=True)
+            return
+        trial.validate()
+        self._supervisor.deploy(spec, _START_TIMEOUT)
 
     @property
     def topology(self) -> Topology:

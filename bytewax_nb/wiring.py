@@ -36,9 +36,10 @@ class Member:
     handle: Handle | None = None
     state: str = "starting"  # starting -> configured -> up -> stopping
     wired: bool = False
+    retiring: bool = False  # runs a replaced version of its bee: drained, then stopped
     shard_ok: int = -1  # the shard version this replica acknowledged
     shard_sent: int = -1  # the shard version last sent to it
-    shard_set: tuple[int, ...] = ()  # the active set it acknowledged
+    shard_set: tuple[str, ...] = ()  # the active set (identities) it acknowledged
     status_ok: int = -1
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -72,7 +73,7 @@ class Wiring:
         self.slots: dict[tuple[str, str, int], Slot] = {}
         self.verified: set[tuple[str, str, bytes]] = set()
         self.shard_version: dict[str, int] = {}
-        self.shard_members: dict[str, list[int]] = {}
+        self.shard_members: dict[str, list[str]] = {}
 
     # -- membership ------------------------------------------------------------------
 
@@ -155,14 +156,19 @@ class Wiring:
             m.wired = m.state == "up" and all(
                 (p.identity, c.identity, t) in self.verified for p, c, t in edges if m in (p, c)
             )
-            if m.wired:
+            if m.wired and not m.retiring:  # an old version's health says nothing of the slot
                 slot = self.slots.get(m.slot_key)
                 if slot is not None:
                     slot.ever_ready = True
                     slot.failures = 0
         messages: list[tuple[Member, dict[str, Any]]] = []
-        for name in self.topology.bees:
-            active = sorted(m.replica for m in self.of_bee(name) if m.wired)
+        for name, bee in self.topology.bees.items():
+            active = sorted(m.identity for m in self.of_bee(name) if m.wired and not m.retiring)
+            handing_over = any(
+                m.retiring and m.identity in self.shard_members.get(name, ()) for m in self.of_bee(name)
+            )
+            if handing_over and len(active) < bee.replicas:
+                active = self.shard_members[name]  # a redeploy switches once all new replicas are wired
             if active != self.shard_members.get(name):
                 self.shard_members[name] = active
                 self.shard_version[name] = self.shard_version.get(name, 0) + 1
@@ -180,8 +186,8 @@ class Wiring:
         active = self.shard_members.get(name, [])
         body = {"members": active, "version": version}
 
-        def share(m: Member, members: Sequence[int]) -> float:
-            return 1 / len(members) if m.replica in members else 0.0
+        def share(m: Member, members: Sequence[str]) -> float:
+            return 1 / len(members) if m.identity in members else 0.0
 
         pending = [m for m in self.of_bee(name) if m.shard_ok != version]
         growers = [m for m in pending if share(m, active) >= share(m, m.shard_set)]
@@ -199,20 +205,41 @@ class Wiring:
             m.shard_ok = version
             m.shard_set = tuple(self.shard_members.get(m.name, ()))
 
-    def serving(self) -> dict[str, int]:
-        """Replicas per bee that handle a share of its messages right now."""
+    def serving(self, *, current: bool = False) -> dict[str, int]:
+        """Replicas per bee handling a share right now (of its current version only)."""
         return {
-            name: sum(1 for m in self.of_bee(name) if m.replica in m.shard_set) for name in self.topology.bees
+            name: sum(
+                1 for m in self.of_bee(name) if m.identity in m.shard_set and not (current and m.retiring)
+            )
+            for name in self.topology.bees
         }
 
     def settled(self) -> bool:
-        """Every wanted replica handles its share and all agree on the current set."""
-        serving = self.serving()
+        """Every wanted replica of every bee's current version handles its share, and all
+        replicas (retiring ones included) agree on the current set."""
+        serving = self.serving(current=True)
         return all(
             serving[name] == bee.replicas
             and all(m.shard_ok == self.shard_version.get(name, 0) for m in self.of_bee(name))
             for name, bee in self.topology.bees.items()
         )
+
+    def retire(self, name: str) -> None:
+        """The bee is redeployed: its running replicas serve on until the new ones take over."""
+        for m in self.members.values():
+            if m.role == "bee" and m.name == name:
+                m.retiring = True
+
+    def retirable(self) -> list[Member]:
+        """Retiring replicas that have given up their share: safe to stop now."""
+        return [
+            m
+            for m in self.members.values()
+            if m.retiring
+            and m.state == "up"
+            and m.shard_ok == self.shard_version.get(m.name, 0)
+            and m.identity not in m.shard_set
+        ]
 
     def bee_stats(self) -> dict[str, dict[str, Any]]:
         """Per bee: counters (dead replicas' included), latency, readiness."""
@@ -230,7 +257,7 @@ class Wiring:
                 p99_ms=max((s.get("p99_ms", 0.0) for s in reps), default=0.0),
                 batch=max((s.get("batch", 1.0) for s in reps), default=1.0),
                 pending_joins=sum(s.get("pending_joins", 0) for s in reps),
-                ready=serving.get(name, 0),
+                ready=min(serving.get(name, 0), spec.replicas),
                 wanted=spec.replicas,
             )
             out[name] = st

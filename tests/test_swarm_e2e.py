@@ -549,3 +549,91 @@ def test_a_killed_hub_comes_back_on_the_same_url(make_swarm: Any) -> None:
     wait_until(answers, what="the swarm answering again on the same URL")
     assert swarm.url() == url
     assert any("exited with code -9" in line for line in swarm.logs("hub"))
+
+
+def _version(tag: str) -> Any:
+    def answer(payload: int) -> dict[str, Any]:
+        return {"n": payload, "version": tag}
+
+    return answer
+
+
+@pytest.mark.slow
+def test_redeploying_a_bee_under_load_loses_no_request(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(_version("v1"), input="in", name="model", replicas=2)
+    swarm.start()
+    old_pids = {r["pid"] for r in swarm.status()["bees"]["model"]["replicas"]}
+    url = swarm.url()
+    stop = threading.Event()
+    outcomes: list[tuple[float, int, Any]] = []
+
+    def load() -> None:
+        n = 0
+        while not stop.is_set():
+            sent = time.monotonic()
+            status, body, _ = post(url, n, timeout=10)
+            outcomes.append((sent, status, body))
+            n += 1
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(outcomes) > 50, what="load flowing")
+    swarm.bee(_version("v2"), input="in", name="model", replicas=2)  # returns once v2 serves
+    switched = time.monotonic()
+    wait_until(lambda: sum(1 for s, _, _ in outcomes if s > switched) > 50, what="load after the redeploy")
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert all(status == 200 for _, status, _ in outcomes), "a request failed during the redeploy"
+    assert {body["version"] for _, _, body in outcomes} == {"v1", "v2"}
+    assert all(body["version"] == "v2" for sent, _, body in outcomes if sent > switched)
+    wait_until(
+        lambda: not old_pids & {r["pid"] for r in swarm.status()["bees"]["model"]["replicas"]},
+        what="the old replicas stopped",
+    )
+    assert len(swarm.status()["bees"]["model"]["replicas"]) == 2
+
+
+def test_a_bee_added_to_a_running_swarm_takes_over_the_response(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(lambda p: p + 1, input="in", name="first")
+    swarm.start()
+    assert swarm.request("in", 1) == 2  # "first" is a sink: its return value answers
+    swarm.bee(lambda p: p * 10, input="first", name="second")
+    assert swarm.request("in", 1) == 20  # now "first" publishes and "second" answers
+    swarm.gateway("other")
+    swarm.bee(lambda p: f"other {p}", input="other", name="third")
+    assert swarm.request("other", "x") == "other x"
+
+
+class _Unloadable:
+    """Pickles fine, fails to load: a new bee version that cannot start."""
+
+    def __reduce__(self) -> Any:
+        return (_refuse, ())
+
+
+def _refuse() -> None:
+    raise RuntimeError("this version cannot load")
+
+
+def test_a_redeploy_that_cannot_start_is_rolled_back(make_swarm: Any) -> None:
+    from bytewax_nb import StartError
+
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(_version("v1"), input="in", name="model")
+    swarm.start()
+    broken = _Unloadable()
+
+    def v2(payload: int) -> Any:
+        return broken
+
+    with pytest.raises(StartError, match="cannot load"):
+        swarm.bee(v2, input="in", name="model")
+    assert swarm.request("in", 5) == {"n": 5, "version": "v1"}
+    assert swarm.status()["bees"]["model"]["ready"] == 1

@@ -53,7 +53,7 @@ def test_shards_are_handed_out_only_to_wired_replicas_and_serve_once_acked() -> 
     _prove_all(w)
     messages = w.rewire()
     a_bodies = {m.identity: body for m, body in messages if m.name == "a"}
-    assert a_bodies["bee:a:0:1"]["members"] == [0, 1]
+    assert a_bodies["bee:a:0:1"]["members"] == ["bee:a:0:1", "bee:a:1:1"]
     assert w.serving() == {"a": 0, "b": 0}
     for m, body in messages:
         w.acked(m, body["version"])
@@ -71,7 +71,7 @@ def test_a_dead_replica_leaves_the_shard_and_its_counters_stay() -> None:
     w.remove("bee:a:1:1")
     assert not any("bee:a:1:1" in e for e in w.verified)
     messages = w.rewire()
-    assert [(m.identity, body["members"]) for m, body in messages] == [("bee:a:0:1", [0])]
+    assert [(m.identity, body["members"]) for m, body in messages] == [("bee:a:0:1", ["bee:a:0:1"])]
     stats = w.bee_stats()["a"]
     assert (stats["handled"], stats["errors"], stats["wanted"]) == (10, 1, 2)
     assert stats["ready"] == 1  # the survivor goes on serving while it takes the whole share
@@ -88,8 +88,32 @@ def test_a_joining_replica_takes_its_share_before_the_others_give_it_up() -> Non
     w.add(late)
     _prove_all(w)
     first = w.rewire()
-    assert [(m.identity, body["members"]) for m, body in first] == [("bee:a:1:1", [0, 1])]
+    both = ["bee:a:0:1", "bee:a:1:1"]
+    assert [(m.identity, body["members"]) for m, body in first] == [("bee:a:1:1", both)]
     assert w.rewire() == []  # replica 0 keeps everything until the newcomer acknowledged
     w.acked(late, first[0][1]["version"])
     second = w.rewire()
-    assert [(m.identity, body["members"]) for m, body in second] == [("bee:a:0:1", [0, 1])]
+    assert [(m.identity, body["members"]) for m, body in second] == [("bee:a:0:1", both)]
+
+
+def test_a_redeployed_bee_hands_over_before_the_old_replicas_stop() -> None:
+    w = _wiring()
+    _prove_all(w)
+    for m, body in w.rewire():
+        w.acked(m, body["version"])
+    w.retire("b")
+    new = Member("bee:b:0:2", "bee", "b", 0)
+    w.add(new)
+    assert w.rewire() == [] and w.retirable() == []  # the new one is not up yet
+    new.state = "up"
+    _prove_all(w)
+    first = w.rewire()
+    assert [(m.identity, body["members"]) for m, body in first] == [("bee:b:0:2", ["bee:b:0:2"])]
+    assert w.serving()["b"] == 1 and not w.settled()  # the old one still serves alone
+    w.acked(new, first[0][1]["version"])
+    second = w.rewire()
+    assert [(m.identity, body["members"]) for m, body in second] == [("bee:b:0:1", ["bee:b:0:2"])]
+    assert w.serving()["b"] == 2  # both handle messages for a moment: none is lost
+    old = w.members["bee:b:0:1"]
+    w.acked(old, second[0][1]["version"])
+    assert w.retirable() == [old] and w.settled()

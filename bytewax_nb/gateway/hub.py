@@ -41,10 +41,10 @@ class Hub:
         self.bus = BusProxy(child.ctx, ports=config.get("bus_ports"))
         self.pub, self.sub = child.bus_sockets(self.bus.local)
         specs: list[GatewaySpec] = config["gateways"]
-        for spec in specs:
-            self.sub.setsockopt(zmq.SUBSCRIBE, response_topic(spec.name))
         self.metrics = HubMetrics()
-        self.gateways = [GatewayApp(self, spec) for spec in specs]
+        self.gateways: dict[str, GatewayApp] = {}
+        self.runners: list[web.AppRunner] = []
+        self.sites: list[web.TCPSite] = []
         self.ports: dict[str, int] = dict(config.get("ports", {}))
         self.pending: dict[str, tuple[str, asyncio.Future[Reply] | None]] = {}
         self.outbox: list[list[Any]] = []
@@ -54,6 +54,7 @@ class Hub:
         self.accepting = True
         self.stop_event = asyncio.Event()
         self.drain_s = max((s.timeout for s in specs), default=5.0)
+        self.specs = specs
         self.idle = asyncio.Event()  # set whenever nothing is pending: what a drain waits for
         self.idle.set()
 
@@ -153,6 +154,8 @@ class Hub:
                 self._send(Msg.STATUS_OK, {"version": body["version"]})
             elif kind == Msg.PROBE:
                 self.child.probe(self.pub, body, "hub")
+            elif kind == Msg.GATEWAYS:
+                self.loop.create_task(self._serve_all(body))
             elif kind == Msg.STOP:
                 self.drain_s = min(self.drain_s, float((body or {}).get("drain", self.drain_s)))
                 self.stop_event.set()
@@ -173,37 +176,47 @@ class Hub:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    async def _serve(self, spec: GatewaySpec) -> None:
+        gw = GatewayApp(self, spec)
+        self.sub.setsockopt(zmq.SUBSCRIBE, response_topic(spec.name))
+        runner = web.AppRunner(gw.app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        port = self.ports.get(spec.name, spec.port)  # a restarted hub keeps its URLs
+        site = web.TCPSite(runner, spec.host, port, shutdown_timeout=1.0)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.ports[spec.name] = sockets[0].getsockname()[1] if sockets else port
+        self.gateways[spec.name] = gw
+        self.runners.append(runner)
+        self.sites.append(site)
+        self.drain_s = max(self.drain_s, spec.timeout)
+
+    async def _serve_all(self, specs: list[GatewaySpec]) -> None:
+        """Serve every gateway not served yet, then tell the supervisor where."""
+        for spec in specs:
+            if spec.name not in self.gateways:
+                await self._serve(spec)
+        self._send(Msg.UP, {"ports": self.ports, "bus": self.bus.addresses, "bus_ports": self.bus.ports})
+
     async def run(self) -> None:
         loop = self.loop
         fds = (self.sub.fileno(), self.child.control.fileno())
         loop.add_reader(fds[0], self._drain_bus)
         loop.add_reader(fds[1], self._drain_control)
         loop.add_reader(self.child.stdin_fd, self._on_stdin)
-        runners, sites = [], []
-        for gw in self.gateways:
-            runner = web.AppRunner(gw.app(), access_log=None, handle_signals=False)
-            await runner.setup()
-            port = self.ports.get(gw.name, gw.spec.port)  # a restarted hub keeps its URLs
-            site = web.TCPSite(runner, gw.spec.host, port, shutdown_timeout=1.0)
-            await site.start()
-            server = site._server
-            sockets = getattr(server, "sockets", None) or []
-            self.ports[gw.name] = sockets[0].getsockname()[1] if sockets else port
-            runners.append(runner)
-            sites.append(site)
-        self._send(Msg.UP, {"ports": self.ports, "bus": self.bus.addresses, "bus_ports": self.bus.ports})
+        await self._serve_all(self.specs)
         self._drain_bus()
         self._drain_control()
         await self.stop_event.wait()
         # drain: refuse new work, give what is in flight its time, then close
         self.accepting = False
-        for site in sites:
+        for site in self.sites:
             await site.stop()
         if self.pending:
             self.idle.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.idle.wait(), self.drain_s)
-        for runner in runners:
+        for runner in self.runners:
             await runner.cleanup()
         for fd in (*fds, self.child.stdin_fd):
             loop.remove_reader(fd)  # a no-op for one already removed
