@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .devswarm import DevSwarm
 from .errors import (
     BytewaxNBError,
@@ -17,6 +19,14 @@ from .swarm import Swarm
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext bytewax_nb`: the %swarm, %gateway, %%bee and %send magics."""
+    from .magics import load
+
+    load(ipython)
+
+
 __all__ = [
     "BytewaxNBError",
     "Context",
@@ -29,4 +39,5 @@ __all__ = [
     "Swarm",
     "TopologyError",
     "__version__",
+    "load_ipython_extension",
 ]

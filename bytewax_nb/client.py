@@ -10,7 +10,7 @@ from typing import Any
 from .errors import GatewayError, NotReady, RemoteError, RequestTimeout
 from .wire import dump_json
 
-__all__ = ["post", "request", "submit"]
+__all__ = ["post", "raise_for", "request", "submit"]
 
 
 def post(
@@ -40,7 +40,7 @@ def post(
     return status, body, rid
 
 
-def _raise_for(status: int, body: Any, rid: str | None) -> None:
+def raise_for(status: int, body: Any, rid: str | None) -> None:
     message = body.get("error", "") if isinstance(body, dict) else str(body)
     rid = rid or (body.get("request_id") if isinstance(body, dict) else None)
     if status == 500 and isinstance(body, dict) and "bee" in body:
@@ -56,7 +56,7 @@ def request(url: str, payload: Any, *, token: str | None = None, timeout: float 
     """The swarm's response to `payload`; raises RemoteError, RequestTimeout, ..."""
     status, body, rid = post(url, payload, token=token, timeout=timeout)
     if status != 200:
-        _raise_for(status, body, rid)
+        raise_for(status, body, rid)
     return body
 
 
@@ -64,5 +64,5 @@ def submit(url: str, payload: Any, *, token: str | None = None, timeout: float =
     """Fire and forget: the request id the gateway assigned."""
     status, body, rid = post(url + "?mode=submit", payload, token=token, timeout=timeout)
     if status != 202:
-        _raise_for(status, body, rid)
+        raise_for(status, body, rid)
     return str(body["request_id"])

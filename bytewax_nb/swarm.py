@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from . import client
 from .devswarm import run_in_process
-from .errors import BytewaxNBError
-from .runtime import make_launcher
+from .errors import BytewaxNBError, TopologyError
+from .runtime import make_launcher, runtime_unsupported
 from .spec import DEFAULT_MAX_BODY, BeeSpec, GatewaySpec, Topology, check_name
 from .supervisor import Supervisor
 
@@ -37,6 +37,8 @@ class Swarm:
     Declaring is cheap and local; `start()` launches every replica and returns once
     requests can flow. Bees added with `@swarm.bee` stay ordinary functions.
     """
+
+    default_log = staticmethod(_print_line)
 
     def __init__(
         self,
@@ -125,6 +127,12 @@ class Swarm:
 
     def deploy(self, spec: BeeSpec) -> None:
         """Add or replace a bee; checked against the whole graph before anything changes."""
+        unsupported = runtime_unsupported(self.runtime, spec)
+        if unsupported:
+            raise TopologyError(
+                f"bee {spec.name!r}: the {self.runtime} runtime cannot apply {', '.join(unsupported)}; "
+                "use runtime='docker'"
+            )
         trial = Topology(dict(self._topology.gateways), dict(self._topology.bees))
         trial.add_bee(spec, replace=True)
         if self._supervisor is None:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from ..spec import BeeSpec
 from .base import Handle, Launcher, LogSink
 from .process import ProcessLauncher
 
-__all__ = ["Handle", "Launcher", "LogSink", "ProcessLauncher", "make_launcher"]
+__all__ = ["Handle", "Launcher", "LogSink", "ProcessLauncher", "make_launcher", "runtime_unsupported"]
+
+_CONTAINER_ONLY = ("requirements", "image", "cpus", "memory", "gpus")
+
+
+def runtime_unsupported(runtime: str, spec: BeeSpec) -> list[str]:
+    """The bee options this runtime would have to ignore (an error, never silence)."""
+    if runtime == "docker":
+        return []
+    return [opt for opt in _CONTAINER_ONLY if getattr(spec, opt)]
 
 
 def make_launcher(runtime: str) -> Launcher:

@@ -1,0 +1,74 @@
+"""Live output under a cell: each bee's latest lines, refreshed from a background thread.
+
+Lines arrive from the supervisor's reader threads; one refresher thread updates the
+cells' display handles at most four times a second, so a chatty bee cannot flood the
+browser and the kernel never blocks on the swarm.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from IPython.display import DisplayHandle, Pretty, display
+
+__all__ = ["LiveOutput"]
+
+_REFRESH_S = 0.25
+_LINES = 40
+
+
+class _Panel:
+    """The display under one `%%bee` cell."""
+
+    def __init__(self) -> None:
+        handle = display(Pretty(""), display_id=True)
+        self.handle: DisplayHandle | None = handle if isinstance(handle, DisplayHandle) else None
+        self.lines: deque[str] = deque(maxlen=_LINES)
+        self.dirty = False
+
+
+class LiveOutput:
+    """Routes a swarm's log lines to the panels of the cells that defined the bees."""
+
+    def __init__(self) -> None:
+        self._panels: dict[str, _Panel] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def attach(self, bee: str) -> None:
+        """Show this bee's output under the cell running now (a re-run moves it here)."""
+        panel = _Panel()
+        with self._lock:
+            self._panels[bee] = panel
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._refresh, name="bytewax-nb-live", daemon=True)
+            self._thread.start()
+
+    def on_log(self, role: str, name: str, replica: int, line: str) -> None:
+        """The swarm's log callback: keep the line for the bee's panel."""
+        with self._lock:
+            panel = self._panels.get(name) if role == "bee" else None
+            if panel is None:
+                return
+            panel.lines.append(f"[{name}/{replica}] {line}")
+            panel.dirty = True
+
+    def _refresh(self) -> None:
+        while not self._closed:
+            self._wake.wait(_REFRESH_S)
+            with self._lock:
+                due: list[tuple[Any, str]] = []
+                for panel in self._panels.values():
+                    if panel.dirty and panel.handle is not None:
+                        panel.dirty = False
+                        due.append((panel.handle, "\n".join(panel.lines)))
+            for handle, text in due:
+                handle.update(Pretty(text))
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()

@@ -1,0 +1,246 @@
+"""Notebook magics: argument parsing only; everything else is the Python API.
+
+`%swarm`, `%gateway`, `%%bee`, `%send`/`%%send`, `%bee logs`. One swarm is current
+per notebook (named after the notebook unless `%swarm new` names one); it starts
+when its first bee is deployed and every later `%%bee` cell deploys or redeploys.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shlex
+import time
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import Pretty, display
+
+from . import client
+from .errors import BytewaxNBError, TopologyError
+from .swarm import Swarm
+from .table import status_table
+
+__all__ = ["SwarmMagics", "current_swarm"]
+
+_CURRENT: dict[str, Swarm] = {}
+
+
+def current_swarm() -> Swarm | None:
+    """The swarm the magics of this kernel work on, if any."""
+    return _CURRENT.get("swarm")
+
+
+def _notebook_swarm_name() -> str:
+    path = os.environ.get("JPY_SESSION_NAME", "")
+    stem = os.path.splitext(os.path.basename(path))[0] if path else "notebook"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "notebook"
+    return name if name[0].isalnum() else f"nb-{name}"
+
+
+def _in_kernel(shell: Any) -> bool:
+    return getattr(shell, "kernel", None) is not None
+
+
+@magics_class
+class SwarmMagics(Magics):
+    """The bytewax-nb magics; state lives in the current `Swarm`."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self._live: Any = None
+        if _in_kernel(shell):
+            from .livelog import LiveOutput
+
+            self._live = LiveOutput()
+
+    # -- the current swarm -------------------------------------------------------------
+
+    def _new(self, name: str, runtime: str) -> Swarm:
+        old = current_swarm()
+        if old is not None and old.running:
+            old.stop()
+        swarm = Swarm(name, runtime=runtime, on_log=self._live.on_log if self._live else Swarm.default_log)
+        _CURRENT["swarm"] = swarm
+        return swarm
+
+    def _swarm(self) -> Swarm:
+        return current_swarm() or self._new(_notebook_swarm_name(), "auto")
+
+    # -- %swarm ------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("action", nargs="?", default="", help="new | status | stop (nothing: a summary)")
+    @argument("name", nargs="?", help="the new swarm's name")
+    @argument("--runtime", default="auto", choices=["auto", "process", "docker"])
+    @line_magic
+    def swarm(self, line: str) -> Any:
+        """%swarm new NAME [--runtime R] | %swarm | %swarm status | %swarm stop"""
+        args = parse_argstring(self.swarm, line)
+        if args.action == "new":
+            if not args.name:
+                raise BytewaxNBError("%swarm new needs a name: %swarm new NAME")
+            swarm = self._new(args.name, args.runtime)
+            print(f"swarm {swarm.name!r} (runtime {swarm.runtime})")
+            return None
+        swarm = self._swarm()
+        if args.action in ("", "status"):
+            display(Pretty(status_table(swarm)))
+            return None
+        if args.action == "stop":
+            swarm.stop()
+            print(f"swarm {swarm.name!r} stopped")
+            return None
+        raise BytewaxNBError(f"unknown %swarm action {args.action!r}: use new, status or stop")
+
+    # -- %gateway ----------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("name")
+    @argument("--port", type=int, default=0)
+    @argument("--host", default="127.0.0.1")
+    @argument("--timeout", type=float, default=30.0)
+    @argument("--token-env", default=None, help="read the bearer token from this variable")
+    @argument("--max-body", type=int, default=None, help="body limit in bytes")
+    @line_magic
+    def gateway(self, line: str) -> None:
+        """%gateway NAME [--port P] [--timeout S] [--token-env VAR]"""
+        args = parse_argstring(self.gateway, line)
+        token = None
+        if args.token_env:
+            token = os.environ.get(args.token_env)
+            if not token:
+                raise BytewaxNBError(f"the variable {args.token_env} is not set (or empty)")
+        swarm = self._swarm()
+        extra = {"max_body": args.max_body} if args.max_body else {}
+        swarm.gateway(args.name, host=args.host, port=args.port, timeout=args.timeout, token=token, **extra)
+        where = f": {swarm.url(args.name)}" if swarm.running else ""
+        print(f"gateway {args.name!r}{where}")
+
+    # -- %%bee and %bee logs -----------------------------------------------------------
+
+    @magic_arguments()
+    @argument("name", nargs="*", help="the bee's name (or `logs NAME` as a line magic)")
+    @argument("--input", nargs="+", default=None, help="the producers this bee listens to")
+    @argument("--join", action="store_true", help="wait for one message of every input")
+    @argument("--replicas", type=int, default=1)
+    @argument("--requirements", default="", help='pip requirements, space-separated: "numpy scikit-learn"')
+    @argument("--image", default=None)
+    @argument("--env", nargs="*", default=[], help="K=V pairs for the bee's environment")
+    @argument("--batch-size", type=int, default=1)
+    @argument("--batch-timeout-ms", type=float, default=0.0)
+    @argument("--cpus", type=float, default=None)
+    @argument("--memory", default=None)
+    @argument("--gpus", type=int, default=None)
+    @line_cell_magic
+    def bee(self, line: str, cell: str | None = None) -> Any:
+        """%%bee [NAME] --input SRC [SRC ...] [options]: run the cell, deploy its function.
+
+        As a line magic: %bee logs NAME.
+        """
+        args = parse_argstring(self.bee, line)
+        if cell is None:
+            if len(args.name) == 2 and args.name[0] == "logs":
+                lines = self._swarm().logs(args.name[1])
+                print("\n".join(lines) if lines else f"(no output from {args.name[1]!r} yet)")
+                return None
+            raise BytewaxNBError("as a line magic: %bee logs NAME; to define a bee use the %%bee cell magic")
+        if not args.input:
+            raise BytewaxNBError("%%bee needs --input: the gateway or bees it listens to")
+        if len(args.name) > 1:
+            raise BytewaxNBError(f"%%bee takes one name, got {args.name}")
+        fn = self._run_cell(cell, args.name[0] if args.name else None)
+        name = args.name[0] if args.name else fn.__name__
+        env = {}
+        for pair in args.env:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise BytewaxNBError(f"--env takes KEY=VALUE pairs, got {pair!r}")
+            env[key] = value
+        swarm = self._swarm()
+        if self._live is not None:
+            self._live.attach(name)
+        swarm.bee(
+            fn,
+            input=args.input,
+            join=args.join,
+            replicas=args.replicas,
+            name=name,
+            batch_size=args.batch_size,
+            batch_timeout_ms=args.batch_timeout_ms,
+            requirements=shlex.split(args.requirements),
+            image=args.image,
+            env=env,
+            cpus=args.cpus,
+            memory=args.memory,
+            gpus=args.gpus,
+        )
+        if not swarm.running and swarm.topology.gateways:
+            swarm.start()
+        if swarm.running:
+            replicas = "replica" if args.replicas == 1 else "replicas"
+            print(f"bee {name!r} serving: {args.replicas} {replicas}, input {', '.join(args.input)}")
+        else:
+            print(f"bee {name!r} registered; the swarm starts once it has a gateway (%gateway NAME)")
+        return None
+
+    def _run_cell(self, cell: str, name: str | None) -> Any:
+        """Run the cell in the user's namespace (it stays usable there); return the bee."""
+        shell: Any = self.shell
+        code = shell.transform_cell(cell)
+        try:
+            tree = ast.parse(code)
+        except SyntaxError as exc:
+            raise BytewaxNBError(f"the %%bee cell does not parse: {exc}") from None
+        defined = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        if not defined:
+            raise BytewaxNBError("a %%bee cell must define a function (def ...)")
+        # a named file in linecache: tracebacks, here and in replicas, show these lines
+        filename = shell.compile.cache(code, shell.execution_count, raw_code=cell)
+        exec(compile(code, filename, "exec"), shell.user_ns)
+        if len(defined) == 1:
+            return shell.user_ns[defined[0]]
+        if name in defined:
+            return shell.user_ns[name]
+        raise BytewaxNBError(
+            f"this cell defines several functions ({', '.join(defined)}): "
+            "name the bee's function with %%bee NAME"
+        )
+
+    # -- %send -------------------------------------------------------------------------
+
+    @line_cell_magic
+    def send(self, line: str, cell: str | None = None) -> Any:
+        """%send GATEWAY JSON, or %%send GATEWAY with the JSON as the cell."""
+        gateway, _, rest = line.strip().partition(" ")
+        if not gateway:
+            raise BytewaxNBError("usage: %send GATEWAY JSON  or  %%send GATEWAY (JSON in the cell)")
+        text = cell if cell is not None else rest
+        try:
+            payload = json.loads(text)
+        except ValueError as exc:
+            raise BytewaxNBError(f"the payload is not JSON: {exc}") from None
+        swarm = self._swarm()
+        if not swarm.running:
+            if not swarm.topology.gateways:
+                raise TopologyError("the swarm has no gateway yet: %gateway NAME")
+            swarm.start()
+        spec = swarm.topology.gateways.get(gateway)
+        if spec is None:
+            raise BytewaxNBError(f"swarm {swarm.name!r} has no gateway {gateway!r}")
+        t = time.perf_counter()
+        status, body, rid = client.post(
+            swarm.url(gateway), payload, token=spec.token, timeout=spec.timeout + 5
+        )
+        ms = (time.perf_counter() - t) * 1000
+        if status != 200:
+            client.raise_for(status, body, rid)
+        print(f"request {rid} answered in {ms:.1f} ms")
+        return body
+
+
+def load(shell: Any) -> None:
+    shell.register_magics(SwarmMagics(shell))

@@ -1,0 +1,119 @@
+"""The magics in a real IPython shell, against real processes and HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+from conftest import wait_until
+from IPython.core.interactiveshell import InteractiveShell
+
+from bytewax_nb import RemoteError
+from bytewax_nb.magics import current_swarm
+
+
+@pytest.fixture
+def ip() -> Iterator[Any]:
+    shell = InteractiveShell.instance()
+    shell.run_cell("%load_ext bytewax_nb", store_history=False)
+    yield shell
+    swarm = current_swarm()
+    if swarm is not None:
+        swarm.stop(drain_timeout=1)
+    leftovers = [c for c in psutil.Process().children(recursive=True) if c.status() != "zombie"]
+    assert not leftovers, f"child processes left behind: {leftovers}"
+
+
+def run(ip: Any, source: str) -> Any:
+    result = ip.run_cell(source, store_history=True)
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    if result.error_before_exec is not None:
+        raise result.error_before_exec
+    return result.result
+
+
+HELLO = """%%bee --input hello-world
+def hello(payload):
+    print("hello", payload["name"])
+    return payload
+"""
+
+GOODBYE = """%%bee --input hello
+def goodbye(payload, ctx):
+    ctx.respond(f"goodbye {payload['name']}")
+"""
+
+
+def test_the_seed_tutorial_through_magics(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run(ip, "%swarm new hello-world --runtime process")
+    run(ip, "%gateway hello-world")
+    run(ip, HELLO)
+    run(ip, GOODBYE)
+    out = capsys.readouterr().out
+    assert "bee 'hello' serving: 1 replica, input hello-world" in out
+    assert "bee 'goodbye' serving" in out
+    assert run(ip, '%send hello-world {"name": "Bee"}') == "goodbye Bee"
+    assert run(ip, '%%send hello-world\n{"name": "Ann"}') == "goodbye Ann"
+    assert "answered in" in capsys.readouterr().out
+    # the cell's function is an ordinary function in the kernel, testable with DevSwarm
+    assert run(
+        ip, "from bytewax_nb import DevSwarm\nd = DevSwarm()\ngoodbye({'name': 'X'}, d)\nd.responded"
+    ) == ["goodbye X"]
+    run(ip, "%swarm status")
+    table = capsys.readouterr().out
+    assert "hello-world  http://127.0.0.1:" in table
+    assert "hello    hello-world  1/1" in table
+    run(ip, "%bee logs hello")
+    assert "[hello/0] hello Bee" in capsys.readouterr().out
+    run(ip, "%swarm stop")
+    assert "stopped" in capsys.readouterr().out
+
+
+def test_rerunning_a_bee_cell_redeploys_the_new_code(ip: Any) -> None:
+    run(ip, "%swarm new redeploy --runtime process")
+    run(ip, "%gateway in")
+    run(ip, "%%bee --input in\ndef model(x):\n    return x + 1\n")
+    assert run(ip, "%send in 1") == 2
+    pid = current_swarm().status()["bees"]["model"]["replicas"][0]["pid"]  # type: ignore[union-attr]
+    run(ip, "%%bee --input in\ndef model(x):\n    return x * 100\n")
+    assert run(ip, "%send in 1") == 100
+    swarm: Any = current_swarm()
+    wait_until(
+        lambda: pid not in [r["pid"] for r in swarm.status()["bees"]["model"]["replicas"]],
+        what="the old replica stopped",
+    )
+
+
+def test_a_bee_error_shows_the_cell_line_that_raised(ip: Any) -> None:
+    run(ip, "%swarm new errors --runtime process")
+    run(ip, "%gateway in")
+    run(ip, '%%bee --input in\ndef picky(payload):\n    value = payload["needed"]\n    return value\n')
+    with pytest.raises(RemoteError) as info:
+        run(ip, '%send in {"other": 1}')
+    err = info.value
+    assert err.bee == "picky" and err.ename == "KeyError"
+    assert 'value = payload["needed"]' in err.traceback  # the cell's own line, shown remotely
+    assert ", line 2, in picky" in err.traceback
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ("%%bee\ndef f(x):\n    return x\n", "needs --input"),
+        ("%%bee --input in\nx = 1\n", "must define a function"),
+        ("%%bee --input in\ndef f(x):\n    return x\ndef g(x):\n    return x\n", "several functions"),
+        ("%%bee --input in --image custom:1\ndef f(x):\n    return x\n", "cannot apply image"),
+        ("%%bee --input in --env NOEQUALS\ndef f(x):\n    return x\n", "KEY=VALUE"),
+        ('%send in {"broken"', "not JSON"),
+        ("%swarm frobnicate", "unknown %swarm action"),
+        ("%bee hello", "%bee logs NAME"),
+    ],
+)
+def test_bad_magic_input_gets_a_clear_error(ip: Any, cell: str, message: str) -> None:
+    run(ip, "%swarm new bad --runtime process")
+    run(ip, "%gateway in")
+    with pytest.raises(Exception, match=message):
+        run(ip, cell)
