@@ -38,6 +38,7 @@ class Msg:
     STATUS = "status"  # sup -> gateway: readiness and bee stats
     STATUS_OK = "status_ok"  # gateway -> sup: applied that status version
     STATS = "stats"  # child -> sup: counters
+    REPORT = "report"  # sup -> bee replica: send your counters now
     STOP = "stop"  # sup -> child: drain and exit
     BYE = "bye"  # child -> sup: drained, exiting
 

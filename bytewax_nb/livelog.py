@@ -54,7 +54,7 @@ class LiveOutput:
             panel = self._panels.get(name) if role == "bee" else None
             if panel is None:
                 return
-            panel.lines.append(f"[{name}/{replica}] {line}")
+            panel.lines.append(f"{name}/{replica} | {line}")
             panel.dirty = True
 
     def _refresh(self) -> None:

@@ -170,6 +170,8 @@ class Replica:
                 self.shard_n = max(1, len(members))
                 self.shard_pos = members.index(me) if me in members else None
                 self.child.send(Msg.SHARD_OK, {"version": body["version"]})
+            elif kind == Msg.REPORT:
+                self._send_stats(force=True)
             elif kind == Msg.SINK:
                 self.sink = bool(body["sink"])
             elif kind == Msg.STOP:
@@ -315,9 +317,9 @@ class Replica:
 
     # -- reporting ------------------------------------------------------------------
 
-    def _send_stats(self) -> None:
+    def _send_stats(self, force: bool = False) -> None:
         key = (self.handled, self.errors, self.dropped, len(self.joins))
-        if key == self._last_stats:
+        if key == self._last_stats and not force:
             return
         self._last_stats = key
         lat = sorted(self.latencies)

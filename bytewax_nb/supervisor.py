@@ -97,6 +97,7 @@ class Supervisor:
         self._status_key: Any = None
         self._ready = threading.Event()
         self._change: _Change | None = None
+        self._stats_wanted: tuple[set[str], threading.Event] = (set(), threading.Event())
         self._stopping = False
         self._stop_phase = ""
         self._stop_deadline = 0.0
@@ -174,8 +175,20 @@ class Supervisor:
         self.launcher.close()
         self.ctx.destroy(linger=0)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, fresh: float = 0.5) -> dict[str, Any]:
+        """The swarm's state; first asks every replica for its counters (up to `fresh` s)."""
+        reported = threading.Event()
+        self.call(lambda: self._ask_stats(reported))
+        reported.wait(fresh)
         return self.call(self._snapshot)
+
+    def _ask_stats(self, reported: threading.Event) -> None:
+        members = [m for m in self.wiring.members.values() if m.role == "bee" and m.state == "up"]
+        self._stats_wanted = ({m.identity for m in members}, reported)
+        for m in members:
+            self._send(m, Msg.REPORT)
+        if not members:
+            reported.set()
 
     def log_lines(self, name: str) -> list[str]:
         return [f"[{name}/{r}] {line}" for _, r, line in list(self.logs.get(name, ()))]
@@ -255,6 +268,10 @@ class Supervisor:
             self._check_change()
         elif kind == Msg.STATS:
             m.stats = body
+            wanted, reported = self._stats_wanted
+            wanted.discard(m.identity)
+            if not wanted:
+                reported.set()
         elif kind == Msg.BYE:
             m.state = "stopping"
 
