@@ -88,13 +88,28 @@ class SwarmMagics(Magics):
             return None
         swarm = self._swarm()
         if args.action in ("", "status"):
-            display(Pretty(status_table(swarm)))
+            st = swarm.status() if swarm.running else self._declared(swarm)
+            display(Pretty(status_table(st, swarm.runtime)))
             return None
         if args.action == "stop":
             swarm.stop()
             print(f"swarm {swarm.name!r} stopped")
             return None
         raise BytewaxNBError(f"unknown %swarm action {args.action!r}: use new, status or stop")
+
+    @staticmethod
+    def _declared(swarm: Swarm) -> dict[str, Any]:
+        """What a swarm that is not running would show: its declared graph."""
+        topo = swarm.topology
+        bees = {
+            n: {"input": list(b.inputs), "join": b.join, "wanted": b.replicas} for n, b in topo.bees.items()
+        }
+        return {
+            "swarm": swarm.name,
+            "running": False,
+            "gateways": {g: {} for g in topo.gateways},
+            "bees": bees,
+        }
 
     # -- %gateway ----------------------------------------------------------------------
 

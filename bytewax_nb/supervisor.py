@@ -15,6 +15,8 @@ swarm serves. No message is lost to a slow joiner.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import queue
 import secrets
 import threading
@@ -27,6 +29,7 @@ from typing import Any, TypeVar
 
 import zmq
 
+from . import state
 from .child import Boot
 from .control import ControlCodec, Msg
 from .errors import StartError
@@ -102,7 +105,19 @@ class Supervisor:
         self._stop_phase = ""
         self._stop_deadline = 0.0
         self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
         self._closed = False
+        # what the bytewax-nb command sees: a record, log files, a socket for `stop`
+        self.record = state.Record(swarm, os.getpid(), time.time(), launcher.name)
+        self._log_files = state.LogFiles(self.record.log_dir)
+        self._cli: zmq.Socket[bytes] | None = self.ctx.socket(zmq.REP)
+        self._cli.setsockopt(zmq.LINGER, 0)
+        try:
+            self._cli.bind(self.record.control)
+        except zmq.ZMQError:  # e.g. a path too long for a unix socket: the CLI cannot stop it
+            self._cli.close()
+            self._cli = None
+        self._cli_busy = False  # a status answer is being prepared: REP answers in turn
         self._thread = threading.Thread(target=self._loop, name=f"bytewax-nb-{swarm}", daemon=True)
         self._thread.start()
 
@@ -157,6 +172,10 @@ class Supervisor:
 
     def stop(self, drain_timeout: float | None = None) -> None:
         """Drain the gateways, stop the bees, reap everything, close every socket."""
+        with self._stop_lock:
+            self._stop(drain_timeout)
+
+    def _stop(self, drain_timeout: float | None) -> None:
         if self._closed:
             return
         if drain_timeout is None:
@@ -173,6 +192,8 @@ class Supervisor:
                 m.handle.close()
         self.wiring.members.clear()
         self.launcher.close()
+        self._log_files.close()
+        state.remove(self.record, logs=True)
         self.ctx.destroy(linger=0)
 
     def status(self, fresh: float = 0.5) -> dict[str, Any]:
@@ -190,6 +211,11 @@ class Supervisor:
         if not members:
             reported.set()
 
+    @property
+    def stopped(self) -> bool:
+        """Stopping or stopped, by the owner or by `bytewax-nb stop`."""
+        return self._stopping or self._closed
+
     def log_lines(self, name: str) -> list[str]:
         return [f"[{name}/{r}] {line}" for _, r, line in list(self.logs.get(name, ()))]
 
@@ -204,6 +230,8 @@ class Supervisor:
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_in, zmq.POLLIN)
+        if self._cli is not None:
+            poller.register(self._cli, zmq.POLLIN)
         while not self._closed:
             busy = self._stopping or bool(self.wiring.unproven())
             events = dict(poller.poll(10 if busy else 100))
@@ -218,9 +246,41 @@ class Supervisor:
                     break
             if self._router in events:
                 self._drain_router()
+            if self._cli is not None and self._cli in events and not self._cli_busy:
+                self._on_cli()
             self._tick()
-        for sock in (self._router, self._wake_in, self._wake_out):
-            sock.close(linger=0)
+        for sock in (self._router, self._wake_in, self._wake_out, self._cli):
+            if sock is not None:
+                sock.close(linger=0)
+
+    def _on_cli(self) -> None:
+        """`bytewax-nb stop`: answer at once, stop from another thread (stop waits on us)."""
+        if self._cli is None:
+            return
+        try:
+            request = json.loads(self._cli.recv())
+        except ValueError:
+            request = {}
+        cmd = request.get("cmd")
+        if cmd == "stop" and not self._stopping:
+            self._cli_reply({"ok": True})
+            threading.Thread(target=self.stop, name="bytewax-nb-cli-stop", daemon=True).start()
+        elif cmd == "status" and not self._stopping:
+            # status() waits on this thread's loop: compute it elsewhere, answer from here
+            self._cli_busy = True
+
+            def answer() -> None:
+                body = {"ok": True, "status": self.status(), "runtime": self.launcher.name}
+                self._post(lambda: self._cli_reply(body))
+
+            threading.Thread(target=answer, name="bytewax-nb-cli-status", daemon=True).start()
+        else:
+            self._cli_reply({"ok": False, "error": f"cannot {cmd!r} now"})
+
+    def _cli_reply(self, body: dict[str, Any]) -> None:
+        self._cli_busy = False
+        if self._cli is not None:
+            self._cli.send(json.dumps(body).encode())
 
     def _send(self, m: Member, kind: str, body: Any = None, *, pickled: bool = False) -> None:
         # not connected yet, or gone: probes are retried and deaths are noticed
@@ -312,6 +372,20 @@ class Supervisor:
             m.state = "stopping"
         self._push_status(force=True)
         self._check_change()
+        self._write_record()
+
+    def _write_record(self) -> None:
+        r = self.record
+        gateways = {g: f"http://{self._url_host(g)}:{p}/gateways/{g}" for g, p in self.ports.items()}
+        bees = {name: list(spec.inputs) for name, spec in self.topology.bees.items()}
+        pids = {m.identity: m.handle.pid for m in self.wiring.members.values() if m.handle and m.handle.pid}
+        if (gateways, bees, pids) != (r.gateways, r.bees, r.pids) and not self._stopping:
+            r.gateways, r.bees, r.pids = gateways, bees, pids
+            state.write(r)
+
+    def _url_host(self, gateway: str) -> str:
+        host = self.topology.gateways[gateway].host if gateway in self.topology.gateways else "127.0.0.1"
+        return "127.0.0.1" if host in ("0.0.0.0", "") else host
 
     def _push_status(self, force: bool = False) -> None:
         bees = self.wiring.bee_stats()
@@ -416,6 +490,7 @@ class Supervisor:
         role, name, replica, _ = identity.split(":")
         key = name if role == "bee" else "hub"
         self.logs.setdefault(key, deque(maxlen=_LOG_LINES)).append((time.time(), int(replica), line))
+        self._log_files.write(key, f"[{key}/{replica}] {line}")
         if self.on_log is not None:
             self.on_log(role, name, int(replica), line)
 
@@ -470,6 +545,8 @@ class Supervisor:
     # -- stopping --------------------------------------------------------------------
 
     def _begin_stop(self, drain_timeout: float) -> None:
+        if self._stopping:
+            return
         self._stopping = True
         self._stop_phase = "gateways"
         self._stop_deadline = time.monotonic() + drain_timeout + 2
@@ -517,6 +594,9 @@ class Supervisor:
                 "host": g.host,
                 "timeout": g.timeout,
                 "pid": pid(hub) if hub else None,
+                "url": f"http://{self._url_host(name)}:{self.ports[name]}/gateways/{name}"
+                if name in self.ports
+                else None,
             }
             for name, g in self.topology.gateways.items()
         }

@@ -72,11 +72,12 @@ class Swarm:
         On a running swarm the hub starts serving it at once.
         """
         spec = GatewaySpec(name, host, port, timeout, token, max_body)
-        if self._supervisor is None:
+        supervisor = self._live()
+        if supervisor is None:
             self._topology.add_gateway(spec)
         else:
             self._topology.check_free(spec.name)
-            self._supervisor.add_gateway(spec, _START_TIMEOUT)
+            supervisor.add_gateway(spec, _START_TIMEOUT)
         return spec
 
     def bee(
@@ -135,12 +136,13 @@ class Swarm:
             )
         trial = Topology(dict(self._topology.gateways), dict(self._topology.bees))
         trial.add_bee(spec, replace=True)
-        if self._supervisor is None:
+        supervisor = self._live()
+        if supervisor is None:
             trial.order()  # cycles are refused now; unknown inputs at start()
             self._topology.add_bee(spec, replace=True)
             return
         trial.validate()
-        self._supervisor.deploy(spec, _START_TIMEOUT)
+        supervisor.deploy(spec, _START_TIMEOUT)
 
     @property
     def topology(self) -> Topology:
@@ -150,7 +152,7 @@ class Swarm:
 
     def start(self, timeout: float = _START_TIMEOUT) -> Swarm:
         """Launch everything; returns when every replica and gateway is ready."""
-        if self._supervisor is not None:
+        if self._live() is not None:
             return self
         self._topology.validate()
         supervisor = Supervisor(self.name, self._topology, make_launcher(self.runtime), self.on_log)
@@ -173,12 +175,19 @@ class Swarm:
 
     @property
     def running(self) -> bool:
-        return self._supervisor is not None
+        return self._live() is not None
+
+    def _live(self) -> Supervisor | None:
+        """The supervisor, unless it was stopped (by `bytewax-nb stop`, say)."""
+        if self._supervisor is not None and self._supervisor.stopped:
+            self.stop()
+        return self._supervisor
 
     def _require(self) -> Supervisor:
-        if self._supervisor is None:
+        supervisor = self._live()
+        if supervisor is None:
             raise BytewaxNBError(f"swarm {self.name!r} is not running: call start() first")
-        return self._supervisor
+        return supervisor
 
     def __enter__(self) -> Swarm:
         return self.start()
@@ -229,9 +238,10 @@ class Swarm:
 
     def status(self) -> dict[str, Any]:
         """Gateways and bees with readiness and counters."""
-        if self._supervisor is None:
+        supervisor = self._live()
+        if supervisor is None:
             return {"swarm": self.name, "ready": False, "running": False}
-        return {**self._supervisor.status(), "running": True}
+        return {**supervisor.status(), "running": True}
 
     def logs(self, bee: str) -> list[str]:
         """Every recent output line of a bee's replicas, crashed ones included ("hub": the gateways')."""
@@ -252,7 +262,8 @@ class Swarm:
 _hooks_installed = False
 
 
-def _stop_all() -> None:
+def stop_all() -> None:
+    """Stop every swarm this process runs (at exit, or `bytewax-nb run` on SIGTERM)."""
     for swarm in list(_RUNNING):
         with contextlib.suppress(Exception):  # best effort on the way out
             swarm.stop(drain_timeout=2)
@@ -267,7 +278,7 @@ def _install_exit_hooks() -> None:
     if _hooks_installed:
         return
     _hooks_installed = True
-    atexit.register(_stop_all)
+    atexit.register(stop_all)
     in_main = threading.current_thread() is threading.main_thread()
     if in_main and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_sigterm)

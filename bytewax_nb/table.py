@@ -1,10 +1,8 @@
-"""`%swarm status` as text: gateways with their URL, bees with their numbers."""
+"""`%swarm status` and `bytewax-nb status` as text: gateways and bees with their numbers."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from .swarm import Swarm
 
 __all__ = ["status_table"]
 
@@ -14,23 +12,24 @@ def _grid(rows: list[list[str]]) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
-def status_table(swarm: Swarm) -> str:
-    st: dict[str, Any] = swarm.status()
-    state = ("ready" if st.get("ready") else "starting") if st.get("running") else "stopped"
-    lines = [f"swarm {swarm.name!r} ({swarm.runtime}): {state}"]
+def status_table(st: dict[str, Any], runtime: str) -> str:
+    """Render a status snapshot (`Swarm.status()`, or one the CLI fetched)."""
+    running = st.get("running", True)
+    state = ("ready" if st.get("ready") else "starting") if running else "stopped"
+    lines = [f"swarm {st.get('swarm')!r} ({runtime}): {state}"]
     gateways = [["gateway", "url"]]
-    for name in swarm.topology.gateways:
-        gateways.append([name, swarm.url(name) if st.get("running") else "-"])
-    lines += _grid(gateways)
+    for name, g in st.get("gateways", {}).items():
+        gateways.append([name, g.get("url") or "-"])
+    if len(gateways) > 1:
+        lines += _grid(gateways)
     bees = [["bee", "input", "replicas", "handled", "errors", "p50 ms"]]
-    for name, spec in swarm.topology.bees.items():
-        b = st.get("bees", {}).get(name, {})
-        inputs = ("join " if spec.join else "") + ", ".join(spec.inputs)
+    for name, b in st.get("bees", {}).items():
+        inputs = ("join " if b.get("join") else "") + ", ".join(b.get("input", []))
         bees.append(
             [
                 name,
                 inputs,
-                f"{b.get('ready', 0)}/{spec.replicas}",
+                f"{b.get('ready', 0)}/{b.get('wanted', 0)}",
                 str(b.get("handled", 0)),
                 str(b.get("errors", 0)),
                 f"{b.get('p50_ms', 0.0):.2f}",

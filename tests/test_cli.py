@@ -1,12 +1,132 @@
-"""The `bytewax-nb` command as installed."""
+"""The `bytewax-nb` command as installed, against real swarms."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from conftest import wait_until
 
 import bytewax_nb
+from bytewax_nb import state
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    folder = tmp_path / "state"
+    monkeypatch.setenv("BYTEWAX_NB_STATE_DIR", str(folder))
+    yield folder
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(["bytewax-nb", *args], capture_output=True, text=True, timeout=120)
+    if check and out.returncode != 0:
+        raise AssertionError(f"bytewax-nb {' '.join(args)} failed: {out.stderr}")
+    return out
 
 
 def test_version_is_printed_by_the_installed_command() -> None:
-    out = subprocess.run(["bytewax-nb", "--version"], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == f"bytewax-nb {bytewax_nb.__version__}"
+    assert cli("--version").stdout.strip() == f"bytewax-nb {bytewax_nb.__version__}"
+
+
+def test_list_status_send_logs_and_stop_a_swarm_run_elsewhere(make_swarm: Any, state_dir: Path) -> None:
+    swarm = make_swarm("clitest")
+    swarm.gateway("hello-world")
+
+    @swarm.bee(input="hello-world")
+    def hello(payload: dict[str, str]) -> dict[str, str]:
+        print("hello", payload["name"])
+        return payload
+
+    @swarm.bee(input="hello")
+    def goodbye(payload: dict[str, str], ctx: Any) -> None:
+        ctx.respond(f"goodbye {payload['name']}")
+
+    swarm.start()
+    listing = cli("list").stdout
+    assert f"clitest  owner {os.getpid()}  process  running" in listing
+    assert f"gateway hello-world  {swarm.url('hello-world')}" in listing
+    sent = cli("send", "hello-world", '{"name": "Bee"}')
+    assert json.loads(sent.stdout) == "goodbye Bee" and "answered in" in sent.stderr
+    status = cli("status", "clitest").stdout
+    assert "swarm 'clitest' (process): ready" in status
+    rows = [ln.split()[:5] for ln in status.splitlines() if ln.startswith(("hello ", "goodbye "))]
+    assert rows == [["hello", "hello-world", "1/1", "1", "0"], ["goodbye", "hello", "1/1", "1", "0"]]
+    assert "[hello/0] hello Bee" in cli("logs", "clitest", "hello").stdout
+    bad = cli("send", "hello-world", "{nope", check=False)
+    assert bad.returncode == 1 and "not JSON" in bad.stderr
+    assert "stopped" in cli("stop", "clitest").stdout
+    wait_until(lambda: not swarm.running, what="the owner seeing its swarm stopped")
+    assert state.read_all() == []
+    missing = cli("status", "clitest", check=False)
+    assert missing.returncode == 1 and "no running swarm named 'clitest'" in missing.stderr
+
+
+def test_gc_removes_what_a_dead_owner_left(state_dir: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    record = state.Record("ghost", dead_pid, 0.0, gateways={"g": "http://127.0.0.1:1/gateways/g"})
+    state.write(record)
+    (record.log_dir).mkdir()
+    (record.log_dir / "b.log").write_text("old\n")
+    # a replica stuck before its boot line, whose owner is gone
+    stuck = subprocess.Popen(
+        [sys.executable, "-m", "bytewax_nb.runner"],
+        stdin=subprocess.PIPE,
+        env={**os.environ, "BYTEWAX_NB_OWNER": str(dead_pid)},
+    )
+    try:
+        out = cli("gc").stdout
+        assert f"killed process {stuck.pid}, whose owner {dead_pid} is gone" in out
+        assert f"removed swarm 'ghost' of owner {dead_pid}" in out
+        assert stuck.wait(timeout=10) != 0
+        assert state.read_all() == [] and not record.log_dir.exists()
+        assert cli("gc").stdout.strip() == "nothing to clean"
+    finally:
+        stuck.kill()
+        stuck.wait()
+
+
+@pytest.mark.slow
+def test_run_serves_a_notebook_until_sigterm(state_dir: Path) -> None:
+    run = subprocess.Popen(
+        ["bytewax-nb", "run", str(ROOT / "notebooks" / "01-hello-swarm.ipynb")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert run.stdout is not None
+        lines = []
+        for line in run.stdout:
+            lines.append(line)
+            if line.startswith("serving until"):
+                break
+        text = "".join(lines)
+        assert "skipped: %swarm stop" in text
+        assert "serving swarm 'hello-world': gateway hello-world at http://127.0.0.1:" in text
+        sent = cli("send", "hello-world", '{"name": "CLI"}', "--wait", "30")
+        assert json.loads(sent.stdout) == "goodbye CLI"
+        (record,) = state.read_all()
+        pids = list(record.pids.values())
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) == 0
+        assert state.read_all() == []
+        _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=10)
+        assert not alive
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()

@@ -501,9 +501,15 @@ def test_killing_a_replica_under_load_loses_no_caller(make_swarm: Any) -> None:
     for t in threads:
         t.start()
     wait_until(lambda: len(outcomes) > 50, what="load flowing")
-    os.kill(swarm.status()["bees"]["echo"]["replicas"][1]["pid"], signal.SIGKILL)
-    wait_until(lambda: swarm.status()["bees"]["echo"]["ready"] == 1, what="the death noticed")
-    wait_until(lambda: swarm.status()["bees"]["echo"]["ready"] == 2, what="replica 1 restarted")
+    victim = swarm.status()["bees"]["echo"]["replicas"][1]["pid"]
+    os.kill(victim, signal.SIGKILL)
+
+    def healed() -> bool:
+        echo = swarm.status()["bees"]["echo"]
+        pids = [r["pid"] for r in echo["replicas"]]
+        return victim not in pids and len(pids) == 2 and echo["ready"] == 2
+
+    wait_until(healed, what="replica 1 restarted and serving")
     healed = time.monotonic()
     wait_until(lambda: sum(1 for s, _ in outcomes if s > healed) > 100, what="load after the restart")
     stop.set()

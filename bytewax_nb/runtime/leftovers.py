@@ -1,0 +1,62 @@
+"""`bytewax-nb gc`: remove what owners that died left behind.
+
+Children exit by themselves when their owner's pipe closes, so this is for the rare
+rest: a record whose owner is gone, a process stopped or stuck while its owner died.
+Only processes that carry a dead owner's mark are touched, never anyone else's.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+
+from .. import state
+
+__all__ = ["OWNER_ENV", "collect"]
+
+OWNER_ENV = "BYTEWAX_NB_OWNER"  # set on every child: the pid of the process that owns it
+_MODULES = ("bytewax_nb.runner", "bytewax_nb.gateway")
+
+
+def _alive(pid: int) -> bool:
+    return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+
+
+def _ours(proc: psutil.Process) -> bool:
+    try:
+        cmd = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return "-m" in cmd and any(m in cmd for m in _MODULES)
+
+
+def _kill(proc: psutil.Process) -> None:
+    # SIGKILL cannot be ignored; reaping is the parent's business (gc is not the parent)
+    proc.kill()
+
+
+def collect() -> list[str]:
+    """Kill orphaned bytewax-nb processes and drop dead owners' records; what was done."""
+    done = []
+    for r in state.read_all():
+        if state.owner_alive(r):
+            continue
+        for pid in r.pids.values():
+            if _alive(pid) and _ours(psutil.Process(pid)):
+                _kill(psutil.Process(pid))
+                done.append(f"killed process {pid} of swarm {r.swarm!r}")
+        state.remove(r, logs=True)
+        done.append(f"removed swarm {r.swarm!r} of owner {r.owner}, which is gone")
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me or not _ours(proc):
+            continue
+        try:
+            owner = proc.environ().get(OWNER_ENV)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if owner and owner.isdigit() and not _alive(int(owner)):
+            _kill(proc)
+            done.append(f"killed process {proc.pid}, whose owner {owner} is gone")
+    return done or ["nothing to clean"]
