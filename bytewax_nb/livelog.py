@@ -38,6 +38,8 @@ class LiveOutput:
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._shown = threading.Condition()
+        self._last_shown: dict[str, str] = {}
 
     def attach(self, bee: str) -> None:
         """Show this bee's output under the cell running now (a re-run moves it here)."""
@@ -61,13 +63,21 @@ class LiveOutput:
         while not self._closed:
             self._wake.wait(_REFRESH_S)
             with self._lock:
-                due: list[tuple[Any, str]] = []
-                for panel in self._panels.values():
+                due: list[tuple[Any, str, str]] = []
+                for name, panel in self._panels.items():
                     if panel.dirty and panel.handle is not None:
                         panel.dirty = False
-                        due.append((panel.handle, "\n".join(panel.lines)))
-            for handle, text in due:
+                        due.append((panel.handle, name, "\n".join(panel.lines)))
+            for handle, name, text in due:
                 handle.update(Pretty(text))
+                with self._shown:
+                    self._last_shown[name] = text
+                    self._shown.notify_all()
+
+    def wait_shown(self, bee: str, text: str, timeout: float = 10.0) -> bool:
+        """Block until the bee's panel was updated to show `text` (for tests and demos)."""
+        with self._shown:
+            return self._shown.wait_for(lambda: text in self._last_shown.get(bee, ""), timeout)
 
     def close(self) -> None:
         self._closed = True

@@ -24,14 +24,20 @@ from .errors import BytewaxNBError, TopologyError
 from .swarm import Swarm
 from .table import status_table
 
-__all__ = ["SwarmMagics", "current_swarm"]
+__all__ = ["SwarmMagics", "current_swarm", "live_output"]
 
-_CURRENT: dict[str, Swarm] = {}
+_CURRENT: dict[str, Any] = {}  # "swarm": the current Swarm, "live": the LiveOutput
 
 
 def current_swarm() -> Swarm | None:
     """The swarm the magics of this kernel work on, if any."""
-    return _CURRENT.get("swarm")
+    swarm: Swarm | None = _CURRENT.get("swarm")
+    return swarm
+
+
+def live_output() -> Any:
+    """The live output panels of this kernel's magics (None outside a kernel)."""
+    return _CURRENT.get("live")
 
 
 def _notebook_swarm_name() -> str:
@@ -56,6 +62,7 @@ class SwarmMagics(Magics):
             from .livelog import LiveOutput
 
             self._live = LiveOutput()
+            _CURRENT["live"] = self._live
 
     # -- the current swarm -------------------------------------------------------------
 

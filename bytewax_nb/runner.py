@@ -7,6 +7,7 @@ verified before anything is unpickled.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import traceback
@@ -341,6 +342,8 @@ class Replica:
 
 
 def main() -> None:
+    # a bee's logging goes where its prints go: the owner's live output and `logs`
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     child = Child(read_boot())
     try:
         config = child.recv_config()

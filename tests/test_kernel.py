@@ -1,0 +1,96 @@
+"""The magics in a real Jupyter kernel: live output under the cell, and kernel exit."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import psutil
+import pytest
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+
+from bytewax_nb import state
+
+pytestmark = pytest.mark.slow
+
+
+def _notebook(*sources: str) -> Any:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    return nb
+
+
+def test_a_bee_prints_and_logs_live_under_its_cell(tmp_path: Path) -> None:
+    nb = _notebook(
+        "%load_ext bytewax_nb\n%swarm new live --runtime process\n%gateway in",
+        "%%bee --input in\nimport logging\ndef talk(p):\n    print('said', p)\n"
+        "    logging.getLogger('talk').info('logged %s', p)\n    return p",
+        '%send in "hi"',
+        "from bytewax_nb.magics import live_output\nassert live_output().wait_shown('talk', 'logged hi')",
+        "%swarm stop",
+    )
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    panel = [o for o in nb.cells[1].outputs if o.output_type == "display_data"]
+    assert len(panel) == 1
+    text = panel[0].data["text/plain"]
+    assert "talk/0 | said hi" in text
+    assert "talk/0 | INFO talk: logged hi" in text
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Iterator[tuple[KernelManager, Any]]:
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env={**os.environ, "BYTEWAX_NB_STATE_DIR": str(tmp_path / "state")}, cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    yield km, kc
+    kc.stop_channels()
+    if km.is_alive():
+        km.shutdown_kernel(now=True)
+
+
+def _start_swarm(kc: Any) -> dict[str, Any]:
+    kc.execute_interactive(
+        "%load_ext bytewax_nb\n%swarm new owned --runtime process\n%gateway in", timeout=60
+    )
+    kc.execute_interactive("%%bee --input in --replicas 2\ndef echo(p):\n    return p", timeout=60)
+    lines: list[str] = []
+
+    def keep(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            lines.append(msg["content"]["text"])
+
+    code = "import json\nfrom bytewax_nb.magics import current_swarm as c\nprint(json.dumps(c().status()))"
+    kc.execute_interactive(code, timeout=60, output_hook=keep)
+    st: dict[str, Any] = json.loads("".join(lines))
+    return st
+
+
+def _pids(st: dict[str, Any]) -> list[int]:
+    pids = [g["pid"] for g in st["gateways"].values()]
+    return pids + [r["pid"] for b in st["bees"].values() for r in b["replicas"]]
+
+
+@pytest.mark.parametrize("now", [False, True], ids=["shutdown", "killed"])
+def test_kernel_exit_stops_everything_the_notebook_started(
+    kernel: tuple[KernelManager, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, now: bool
+) -> None:
+    km, kc = kernel
+    st = _start_swarm(kc)
+    pids = _pids(st)
+    assert len(pids) == 3
+    monkeypatch.setenv("BYTEWAX_NB_STATE_DIR", str(tmp_path / "state"))
+    assert [r.swarm for r in state.read_all()] == ["owned"]
+    km.shutdown_kernel(now=now)  # a polite shutdown runs atexit; a kill closes the children's pipes
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=15)
+    assert not alive
+    if not now:
+        assert state.read_all() == []  # a clean exit removes its record
