@@ -157,9 +157,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .headless import run_notebook
+    from .headless import detach, run_notebook
 
-    return run_notebook(args.notebook, kernel=args.kernel, timeout=args.timeout)
+    if args.detach:
+        return detach(args.notebook, kernel=args.kernel, timeout=args.timeout)
+    return run_notebook(args.notebook, kernel=args.kernel, timeout=args.timeout, ready_fd=args.ready_fd)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -173,6 +175,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("notebook")
     p.add_argument("--kernel", default=None, help="kernel name (default: the notebook's)")
     p.add_argument("--timeout", type=float, default=600, help="seconds a cell may run")
+    p.add_argument("--detach", action="store_true", help="serve in the background, return once all cells ran")
+    p.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("list", help="swarms on this machine")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 from typing import Any
@@ -20,8 +21,9 @@ from nbclient.exceptions import CellExecutionError
 from . import state
 from .errors import BytewaxNBError
 
-__all__ = ["run_notebook"]
+__all__ = ["detach", "run_notebook"]
 
+_WATCH_S = 1.0  # how often a serving run checks whether its swarms were stopped elsewhere
 _STOP_CODE = "import bytewax_nb.swarm as _bytewax_nb_swarm\n_bytewax_nb_swarm.stop_all()"
 
 
@@ -35,7 +37,13 @@ def _skipped(cell: Any) -> bool:
     return bool(cell.cell_type == "code" and cell.source.lstrip().startswith("%swarm stop"))
 
 
-def run_notebook(path: str, *, kernel: str | None = None, timeout: float = 600) -> int:
+def run_notebook(
+    path: str, *, kernel: str | None = None, timeout: float = 600, ready_fd: int | None = None
+) -> int:
+    """Execute the notebook; serve until SIGINT/SIGTERM; 1 if a cell failed.
+
+    `ready_fd`, if given, gets a line once every cell has run (what `--detach` waits for).
+    """
     if not os.path.exists(path):
         raise BytewaxNBError(f"no notebook at {path}")
     nb = nbformat.read(path, as_version=4)
@@ -62,15 +70,60 @@ def run_notebook(path: str, *, kernel: str | None = None, timeout: float = 600) 
                 print(f"[cell {index}] failed:\n{exc}", file=sys.stderr)
                 return 1
             _print_outputs(cell)
-        kernel_pid = getattr(getattr(client.km, "provisioner", None), "process", None)
-        owner = getattr(kernel_pid, "pid", None)
-        for r in state.read_all():
-            if r.owner == owner:
-                for gateway, url in r.gateways.items():
-                    print(f"serving swarm {r.swarm!r}: gateway {gateway} at {url}", flush=True)
+        process = getattr(getattr(client.km, "provisioner", None), "process", None)
+        owner = getattr(process, "pid", None)
+
+        def own() -> list[state.Record]:
+            return [r for r in state.read_all() if r.owner == owner]
+
+        for r in own():
+            for gateway, url in r.gateways.items():
+                print(f"serving swarm {r.swarm!r}: gateway {gateway} at {url}", flush=True)
         print("serving until SIGINT or SIGTERM", flush=True)
-        stop.wait()
+        if ready_fd is not None:
+            os.write(ready_fd, b"ready\n")
+            os.close(ready_fd)
+        # serve until told to stop, or until `bytewax-nb stop` has stopped every swarm here
+        while not stop.wait(_WATCH_S):
+            if not own():
+                print("every swarm of the notebook was stopped", flush=True)
+                return 0
         print("stopping: draining the swarms", flush=True)
         nb.cells.append(nbformat.v4.new_code_cell(_STOP_CODE))
         client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
+    return 0
+
+
+def detach(path: str, *, kernel: str | None, timeout: float) -> int:
+    """Run the notebook in a background process; return once all its cells have run.
+
+    The background run logs to `<state dir>/run-<pid>.log` and serves until it gets
+    SIGTERM (or `bytewax-nb stop` stops its swarms).
+    """
+    read_end, write_end = os.pipe()
+    command = [sys.executable, "-m", "bytewax_nb.cli", "run", path, "--timeout", str(timeout)]
+    command += ["--ready-fd", str(write_end)] + (["--kernel", kernel] if kernel else [])
+    log_path = state.state_dir() / f"run-{os.getpid()}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(write_end,),
+            start_new_session=True,  # outlives this command and the terminal's Ctrl-C
+        )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as ready:
+        line = ready.readline()  # blocks until every cell ran, or the run died
+    if line.strip() != b"ready":
+        proc.wait()
+        tail = log_path.read_text().splitlines()[-20:]
+        print("\n".join(tail), file=sys.stderr)
+        return 1
+    print(f"running in the background (pid {proc.pid}); log: {log_path}")
+    for r in state.read_all():
+        if r.gateways and state.owner_alive(r):
+            for gateway, url in r.gateways.items():
+                print(f"swarm {r.swarm!r}: gateway {gateway} at {url}")
     return 0

@@ -608,7 +608,7 @@ class Supervisor:
                 for m in sorted(members, key=lambda m: m.replica)
                 if m.role == "bee" and m.name == name
             ]
-            bees[name] = {**st, "input": list(spec.inputs), "join": spec.join, "replicas": replicas}
+            bees[name] = {**st, "join": spec.join, "replicas": replicas}
         return {"swarm": self.swarm, "ready": self._ready.is_set(), "gateways": gateways, "bees": bees}
 
     def _not_ready_report(self) -> str:

@@ -259,6 +259,7 @@ class Wiring:
                 pending_joins=sum(s.get("pending_joins", 0) for s in reps),
                 ready=min(serving.get(name, 0), spec.replicas),
                 wanted=spec.replicas,
+                input=list(spec.inputs),
             )
             out[name] = st
         return out

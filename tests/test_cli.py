@@ -130,3 +130,31 @@ def test_run_serves_a_notebook_until_sigterm(state_dir: Path) -> None:
         if run.poll() is None:
             run.kill()
             run.wait()
+
+
+@pytest.mark.slow
+def test_run_detached_answers_at_once_and_ends_with_its_swarm(state_dir: Path) -> None:
+    out = cli("run", str(ROOT / "notebooks" / "01-hello-swarm.ipynb"), "--detach")
+    assert "running in the background" in out.stdout
+    assert "swarm 'hello-world': gateway hello-world at http://127.0.0.1:" in out.stdout
+    (record,) = state.read_all()
+    runner = psutil.Process(int(out.stdout.split("(pid ")[1].split(")")[0]))
+    assert json.loads(cli("send", "hello-world", '{"name": "Detached"}').stdout) == "goodbye Detached"
+    assert "stopped" in cli("stop", "hello-world").stdout
+    runner.wait(timeout=30)  # the background run ends once its swarms are stopped (not our child: no code)
+    assert not runner.is_running()
+    procs = [psutil.Process(p) for p in record.pids.values() if psutil.pid_exists(p)]
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    assert not alive and state.read_all() == []
+
+
+def test_a_gateway_nobody_listens_to_answers_503_at_once(make_swarm: Any) -> None:
+    from bytewax_nb.client import post
+
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.gateway("lonely")
+    swarm.bee(lambda p: p, input="in", name="echo")
+    swarm.start()
+    status, body, _ = post(swarm.url("lonely"), 1, timeout=5)
+    assert status == 503 and "no bee listens to gateway 'lonely'" in body["error"]

@@ -89,6 +89,8 @@ class GatewayApp:
             return _error(503, "the swarm is stopping")
         if not hub.serving:
             return _error(503, f"not ready: no ready replica of {', '.join(hub.not_ready) or 'the swarm'}")
+        if self.name not in hub.listened:
+            return _error(503, f"not ready: no bee listens to gateway {self.name!r} yet")
         rid = new_request_id()
         if request.query.get("mode") == "submit":
             hub.submit(self, rid, body)

@@ -51,6 +51,7 @@ class Hub:
         self.serving = False  # every bee has a ready replica
         self.healthy = False  # every wanted replica is ready
         self.not_ready: list[str] = []
+        self.listened: set[str] = set()  # gateways some ready bee listens to
         self.accepting = True
         self.stop_event = asyncio.Event()
         self.drain_s = max((s.timeout for s in specs), default=5.0)
@@ -150,6 +151,8 @@ class Hub:
                 self.serving = bool(body["serving"])
                 self.healthy = bool(body["healthy"])
                 self.not_ready = list(body["not_ready"])
+                bees = body["bees"].values()
+                self.listened = {src for b in bees if b["ready"] > 0 for src in b["input"]}
                 self.metrics.snapshot = body
                 self._send(Msg.STATUS_OK, {"version": body["version"]})
             elif kind == Msg.PROBE:
