@@ -117,3 +117,16 @@ def test_bad_magic_input_gets_a_clear_error(ip: Any, cell: str, message: str) ->
     run(ip, "%gateway in")
     with pytest.raises(Exception, match=message):
         run(ip, cell)
+
+
+def test_without_swarm_new_the_swarm_is_named_after_the_notebook(
+    ip: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bytewax_nb.magics as magics
+
+    monkeypatch.setattr(magics, "_CURRENT", {})
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/work/Fraud Model v2.ipynb")
+    run(ip, "%gateway in")
+    assert current_swarm().name == "Fraud-Model-v2"  # type: ignore[union-attr]
+    run(ip, "%swarm")
+    assert "swarm 'Fraud-Model-v2' (auto): stopped" in capsys.readouterr().out
