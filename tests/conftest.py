@@ -68,3 +68,20 @@ def make_swarm() -> Iterator[Callable[..., Swarm]]:
     me = psutil.Process()
     leftovers = [c for c in me.children(recursive=True) if c.is_running() and c.status() != "zombie"]
     assert not leftovers, f"child processes left behind: {leftovers}"
+
+
+def hello_swarm(make_swarm: Callable[..., Swarm], name: str = "hello-world", **gateway: Any) -> Swarm:
+    """The seed's hello-world: gateway -> hello (prints, passes on) -> goodbye (responds)."""
+    swarm = make_swarm(name)
+    swarm.gateway("hello-world", **gateway)
+
+    @swarm.bee(input="hello-world")
+    def hello(payload: dict[str, str]) -> dict[str, str]:
+        print("hello", payload["name"])
+        return payload
+
+    @swarm.bee(input="hello")
+    def goodbye(payload: dict[str, str], ctx: Any) -> None:
+        ctx.respond(f"goodbye {payload['name']}")
+
+    return swarm

@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import wait_until
+from conftest import hello_swarm, wait_until
 
 import bytewax_nb
 from bytewax_nb import state
@@ -40,19 +40,7 @@ def test_version_is_printed_by_the_installed_command() -> None:
 
 
 def test_list_status_send_logs_and_stop_a_swarm_run_elsewhere(make_swarm: Any, state_dir: Path) -> None:
-    swarm = make_swarm("clitest")
-    swarm.gateway("hello-world")
-
-    @swarm.bee(input="hello-world")
-    def hello(payload: dict[str, str]) -> dict[str, str]:
-        print("hello", payload["name"])
-        return payload
-
-    @swarm.bee(input="hello")
-    def goodbye(payload: dict[str, str], ctx: Any) -> None:
-        ctx.respond(f"goodbye {payload['name']}")
-
-    swarm.start()
+    swarm = hello_swarm(make_swarm, name="clitest").start()
     listing = cli("list").stdout
     assert f"clitest  owner {os.getpid()}  process  running" in listing
     assert f"gateway hello-world  {swarm.url('hello-world')}" in listing

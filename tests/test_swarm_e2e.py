@@ -14,30 +14,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import port_open, swarm_pids, wait_until
+from conftest import hello_swarm, port_open, swarm_pids, wait_until
 
-from bytewax_nb import GatewayError, NotReady, RemoteError, RequestTimeout, Swarm
+from bytewax_nb import GatewayError, NotReady, RemoteError, RequestTimeout
 from bytewax_nb.client import post
 
 
-def _hello(make_swarm: Any, **gw: Any) -> Swarm:
-    swarm = make_swarm("hello-world")
-    swarm.gateway("hello-world", **gw)
-
-    @swarm.bee(input="hello-world")
-    def hello(payload: dict[str, str]) -> dict[str, str]:
-        print("hello", payload["name"])
-        return payload
-
-    @swarm.bee(input="hello")
-    def goodbye(payload: dict[str, str], ctx: Any) -> None:
-        ctx.respond(f"goodbye {payload['name']}")
-
-    return swarm
-
-
 def test_hello_world_answers_over_http(make_swarm: Any) -> None:
-    swarm = _hello(make_swarm).start()
+    swarm = hello_swarm(make_swarm).start()
     url = swarm.url("hello-world")
     assert url.startswith("http://127.0.0.1:") and url.endswith("/gateways/hello-world")
     assert swarm.request("hello-world", {"name": "Bee"}) == "goodbye Bee"
@@ -51,7 +35,7 @@ def test_hello_world_answers_over_http(make_swarm: Any) -> None:
 def test_stop_leaves_no_process_and_no_port(make_swarm: Any) -> None:
     import psutil
 
-    swarm = _hello(make_swarm).start()
+    swarm = hello_swarm(make_swarm).start()
     port = int(swarm.url().split(":")[2].split("/")[0])
     pids = swarm_pids(swarm)
     assert len(pids) == 3 and port_open(port)
@@ -539,7 +523,7 @@ def test_two_gateways_serve_their_own_paths_on_their_own_ports(make_swarm: Any) 
 
 @pytest.mark.slow
 def test_a_killed_hub_comes_back_on_the_same_url(make_swarm: Any) -> None:
-    swarm = _hello(make_swarm).start()
+    swarm = hello_swarm(make_swarm).start()
     url = swarm.url()
     hub = swarm.status()["gateways"]["hello-world"]["pid"]
     os.kill(hub, signal.SIGKILL)
