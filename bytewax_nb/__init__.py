@@ -1,31 +1,15 @@
-"""bytewax-nb: real-time ML inference swarms built, run and served from a notebook."""
+"""bytewax-nb: real-time ML inference swarms built, run and served from a notebook.
+
+Names are imported on first use, so a bee replica (`python -m bytewax_nb.runner`, in a
+slim container with only pyzmq and cloudpickle) never imports the owner's side.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from .devswarm import DevSwarm
-from .errors import (
-    BytewaxNBError,
-    GatewayError,
-    NotReady,
-    RemoteError,
-    RequestTimeout,
-    StartError,
-    TopologyError,
-)
-from .invoke import Context
-from .swarm import Swarm
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-
-
-def load_ipython_extension(ipython: Any) -> None:
-    """`%load_ext bytewax_nb`: the %swarm, %gateway, %%bee and %send magics."""
-    from .magics import load
-
-    load(ipython)
-
 
 __all__ = [
     "BytewaxNBError",
@@ -41,3 +25,44 @@ __all__ = [
     "__version__",
     "load_ipython_extension",
 ]
+
+_WHERE = {
+    "BytewaxNBError": "errors",
+    "GatewayError": "errors",
+    "NotReady": "errors",
+    "RemoteError": "errors",
+    "RequestTimeout": "errors",
+    "StartError": "errors",
+    "TopologyError": "errors",
+    "Context": "invoke",
+    "DevSwarm": "devswarm",
+    "Swarm": "swarm",
+}
+
+if TYPE_CHECKING:
+    from .devswarm import DevSwarm
+    from .errors import (
+        BytewaxNBError,
+        GatewayError,
+        NotReady,
+        RemoteError,
+        RequestTimeout,
+        StartError,
+        TopologyError,
+    )
+    from .invoke import Context
+    from .swarm import Swarm
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bytewax_nb' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext bytewax_nb`: the %swarm, %gateway, %%bee and %send magics."""
+    from .magics import load
+
+    load(ipython)

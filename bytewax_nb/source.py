@@ -15,13 +15,13 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["capture", "restore", "user_traceback"]
+__all__ = ["capture", "functions", "restore", "user_traceback"]
 
 Captured = dict[str, Any]  # {"files": {name: lines}, "codes": {(code name, first line): name}}
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def _functions(fn: Callable[..., Any]) -> Iterator[types.FunctionType]:
+def functions(fn: Callable[..., Any]) -> Iterator[types.FunctionType]:
     """The function and the user functions it reaches through closures and globals."""
     seen: set[int] = set()
     todo = [fn]
@@ -60,7 +60,7 @@ def capture(fn: Callable[..., Any]) -> Captured:
     """File names and source lines of the code `fn` runs, keyed for `restore`."""
     files: dict[str, list[str]] = {}
     codes: dict[tuple[str, int], str] = {}
-    for f in _functions(fn):
+    for f in functions(fn):
         for code in _codes(f.__code__):
             name = code.co_filename
             codes[(code.co_name, code.co_firstlineno)] = name
@@ -82,7 +82,7 @@ def restore(fn: Callable[..., Any], captured: Captured) -> None:
     for name, lines in captured.get("files", {}).items():
         linecache.cache[name] = (sum(map(len, lines)), None, lines, name)
     codes = captured.get("codes", {})
-    for f in _functions(fn):
+    for f in functions(fn):
         f.__code__ = _renamed(f.__code__, codes)
 
 

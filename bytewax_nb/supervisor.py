@@ -33,7 +33,7 @@ from . import state
 from .child import Boot
 from .control import ControlCodec, Msg
 from .errors import StartError
-from .runtime.base import Launcher
+from .runtime.base import Handle, Launcher
 from .source import capture
 from .spec import BeeSpec, GatewaySpec, Topology
 from .wire import Signer
@@ -47,6 +47,26 @@ _LOG_LINES = 2000
 _MAX_START_FAILURES = 3
 _STATUS_EVERY = 0.25  # seconds between status pushes for counters alone
 _STATUS_REFRESH = 5.0  # an unchanged status is still re-sent this often (latency figures)
+
+
+class _NeverStarted(Handle):
+    """What a failed launch leaves: a handle that has already exited."""
+
+    def __init__(self, identity: str) -> None:
+        self.identity = identity
+        self.pid = None
+
+    def exit_code(self) -> int | None:
+        return -1
+
+    def terminate(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -481,8 +501,14 @@ class Supervisor:
         identity = f"{role}:{name}:{replica}:{slot.generation}"
         boot = Boot(self._key, self.control_address, identity)
         module = "bytewax_nb.runner" if role == "bee" else "bytewax_nb.gateway"  # the hub
-        env = self.topology.bees[name].env if role == "bee" else {}
-        handle = self.launcher.launch(identity, module, boot, env, self._on_line)
+        spec = self.topology.bees[name] if role == "bee" else None
+        env = spec.env if spec is not None else {}
+        handle: Handle
+        try:
+            handle = self.launcher.launch(identity, module, boot, env, self._on_line, spec)
+        except Exception as exc:  # noqa: BLE001 - a launch that fails is a replica that died
+            self._on_line(identity, f"bytewax-nb: could not launch: {type(exc).__name__}: {exc}")
+            handle = _NeverStarted(identity)
         self.wiring.add(Member(identity, role, name, replica, handle))
 
     def _on_line(self, identity: str, line: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from . import client
 from .devswarm import run_in_process
 from .errors import BytewaxNBError, TopologyError
-from .runtime import make_launcher, runtime_unsupported
+from .runtime import make_launcher, resolve, runtime_unsupported
 from .spec import DEFAULT_MAX_BODY, BeeSpec, GatewaySpec, Topology, check_name
 from .supervisor import Supervisor
 
@@ -51,6 +51,7 @@ class Swarm:
         if runtime not in ("auto", "process", "docker"):
             raise ValueError(f"unknown runtime {runtime!r}: use 'process', 'docker' or 'auto'")
         self.runtime = runtime
+        self._kind: str | None = None
         self.on_log = on_log
         self._topology = Topology()
         self._supervisor: Supervisor | None = None
@@ -128,10 +129,10 @@ class Swarm:
 
     def deploy(self, spec: BeeSpec) -> None:
         """Add or replace a bee; checked against the whole graph before anything changes."""
-        unsupported = runtime_unsupported(self.runtime, spec)
+        unsupported = runtime_unsupported(self.kind, spec)
         if unsupported:
             raise TopologyError(
-                f"bee {spec.name!r}: the {self.runtime} runtime cannot apply {', '.join(unsupported)}; "
+                f"bee {spec.name!r}: the {self.kind} runtime cannot apply {', '.join(unsupported)}; "
                 "use runtime='docker'"
             )
         trial = Topology(dict(self._topology.gateways), dict(self._topology.bees))
@@ -142,7 +143,20 @@ class Swarm:
             self._topology.add_bee(spec, replace=True)
             return
         trial.validate()
+        supervisor.launcher.prepare(spec)
         supervisor.deploy(spec, _START_TIMEOUT)
+
+    @property
+    def kind(self) -> str:
+        """The runtime in use: "process" or "docker" ("auto" decides once, and says so)."""
+        if self._kind is None:
+            self._kind, why = resolve(self.runtime)
+            if self.runtime == "auto":
+                print(f"bytewax-nb: runtime auto -> {self._kind} ({why})", flush=True)
+        return self._kind
+
+    def _progress(self, line: str) -> None:
+        print(f"[{self.name}] {line}", flush=True)
 
     @property
     def topology(self) -> Topology:
@@ -155,7 +169,10 @@ class Swarm:
         if self._live() is not None:
             return self
         self._topology.validate()
-        supervisor = Supervisor(self.name, self._topology, make_launcher(self.runtime), self.on_log)
+        launcher = make_launcher(self.kind, self.name, self._progress)
+        for spec in self._topology.bees.values():
+            launcher.prepare(spec)  # image builds happen here, before anything starts
+        supervisor = Supervisor(self.name, self._topology, launcher, self.on_log)
         self._supervisor = supervisor
         _RUNNING.add(self)
         _install_exit_hooks()

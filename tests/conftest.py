@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -85,3 +86,8 @@ def hello_swarm(make_swarm: Callable[..., Swarm], name: str = "hello-world", **g
         ctx.respond(f"goodbye {payload['name']}")
 
     return swarm
+
+
+# "auto" means the process runtime in tests (and in the tutorials run by nbval):
+# docker tests ask for runtime="docker" explicitly.
+os.environ.setdefault("BYTEWAX_NB_RUNTIME", "process")

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 from ..spec import BeeSpec
 from .base import Handle, Launcher, LogSink
 from .process import ProcessLauncher
 
-__all__ = ["Handle", "Launcher", "LogSink", "ProcessLauncher", "make_launcher", "runtime_unsupported"]
+__all__ = [
+    "Handle",
+    "Launcher",
+    "LogSink",
+    "ProcessLauncher",
+    "make_launcher",
+    "RUNTIME_ENV",
+    "resolve",
+    "runtime_unsupported",
+]
 
 _CONTAINER_ONLY = ("requirements", "image", "cpus", "memory", "gpus")
 
@@ -18,12 +30,27 @@ def runtime_unsupported(runtime: str, spec: BeeSpec) -> list[str]:
     return [opt for opt in _CONTAINER_ONLY if getattr(spec, opt)]
 
 
-def make_launcher(runtime: str) -> Launcher:
-    """The launcher for a runtime name; "auto" falls back to processes."""
-    if runtime in ("process", "auto"):
-        return ProcessLauncher()
+RUNTIME_ENV = "BYTEWAX_NB_RUNTIME"  # what "auto" means on this machine, if set
+
+
+def resolve(runtime: str) -> tuple[str, str]:
+    """(runtime, why): "auto" is $BYTEWAX_NB_RUNTIME, else docker when a daemon answers."""
+    if runtime not in ("auto", "process", "docker"):
+        raise ValueError(f"unknown runtime {runtime!r}: use 'process', 'docker' or 'auto'")
+    if runtime != "auto":
+        return runtime, "asked for"
+    chosen = os.environ.get(RUNTIME_ENV, "")
+    if chosen in ("process", "docker"):
+        return chosen, f"{RUNTIME_ENV}={chosen}"
+    from .docker import daemon_answers
+
+    return ("docker", "a Docker daemon answers") if daemon_answers() else ("process", "no Docker daemon")
+
+
+def make_launcher(runtime: str, swarm: str, progress: Callable[[str], None] | None = None) -> Launcher:
+    """The launcher for a resolved runtime name."""
     if runtime == "docker":
-        raise NotImplementedError(
-            "the docker runtime is not available in this version; use runtime='process'"
-        )
-    raise ValueError(f"unknown runtime {runtime!r}: use 'process', 'docker' or 'auto'")
+        from .docker import DockerLauncher
+
+        return DockerLauncher(swarm, progress)
+    return ProcessLauncher()

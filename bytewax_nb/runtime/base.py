@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 
 from ..child import Boot
+from ..spec import BeeSpec
 
 __all__ = ["Handle", "Launcher", "LogSink"]
 
@@ -46,7 +47,12 @@ class Launcher(ABC):
         boot: Boot,
         env: Mapping[str, str],
         on_line: LogSink,
-    ) -> Handle: ...
+        spec: BeeSpec | None = None,
+    ) -> Handle:
+        """Start `python -m module`; `spec` is the bee's (None for the hub)."""
+
+    def prepare(self, spec: BeeSpec) -> None:  # noqa: B027 - only containers need it
+        """Get ready to launch this bee (build its image); may take long, runs off-loop."""
 
     def close(self) -> None:  # noqa: B027 - most launchers hold nothing
         """Release what the launcher itself holds."""

@@ -59,4 +59,28 @@ def collect() -> list[str]:
         if owner and owner.isdigit() and not _alive(int(owner)):
             _kill(proc)
             done.append(f"killed process {proc.pid}, whose owner {owner} is gone")
+    done += _containers()
     return done or ["nothing to clean"]
+
+
+def _containers() -> list[str]:
+    """Containers labeled with an owner that is gone (docker runtime)."""
+    try:
+        import docker
+        import docker.errors
+
+        client = docker.from_env(timeout=5)
+        found = client.containers.list(all=True, filters={"label": "bytewax-nb.owner"})
+    except Exception:  # noqa: BLE001 - no docker here: nothing of ours can be there
+        return []
+    done = []
+    for container in found:
+        owner = container.labels.get("bytewax-nb.owner", "")
+        if owner.isdigit() and not _alive(int(owner)):
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                continue  # removed by Docker itself meanwhile
+            done.append(f"removed container {container.short_id}, whose owner {owner} is gone")
+    client.close()
+    return done

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Mapping
 
 from ..child import Boot
+from ..spec import BeeSpec
 from .base import Handle, Launcher, LogSink
 from .leftovers import OWNER_ENV
 
@@ -67,6 +68,7 @@ class ProcessLauncher(Launcher):
         boot: Boot,
         env: Mapping[str, str],
         on_line: LogSink,
+        spec: BeeSpec | None = None,
     ) -> Handle:
         child_env = dict(os.environ)
         child_env.update(env)

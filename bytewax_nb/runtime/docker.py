@@ -1,0 +1,166 @@
+"""The `docker` runtime: every bee replica is a container (the only module importing docker).
+
+Containers use the host network, so they reach the bus on 127.0.0.1 as a process
+would (on Docker Desktop, where the host network is the VM's, run the swarm with
+`host.docker.internal` reachable instead; see docs/decisions.md). The boot line goes
+in through the container's stdin, which closes when the owner goes away: the replica
+exits and the container is removed by Docker. The hub (bus and gateways) stays a
+process of the owner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import DeviceRequest
+
+from ..child import Boot
+from ..spec import BeeSpec
+from .base import Handle, Launcher, LogSink
+from .images import ImageBuilder, Progress
+from .leftovers import OWNER_ENV
+from .process import ProcessLauncher
+
+__all__ = ["DockerLauncher", "LABEL", "daemon_answers"]
+
+LABEL = "bytewax-nb"  # every container: bytewax-nb.swarm, .bee, .replica, .owner
+
+
+def daemon_answers() -> bool:
+    try:
+        docker.from_env(timeout=3).ping()
+    except Exception:  # noqa: BLE001 - any failure means "no usable daemon"
+        return False
+    return True
+
+
+def _memory_bytes(memory: str) -> str:
+    return memory.lower().removesuffix("b") if memory else memory
+
+
+class _ContainerHandle(Handle):
+    def __init__(self, identity: str, container: Any, sock: Any, on_line: LogSink) -> None:
+        self.identity = identity
+        self.container = container
+        self.pid = None
+        self._sock = sock
+        self._code: int | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._wait, name=f"bytewax-nb-wait-{identity}", daemon=True).start()
+        self._reader = threading.Thread(
+            target=self._pump, args=(on_line,), name=f"bytewax-nb-log-{identity}", daemon=True
+        )
+        self._reader.start()
+
+    def _wait(self) -> None:
+        try:
+            self._code = int(self.container.wait()["StatusCode"])
+        except docker.errors.NotFound:
+            self._code = -1  # gone (removed) before we could ask
+        except Exception:  # noqa: BLE001 - the daemon went away: count it as an exit
+            self._code = -1
+        self._done.set()
+
+    def _pump(self, on_line: LogSink) -> None:
+        rest = b""
+        try:
+            for chunk in self.container.logs(stream=True, follow=True):
+                rest += chunk
+                *lines, rest = rest.split(b"\n")
+                for line in lines:
+                    on_line(self.identity, line.decode(errors="replace"))
+        except docker.errors.APIError:
+            pass
+        if rest:
+            on_line(self.identity, rest.decode(errors="replace"))
+
+    def exit_code(self) -> int | None:
+        return self._code if self._done.is_set() else None
+
+    def _signal(self, sig: str) -> None:
+        with contextlib.suppress(docker.errors.APIError):  # already gone
+            self.container.kill(signal=sig)
+
+    def terminate(self) -> None:
+        self._signal("SIGTERM")
+
+    def kill(self) -> None:
+        self._signal("SIGKILL")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        if not self._done.wait(10):
+            self.kill()
+            self._done.wait(5)
+        self._reader.join(timeout=5)
+
+
+class DockerLauncher(Launcher):
+    """Bee replicas as containers from images built for them; the hub as a process."""
+
+    name = "docker"
+
+    def __init__(self, swarm: str, progress: Progress | None = None) -> None:
+        self._docker = docker.from_env()
+        self._swarm = swarm
+        self._builder = ImageBuilder(self._docker, progress)
+        self._images: dict[str, str] = {}
+        self._processes = ProcessLauncher()
+
+    def prepare(self, spec: BeeSpec) -> None:
+        """Build (or find) the bee's image before its replicas start."""
+        self._images[spec.name] = self._builder.image_for(spec)
+
+    def launch(
+        self,
+        identity: str,
+        module: str,
+        boot: Boot,
+        env: Mapping[str, str],
+        on_line: LogSink,
+        spec: BeeSpec | None = None,
+    ) -> Handle:
+        if spec is None:  # the hub
+            return self._processes.launch(identity, module, boot, env, on_line)
+        image = self._images.get(spec.name) or self._builder.image_for(spec)
+        _, name, replica, _ = identity.split(":")
+        owner = str(os.getpid())
+        limits: dict[str, Any] = {}
+        if spec.cpus:
+            limits["nano_cpus"] = int(spec.cpus * 1e9)
+        if spec.memory:
+            limits["mem_limit"] = _memory_bytes(spec.memory)
+        if spec.gpus:
+            limits["device_requests"] = [DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])]
+        api = self._docker.api
+        created = api.create_container(
+            image,
+            ["python3", "-m", module],
+            stdin_open=True,
+            detach=False,  # docker-py's way to set StdinOnce: our attach closing ends stdin
+            environment={**env, OWNER_ENV: owner},
+            labels={
+                f"{LABEL}.swarm": self._swarm,
+                f"{LABEL}.bee": name,
+                f"{LABEL}.replica": replica,
+                f"{LABEL}.owner": owner,
+            },
+            host_config=api.create_host_config(network_mode="host", auto_remove=True, **limits),
+        )
+        container = self._docker.containers.get(created["Id"])
+        sock = container.attach_socket(params={"stdin": 1, "stream": 1})
+        container.start()
+        raw = getattr(sock, "_sock", sock)
+        raw.sendall(boot.line())
+        return _ContainerHandle(identity, container, raw, on_line)
+
+    def close(self) -> None:
+        self._processes.close()
+        self._docker.close()

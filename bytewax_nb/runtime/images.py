@@ -1,0 +1,235 @@
+"""Images for bee replicas: FROM a base image, plus pinned wheels, plus the runner.
+
+Requirements are the runner's own (pyzmq, cloudpickle), the bee's `requirements=`,
+and the distributions its code and captured values come from; each is pinned to the
+version the kernel has, so what is pickled here unpickles there. Wheels are downloaded
+on the host (its pip settings apply) into a cache and installed offline in a build
+with no network. Images are tagged by a hash of what went in and reused; the bee's
+function is not in the image, it arrives over the control channel when a replica
+starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as metadata
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import types
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from ..errors import BytewaxNBError
+from ..source import functions
+from ..spec import BeeSpec
+
+__all__ = ["BASE_ENV", "BuildError", "ImageBuilder", "base_image", "requirements_for"]
+
+BASE_ENV = "BYTEWAX_NB_BASE_IMAGE"
+RUNNER_NEEDS = ("pyzmq", "cloudpickle")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+Progress = Callable[[str], None]
+
+
+class BuildError(BytewaxNBError):
+    """An image could not be built; the message ends with the failing step's output."""
+
+
+def kernel_python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def base_image(spec: BeeSpec) -> str:
+    """`image=`, else $BYTEWAX_NB_BASE_IMAGE, else python:<major>.<minor>-slim."""
+    return spec.image or os.environ.get(BASE_ENV) or f"python:{kernel_python()}-slim"
+
+
+def _top_modules(fn: Callable[..., Any]) -> set[str]:
+    """Top-level modules the bee's code and captured values come from."""
+    tops: set[str] = set()
+
+    def note(value: Any) -> None:
+        module = value.__name__ if isinstance(value, types.ModuleType) else type(value).__module__
+        tops.add(module.split(".")[0])
+
+    for f in functions(fn):
+        for cell in f.__closure__ or ():
+            try:
+                note(cell.cell_contents)
+            except ValueError:
+                continue
+        for name in f.__code__.co_names:
+            if name in f.__globals__:
+                note(f.__globals__[name])
+        for default in f.__defaults__ or ():
+            note(default)
+    return tops
+
+
+def _distributions(tops: Iterable[str]) -> set[str]:
+    stdlib = set(sys.stdlib_module_names) | {"builtins", "__main__", "bytewax_nb"}
+    by_module = metadata.packages_distributions()
+    out = set()
+    for top in tops:
+        if top in stdlib or top.startswith("_"):
+            continue
+        out.update(by_module.get(top, []))
+    return out
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirements_for(spec: BeeSpec) -> list[str]:
+    """The bee's requirements, each pinned to the kernel's version where it has one."""
+    wanted: dict[str, str] = {}
+    for req in (*RUNNER_NEEDS, *_distributions(_top_modules(spec.fn)), *spec.requirements):
+        name = re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0]
+        wanted.setdefault(_canonical(name), req)
+    pinned = []
+    for key, req in sorted(wanted.items()):
+        try:
+            pinned.append(f"{key}=={metadata.version(key)}")
+        except metadata.PackageNotFoundError:
+            pinned.append(req)  # not in the kernel: the user's own spelling decides
+    return pinned
+
+
+def _runner_hash() -> str:
+    h = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        h.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+class ImageBuilder:
+    """Builds (or finds) the image for a bee; counts real builds for tests and figures."""
+
+    builds = 0  # images actually built in this process
+
+    def __init__(self, client: Any, progress: Progress | None = None) -> None:
+        self._docker = client
+        self._progress = progress or (lambda line: None)
+        self._checked: dict[str, str] = {}
+        self._cache = Path(platformdirs.user_cache_dir("bytewax-nb")) / "wheels"
+
+    def image_for(self, spec: BeeSpec) -> str:
+        base = base_image(spec)
+        self.check_python(base)
+        requirements = requirements_for(spec)
+        digest = hashlib.sha256("\n".join([base, *requirements, _runner_hash()]).encode()).hexdigest()
+        tag = f"bytewax-nb-bee:{digest[:16]}"
+        if self._exists(tag):
+            return tag
+        self._progress(f"building {tag} for bee {spec.name!r}: {' '.join(requirements)}")
+        wheels = self._wheels(requirements, digest)
+        self._build(tag, base, wheels)
+        type(self).builds += 1
+        self._progress(f"built {tag}")
+        return tag
+
+    def _exists(self, tag: str) -> bool:
+        import docker.errors
+
+        try:
+            self._docker.images.get(tag)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
+    def check_python(self, base: str) -> None:
+        """The base image must have the kernel's Python major.minor (cloudpickle needs it)."""
+        if base not in self._checked:
+            if not self._exists(base):
+                self._pull(base)
+            out = self._docker.containers.run(
+                base,
+                ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                remove=True,
+                network_mode="none",
+            )
+            self._checked[base] = out.decode().strip()
+        found, want = self._checked[base], kernel_python()
+        if found != want:
+            raise BuildError(
+                f"the base image {base!r} has Python {found} but the kernel runs Python {want}; "
+                f"cloudpickle needs the same major.minor: use an image with Python {want} "
+                f"(e.g. python:{want}-slim) via {BASE_ENV} or image="
+            )
+
+    def _pull(self, base: str) -> None:
+        self._progress(f"pulling {base}")
+        try:
+            self._docker.images.pull(base)
+        except Exception as exc:  # noqa: BLE001 - no registry, no such image, no network
+            raise BuildError(
+                f"the base image {base!r} is not on this machine and could not be pulled ({exc}); "
+                f"pull or build one with Python {kernel_python()}, then set {BASE_ENV} "
+                "(scripts/base-image.sh builds one without a registry)"
+            ) from None
+
+    def _wheels(self, requirements: list[str], digest: str) -> Path:
+        """Download wheels for the image's platform, once per requirement set."""
+        folder = self._cache / digest[:16]
+        if folder.exists() and any(folder.glob("*.whl")):
+            return folder
+        folder.mkdir(parents=True, exist_ok=True)
+        machine = platform.machine()
+        abi = f"cp{sys.version_info.major}{sys.version_info.minor}"
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--only-binary=:all:",
+            "-d",
+            str(folder),
+        ]
+        command += ["--python-version", kernel_python(), "--implementation", "cp", "--abi", abi]
+        for tag in ("manylinux_2_28", "manylinux_2_17", "manylinux2014"):
+            command += ["--platform", f"{tag}_{machine}"]
+        self._progress(f"downloading wheels: {' '.join(requirements)}")
+        result = subprocess.run([*command, *requirements], capture_output=True, text=True)
+        if result.returncode != 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise BuildError(f"downloading wheels failed:\n{result.stderr.strip()[-3000:]}")
+        return folder
+
+    def _build(self, tag: str, base: str, wheels: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="bytewax-nb-build-") as ctx:
+            root = Path(ctx)
+            shutil.copytree(wheels, root / "wheels")
+            shutil.copytree(PACKAGE_DIR, root / "bytewax_nb", ignore=shutil.ignore_patterns("__pycache__"))
+            (root / "Dockerfile").write_text(
+                f"FROM {base}\n"
+                "COPY wheels /tmp/wheels\n"
+                "RUN python3 -m pip install --no-index --no-cache-dir --break-system-packages "
+                "/tmp/wheels/*.whl && rm -rf /tmp/wheels\n"
+                "COPY bytewax_nb /opt/bytewax-nb/bytewax_nb\n"
+                "ENV PYTHONPATH=/opt/bytewax-nb PYTHONUNBUFFERED=1\n"
+                "LABEL bytewax-nb.image=1\n"
+            )
+            output: list[str] = []
+            for chunk in self._docker.api.build(
+                path=ctx, tag=tag, network_mode="none", rm=True, forcerm=True, decode=True
+            ):
+                if "stream" in chunk:
+                    for line in chunk["stream"].splitlines():
+                        if line.strip():
+                            output.append(line)
+                            if line.startswith("Step "):
+                                self._progress(line)
+                if "error" in chunk:
+                    tail = "\n".join(output[-30:])
+                    raise BuildError(f"building {tag} failed: {chunk['error']}\n{tail}")
