@@ -15,15 +15,17 @@ from bytewax_nb import Swarm
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--fast", action="store_true", help="skip tests marked slow (CI runs them)")
+    parser.addoption("--fast", action="store_true", help="skip tests marked slow or docker (CI runs them)")
+    parser.addoption("--no-docker", action="store_true", help="skip tests that need a Docker engine")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--fast"):
-        skip = pytest.mark.skip(reason="--fast given")
-        for item in items:
-            if "slow" in item.keywords:
-                item.add_marker(skip)
+    fast, no_docker = config.getoption("--fast"), config.getoption("--no-docker")
+    for item in items:
+        if fast and ("slow" in item.keywords or "docker" in item.keywords):
+            item.add_marker(pytest.mark.skip(reason="--fast given"))
+        elif no_docker and "docker" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="--no-docker given"))
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -71,9 +73,11 @@ def make_swarm() -> Iterator[Callable[..., Swarm]]:
     assert not leftovers, f"child processes left behind: {leftovers}"
 
 
-def hello_swarm(make_swarm: Callable[..., Swarm], name: str = "hello-world", **gateway: Any) -> Swarm:
+def hello_swarm(
+    make_swarm: Callable[..., Swarm], name: str = "hello-world", runtime: str = "process", **gateway: Any
+) -> Swarm:
     """The seed's hello-world: gateway -> hello (prints, passes on) -> goodbye (responds)."""
-    swarm = make_swarm(name)
+    swarm = make_swarm(name, runtime=runtime)
     swarm.gateway("hello-world", **gateway)
 
     @swarm.bee(input="hello-world")

@@ -1,0 +1,235 @@
+"""The docker runtime against a real Docker engine, real images and real containers.
+
+Needs `BYTEWAX_NB_BASE_IMAGE` (scripts/base-image.sh builds one without a registry);
+`.ci/run` provides both. Skip locally with `--no-docker`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import numpy as np
+import psutil
+import pytest
+from conftest import hello_swarm, wait_until
+
+from bytewax_nb.client import post
+from bytewax_nb.runtime.images import ImageBuilder
+
+pytestmark = pytest.mark.docker
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    if not os.environ.get("BYTEWAX_NB_BASE_IMAGE"):
+        pytest.fail("set BYTEWAX_NB_BASE_IMAGE (scripts/base-image.sh) or pass --no-docker")
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+def ours(engine: Any, swarm: str | None = None) -> list[Any]:
+    label = "bytewax-nb.swarm" + (f"={swarm}" if swarm else "")
+    return list(engine.containers.list(all=True, filters={"label": label}))
+
+
+def test_hello_world_runs_in_labeled_containers_and_leaves_none(make_swarm: Any, engine: Any) -> None:
+    swarm = hello_swarm(make_swarm, name="dk-hello", runtime="docker").start()
+    assert swarm.request("hello-world", {"name": "Bee"}) == "goodbye Bee"
+    wait_until(lambda: any("hello Bee" in line for line in swarm.logs("hello")), what="the container's print")
+    containers = ours(engine, "dk-hello")
+    assert sorted(c.labels["bytewax-nb.bee"] for c in containers) == ["goodbye", "hello"]
+    assert {c.labels["bytewax-nb.owner"] for c in containers} == {str(os.getpid())}
+    assert all(c.attrs["HostConfig"]["NetworkMode"] == "host" for c in containers)
+    swarm.stop()
+    wait_until(lambda: not ours(engine, "dk-hello"), what="containers removed after stop")
+
+
+def test_a_captured_numpy_array_works_and_the_image_is_reused(make_swarm: Any, engine: Any) -> None:
+    weights = np.arange(5.0)
+
+    def dot(payload: list[float]) -> float:
+        return float(np.dot(weights, np.asarray(payload)))
+
+    first = make_swarm("dk-np1", runtime="docker")
+    first.gateway("in")
+    first.bee(dot, input="in", name="dot")
+    first.start()
+    assert first.request("in", [1, 1, 1, 1, 1]) == 10.0
+    built = ImageBuilder.builds
+    first.stop()
+    second = make_swarm("dk-np2", runtime="docker")  # same needs: nothing is built again
+    second.gateway("in")
+    second.bee(dot, input="in", name="dot", replicas=2)
+    second.start()
+    assert second.request("in", [0, 0, 0, 0, 2]) == 8.0
+    assert ImageBuilder.builds == built
+    # a redeploy reuses the image too: the function travels at start, not in the image
+    second.bee(lambda p: float(np.sum(p)), input="in", name="dot", replicas=2)
+    assert second.request("in", [1, 2, 3]) == 6.0
+    assert ImageBuilder.builds == built
+
+
+def test_a_captured_scikit_learn_model_is_served(make_swarm: Any) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    iris = load_iris()
+    model = LogisticRegression(max_iter=500).fit(iris.data, iris.target)
+    swarm = make_swarm("dk-sk", runtime="docker")
+    swarm.gateway("in")
+    swarm.bee(lambda rows: model.predict(np.asarray(rows)).tolist(), input="in", name="model")
+    swarm.start()
+    rows = iris.data[::30].tolist()
+    assert swarm.request("in", rows) == model.predict(iris.data[::30]).tolist()
+
+
+def test_resource_limits_reach_docker(make_swarm: Any, engine: Any) -> None:
+    swarm = make_swarm("dk-limits", runtime="docker")
+    swarm.gateway("in")
+    swarm.bee(lambda p: p, input="in", name="small", cpus=0.5, memory="256m", env={"SECRET": "s3"})
+    swarm.start()
+    (container,) = ours(engine, "dk-limits")
+    host = container.attrs["HostConfig"]
+    assert host["NanoCpus"] == 500_000_000 and host["Memory"] == 256 * 1024 * 1024
+    assert "SECRET=s3" in container.attrs["Config"]["Env"]
+    assert "s3" not in json.dumps(swarm.status())  # env= reaches the container, not the status
+
+
+def test_a_base_image_with_another_python_is_refused_clearly(make_swarm: Any, engine: Any) -> None:
+    base = os.environ["BYTEWAX_NB_BASE_IMAGE"]
+    with tempfile.TemporaryDirectory() as ctx:
+        Path(ctx, "Dockerfile").write_text(
+            f"FROM {base}\nRUN printf '#!/bin/sh\\necho 3.99\\n' > /usr/local/bin/python3 "
+            "&& chmod +x /usr/local/bin/python3\n"
+        )
+        engine.images.build(path=ctx, tag="bytewax-nb-test:other-python", network_mode="none", rm=True)
+    swarm = make_swarm("dk-old", runtime="docker")
+    swarm.gateway("in")
+    swarm.bee(lambda p: p, input="in", name="b", image="bytewax-nb-test:other-python")
+    want = f"{sys.version_info.major}.{sys.version_info.minor}"
+    with pytest.raises(Exception, match=rf"has Python 3\.99 but the kernel runs Python {want}"):
+        swarm.start()
+
+
+@pytest.mark.slow
+def test_a_killed_container_is_replaced_while_requests_keep_being_answered(
+    make_swarm: Any, engine: Any
+) -> None:
+    swarm = make_swarm("dk-kill", runtime="docker")
+    swarm.gateway("in", timeout=3)
+    swarm.bee(lambda p: p, input="in", name="echo", replicas=2)
+    swarm.start()
+    url = swarm.url()
+    stop = threading.Event()
+    outcomes: list[tuple[float, int]] = []
+
+    def load() -> None:
+        n = 0
+        while not stop.is_set():
+            sent = time.monotonic()
+            outcomes.append((sent, post(url, n, timeout=10)[0]))
+            n += 1
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(outcomes) > 30, what="load flowing")
+    victim = next(c for c in ours(engine, "dk-kill") if c.labels["bytewax-nb.replica"] == "1")
+    victim.kill()
+
+    def replaced() -> bool:
+        ids = {c.id for c in ours(engine, "dk-kill") if c.status == "running"}
+        return victim.id not in ids and len(ids) == 2 and swarm.status()["bees"]["echo"]["ready"] == 2
+
+    wait_until(replaced, timeout=30, what="a new container for replica 1")
+    healed = time.monotonic()
+    wait_until(lambda: sum(1 for s, _ in outcomes if s > healed) > 30, what="load after the restart")
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    statuses = [status for _, status in outcomes]
+    assert set(statuses) <= {200, 504} and statuses.count(504) <= 6
+    assert all(status == 200 for sent, status in outcomes if sent > healed)
+
+
+@pytest.mark.slow
+def test_a_killed_owner_leaves_no_container(engine: Any, tmp_path: Path) -> None:
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import os, signal\n"
+        "from bytewax_nb import Swarm\n"
+        "s = Swarm('dk-orphan', runtime='docker', on_log=None)\n"
+        "s.gateway('in')\n"
+        "s.bee(lambda p: p, input='in', name='echo', replicas=2)\n"
+        "s.start()\n"
+        "print('up', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    wait_until(lambda: not ours(engine, "dk-orphan"), timeout=30, what="the orphaned containers gone")
+
+
+def test_gc_removes_containers_of_a_dead_owner(
+    engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BYTEWAX_NB_STATE_DIR", str(tmp_path / "state"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    owner = dead.stdout.decode().strip()
+    base = os.environ["BYTEWAX_NB_BASE_IMAGE"]
+    stuck = engine.containers.run(
+        base, ["sleep", "300"], detach=True, labels={"bytewax-nb.swarm": "dk-gc", "bytewax-nb.owner": owner}
+    )
+    mine = engine.containers.run(
+        base,
+        ["sleep", "300"],
+        detach=True,
+        labels={"bytewax-nb.swarm": "dk-gc", "bytewax-nb.owner": str(os.getpid())},
+    )
+    try:
+        out = subprocess.run(["bytewax-nb", "gc"], capture_output=True, text=True, check=True).stdout
+        assert f"removed container {stuck.short_id}, whose owner {owner} is gone" in out
+        assert [c.id for c in ours(engine, "dk-gc")] == [mine.id]  # a live owner's stays
+    finally:
+        for c in (stuck, mine):
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", ["01-hello-swarm.ipynb", "02-ml-inference.ipynb"])
+def test_the_tutorials_run_on_docker(notebook: str, tmp_path: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ROOT / "notebooks" / notebook, as_version=4)
+    env_before = os.environ.get("BYTEWAX_NB_RUNTIME")
+    os.environ["BYTEWAX_NB_RUNTIME"] = "docker"  # the kernel inherits it: "auto" means docker
+    try:
+        resources = {"metadata": {"path": str(tmp_path)}}
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources=resources).execute()
+    finally:
+        os.environ["BYTEWAX_NB_RUNTIME"] = env_before or "process"
+    text = json.dumps(nb)
+    assert "runtime auto -> docker" in text
+    assert (
+        "goodbye Bee" in text
+        if notebook.startswith("01")
+        else "all answers match the notebook's model: True" in text
+    )
+    assert not psutil.Process().children(recursive=True)
