@@ -41,9 +41,11 @@ def engine() -> Iterator[Any]:
     client.close()
 
 
-def ours(engine: Any, swarm: str | None = None) -> list[Any]:
+def ours(engine: Any, swarm: str | None = None) -> list[dict[str, Any]]:
+    """The swarm's containers as the list API gives them (no inspect: they come and go)."""
     label = "bytewax-nb.swarm" + (f"={swarm}" if swarm else "")
-    return list(engine.containers.list(all=True, filters={"label": label}))
+    found: list[dict[str, Any]] = engine.api.containers(all=True, filters={"label": label})
+    return found
 
 
 def test_hello_world_runs_in_labeled_containers_and_leaves_none(make_swarm: Any, engine: Any) -> None:
@@ -51,9 +53,9 @@ def test_hello_world_runs_in_labeled_containers_and_leaves_none(make_swarm: Any,
     assert swarm.request("hello-world", {"name": "Bee"}) == "goodbye Bee"
     wait_until(lambda: any("hello Bee" in line for line in swarm.logs("hello")), what="the container's print")
     containers = ours(engine, "dk-hello")
-    assert sorted(c.labels["bytewax-nb.bee"] for c in containers) == ["goodbye", "hello"]
-    assert {c.labels["bytewax-nb.owner"] for c in containers} == {str(os.getpid())}
-    assert all(c.attrs["HostConfig"]["NetworkMode"] == "host" for c in containers)
+    assert sorted(c["Labels"]["bytewax-nb.bee"] for c in containers) == ["goodbye", "hello"]
+    assert {c["Labels"]["bytewax-nb.owner"] for c in containers} == {str(os.getpid())}
+    assert all(c["HostConfig"]["NetworkMode"] == "host" for c in containers)
     swarm.stop()
     wait_until(lambda: not ours(engine, "dk-hello"), what="containers removed after stop")
 
@@ -102,10 +104,11 @@ def test_resource_limits_reach_docker(make_swarm: Any, engine: Any) -> None:
     swarm.gateway("in")
     swarm.bee(lambda p: p, input="in", name="small", cpus=0.5, memory="256m", env={"SECRET": "s3"})
     swarm.start()
-    (container,) = ours(engine, "dk-limits")
-    host = container.attrs["HostConfig"]
+    (listed,) = ours(engine, "dk-limits")
+    container = engine.api.inspect_container(listed["Id"])
+    host = container["HostConfig"]
     assert host["NanoCpus"] == 500_000_000 and host["Memory"] == 256 * 1024 * 1024
-    assert "SECRET=s3" in container.attrs["Config"]["Env"]
+    assert "SECRET=s3" in container["Config"]["Env"]
     assert "s3" not in json.dumps(swarm.status())  # env= reaches the container, not the status
 
 
@@ -148,12 +151,12 @@ def test_a_killed_container_is_replaced_while_requests_keep_being_answered(
     for t in threads:
         t.start()
     wait_until(lambda: len(outcomes) > 30, what="load flowing")
-    victim = next(c for c in ours(engine, "dk-kill") if c.labels["bytewax-nb.replica"] == "1")
-    victim.kill()
+    victim = next(c["Id"] for c in ours(engine, "dk-kill") if c["Labels"]["bytewax-nb.replica"] == "1")
+    engine.api.kill(victim)
 
     def replaced() -> bool:
-        ids = {c.id for c in ours(engine, "dk-kill") if c.status == "running"}
-        return victim.id not in ids and len(ids) == 2 and swarm.status()["bees"]["echo"]["ready"] == 2
+        ids = {c["Id"] for c in ours(engine, "dk-kill") if c["State"] == "running"}
+        return victim not in ids and len(ids) == 2 and swarm.status()["bees"]["echo"]["ready"] == 2
 
     wait_until(replaced, timeout=30, what="a new container for replica 1")
     healed = time.monotonic()
@@ -204,7 +207,7 @@ def test_gc_removes_containers_of_a_dead_owner(
     try:
         out = subprocess.run(["bytewax-nb", "gc"], capture_output=True, text=True, check=True).stdout
         assert f"removed container {stuck.short_id}, whose owner {owner} is gone" in out
-        assert [c.id for c in ours(engine, "dk-gc")] == [mine.id]  # a live owner's stays
+        assert [c["Id"] for c in ours(engine, "dk-gc")] == [mine.id]  # a live owner's stays
     finally:
         for c in (stuck, mine):
             with contextlib.suppress(docker.errors.NotFound):

@@ -70,17 +70,18 @@ def _containers() -> list[str]:
         import docker.errors
 
         client = docker.from_env(timeout=5)
-        found = client.containers.list(all=True, filters={"label": "bytewax-nb.owner"})
+        # the list API, not inspect per container: containers come and go meanwhile
+        found = client.api.containers(all=True, filters={"label": "bytewax-nb.owner"})
     except Exception:  # noqa: BLE001 - no docker here: nothing of ours can be there
         return []
     done = []
     for container in found:
-        owner = container.labels.get("bytewax-nb.owner", "")
+        owner = container["Labels"].get("bytewax-nb.owner", "")
         if owner.isdigit() and not _alive(int(owner)):
             try:
-                container.remove(force=True)
+                client.api.remove_container(container["Id"], force=True)
             except docker.errors.NotFound:
                 continue  # removed by Docker itself meanwhile
-            done.append(f"removed container {container.short_id}, whose owner {owner} is gone")
+            done.append(f"removed container {container['Id'][:12]}, whose owner {owner} is gone")
     client.close()
     return done
