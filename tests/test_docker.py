@@ -236,3 +236,12 @@ def test_the_tutorials_run_on_docker(notebook: str, tmp_path: Path) -> None:
         else "all answers match the notebook's model: True" in text
     )
     assert not psutil.Process().children(recursive=True)
+
+
+def test_a_failed_build_says_why(make_swarm: Any, engine: Any) -> None:
+    swarm = make_swarm("dk-fail", runtime="docker")
+    swarm.gateway("in")
+    swarm.bee(lambda p: p, input="in", name="b", requirements=["bytewax-nb-no-such-package-xyz"])
+    with pytest.raises(Exception, match=r"downloading wheels failed:(.|\n)*bytewax-nb-no-such-package-xyz"):
+        swarm.start()
+    assert not ours(engine, "dk-fail")
