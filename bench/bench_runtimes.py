@@ -51,7 +51,8 @@ def measure(runtime: str, seconds: float) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--smoke", action="store_true", help="1 s of load per runtime")
     args = parser.parse_args()
