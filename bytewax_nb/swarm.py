@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from . import client
 from .devswarm import run_in_process
 from .errors import BytewaxNBError, TopologyError
+from .progress import BuildProgress
 from .runtime import make_launcher, resolve, runtime_unsupported
 from .spec import DEFAULT_MAX_BODY, BeeSpec, GatewaySpec, Topology, check_name
 from .supervisor import Supervisor
@@ -155,9 +156,6 @@ class Swarm:
                 print(f"bytewax-nb: runtime auto -> {self._kind} ({why})", flush=True)
         return self._kind
 
-    def _progress(self, line: str) -> None:
-        print(f"[{self.name}] {line}", flush=True)
-
     @property
     def topology(self) -> Topology:
         return self._topology
@@ -169,7 +167,7 @@ class Swarm:
         if self._live() is not None:
             return self
         self._topology.validate()
-        launcher = make_launcher(self.kind, self.name, self._progress)
+        launcher = make_launcher(self.kind, self.name, BuildProgress(self.name))
         for spec in self._topology.bees.values():
             launcher.prepare(spec)  # image builds happen here, before anything starts
         supervisor = Supervisor(self.name, self._topology, launcher, self.on_log)

@@ -245,3 +245,55 @@ def test_a_failed_build_says_why(make_swarm: Any, engine: Any) -> None:
     with pytest.raises(Exception, match=r"downloading wheels failed:(.|\n)*bytewax-nb-no-such-package-xyz"):
         swarm.start()
     assert not ours(engine, "dk-fail")
+
+
+def test_a_crashed_container_leaves_its_output_in_the_logs(make_swarm: Any) -> None:
+    from bytewax_nb import RequestTimeout
+
+    def fragile(payload: str) -> str:
+        if payload == "die":
+            print("about to die", flush=True)
+            os._exit(3)
+        return payload
+
+    swarm = make_swarm("dk-crash", runtime="docker")
+    swarm.gateway("in", timeout=1)
+    swarm.bee(fragile, input="in", name="fragile")
+    swarm.start()
+    with pytest.raises(RequestTimeout):
+        swarm.request("in", "die")
+    wait_until(
+        lambda: any("exited with code 3" in line for line in swarm.logs("fragile")),
+        what="the crash in the logs",
+    )
+    assert any("about to die" in line for line in swarm.logs("fragile"))
+    wait_until(lambda: swarm.status()["bees"]["fragile"]["ready"] == 1, timeout=30, what="a new container")
+    assert swarm.request("in", "alive") == "alive"
+
+
+@pytest.mark.slow
+def test_a_build_in_a_notebook_shows_a_progress_bar(engine: Any, tmp_path: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    from bytewax_nb.spec import BeeSpec
+
+    def uses_six(payload: Any) -> Any:
+        return payload
+
+    tag, _, _ = ImageBuilder.tag_for(BeeSpec("b", uses_six, ("in",), requirements=("six",)))
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        engine.images.remove(tag, force=True)  # so that this run has to build it
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(s)
+        for s in (
+            "%load_ext bytewax_nb\n%swarm new dk-bar --runtime docker\n%gateway in",
+            "%%bee b --input in --requirements six\ndef uses_six(payload):\n    return payload",
+            "%swarm stop",
+        )
+    ]
+    resources = {"metadata": {"path": str(tmp_path)}}
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources=resources).execute()
+    shown = [o.data["text/plain"] for o in nb.cells[1].outputs if o.output_type == "display_data"]
+    assert any("[########################] 6/6 LABEL bytewax-nb.image=1" in text for text in shown), shown

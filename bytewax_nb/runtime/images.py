@@ -123,12 +123,19 @@ class ImageBuilder:
         self._checked: dict[str, str] = {}
         self._cache = Path(platformdirs.user_cache_dir("bytewax-nb")) / "wheels"
 
+    @staticmethod
+    def tag_for(spec: BeeSpec) -> tuple[str, str, list[str]]:
+        """(tag, digest, pinned requirements) of the image this bee needs."""
+        requirements = requirements_for(spec)
+        digest = hashlib.sha256(
+            "\n".join([base_image(spec), *requirements, _runner_hash()]).encode()
+        ).hexdigest()
+        return f"bytewax-nb-bee:{digest[:16]}", digest, requirements
+
     def image_for(self, spec: BeeSpec) -> str:
         base = base_image(spec)
         self.check_python(base)
-        requirements = requirements_for(spec)
-        digest = hashlib.sha256("\n".join([base, *requirements, _runner_hash()]).encode()).hexdigest()
-        tag = f"bytewax-nb-bee:{digest[:16]}"
+        tag, digest, requirements = self.tag_for(spec)
         if self._exists(tag):
             return tag
         self._progress(f"building {tag} for bee {spec.name!r}: {' '.join(requirements)}")
