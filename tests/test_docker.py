@@ -26,6 +26,7 @@ import pytest
 from conftest import hello_swarm, wait_until
 
 from bytewax_nb.client import post
+from bytewax_nb.runtime.docker import daemon_answers
 from bytewax_nb.runtime.images import ImageBuilder
 
 pytestmark = pytest.mark.docker
@@ -34,8 +35,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Any]:
+    missing = []
+    if not daemon_answers():
+        missing.append("no Docker engine answers")
     if not os.environ.get("BYTEWAX_NB_BASE_IMAGE"):
-        pytest.fail("set BYTEWAX_NB_BASE_IMAGE (scripts/base-image.sh) or pass --no-docker")
+        missing.append("BYTEWAX_NB_BASE_IMAGE is not set (scripts/base-image.sh builds one)")
+    if missing:
+        why = "; ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the docker tests: {why}")
+        pytest.skip(f"{why} (bash .ci/run sets both up; --no-docker skips these quietly)")
     client = docker.from_env()
     yield client
     client.close()
@@ -85,7 +94,7 @@ def test_a_captured_numpy_array_works_and_the_image_is_reused(make_swarm: Any, e
     assert ImageBuilder.builds == built
 
 
-def test_a_captured_scikit_learn_model_is_served(make_swarm: Any) -> None:
+def test_a_captured_scikit_learn_model_is_served(make_swarm: Any, engine: Any) -> None:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
@@ -216,7 +225,7 @@ def test_gc_removes_containers_of_a_dead_owner(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", ["01-hello-swarm.ipynb", "02-ml-inference.ipynb"])
-def test_the_tutorials_run_on_docker(notebook: str, tmp_path: Path) -> None:
+def test_the_tutorials_run_on_docker(notebook: str, tmp_path: Path, engine: Any) -> None:
     import nbformat
     from nbclient import NotebookClient
 
@@ -247,7 +256,7 @@ def test_a_failed_build_says_why(make_swarm: Any, engine: Any) -> None:
     assert not ours(engine, "dk-fail")
 
 
-def test_a_crashed_container_leaves_its_output_in_the_logs(make_swarm: Any) -> None:
+def test_a_crashed_container_leaves_its_output_in_the_logs(make_swarm: Any, engine: Any) -> None:
     from bytewax_nb import RequestTimeout
 
     def fragile(payload: str) -> str:
