@@ -106,8 +106,8 @@ class Supervisor:
         self._router = self.ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        port = self._router.bind_to_random_port("tcp://127.0.0.1")
-        self.control_address = f"tcp://127.0.0.1:{port}"
+        port = self._router.bind_to_random_port(f"tcp://{launcher.bind_host}")
+        self.control_address = f"tcp://{launcher.bind_host}:{port}"
         wake = f"inproc://bytewax-nb-wake-{id(self)}"
         self._wake_in = self.ctx.socket(zmq.PULL)
         self._wake_in.bind(wake)
@@ -364,12 +364,13 @@ class Supervisor:
             # a restarted hub takes the same ports: URLs hold, and bees reconnect by themselves
             return {
                 "gateways": list(self.topology.gateways.values()),
+                "bus_host": self.launcher.bind_host,
                 "ports": dict(self.ports),
                 "bus_ports": self._bus_ports,
             }
         spec = self.topology.bees[m.name]
         return {
-            "bus": self.bus_addresses,
+            "bus": {side: self.launcher.advertise(a, spec) for side, a in (self.bus_addresses or {}).items()},
             "replica": m.replica,
             "spec": spec,
             "sink": self.topology.is_sink(m.name),
@@ -499,7 +500,8 @@ class Supervisor:
         slot = self.wiring.slots[(role, name, replica)]
         slot.generation += 1
         identity = f"{role}:{name}:{replica}:{slot.generation}"
-        boot = Boot(self._key, self.control_address, identity)
+        bee = self.topology.bees.get(name) if role == "bee" else None
+        boot = Boot(self._key, self.launcher.advertise(self.control_address, bee), identity)
         module = "bytewax_nb.runner" if role == "bee" else "bytewax_nb.gateway"  # the hub
         spec = self.topology.bees[name] if role == "bee" else None
         env = spec.env if spec is not None else {}

@@ -306,3 +306,15 @@ def test_a_build_in_a_notebook_shows_a_progress_bar(engine: Any, tmp_path: Path)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources=resources).execute()
     shown = [o.data["text/plain"] for o in nb.cells[1].outputs if o.output_type == "display_data"]
     assert any("[########################] 6/6 LABEL bytewax-nb.image=1" in text for text in shown), shown
+
+
+def test_bridge_network_for_docker_desktop(
+    make_swarm: Any, engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what Docker Desktop needs: containers on a bridge, dialing host.docker.internal
+    monkeypatch.setenv("BYTEWAX_NB_DOCKER_NETWORK", "bridge")
+    swarm = hello_swarm(make_swarm, name="dk-bridge", runtime="docker").start()
+    assert swarm.request("hello-world", {"name": "Bridge"}) == "goodbye Bridge"
+    for listed in ours(engine, "dk-bridge"):
+        host = engine.api.inspect_container(listed["Id"])["HostConfig"]
+        assert host["NetworkMode"] == "bridge" and host["ExtraHosts"] == ["host.docker.internal:host-gateway"]

@@ -38,7 +38,9 @@ class Hub:
         self.child = child
         self.signer = child.signer
         self.loop = asyncio.get_running_loop()
-        self.bus = BusProxy(child.ctx, ports=config.get("bus_ports"))
+        self.bus = BusProxy(
+            child.ctx, host=config.get("bus_host", "127.0.0.1"), ports=config.get("bus_ports")
+        )
         self.pub, self.sub = child.bus_sockets(self.bus.local)
         specs: list[GatewaySpec] = config["gateways"]
         self.metrics = HubMetrics()

@@ -38,6 +38,13 @@ class Launcher(ABC):
     """Starts processes that run `python -m <module>` with a boot line on stdin."""
 
     name: str
+    # where the owner's sockets (control, bus) listen: loopback unless containers on a
+    # bridge network must reach them
+    bind_host = "127.0.0.1"
+
+    def advertise(self, address: str, spec: BeeSpec | None) -> str:
+        """The address a bee's replica should dial for one of the owner's sockets."""
+        return address.replace("tcp://0.0.0.0:", "tcp://127.0.0.1:")
 
     @abstractmethod
     def launch(

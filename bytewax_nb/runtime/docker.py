@@ -30,6 +30,8 @@ from .process import ProcessLauncher
 __all__ = ["DockerLauncher", "LABEL", "daemon_answers"]
 
 LABEL = "bytewax-nb"  # every container: bytewax-nb.swarm, .bee, .replica, .owner
+NETWORK_ENV = "BYTEWAX_NB_DOCKER_NETWORK"  # "host" (Linux, default) or "bridge" (Docker Desktop)
+BIND_ENV = "BYTEWAX_NB_BIND_HOST"  # with "bridge": where the owner's sockets listen (0.0.0.0)
 
 
 def daemon_answers() -> bool:
@@ -108,11 +110,24 @@ class DockerLauncher(Launcher):
     name = "docker"
 
     def __init__(self, swarm: str, progress: Progress | None = None) -> None:
+        self.network = os.environ.get(NETWORK_ENV, "host")
+        if self.network not in ("host", "bridge"):
+            raise ValueError(f"{NETWORK_ENV} must be 'host' or 'bridge', not {self.network!r}")
+        if self.network == "bridge":
+            # containers dial host.docker.internal: the owner's sockets must listen beyond
+            # loopback (every frame on them is still signed and verified)
+            self.bind_host = os.environ.get(BIND_ENV, "0.0.0.0")
         self._docker = docker.from_env()
         self._swarm = swarm
         self._builder = ImageBuilder(self._docker, progress)
         self._images: dict[str, str] = {}
         self._processes = ProcessLauncher()
+
+    def advertise(self, address: str, spec: BeeSpec | None) -> str:
+        if spec is not None and self.network == "bridge":
+            port = address.rsplit(":", 1)[1]
+            return f"tcp://host.docker.internal:{port}"
+        return super().advertise(address, spec)
 
     def prepare(self, spec: BeeSpec) -> None:
         """Build (or find) the bee's image before its replicas start."""
@@ -152,7 +167,7 @@ class DockerLauncher(Launcher):
                 f"{LABEL}.replica": replica,
                 f"{LABEL}.owner": owner,
             },
-            host_config=api.create_host_config(network_mode="host", auto_remove=True, **limits),
+            host_config=api.create_host_config(auto_remove=True, **self._network(), **limits),
         )
         container = self._docker.containers.get(created["Id"])
         sock = container.attach_socket(params={"stdin": 1, "stream": 1})
@@ -160,6 +175,12 @@ class DockerLauncher(Launcher):
         raw = getattr(sock, "_sock", sock)
         raw.sendall(boot.line())
         return _ContainerHandle(identity, container, raw, on_line)
+
+    def _network(self) -> dict[str, Any]:
+        if self.network == "host":
+            return {"network_mode": "host"}
+        # Docker Desktop names the host host.docker.internal; on Linux we add the name
+        return {"network_mode": "bridge", "extra_hosts": {"host.docker.internal": "host-gateway"}}
 
     def close(self) -> None:
         self._processes.close()
