@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -95,3 +96,40 @@ def hello_swarm(
 # "auto" means the process runtime in tests (and in the tutorials run by nbval):
 # docker tests ask for runtime="docker" explicitly.
 os.environ.setdefault("BYTEWAX_NB_RUNTIME", "process")
+
+
+class Load:
+    """Closed-loop callers posting 0, 1, 2, ... to a gateway; every outcome is recorded.
+
+    `outcomes` holds (sent at, status, body, payload) per request, in completion order.
+    """
+
+    def __init__(self, url: str, callers: int = 4) -> None:
+        self.url = url
+        self.outcomes: list[tuple[float, int, Any, int]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop) for _ in range(callers)]
+
+    def _loop(self) -> None:
+        from bytewax_nb.client import post
+
+        n = 0
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            status, body, _ = post(self.url, n, timeout=10)
+            self.outcomes.append((sent, status, body, n))
+            n += 1
+
+    def sent_after(self, moment: float) -> list[tuple[float, int, Any, int]]:
+        return [o for o in self.outcomes if o[0] > moment]
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        wait_until(lambda: len(self.outcomes) > 30, what="load flowing")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +22,8 @@ import docker
 import numpy as np
 import psutil
 import pytest
-from conftest import hello_swarm, wait_until
+from conftest import Load, hello_swarm, wait_until
 
-from bytewax_nb.client import post
 from bytewax_nb.runtime.docker import daemon_answers
 from bytewax_nb.runtime.images import ImageBuilder
 
@@ -145,37 +143,20 @@ def test_a_killed_container_is_replaced_while_requests_keep_being_answered(
     swarm.gateway("in", timeout=3)
     swarm.bee(lambda p: p, input="in", name="echo", replicas=2)
     swarm.start()
-    url = swarm.url()
-    stop = threading.Event()
-    outcomes: list[tuple[float, int]] = []
+    with Load(swarm.url(), callers=3) as load:
+        victim = next(c["Id"] for c in ours(engine, "dk-kill") if c["Labels"]["bytewax-nb.replica"] == "1")
+        engine.api.kill(victim)
 
-    def load() -> None:
-        n = 0
-        while not stop.is_set():
-            sent = time.monotonic()
-            outcomes.append((sent, post(url, n, timeout=10)[0]))
-            n += 1
+        def replaced() -> bool:
+            ids = {c["Id"] for c in ours(engine, "dk-kill") if c["State"] == "running"}
+            return victim not in ids and len(ids) == 2 and swarm.status()["bees"]["echo"]["ready"] == 2
 
-    threads = [threading.Thread(target=load) for _ in range(3)]
-    for t in threads:
-        t.start()
-    wait_until(lambda: len(outcomes) > 30, what="load flowing")
-    victim = next(c["Id"] for c in ours(engine, "dk-kill") if c["Labels"]["bytewax-nb.replica"] == "1")
-    engine.api.kill(victim)
-
-    def replaced() -> bool:
-        ids = {c["Id"] for c in ours(engine, "dk-kill") if c["State"] == "running"}
-        return victim not in ids and len(ids) == 2 and swarm.status()["bees"]["echo"]["ready"] == 2
-
-    wait_until(replaced, timeout=30, what="a new container for replica 1")
-    healed = time.monotonic()
-    wait_until(lambda: sum(1 for s, _ in outcomes if s > healed) > 30, what="load after the restart")
-    stop.set()
-    for t in threads:
-        t.join(timeout=30)
-    statuses = [status for _, status in outcomes]
+        wait_until(replaced, timeout=30, what="a new container for replica 1")
+        healed = time.monotonic()
+        wait_until(lambda: len(load.sent_after(healed)) > 30, what="load after the restart")
+    statuses = [status for _, status, _, _ in load.outcomes]
     assert set(statuses) <= {200, 504} and statuses.count(504) <= 6
-    assert all(status == 200 for sent, status in outcomes if sent > healed)
+    assert all(status == 200 for _, status, _, _ in load.sent_after(healed))
 
 
 @pytest.mark.slow

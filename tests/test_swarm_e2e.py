@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import hello_swarm, port_open, swarm_pids, wait_until
+from conftest import Load, hello_swarm, port_open, swarm_pids, wait_until
 
 from bytewax_nb import GatewayError, NotReady, RemoteError, RequestTimeout
 from bytewax_nb.client import post
@@ -467,42 +467,23 @@ def test_killing_a_replica_under_load_loses_no_caller(make_swarm: Any) -> None:
     swarm.gateway("in", timeout=2)
     swarm.bee(lambda p: p, input="in", name="echo", replicas=2)
     swarm.start()
-    url = swarm.url()
-    stop = threading.Event()
-    outcomes: list[tuple[float, int]] = []  # (sent at, status)
+    with Load(swarm.url()) as load:
+        victim = swarm.status()["bees"]["echo"]["replicas"][1]["pid"]
+        os.kill(victim, signal.SIGKILL)
 
-    def load() -> None:
-        n = 0
-        while not stop.is_set():
-            sent = time.monotonic()
-            status, body, _ = post(url, n, timeout=10)
-            outcomes.append((sent, status))
-            if status == 200:
-                assert body == n
-            n += 1
+        def healed() -> bool:
+            echo = swarm.status()["bees"]["echo"]
+            pids = [r["pid"] for r in echo["replicas"]]
+            return victim not in pids and len(pids) == 2 and echo["ready"] == 2
 
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for t in threads:
-        t.start()
-    wait_until(lambda: len(outcomes) > 50, what="load flowing")
-    victim = swarm.status()["bees"]["echo"]["replicas"][1]["pid"]
-    os.kill(victim, signal.SIGKILL)
-
-    def healed() -> bool:
-        echo = swarm.status()["bees"]["echo"]
-        pids = [r["pid"] for r in echo["replicas"]]
-        return victim not in pids and len(pids) == 2 and echo["ready"] == 2
-
-    wait_until(healed, what="replica 1 restarted and serving")
-    healed = time.monotonic()
-    wait_until(lambda: sum(1 for s, _ in outcomes if s > healed) > 100, what="load after the restart")
-    stop.set()
-    for t in threads:
-        t.join(timeout=30)
-    statuses = [status for _, status in outcomes]
-    # every caller got an answer: 200, or 504 for the few the dead replica held
+        wait_until(healed, what="replica 1 restarted and serving")
+        mark = time.monotonic()
+        wait_until(lambda: len(load.sent_after(mark)) > 100, what="load after the restart")
+    # every caller got an answer: the right one, or 504 for the few the dead replica held
+    assert all(body == n for _, status, body, n in load.outcomes if status == 200)
+    statuses = [status for _, status, _, _ in load.outcomes]
     assert set(statuses) <= {200, 504} and statuses.count(504) <= 8
-    assert all(status == 200 for sent, status in outcomes if sent > healed)
+    assert all(status == 200 for _, status, _, _ in load.sent_after(mark))
 
 
 def test_two_gateways_serve_their_own_paths_on_their_own_ports(make_swarm: Any) -> None:
@@ -555,31 +536,13 @@ def test_redeploying_a_bee_under_load_loses_no_request(make_swarm: Any) -> None:
     swarm.bee(_version("v1"), input="in", name="model", replicas=2)
     swarm.start()
     old_pids = {r["pid"] for r in swarm.status()["bees"]["model"]["replicas"]}
-    url = swarm.url()
-    stop = threading.Event()
-    outcomes: list[tuple[float, int, Any]] = []
-
-    def load() -> None:
-        n = 0
-        while not stop.is_set():
-            sent = time.monotonic()
-            status, body, _ = post(url, n, timeout=10)
-            outcomes.append((sent, status, body))
-            n += 1
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for t in threads:
-        t.start()
-    wait_until(lambda: len(outcomes) > 50, what="load flowing")
-    swarm.bee(_version("v2"), input="in", name="model", replicas=2)  # returns once v2 serves
-    switched = time.monotonic()
-    wait_until(lambda: sum(1 for s, _, _ in outcomes if s > switched) > 50, what="load after the redeploy")
-    stop.set()
-    for t in threads:
-        t.join(timeout=30)
-    assert all(status == 200 for _, status, _ in outcomes), "a request failed during the redeploy"
-    assert {body["version"] for _, _, body in outcomes} == {"v1", "v2"}
-    assert all(body["version"] == "v2" for sent, _, body in outcomes if sent > switched)
+    with Load(swarm.url()) as load:
+        swarm.bee(_version("v2"), input="in", name="model", replicas=2)  # returns once v2 serves
+        switched = time.monotonic()
+        wait_until(lambda: len(load.sent_after(switched)) > 50, what="load after the redeploy")
+    assert all(status == 200 for _, status, _, _ in load.outcomes), "a request failed during the redeploy"
+    assert {body["version"] for _, _, body, _ in load.outcomes} == {"v1", "v2"}
+    assert all(body["version"] == "v2" for _, _, body, _ in load.sent_after(switched))
     wait_until(
         lambda: not old_pids & {r["pid"] for r in swarm.status()["bees"]["model"]["replicas"]},
         what="the old replicas stopped",
