@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import zmq
 
-from . import state
+from . import reports, state
 from .child import Boot
 from .control import ControlCodec, Msg
 from .errors import StartError
@@ -397,16 +397,10 @@ class Supervisor:
 
     def _write_record(self) -> None:
         r = self.record
-        gateways = {g: f"http://{self._url_host(g)}:{p}/gateways/{g}" for g, p in self.ports.items()}
-        bees = {name: list(spec.inputs) for name, spec in self.topology.bees.items()}
-        pids = {m.identity: m.handle.pid for m in self.wiring.members.values() if m.handle and m.handle.pid}
-        if (gateways, bees, pids) != (r.gateways, r.bees, r.pids) and not self._stopping:
-            r.gateways, r.bees, r.pids = gateways, bees, pids
+        fields = reports.record_fields(self.topology, self.wiring, self.ports)
+        if fields != (r.gateways, r.bees, r.pids) and not self._stopping:
+            r.gateways, r.bees, r.pids = fields
             state.write(r)
-
-    def _url_host(self, gateway: str) -> str:
-        host = self.topology.gateways[gateway].host if gateway in self.topology.gateways else "127.0.0.1"
-        return "127.0.0.1" if host in ("0.0.0.0", "") else host
 
     def _push_status(self, force: bool = False) -> None:
         bees = self.wiring.bee_stats()
@@ -610,42 +604,7 @@ class Supervisor:
     # -- reports ---------------------------------------------------------------------
 
     def _snapshot(self) -> dict[str, Any]:
-        members = list(self.wiring.members.values())
-
-        def pid(m: Member) -> int | None:
-            return m.handle.pid if m.handle is not None else None
-
-        hub = self.wiring.hub()
-        gateways = {
-            name: {
-                "port": self.ports.get(name),
-                "host": g.host,
-                "timeout": g.timeout,
-                "pid": pid(hub) if hub else None,
-                "url": f"http://{self._url_host(name)}:{self.ports[name]}/gateways/{name}"
-                if name in self.ports
-                else None,
-            }
-            for name, g in self.topology.gateways.items()
-        }
-        bees = {}
-        for name, st in self.wiring.bee_stats().items():
-            spec = self.topology.bees[name]
-            replicas = [
-                {"replica": m.replica, "pid": pid(m), "state": m.state, **m.stats}
-                for m in sorted(members, key=lambda m: m.replica)
-                if m.role == "bee" and m.name == name
-            ]
-            bees[name] = {**st, "join": spec.join, "replicas": replicas}
-        return {"swarm": self.swarm, "ready": self._ready.is_set(), "gateways": gateways, "bees": bees}
+        return reports.snapshot(self.swarm, self._ready.is_set(), self.topology, self.wiring, self.ports)
 
     def _not_ready_report(self) -> str:
-        lines = []
-        for (role, name, replica), slot in sorted(self.wiring.slots.items()):
-            here = [m for m in self.wiring.members.values() if m.slot_key == (role, name, replica)]
-            state = here[0].state if here else f"exited (code {slot.last_exit})"
-            lines.append(f"  {role} {name}/{replica}: {state}")
-            key = name if role == "bee" else "hub"
-            tail = [line for _, r, line in list(self.logs.get(key, ())) if r == replica][-15:]
-            lines += [f"    | {t}" for t in tail]
-        return "\n".join(lines)
+        return reports.not_ready_report(self.wiring, self.logs)

@@ -16,6 +16,7 @@ from . import client
 from .devswarm import run_in_process
 from .errors import BytewaxNBError, TopologyError
 from .progress import BuildProgress
+from .reports import gateway_url
 from .runtime import make_launcher, resolve, runtime_unsupported
 from .spec import DEFAULT_MAX_BODY, BeeSpec, GatewaySpec, Topology, check_name
 from .supervisor import Supervisor
@@ -231,8 +232,9 @@ class Swarm:
         """The gateway's endpoint, e.g. http://127.0.0.1:PORT/gateways/NAME."""
         spec = self._gateway(gateway)
         port = self._require().ports.get(spec.name)
-        host = "127.0.0.1" if spec.host in ("0.0.0.0", "") else spec.host
-        return f"http://{host}:{port}/gateways/{spec.name}"
+        if port is None:
+            raise BytewaxNBError(f"gateway {spec.name!r} has no port yet")
+        return gateway_url(spec, port)
 
     def request(self, gateway: str | None, payload: Any, *, timeout: float | None = None) -> Any:
         """Send `payload` over HTTP and return the response (RemoteError if a bee raised)."""

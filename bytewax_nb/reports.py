@@ -1,0 +1,77 @@
+"""What a running swarm looks like from outside: status snapshots, URLs, start-up reports.
+
+Pure functions over the supervisor's state, called on its thread.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from .spec import GatewaySpec, Topology
+from .wiring import Member, Wiring
+
+__all__ = ["gateway_url", "not_ready_report", "record_fields", "snapshot"]
+
+Logs = Mapping[str, deque[tuple[float, int, str]]]
+
+
+def gateway_url(spec: GatewaySpec, port: int) -> str:
+    """Where callers reach a gateway (a wildcard bind is reached on loopback)."""
+    host = "127.0.0.1" if spec.host in ("0.0.0.0", "") else spec.host
+    return f"http://{host}:{port}/gateways/{spec.name}"
+
+
+def _pid(m: Member | None) -> int | None:
+    return m.handle.pid if m is not None and m.handle is not None else None
+
+
+def snapshot(
+    swarm: str, ready: bool, topology: Topology, wiring: Wiring, ports: Mapping[str, int]
+) -> dict[str, Any]:
+    """The status dict of `Swarm.status()`, `%swarm status` and `bytewax-nb status`."""
+    hub = wiring.hub()
+    gateways = {
+        name: {
+            "port": ports.get(name),
+            "host": g.host,
+            "timeout": g.timeout,
+            "pid": _pid(hub),
+            "url": gateway_url(g, ports[name]) if name in ports else None,
+        }
+        for name, g in topology.gateways.items()
+    }
+    members = sorted(wiring.members.values(), key=lambda m: m.replica)
+    bees = {}
+    for name, st in wiring.bee_stats().items():
+        replicas = [
+            {"replica": m.replica, "pid": _pid(m), "state": m.state, **m.stats}
+            for m in members
+            if m.role == "bee" and m.name == name
+        ]
+        bees[name] = {**st, "join": topology.bees[name].join, "replicas": replicas}
+    return {"swarm": swarm, "ready": ready, "gateways": gateways, "bees": bees}
+
+
+def record_fields(
+    topology: Topology, wiring: Wiring, ports: Mapping[str, int]
+) -> tuple[dict[str, str], dict[str, list[str]], dict[str, int]]:
+    """(gateway URLs, bee inputs, process ids) for the CLI's record of a swarm."""
+    gateways = {g: gateway_url(topology.gateways[g], p) for g, p in ports.items() if g in topology.gateways}
+    bees = {name: list(spec.inputs) for name, spec in topology.bees.items()}
+    pids = {m.identity: pid for m in wiring.members.values() if (pid := _pid(m))}
+    return gateways, bees, pids
+
+
+def not_ready_report(wiring: Wiring, logs: Logs) -> str:
+    """Each wanted process's state and last lines: what a failed start shows."""
+    lines = []
+    for (role, name, replica), slot in sorted(wiring.slots.items()):
+        here = [m for m in wiring.members.values() if m.slot_key == (role, name, replica)]
+        state = here[0].state if here else f"exited (code {slot.last_exit})"
+        lines.append(f"  {role} {name}/{replica}: {state}")
+        key = name if role == "bee" else "hub"
+        tail = [line for _, r, line in list(logs.get(key, ())) if r == replica][-15:]
+        lines += [f"    | {t}" for t in tail]
+    return "\n".join(lines)
