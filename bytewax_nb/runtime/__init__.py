@@ -34,7 +34,8 @@ RUNTIME_ENV = "BYTEWAX_NB_RUNTIME"  # what "auto" means on this machine, if set
 
 
 def resolve(runtime: str) -> tuple[str, str]:
-    """(runtime, why): "auto" is $BYTEWAX_NB_RUNTIME, else docker when a daemon answers."""
+    """(runtime, why): "auto" is $BYTEWAX_NB_RUNTIME, else docker when a daemon answers and
+    the base image is on this machine (nothing is pulled behind the user's back), else process."""
     if runtime not in ("auto", "process", "docker"):
         raise ValueError(f"unknown runtime {runtime!r}: use 'process', 'docker' or 'auto'")
     if runtime != "auto":
@@ -42,9 +43,14 @@ def resolve(runtime: str) -> tuple[str, str]:
     chosen = os.environ.get(RUNTIME_ENV, "")
     if chosen in ("process", "docker"):
         return chosen, f"{RUNTIME_ENV}={chosen}"
-    from .docker import daemon_answers
+    from .docker import base_image_here, daemon_answers
 
-    return ("docker", "a Docker daemon answers") if daemon_answers() else ("process", "no Docker daemon")
+    if not daemon_answers():
+        return "process", "no Docker daemon"
+    base = base_image_here()
+    if base is None:
+        return "process", "no base image here: pull python:X.Y-slim or set BYTEWAX_NB_BASE_IMAGE"
+    return "docker", f"a Docker daemon answers, base image {base}"
 
 
 def make_launcher(runtime: str, swarm: str, progress: Callable[[str], None] | None = None) -> Launcher:

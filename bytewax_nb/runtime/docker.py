@@ -27,7 +27,7 @@ from .images import ImageBuilder, Progress
 from .leftovers import OWNER_ENV
 from .process import ProcessLauncher
 
-__all__ = ["DockerLauncher", "LABEL", "daemon_answers"]
+__all__ = ["LABEL", "DockerLauncher", "base_image_here", "daemon_answers"]
 
 LABEL = "bytewax-nb"  # every container: bytewax-nb.swarm, .bee, .replica, .owner
 NETWORK_ENV = "BYTEWAX_NB_DOCKER_NETWORK"  # "host" (Linux, default) or "bridge" (Docker Desktop)
@@ -40,6 +40,18 @@ def daemon_answers() -> bool:
     except Exception:  # noqa: BLE001 - any failure means "no usable daemon"
         return False
     return True
+
+
+def base_image_here() -> str | None:
+    """The default base image, if this machine already has it."""
+    from .images import BASE_ENV, kernel_python
+
+    base = os.environ.get(BASE_ENV) or f"python:{kernel_python()}-slim"
+    try:
+        docker.from_env(timeout=3).images.get(base)
+    except Exception:  # noqa: BLE001 - missing, or no daemon after all
+        return None
+    return base
 
 
 def _memory_bytes(memory: str) -> str:
