@@ -223,9 +223,5 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _entry() -> Any:  # pragma: no cover - console script shim
-    raise SystemExit(main())
-
-
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -252,8 +252,8 @@ class Supervisor:
         poller.register(self._wake_in, zmq.POLLIN)
         if self._cli is not None:
             poller.register(self._cli, zmq.POLLIN)
+        busy = True
         while not self._closed:
-            busy = self._stopping or bool(self.wiring.unproven())
             events = dict(poller.poll(10 if busy else 100))
             if self._wake_in in events:
                 with contextlib.suppress(zmq.Again):
@@ -268,7 +268,7 @@ class Supervisor:
                 self._drain_router()
             if self._cli is not None and self._cli in events and not self._cli_busy:
                 self._on_cli()
-            self._tick()
+            busy = self._tick()
         for sock in (self._router, self._wake_in, self._wake_out, self._cli):
             if sock is not None:
                 sock.close(linger=0)
@@ -379,10 +379,13 @@ class Supervisor:
 
     # -- readiness -------------------------------------------------------------------
 
-    def _probe(self, only: str | None = None) -> None:
-        for producer, topics in self.wiring.unproven(only).values():
+    def _probe(self, only: str | None = None) -> bool:
+        """Ask each producer of an unproven edge for a probe frame; True if any was asked."""
+        unproven = self.wiring.unproven(only)
+        for producer, topics in unproven.values():
             body = {"token": secrets.token_hex(4), "topics": [t.decode("latin-1") for t in topics]}
             self._send(producer, Msg.PROBE, body)
+        return bool(unproven)
 
     def _after_change(self) -> None:
         """Send new shards and a fresh status after anything that may change them."""
@@ -516,7 +519,8 @@ class Supervisor:
         if self.on_log is not None:
             self.on_log(role, name, int(replica), line)
 
-    def _tick(self) -> None:
+    def _tick(self) -> bool:
+        """Reap, refill, re-probe, report; True while there is something to hurry for."""
         now = time.monotonic()
         for m in list(self.wiring.members.values()):
             code = m.handle.exit_code() if m.handle is not None else None
@@ -528,11 +532,11 @@ class Supervisor:
             if not self._stopping:
                 self._on_death(m, code, now)
         self._refill(now)
-        if self.wiring.unproven():
-            self._probe()
+        probing = self._probe()
         self._push_status()
         if self._stopping:
             self._stop_step(now)
+        return probing or self._stopping
 
     def _on_death(self, m: Member, code: int, now: float) -> None:
         if m.retiring:  # replaced and stopped on purpose, or dying on its way out
