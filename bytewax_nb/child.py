@@ -17,7 +17,7 @@ from typing import Any, cast
 import zmq
 
 from .control import ControlCodec, Msg
-from .wire import Header, Kind, Signer
+from .wire import Header, Kind, Signer, topic_prefix
 
 __all__ = ["HWM", "Boot", "Child", "read_boot", "readable"]
 
@@ -92,7 +92,7 @@ class Child:
 
     def saw(self, frame0: bytes, header: Header) -> None:
         """Tell the supervisor a probe arrived: from whom, on which topic."""
-        topic = frame0[: frame0.find(b"\0") + 1].decode("latin-1")
+        topic = topic_prefix(frame0).decode("latin-1")
         self.send(Msg.SAW, {"producer": header.origin, "topic": topic})
 
     def owner_gone(self) -> bool:

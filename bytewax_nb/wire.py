@@ -39,6 +39,7 @@ __all__ = [
     "peek",
     "response_topic",
     "topic_of",
+    "topic_prefix",
     "unpack",
 ]
 
@@ -119,6 +120,11 @@ class Message:
         return pickle.loads(self.payload, buffers=self.buffers)
 
 
+def topic_prefix(frame0: bytes) -> bytes:
+    """The topic a message was published on (its first frame up to the NUL, included)."""
+    return frame0[: frame0.find(b"\0") + 1]
+
+
 def peek(frame0: bytes) -> tuple[int, bytes]:
     """(kind, request id) read without verifying: only to skip what is not ours."""
     start = frame0.find(b"\0") + 1
@@ -142,8 +148,7 @@ def pack(messages: Sequence[list[Any]]) -> dict[bytes, list[Any]]:
     out: dict[bytes, list[Any]] = {}
     for frames in messages:
         first = frames[0]
-        topic = first[: first.find(b"\0") + 1]
-        out.setdefault(topic, []).extend(frames)
+        out.setdefault(topic_prefix(first), []).extend(frames)
     return out
 
 
