@@ -21,6 +21,7 @@ __all__ = [
     "RequestTimeout",
     "StartError",
     "Swarm",
+    "SwarmWidget",
     "TopologyError",
     "__version__",
     "load_ipython_extension",
@@ -37,6 +38,7 @@ _WHERE = {
     "Context": "invoke",
     "DevSwarm": "devswarm",
     "Swarm": "swarm",
+    "SwarmWidget": "widget",
 }
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     )
     from .invoke import Context
     from .swarm import Swarm
+    from .widget import SwarmWidget
 
 
 def __getattr__(name: str) -> Any:
@@ -66,3 +69,8 @@ def load_ipython_extension(ipython: Any) -> None:
     from .magics import load
 
     load(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the Swarm widget's prebuilt front-end."""
+    return [{"src": "labextension", "dest": "bytewax-nb-widget"}]

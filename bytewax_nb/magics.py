@@ -80,7 +80,7 @@ class SwarmMagics(Magics):
     # -- %swarm ------------------------------------------------------------------------
 
     @magic_arguments()
-    @argument("action", nargs="?", default="", help="new | status | stop (nothing: a summary)")
+    @argument("action", nargs="?", default="", help="new | status | stop (nothing: the live graph)")
     @argument("name", nargs="?", help="the new swarm's name")
     @argument("--runtime", default="auto", choices=["auto", "process", "docker"])
     @line_magic
@@ -94,7 +94,9 @@ class SwarmMagics(Magics):
             print(f"swarm {swarm.name!r} (runtime {swarm.runtime})")
             return None
         swarm = self._swarm()
-        if args.action in ("", "status"):
+        if args.action == "":
+            return swarm.widget()
+        if args.action == "status":
             st = swarm.status() if swarm.running else self._declared(swarm)
             display(Pretty(status_table(st, swarm.runtime)))
             return None

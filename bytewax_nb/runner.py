@@ -80,6 +80,7 @@ class Replica:
         self.latencies: deque[float] = deque(maxlen=1024)
         self.batch_sizes: deque[int] = deque(maxlen=256)
         self._last_stats: tuple[int, ...] = ()
+        self.last_error: dict[str, Any] | None = None  # what the widget shows of a bee's last failure
         self.running = True
         self.outbox: list[list[Any]] = []
         self.out_since = 0.0
@@ -256,6 +257,13 @@ class Replica:
         self.errors += 1
         text = "".join(traceback.format_exception(type(exc), exc, user_traceback(exc.__traceback__)))
         print(f"[{self.name}] request {header.request_id} failed:\n{text}", file=sys.stderr, end="")
+        self.last_error = {
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "traceback": text,
+            "request_id": header.request_id,
+            "time": time.time(),
+        }
         self._send_error(header, exc, text)
 
     def _send_error(self, header: Header, exc: BaseException, text: str) -> None:
@@ -337,6 +345,7 @@ class Replica:
                 "p99_ms": p99,
                 "batch": (sum(sizes) / len(sizes)) if sizes else 1.0,
                 "pending_joins": len(self.joins),
+                "last_error": self.last_error,
             },
         )
 

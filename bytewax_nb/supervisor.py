@@ -15,6 +15,7 @@ swarm serves. No message is lost to a slow joiner.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import queue
@@ -76,8 +77,7 @@ class _Change:
     what: str
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
-    bee: str | None = None  # the bee being (re)deployed
-    previous: BeeSpec | None = None  # what a failed redeploy goes back to
+    undo: Callable[[], None] | None = None  # what a change that cannot settle goes back to
 
 
 class Supervisor:
@@ -120,6 +120,7 @@ class Supervisor:
         self._status_key: Any = None
         self._ready = threading.Event()
         self._change: _Change | None = None
+        self._change_lock = threading.Lock()
         self._stats_wanted: tuple[set[str], threading.Event] = (set(), threading.Event())
         self._stopping = False
         self._stop_phase = ""
@@ -169,14 +170,29 @@ class Supervisor:
         old replicas go on serving.
         """
         previous = self.topology.bees.get(spec.name)
-        change = _Change(f"deploy of bee {spec.name!r}", bee=spec.name, previous=previous)
+        change = _Change(f"deploy of bee {spec.name!r}", undo=lambda: self._undo_deploy(spec.name, previous))
         self._await(change, lambda: self._deploy(spec), timeout)
+
+    def scale(self, name: str, replicas: int, timeout: float) -> None:
+        """Start or retire replicas of a running bee; the others serve on untouched.
+
+        New replicas take a share once wired; removed ones give theirs up first (the
+        same gap-free hand-over as a redeploy), then drain and stop.
+        """
+        previous = self.topology.bees[name]
+        wanted = dataclasses.replace(previous, replicas=replicas)
+        change = _Change(f"scaling bee {name!r} to {replicas}", undo=lambda: self._set_replicas(previous))
+        self._await(change, lambda: self._set_replicas(wanted), timeout)
 
     def add_gateway(self, spec: GatewaySpec, timeout: float) -> None:
         """Serve one more gateway from the running hub."""
         self._await(_Change(f"gateway {spec.name!r}"), lambda: self._add_gateway(spec), timeout)
 
     def _await(self, change: _Change, apply: Callable[[], None], timeout: float) -> None:
+        with self._change_lock:  # one change at a time, whichever thread asks
+            self._await_one(change, apply, timeout)
+
+    def _await_one(self, change: _Change, apply: Callable[[], None], timeout: float) -> None:
         def begin() -> None:
             self._change = change
             apply()
@@ -460,21 +476,34 @@ class Supervisor:
             slot = self.wiring.slots.setdefault(("bee", spec.name, r), Slot())
             slot.failures, slot.restart_at, slot.ever_ready = 0, 0.0, False
 
-    def _rollback(self, change: _Change) -> None:
+    def _set_replicas(self, spec: BeeSpec) -> None:
+        """Slots for `spec.replicas`; replicas beyond them retire, the rest are untouched."""
+        self.topology.bees[spec.name] = spec
+        for key in [k for k in self.wiring.slots if k[:2] == ("bee", spec.name) and k[2] >= spec.replicas]:
+            del self.wiring.slots[key]
+        for m in self.wiring.members.values():
+            if m.role == "bee" and m.name == spec.name and m.replica >= spec.replicas:
+                if m.state == "up":
+                    m.retiring = True
+                elif m.handle is not None:  # never served: nothing to hand over
+                    m.handle.kill()
+        for r in range(spec.replicas):
+            self.wiring.slots.setdefault(("bee", spec.name, r), Slot())
+        self._refill(time.monotonic())
+        self._after_change()
+
+    def _undo_deploy(self, name: str, previous: BeeSpec | None) -> None:
         """A redeploy whose replicas cannot start: stop them, keep the old ones serving."""
-        name = change.bee
-        if name is None:
-            return
         for m in list(self.wiring.members.values()):
             if m.role == "bee" and m.name == name and not m.retiring and m.handle is not None:
                 m.handle.kill()
-        if change.previous is None:
+        if previous is None:
             del self.topology.bees[name]
             for key in [k for k in self.wiring.slots if k[0] == "bee" and k[1] == name]:
                 del self.wiring.slots[key]
             return
-        self.topology.bees[name] = change.previous
-        self._reslot(change.previous)
+        self.topology.bees[name] = previous
+        self._reslot(previous)
         for m in self.wiring.members.values():
             if m.role == "bee" and m.name == name and m.retiring:
                 m.retiring = False
@@ -554,7 +583,8 @@ class Supervisor:
             change.error = (
                 f"{m.role} {m.name!r} replica {m.replica} exited {slot.failures} times (last code {code})"
             )
-            self._rollback(change)
+            if change.undo is not None:
+                change.undo()
             change.done.set()
         self._after_change()
 

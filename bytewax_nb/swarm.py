@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import signal
 import sys
 import threading
@@ -57,6 +58,7 @@ class Swarm:
         self.on_log = on_log
         self._topology = Topology()
         self._supervisor: Supervisor | None = None
+        self._widget: Any = None  # the live graph, made by widget()
 
     # -- declaring -------------------------------------------------------------------
 
@@ -147,6 +149,48 @@ class Swarm:
         trial.validate()
         supervisor.launcher.prepare(spec)
         supervisor.deploy(spec, _START_TIMEOUT)
+
+    # -- editing the graph (also what the widget's gestures call) ---------------------
+
+    def _bee_spec(self, name: str) -> BeeSpec:
+        spec = self._topology.bees.get(name)
+        if spec is None:
+            if name in self._topology.gateways:
+                raise TopologyError(f"gateway {name!r} has no inputs: only bees listen to producers")
+            raise TopologyError(f"swarm {self.name!r} has no bee {name!r}")
+        return spec
+
+    def connect(self, source: str, bee: str) -> None:
+        """Make `bee` also listen to `source` (a gateway or a bee); only that bee restarts."""
+        spec = self._bee_spec(bee)
+        if source in spec.inputs:
+            raise TopologyError(f"bee {bee!r} already listens to {source!r}")
+        if source not in self._topology.gateways and source not in self._topology.bees:
+            raise TopologyError(f"swarm {self.name!r} has no gateway or bee {source!r}")
+        self.deploy(dataclasses.replace(spec, inputs=(*spec.inputs, source)))
+
+    def disconnect(self, source: str, bee: str) -> None:
+        """Make `bee` stop listening to `source`; a bee keeps at least one input (a join two)."""
+        spec = self._bee_spec(bee)
+        if source not in spec.inputs:
+            raise TopologyError(f"bee {bee!r} does not listen to {source!r}")
+        self.deploy(dataclasses.replace(spec, inputs=tuple(i for i in spec.inputs if i != source)))
+
+    def scale(self, bee: str, replicas: int) -> None:
+        """Run `replicas` replicas of a bee: new ones start, surplus ones drain and stop."""
+        spec = self._bee_spec(bee)
+        new = dataclasses.replace(spec, replicas=replicas)  # checks the count
+        supervisor = self._live()
+        if supervisor is None:
+            self._topology.bees[bee] = new
+        elif replicas != spec.replicas:
+            supervisor.scale(bee, replicas, _START_TIMEOUT)
+
+    def widget(self) -> Any:
+        """The live graph of this swarm (one per swarm; display it as often as you like)."""
+        from .widget import widget_for
+
+        return widget_for(self)
 
     @property
     def kind(self) -> str:
@@ -253,12 +297,13 @@ class Swarm:
 
     # -- watching --------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        """Gateways and bees with readiness and counters."""
+    def status(self, fresh: float = 0.5) -> dict[str, Any]:
+        """Gateways and bees with readiness and counters (asked of every replica, waiting
+        up to `fresh` seconds for their answers)."""
         supervisor = self._live()
         if supervisor is None:
             return {"swarm": self.name, "ready": False, "running": False}
-        return {**supervisor.status(), "running": True}
+        return {**supervisor.status(fresh), "running": True}
 
     def logs(self, bee: str) -> list[str]:
         """Every recent output line of a bee's replicas, crashed ones included ("hub": the gateways')."""

@@ -260,9 +260,23 @@ class Wiring:
                 ready=min(serving.get(name, 0), spec.replicas),
                 wanted=spec.replicas,
                 input=list(spec.inputs),
+                last_error=max(
+                    (s["last_error"] for s in reps if s.get("last_error")),
+                    key=lambda e: float(e.get("time", 0)),
+                    default=None,
+                ),
             )
+            st["state"] = self._bee_state(name, st["ready"], spec.replicas, slots)
             out[name] = st
         return out
+
+    def _bee_state(self, name: str, ready: int, wanted: int, slots: list[Slot]) -> str:
+        """starting, ready, redeploying (old replicas handing over) or error (crashing)."""
+        if any(m.retiring for m in self.members.values() if m.role == "bee" and m.name == name):
+            return "redeploying"
+        if ready >= wanted:
+            return "ready"
+        return "error" if any(s.failures for s in slots) else "starting"
 
     def hub(self) -> Member | None:
         return next((m for m in self.members.values() if m.role == "hub"), None)

@@ -18,15 +18,19 @@ from bytewax_nb import Swarm
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fast", action="store_true", help="skip tests marked slow or docker (CI runs them)")
     parser.addoption("--no-docker", action="store_true", help="skip tests that need a Docker engine")
+    parser.addoption("--no-browser", action="store_true", help="skip tests that drive JupyterLab in Chromium")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     fast, no_docker = config.getoption("--fast"), config.getoption("--no-docker")
+    no_browser = config.getoption("--no-browser")
     for item in items:
-        if fast and ("slow" in item.keywords or "docker" in item.keywords):
+        if fast and any(k in item.keywords for k in ("slow", "docker", "browser")):
             item.add_marker(pytest.mark.skip(reason="--fast given"))
         elif no_docker and "docker" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="--no-docker given"))
+        elif no_browser and "browser" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="--no-browser given"))
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:

@@ -128,5 +128,21 @@ def test_without_swarm_new_the_swarm_is_named_after_the_notebook(
     monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/work/Fraud Model v2.ipynb")
     run(ip, "%gateway in")
     assert current_swarm().name == "Fraud-Model-v2"  # type: ignore[union-attr]
-    run(ip, "%swarm")
+    run(ip, "%swarm status")
     assert "swarm 'Fraud-Model-v2' (auto): stopped" in capsys.readouterr().out
+
+
+def test_swarm_magic_alone_gives_the_live_graph(ip: Any) -> None:
+    from bytewax_nb import SwarmWidget
+
+    run(ip, "%swarm new drawn --runtime process")
+    run(ip, "%gateway in")
+    run(ip, HELLO.replace("hello-world", "in"))
+    w = run(ip, "%swarm")
+    try:
+        assert isinstance(w, SwarmWidget)
+        assert [n["id"] for n in w.nodes] == ["in", "hello"]
+        assert w.running and w.nodes[1]["status"] == "ready"  # a %%bee cell starts the swarm
+        assert run(ip, "%swarm") is w
+    finally:
+        w.close()

@@ -1,0 +1,126 @@
+"""What the Swarm widget shows, as plain JSON: nodes with their figures, and edges.
+
+Pure functions over a topology and a status snapshot (the figures `/metrics` serves),
+so what the front-end receives is tested without a kernel or a browser. Only the
+names, states and numbers listed here leave the kernel: never a bee's `env` or a
+gateway's token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from .spec import Topology
+
+__all__ = ["Rates", "bee_detail", "describe_edit", "graph", "parse_gateway_metrics"]
+
+Node = dict[str, Any]
+Edge = dict[str, Any]
+_LOG_TAIL = 40
+
+
+class Rates:
+    """Per-second rates from counters read at successive moments."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def rate(self, key: tuple[str, str], count: float, now: float) -> float:
+        prev = self._last.get(key)
+        self._last[key] = (now, count)
+        if prev is None or now <= prev[0] or count < prev[1]:  # first look, or a counter reset
+            return 0.0
+        return round((count - prev[1]) / (now - prev[0]), 1)
+
+
+def parse_gateway_metrics(text: str) -> dict[str, dict[str, float]]:
+    """Requests and error answers per gateway, from the hub's Prometheus text."""
+    out: dict[str, dict[str, float]] = {}
+    wanted = {"bytewax_nb_gateway_requests": "requests", "bytewax_nb_gateway_errors": "errors"}
+    for family in text_string_to_metric_families(text):
+        field = wanted.get(family.name)
+        if field is None:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                counts = out.setdefault(sample.labels["gateway"], {"requests": 0.0, "errors": 0.0})
+                counts[field] += sample.value
+    return out
+
+
+def graph(
+    topology: Topology,
+    status: Mapping[str, Any],
+    gateway_counts: Mapping[str, Mapping[str, float]],
+    rates: Rates,
+    now: float,
+) -> tuple[list[Node], list[Edge]]:
+    """Nodes (gateways, then bees) and edges (producer -> consumer) with live figures."""
+    running = bool(status.get("running"))
+    gateways = dict(topology.gateways)  # copies: the supervisor thread may replace entries
+    bees = dict(topology.bees)
+    nodes: list[Node] = []
+    for name in gateways:
+        g = status.get("gateways", {}).get(name, {}) if running else {}
+        counts = gateway_counts.get(name, {})
+        url = g.get("url")
+        nodes.append(
+            {
+                "id": name,
+                "kind": "gateway",
+                "status": ("ready" if url else "starting") if running else "stopped",
+                "url": url,
+                "rps": rates.rate(("gateway", name), counts.get("requests", 0.0), now),
+                "errors": int(counts.get("errors", 0)),
+            }
+        )
+    for name, spec in bees.items():
+        st = status.get("bees", {}).get(name, {}) if running else {}
+        nodes.append(
+            {
+                "id": name,
+                "kind": "bee",
+                "status": st.get("state", "starting") if running else "stopped",
+                "ready": int(st.get("ready", 0)),
+                "wanted": spec.replicas,
+                "rate": rates.rate(("bee", name), float(st.get("handled", 0)), now),
+                "p50_ms": round(float(st.get("p50_ms", 0.0)), 3),
+                "p99_ms": round(float(st.get("p99_ms", 0.0)), 3),
+                "errors": int(st.get("errors", 0)),
+                "batch": round(float(st.get("batch", 1.0)), 2),
+                "join": spec.join,
+            }
+        )
+    edges = [
+        {"source": src, "target": name, "join": spec.join}
+        for name, spec in bees.items()
+        for src in spec.inputs
+    ]
+    return nodes, edges
+
+
+def bee_detail(bee: str, status: Mapping[str, Any], lines: list[str]) -> dict[str, Any]:
+    """What a click on a bee opens: its recent log lines and its last error."""
+    st = status.get("bees", {}).get(bee, {})
+    err = st.get("last_error")
+    last = (
+        {k: str(err.get(k, "")) for k in ("type", "message", "traceback", "request_id")}
+        if isinstance(err, Mapping)
+        else None
+    )
+    return {"bee": bee, "lines": lines[-_LOG_TAIL:], "last_error": last}
+
+
+def describe_edit(content: Mapping[str, Any]) -> str:
+    """An edit message from the front-end, in words (for 'applying: ...' and errors)."""
+    kind = content.get("type")
+    if kind == "connect":
+        return f"connect {content.get('source')} -> {content.get('target')}"
+    if kind == "disconnect":
+        return f"disconnect {content.get('source')} -> {content.get('target')}"
+    if kind == "replicas":
+        return f"{content.get('bee')}: {content.get('replicas')} replicas"
+    return f"unknown edit {kind!r}"

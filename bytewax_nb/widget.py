@@ -1,0 +1,190 @@
+"""The Swarm widget: the kernel side of the live graph (front-end in `labextension/`).
+
+It declares synced traits and nothing else the front-end relies on. A daemon thread
+reads the swarm's status about once a second and sets the traits in one
+`hold_sync` message; edits the front-end sends (connect, disconnect, replicas) run
+one at a time on a worker thread through the same `Swarm` methods Python users call,
+and their outcome comes back as `message`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from ipywidgets import DOMWidget
+from traitlets import Bool, Dict, List, Unicode
+
+from . import __version__
+from .errors import BytewaxNBError
+from .graphstate import Rates, bee_detail, describe_edit, graph, parse_gateway_metrics
+
+if TYPE_CHECKING:
+    from .swarm import Swarm
+
+__all__ = ["SwarmWidget", "widget_for"]
+
+MODULE = "bytewax-nb-widget"
+MODULE_VERSION = f"^{__version__}"
+_INTERVAL = 1.0
+_EDITS = ("connect", "disconnect", "replicas")
+
+
+class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
+    """A live, editable graph of one swarm."""
+
+    _model_name = Unicode("SwarmModel").tag(sync=True)
+    _model_module = Unicode(MODULE).tag(sync=True)
+    _model_module_version = Unicode(MODULE_VERSION).tag(sync=True)
+    _view_name = Unicode("SwarmView").tag(sync=True)
+    _view_module = Unicode(MODULE).tag(sync=True)
+    _view_module_version = Unicode(MODULE_VERSION).tag(sync=True)
+
+    swarm = Unicode("").tag(sync=True)
+    running = Bool(False).tag(sync=True)
+    nodes = List(Dict()).tag(sync=True)
+    edges = List(Dict()).tag(sync=True)
+    message = Dict().tag(sync=True)  # {"text", "level": "info" | "error", "seq"}
+    selected = Unicode("").tag(sync=True)  # set by the front-end: the bee clicked
+    detail = Dict().tag(sync=True)  # that bee's log lines and last error
+    pending = Unicode("").tag(sync=True)  # the edit being applied, in words
+
+    def __init__(self, swarm: Swarm, interval: float = _INTERVAL, **kwargs: Any) -> None:
+        super().__init__(swarm=swarm.name, **kwargs)
+        self._swarm = swarm
+        self._interval = interval
+        self._rates = Rates()
+        self._seq = 0
+        self._sync_lock = threading.Lock()  # trait updates come from two threads
+        self._refresh_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._nudge = threading.Event()
+        thread = f"bytewax-nb-widget-{swarm.name}"
+        self._edits = ThreadPoolExecutor(1, thread_name_prefix=thread)
+        self.on_msg(self._on_front_end)
+        self.observe(lambda _: self._nudge.set(), names="selected")
+        self.refresh()
+        self._poller = threading.Thread(target=self._poll, name=thread, daemon=True)
+        self._poller.start()
+
+    def __repr__(self) -> str:  # stable text for notebooks (nbval compares it)
+        return f"<SwarmWidget of swarm {self.swarm!r}>"
+
+    # -- state -----------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the swarm once and sync what changed, in one message."""
+        with self._refresh_lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        swarm = self._swarm
+        status = swarm.status(fresh=0.2) if swarm.running else {"running": False}
+        counts = self._gateway_counts(status)
+        nodes, edges = graph(swarm.topology, status, counts, self._rates, time.monotonic())
+        selected = self.selected
+        detail = None
+        if selected in swarm.topology.bees:
+            detail = bee_detail(selected, status, swarm.logs(selected))
+        with self._sync_lock, self.hold_sync():
+            self.running = bool(status.get("running"))
+            self.nodes = nodes
+            self.edges = edges
+            if detail is not None:
+                self.detail = detail
+
+    def _gateway_counts(self, status: dict[str, Any]) -> dict[str, dict[str, float]]:
+        """The hub's own `/metrics` (one registry serves every gateway of the swarm)."""
+        for name, g in (status.get("gateways") or {}).items():
+            url = g.get("url")
+            if not url:
+                continue
+            metrics = url.split("/gateways/")[0] + "/metrics"
+            token = self._swarm.topology.gateways[name].token
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            try:
+                with urllib.request.urlopen(urllib.request.Request(metrics, headers=headers), timeout=1) as r:
+                    return parse_gateway_metrics(r.read().decode())
+            except OSError:
+                return {}  # the hub is restarting: figures come back with it
+        return {}
+
+    def _poll(self) -> None:
+        while not self._closed.is_set():
+            self._nudge.wait(self._interval)
+            self._nudge.clear()
+            if self._closed.is_set():
+                return
+            # a swarm stopping under us, a kernel shutting down: try again next tick
+            with contextlib.suppress(Exception):
+                self.refresh()
+
+    def _say(self, level: str, text: str) -> None:
+        self._seq += 1
+        with self._sync_lock:
+            self.message = {"text": text, "level": level, "seq": self._seq}
+
+    def _set_pending(self, text: str) -> None:
+        with self._sync_lock:
+            self.pending = text
+
+    # -- edits from the front-end ----------------------------------------------------
+
+    def _on_front_end(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict) or content.get("type") not in _EDITS:
+            self._say("error", f"refused: unknown edit {content!r}")
+            return
+        self._edits.submit(self._apply, content)
+
+    def _apply(self, content: dict[str, Any]) -> None:
+        what = describe_edit(content)
+        self._set_pending(what)
+        try:
+            self.edit(content)
+        except (BytewaxNBError, KeyError, TypeError, ValueError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            level, text = "error", f"refused: {what}: {first}"
+        else:
+            level, text = "info", f"done: {what}"
+        self._set_pending("")
+        with contextlib.suppress(Exception):  # the graph shows the outcome before the words do
+            self.refresh()
+        self._say(level, text)
+
+    def edit(self, content: dict[str, Any]) -> None:
+        """Apply one front-end edit to the running swarm (raises on a refused one)."""
+        kind = content["type"]
+        if kind == "replicas":
+            replicas = content["replicas"]
+            if not isinstance(replicas, int) or isinstance(replicas, bool):
+                raise ValueError(f"replicas must be an integer, not {replicas!r}")
+            self._swarm.scale(str(content["bee"]), replicas)
+        elif kind == "connect":
+            self._swarm.connect(str(content["source"]), str(content["target"]))
+        elif kind == "disconnect":
+            self._swarm.disconnect(str(content["source"]), str(content["target"]))
+        else:
+            raise ValueError(f"unknown edit {kind!r}")
+
+    def close(self) -> None:
+        self._closed.set()
+        self._nudge.set()
+        self._edits.shutdown(wait=False, cancel_futures=True)
+        super().close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+
+def widget_for(swarm: Swarm) -> SwarmWidget:
+    """The swarm's widget, made on first use (a closed one is replaced)."""
+    current: SwarmWidget | None = getattr(swarm, "_widget", None)
+    if current is None or current.closed:
+        current = SwarmWidget(swarm)
+        swarm._widget = current
+    return current

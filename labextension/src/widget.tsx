@@ -1,0 +1,350 @@
+/**
+ * The Swarm widget: the kernel syncs the graph and its figures about once a second;
+ * this view draws them with React Flow and turns gestures into edit messages. The
+ * kernel owns the truth: an edit is checked here for a quick refusal, then applied
+ * (or refused) by the kernel, and the next sync shows the result.
+ */
+import { DOMWidgetModel, DOMWidgetView, ISerializers, WidgetModel } from '@jupyter-widgets/base';
+import {
+  Background,
+  Connection,
+  Edge,
+  Handle,
+  MarkerType,
+  Node,
+  NodeProps,
+  Position,
+  ReactFlow,
+  ReactFlowProvider,
+  useReactFlow
+} from '@xyflow/react';
+import { useEffect, useMemo, useState } from 'react';
+import { Root, createRoot } from 'react-dom/client';
+
+import '@xyflow/react/dist/style.css';
+import '../style/index.css';
+
+import {
+  BeeNode,
+  Edit,
+  GatewayNode,
+  SwarmEdge,
+  SwarmNode,
+  checkConnect,
+  checkDisconnect,
+  checkReplicas,
+  edgeId,
+  formatMs,
+  formatRate,
+  layout,
+  structureKey
+} from './graph';
+
+export const MODULE_NAME = 'bytewax-nb-widget';
+export const MODULE_VERSION = '0.1.0';
+
+interface Message {
+  text?: string;
+  level?: 'info' | 'error';
+  seq?: number;
+}
+
+interface BeeDetail {
+  bee?: string;
+  lines?: string[];
+  last_error?: { type: string; message: string; traceback: string; request_id: string } | null;
+}
+
+export class SwarmModel extends DOMWidgetModel {
+  defaults(): ReturnType<DOMWidgetModel['defaults']> {
+    return {
+      ...super.defaults(),
+      _model_name: 'SwarmModel',
+      _model_module: MODULE_NAME,
+      _model_module_version: MODULE_VERSION,
+      _view_name: 'SwarmView',
+      _view_module: MODULE_NAME,
+      _view_module_version: MODULE_VERSION,
+      swarm: '',
+      running: false,
+      nodes: [],
+      edges: [],
+      message: {},
+      selected: '',
+      detail: {},
+      pending: ''
+    };
+  }
+
+  static serializers: ISerializers = { ...DOMWidgetModel.serializers };
+}
+
+/** A model attribute as React state, following the model's change events. */
+function useModel<T>(model: WidgetModel, name: string): T {
+  const [value, setValue] = useState<T>(model.get(name) as T);
+  useEffect(() => {
+    const update = (): void => setValue(model.get(name) as T);
+    model.on(`change:${name}`, update);
+    return () => {
+      model.off(`change:${name}`, update);
+    };
+  }, [model, name]);
+  return value;
+}
+
+type BeeData = { node: BeeNode; picked: boolean };
+type GatewayData = { node: GatewayNode; picked: boolean };
+
+function BeeNodeView({ data }: NodeProps<Node<BeeData>>): JSX.Element {
+  const n = data.node;
+  return (
+    <div className={`bxnb-node bxnb-bee bxnb-${n.status}${data.picked ? ' bxnb-picked' : ''}`}>
+      <Handle type="target" position={Position.Left} />
+      <div className="bxnb-title">
+        <span className="bxnb-name">{n.id}</span>
+        <span className="bxnb-status">{n.status}</span>
+      </div>
+      <div className="bxnb-figures">
+        <span title="replicas ready / wanted">
+          {n.ready}/{n.wanted} replicas
+        </span>
+        <span title="messages handled per second">{formatRate(n.rate)}</span>
+        <span title="p50 / p99 call time">
+          p50 {formatMs(n.p50_ms)} · p99 {formatMs(n.p99_ms)}
+        </span>
+        <span title="exceptions raised" className={n.errors ? 'bxnb-bad' : ''}>
+          {n.errors} errors
+        </span>
+        {n.batch > 1 || n.join ? (
+          <span>{n.join ? 'join' : `batch ${n.batch.toFixed(1)}`}</span>
+        ) : null}
+      </div>
+      <Handle type="source" position={Position.Right} />
+    </div>
+  );
+}
+
+function GatewayNodeView({ data }: NodeProps<Node<GatewayData>>): JSX.Element {
+  const n = data.node;
+  return (
+    <div className={`bxnb-node bxnb-gateway bxnb-${n.status}`}>
+      <div className="bxnb-title">
+        <span className="bxnb-name">{n.id}</span>
+        <span className="bxnb-status">gateway</span>
+      </div>
+      <div className="bxnb-figures">
+        <span className="bxnb-url">{n.url ?? 'not serving'}</span>
+        <span title="requests per second">{formatRate(n.rps)}</span>
+        <span title="requests answered with an error" className={n.errors ? 'bxnb-bad' : ''}>
+          {n.errors} errors
+        </span>
+      </div>
+      <Handle type="source" position={Position.Right} />
+    </div>
+  );
+}
+
+const nodeTypes = { bee: BeeNodeView, gateway: GatewayNodeView };
+
+function BeePanel(props: {
+  bee: BeeNode;
+  detail: BeeDetail;
+  edit: (e: Edit) => void;
+  refuse: (why: string) => void;
+}): JSX.Element {
+  const { bee, detail } = props;
+  const [replicas, setReplicas] = useState(String(bee.wanted));
+  useEffect(() => setReplicas(String(bee.wanted)), [bee.id, bee.wanted]);
+  const apply = (): void => {
+    const value = Number(replicas);
+    const why = checkReplicas(value);
+    if (why) {
+      props.refuse(why);
+    } else {
+      props.edit({ type: 'replicas', bee: bee.id, replicas: value });
+    }
+  };
+  const mine = detail.bee === bee.id;
+  return (
+    <div className="bxnb-panel" data-panel="bee">
+      <div className="bxnb-panel-title">bee {bee.id}</div>
+      <label>
+        replicas{' '}
+        <input
+          className="bxnb-replicas"
+          type="number"
+          min={1}
+          value={replicas}
+          onChange={ev => setReplicas(ev.target.value)}
+          onKeyDown={ev => ev.key === 'Enter' && apply()}
+        />
+      </label>
+      <button className="bxnb-apply" onClick={apply}>
+        Apply
+      </button>
+      <div className="bxnb-subtitle">last error</div>
+      <pre className="bxnb-error">
+        {mine && detail.last_error
+          ? `${detail.last_error.type}: ${detail.last_error.message}\n${detail.last_error.traceback}`
+          : 'none'}
+      </pre>
+      <div className="bxnb-subtitle">recent log lines</div>
+      <pre className="bxnb-logs">{mine ? (detail.lines ?? []).join('\n') || '(none yet)' : 'loading...'}</pre>
+    </div>
+  );
+}
+
+function EdgePanel(props: { edge: SwarmEdge; remove: () => void }): JSX.Element {
+  return (
+    <div className="bxnb-panel" data-panel="edge">
+      <div className="bxnb-panel-title">
+        {props.edge.source} → {props.edge.target}
+        {props.edge.join ? ' (join)' : ''}
+      </div>
+      <button className="bxnb-remove-edge" onClick={props.remove}>
+        Remove edge
+      </button>
+    </div>
+  );
+}
+
+/** Fit the view again when the graph's shape changes (not on every figure update). */
+function FitOnChange({ shape }: { shape: string }): null {
+  const flow = useReactFlow();
+  useEffect(() => {
+    const t = window.setTimeout(() => void flow.fitView({ padding: 0.15 }), 0);
+    return () => window.clearTimeout(t);
+  }, [flow, shape]);
+  return null;
+}
+
+function SwarmApp({ model }: { model: WidgetModel }): JSX.Element {
+  const nodes = useModel<SwarmNode[]>(model, 'nodes');
+  const edges = useModel<SwarmEdge[]>(model, 'edges');
+  const message = useModel<Message>(model, 'message');
+  const selected = useModel<string>(model, 'selected');
+  const detail = useModel<BeeDetail>(model, 'detail');
+  const pending = useModel<string>(model, 'pending');
+  const running = useModel<boolean>(model, 'running');
+  const swarm = useModel<string>(model, 'swarm');
+  const [refusal, setRefusal] = useState<string | null>(null);
+  const [pickedEdge, setPickedEdge] = useState<string | null>(null);
+  useEffect(() => setRefusal(null), [message.seq]);
+
+  const key = structureKey(nodes, edges);
+  // eslint-disable-next-line react-hooks/exhaustive-deps
+  const positions = useMemo(() => layout(nodes, edges), [key]);
+
+  const edit = (e: Edit): void => {
+    setRefusal(null);
+    model.send(e as unknown as {}, {});
+  };
+  const pick = (bee: string): void => {
+    model.set('selected', bee);
+    model.save_changes();
+  };
+
+  const rfNodes: Node[] = nodes.map(n => ({
+    id: n.id,
+    type: n.kind,
+    position: positions.get(n.id) ?? { x: 0, y: 0 },
+    data: { node: n, picked: n.id === selected },
+    draggable: false
+  }));
+  const rfEdges: Edge[] = edges.map(e => ({
+    id: edgeId(e),
+    source: e.source,
+    target: e.target,
+    label: e.join ? 'join' : undefined,
+    className: e.join ? 'bxnb-join' : undefined,
+    selected: edgeId(e) === pickedEdge,
+    markerEnd: { type: MarkerType.ArrowClosed }
+  }));
+
+  const onConnect = (c: Connection): void => {
+    const why = checkConnect(nodes, edges, c.source, c.target);
+    if (why) {
+      setRefusal(why);
+    } else {
+      edit({ type: 'connect', source: c.source, target: c.target });
+    }
+  };
+  const removeEdge = (e: SwarmEdge): void => {
+    const why = checkDisconnect(nodes, edges, e.source, e.target);
+    if (why) {
+      setRefusal(why);
+    } else {
+      setPickedEdge(null);
+      edit({ type: 'disconnect', source: e.source, target: e.target });
+    }
+  };
+
+  const bee = nodes.find((n): n is BeeNode => n.kind === 'bee' && n.id === selected);
+  const edge = edges.find(e => edgeId(e) === pickedEdge);
+  const shown = refusal ?? message.text;
+  const level = refusal ? 'error' : (message.level ?? 'info');
+  return (
+    <div className="bxnb-widget">
+      <div className="bxnb-bar">
+        <span className="bxnb-swarm">swarm {swarm}</span>
+        <span className={running ? 'bxnb-running' : 'bxnb-stopped'}>{running ? 'running' : 'stopped'}</span>
+        {pending ? <span className="bxnb-pending">applying: {pending}</span> : null}
+        {shown ? <span className={`bxnb-message bxnb-${level}`}>{shown}</span> : null}
+      </div>
+      <div className="bxnb-main">
+        <div className="bxnb-graph">
+          <ReactFlow
+            nodes={rfNodes}
+            edges={rfEdges}
+            nodeTypes={nodeTypes}
+            onConnect={onConnect}
+            onNodeClick={(_, n) => {
+              setPickedEdge(null);
+              if (n.type === 'bee') {
+                pick(n.id);
+              }
+            }}
+            onEdgeClick={(_, e) => setPickedEdge(e.id)}
+            onPaneClick={() => setPickedEdge(null)}
+            deleteKeyCode={null}
+            fitView
+            fitViewOptions={{ padding: 0.15 }}
+            proOptions={{ hideAttribution: true }}
+          >
+            <Background gap={16} />
+            <FitOnChange shape={key} />
+          </ReactFlow>
+        </div>
+        {edge ? (
+          <EdgePanel edge={edge} remove={() => removeEdge(edge)} />
+        ) : bee ? (
+          <BeePanel bee={bee} detail={detail} edit={edit} refuse={setRefusal} />
+        ) : null}
+      </div>
+    </div>
+  );
+}
+
+export class SwarmView extends DOMWidgetView {
+  private _root: Root | null = null;
+
+  render(): void {
+    const host = document.createElement('div');
+    host.className = 'bxnb-host';
+    // keys typed in the widget (numbers, Enter) must not run notebook shortcuts
+    host.setAttribute('data-lm-suppress-shortcuts', 'true');
+    this.el.appendChild(host);
+    this._root = createRoot(host);
+    this._root.render(
+      <ReactFlowProvider>
+        <SwarmApp model={this.model} />
+      </ReactFlowProvider>
+    );
+  }
+
+  remove(): void {
+    this._root?.unmount();
+    this._root = null;
+    super.remove();
+  }
+}

@@ -1,0 +1,326 @@
+"""The Swarm widget's kernel side, without a browser: a recording comm stands in for
+the front-end, and real processes, sockets and HTTP stand behind the swarm."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import comm
+import pytest
+from conftest import wait_until
+from prometheus_client import generate_latest
+
+from bytewax_nb import Swarm, SwarmWidget
+from bytewax_nb.gateway.metrics import HubMetrics
+from bytewax_nb.graphstate import Rates, bee_detail, graph, parse_gateway_metrics
+from bytewax_nb.spec import BeeSpec, GatewaySpec, Topology
+
+
+class RecordingComm:
+    """What ipywidgets talks to in place of a kernel comm: keeps every message sent."""
+
+    kernel = "recording"
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.comm_id = uuid.uuid4().hex
+        self.opened_with = kwargs.get("data", {})
+        self.messages: list[dict[str, Any]] = []
+        self._handler: Callable[[dict[str, Any]], None] | None = None
+
+    def send(self, data: Any = None, metadata: Any = None, buffers: Any = None) -> None:
+        self.messages.append(data)
+
+    def on_msg(self, handler: Callable[[dict[str, Any]], None]) -> None:
+        self._handler = handler
+
+    def on_close(self, handler: Any) -> None:
+        pass
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def deliver(self, data: dict[str, Any]) -> None:
+        """A message from the front-end, as the kernel would hand it over."""
+        assert self._handler is not None
+        self._handler({"content": {"data": data}, "buffers": []})
+
+    def edit(self, **content: Any) -> None:
+        self.deliver({"method": "custom", "content": content})
+
+    def updates(self) -> list[dict[str, Any]]:
+        return [m["state"] for m in list(self.messages) if m and m.get("method") == "update"]
+
+
+@pytest.fixture
+def recording() -> Iterator[list[RecordingComm]]:
+    made: list[RecordingComm] = []
+    original = comm.create_comm
+
+    def create(**kwargs: Any) -> RecordingComm:
+        c = RecordingComm(**kwargs)
+        made.append(c)
+        return c
+
+    comm.create_comm = create
+    yield made
+    comm.create_comm = original
+
+
+def _path(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def step(p: dict[str, Any]) -> dict[str, Any]:
+        return {**p, "path": [*p["path"], name]}
+
+    step.__name__ = name
+    return step
+
+
+def chain(make_swarm: Callable[..., Swarm], name: str = "w") -> Swarm:
+    """in -> a -> b -> c; c says where each message came from and answers its path."""
+    swarm = make_swarm(name)
+    swarm.gateway("in")
+    swarm.bee(_path("a"), input="in", name="a")
+    swarm.bee(_path("b"), input="a", name="b")
+
+    @swarm.bee(input="b")
+    def c(p: dict[str, Any]) -> list[str]:
+        print("c saw", "/".join(p["path"]) or "gateway", p["n"])
+        return [*p["path"], "c"]
+
+    return swarm
+
+
+def open_widget(swarm: Swarm, recording: list[RecordingComm]) -> tuple[SwarmWidget, RecordingComm]:
+    w = swarm.widget()
+    return w, recording[-1]
+
+
+def node(w: SwarmWidget, name: str) -> dict[str, Any]:
+    return next(n for n in w.nodes if n["id"] == name)
+
+
+def pids(swarm: Swarm, bee: str) -> dict[int, int]:
+    return {r["replica"]: r["pid"] for r in swarm.status()["bees"][bee]["replicas"] if r["state"] == "up"}
+
+
+# -- pure: what the front-end receives -------------------------------------------------
+
+
+def test_graph_lists_nodes_edges_and_figures_of_a_snapshot() -> None:
+    topo = Topology()
+    topo.add_gateway(GatewaySpec("in"))
+    topo.add_bee(BeeSpec("a", _path("a"), ("in",)))
+    topo.add_bee(BeeSpec("j", _path("j"), ("in", "a"), join=True, replicas=2))
+    status = {
+        "running": True,
+        "gateways": {"in": {"url": "http://127.0.0.1:1/gateways/in"}},
+        "bees": {
+            "a": {"state": "ready", "ready": 1, "handled": 10, "errors": 1, "p50_ms": 0.25, "p99_ms": 2.0},
+            "j": {"state": "redeploying", "ready": 1, "handled": 0},
+        },
+    }
+    rates = Rates()
+    graph(topo, status, {"in": {"requests": 5, "errors": 0}}, rates, now=100.0)
+    status["bees"]["a"]["handled"] = 30  # type: ignore[index]
+    nodes, edges = graph(topo, status, {"in": {"requests": 45, "errors": 2}}, rates, now=102.0)
+    by = {n["id"]: n for n in nodes}
+    assert by["in"] == {
+        "id": "in",
+        "kind": "gateway",
+        "status": "ready",
+        "url": "http://127.0.0.1:1/gateways/in",
+        "rps": 20.0,
+        "errors": 2,
+    }
+    assert by["a"]["rate"] == 10.0 and by["a"]["errors"] == 1 and by["a"]["p50_ms"] == 0.25
+    assert by["j"]["status"] == "redeploying" and by["j"]["wanted"] == 2 and by["j"]["join"] is True
+    assert edges == [
+        {"source": "in", "target": "a", "join": False},
+        {"source": "in", "target": "j", "join": True},
+        {"source": "a", "target": "j", "join": True},
+    ]
+    stopped, _ = graph(topo, {"running": False}, {}, Rates(), now=0.0)
+    assert {n["status"] for n in stopped} == {"stopped"}
+
+
+def test_gateway_figures_are_read_from_the_hubs_prometheus_text() -> None:
+    metrics = HubMetrics()
+    metrics.requests.labels("in", "200").inc(7)
+    metrics.requests.labels("in", "500").inc(2)
+    metrics.errors.labels("in", "500").inc(2)
+    metrics.requests.labels("other", "200").inc()
+    counts = parse_gateway_metrics(generate_latest(metrics.registry).decode())
+    assert counts == {"in": {"requests": 9.0, "errors": 2.0}, "other": {"requests": 1.0, "errors": 0.0}}
+
+
+def test_bee_detail_keeps_the_tail_of_the_log_and_the_last_error() -> None:
+    err = {"type": "KeyError", "message": "'x'", "traceback": "Traceback...", "request_id": "r1", "time": 1}
+    detail = bee_detail("a", {"bees": {"a": {"last_error": err}}}, [f"line {i}" for i in range(100)])
+    assert detail["lines"][0] == "line 60" and len(detail["lines"]) == 40
+    assert detail["last_error"] == {k: str(err[k]) for k in ("type", "message", "traceback", "request_id")}
+    assert bee_detail("a", {}, [])["last_error"] is None
+
+
+# -- live: a recording comm in front, real processes behind ---------------------------
+
+
+@pytest.mark.slow
+def test_widget_syncs_the_running_graph_with_live_figures(
+    make_swarm: Callable[..., Swarm], recording: list[RecordingComm]
+) -> None:
+    swarm = chain(make_swarm).start()
+    w, front = open_widget(swarm, recording)
+    try:
+        assert front.opened_with["state"]["_model_module"] == "bytewax-nb-widget"
+        assert w.running and w.swarm == "w"
+        assert [(e["source"], e["target"]) for e in w.edges] == [("in", "a"), ("a", "b"), ("b", "c")]
+        for i in range(20):
+            assert swarm.request("in", {"n": i, "path": []}) == ["a", "b", "c"]
+        wait_until(lambda: node(w, "a")["rate"] > 0 and node(w, "in")["rps"] > 0, what="rates in the widget")
+        a, gw = node(w, "a"), node(w, "in")
+        assert a["status"] == "ready" and (a["ready"], a["wanted"]) == (1, 1) and a["p50_ms"] > 0
+        assert gw["url"] == swarm.url("in") and gw["errors"] == 0
+        # each refresh is one message: figures of several nodes change together
+        assert any(len(u.get("nodes", [])) == 4 for u in front.updates())
+        assert swarm.widget() is w  # one widget per swarm
+    finally:
+        w.close()
+
+
+@pytest.mark.slow
+def test_front_end_edits_change_the_running_swarm_and_leave_other_bees_alone(
+    make_swarm: Callable[..., Swarm], recording: list[RecordingComm]
+) -> None:
+    swarm = chain(make_swarm).start()
+    w, front = open_widget(swarm, recording)
+    try:
+        before = {b: pids(swarm, b) for b in ("a", "b")}
+        front.edit(type="connect", source="in", target="c")
+        wait_until(lambda: w.message.get("text") == "done: connect in -> c", what="connect applied")
+        assert swarm.topology.bees["c"].inputs == ("b", "in")
+        assert {"source": "in", "target": "c", "join": False} in w.edges
+        swarm.request("in", {"n": 7, "path": []})
+        wait_until(lambda: any("c saw gateway 7" in x for x in swarm.logs("c")), what="the new edge used")
+        assert {b: pids(swarm, b) for b in ("a", "b")} == before  # untouched bees kept running
+
+        front.edit(type="disconnect", source="b", target="c")
+        wait_until(lambda: w.message.get("text") == "done: disconnect b -> c", what="disconnect applied")
+        assert swarm.topology.bees["c"].inputs == ("in",)
+        assert swarm.request("in", {"n": 8, "path": []}) == ["c"]
+
+        front.edit(type="replicas", bee="a", replicas=2)
+        wait_until(lambda: w.message.get("text") == "done: a: 2 replicas", what="scaled up")
+        assert len(pids(swarm, "a")) == 2 and pids(swarm, "a")[0] == before["a"][0]
+        wait_until(lambda: node(w, "a")["ready"] == 2, what="two replicas shown")
+        front.edit(type="replicas", bee="a", replicas=1)
+        wait_until(lambda: w.message.get("text") == "done: a: 1 replicas", what="scaled down")
+        assert pids(swarm, "a") == before["a"]
+        assert swarm.status()["bees"]["a"]["wanted"] == 1
+    finally:
+        w.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        ({"type": "connect", "source": "c", "target": "a"}, "cycle"),
+        ({"type": "connect", "source": "a", "target": "in"}, "gateway 'in' has no inputs"),
+        ({"type": "disconnect", "source": "b", "target": "c"}, "needs at least one input"),
+        ({"type": "disconnect", "source": "a", "target": "j"}, "join=True needs at least two inputs"),
+        ({"type": "replicas", "bee": "a", "replicas": 0}, "replicas must be an integer >= 1"),
+        ({"type": "replicas", "bee": "a", "replicas": "2"}, "replicas must be an integer"),
+        ({"type": "drop-table"}, "unknown edit"),
+    ],
+)
+def test_invalid_edits_are_refused_with_a_message_and_change_nothing(
+    make_swarm: Callable[..., Swarm], recording: list[RecordingComm], edit: dict[str, Any], why: str
+) -> None:
+    swarm = chain(make_swarm)
+    swarm.bee(lambda parts: None, input=["a", "b"], join=True, name="j")  # answers nothing
+    swarm.start()
+    w, front = open_widget(swarm, recording)
+    try:
+        before = {n: (s.inputs, s.replicas) for n, s in swarm.topology.bees.items()}
+        pids_before = {b: pids(swarm, b) for b in swarm.topology.bees}
+        front.edit(**edit)
+        wait_until(lambda: w.message.get("level") == "error", what="a refusal")
+        assert why in w.message["text"]
+        assert {n: (s.inputs, s.replicas) for n, s in swarm.topology.bees.items()} == before
+        assert {b: pids(swarm, b) for b in swarm.topology.bees} == pids_before
+        assert swarm.request("in", {"n": 1, "path": []}) == ["a", "b", "c"]
+    finally:
+        w.close()
+
+
+@pytest.mark.slow
+def test_changes_from_python_appear_in_the_widget(
+    make_swarm: Callable[..., Swarm], recording: list[RecordingComm]
+) -> None:
+    swarm = chain(make_swarm).start()
+    w, _ = open_widget(swarm, recording)
+    try:
+        swarm.connect("a", "c")
+        wait_until(lambda: {"source": "a", "target": "c", "join": False} in w.edges, what="edge in widget")
+        swarm.bee(_path("d"), input="c", name="d")
+        wait_until(lambda: any(n["id"] == "d" for n in w.nodes), what="new bee in widget")
+        swarm.stop()
+        wait_until(lambda: not w.running and node(w, "a")["status"] == "stopped", what="stopped shown")
+    finally:
+        w.close()
+
+
+@pytest.mark.slow
+def test_clicking_a_bee_shows_its_logs_and_last_error(
+    make_swarm: Callable[..., Swarm], recording: list[RecordingComm]
+) -> None:
+    swarm = make_swarm("err")
+    swarm.gateway("in")
+
+    @swarm.bee(input="in")
+    def picky(p: dict[str, Any]) -> str:
+        print("picky got", p)
+        return str(p["must"])
+
+    swarm.start()
+    w, front = open_widget(swarm, recording)
+    try:
+        assert swarm.request("in", {"must": "ok"}) == "ok"
+        with pytest.raises(Exception, match="must"):
+            swarm.request("in", {"nope": 1})
+        front.deliver({"method": "update", "state": {"selected": "picky"}, "buffer_paths": []})
+        detail = wait_until(
+            lambda: w.detail if (w.detail.get("last_error") and w.detail.get("bee") == "picky") else None,
+            what="detail of the clicked bee",
+        )
+        assert detail["last_error"]["type"] == "KeyError"
+        assert 'str(p["must"])' in detail["last_error"]["traceback"]
+        assert any("picky got {'must': 'ok'}" in line for line in detail["lines"])
+        assert node(w, "picky")["errors"] == 1
+    finally:
+        w.close()
+
+
+@pytest.mark.slow
+def test_secrets_never_reach_the_front_end(
+    make_swarm: Callable[..., Swarm], recording: list[RecordingComm]
+) -> None:
+    swarm = make_swarm("secret")
+    swarm.gateway("in", token="gateway-token-123")
+
+    @swarm.bee(input="in", env={"API_KEY": "bee-secret-456"})
+    def echo(p: Any) -> Any:
+        return p
+
+    swarm.start()
+    w, front = open_widget(swarm, recording)
+    try:
+        swarm.request("in", {"x": 1})
+        front.deliver({"method": "update", "state": {"selected": "echo"}, "buffer_paths": []})
+        wait_until(lambda: node(w, "in")["rps"] > 0 or w.detail.get("bee") == "echo", what="a few updates")
+        sent = json.dumps([front.opened_with, *front.messages])
+        assert "gateway-token-123" not in sent and "bee-secret-456" not in sent
+    finally:
+        w.close()
