@@ -287,7 +287,9 @@ function SwarmApp({ model }: { model: WidgetModel }): JSX.Element {
     <div className="bxnb-widget">
       <div className="bxnb-bar">
         <span className="bxnb-swarm">swarm {swarm}</span>
-        <span className={running ? 'bxnb-running' : 'bxnb-stopped'}>{running ? 'running' : 'stopped'}</span>
+        <span className={`bxnb-swarm-state bxnb-swarm-${running ? 'running' : 'stopped'}`}>
+          {running ? 'running' : 'stopped'}
+        </span>
         {pending ? <span className="bxnb-pending">applying: {pending}</span> : null}
         {shown ? <span className={`bxnb-message bxnb-${level}`}>{shown}</span> : null}
       </div>

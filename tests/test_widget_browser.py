@@ -1,0 +1,225 @@
+"""The Swarm widget for real: JupyterLab started here, headless Chromium driven by
+Playwright, a notebook that builds a 3-bee swarm, and an edge dragged with the mouse.
+
+CI runs it (`bash .ci/run` installs Chromium); `--no-browser` skips it locally. A failing
+run leaves a screenshot in `test-artifacts/`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import psutil
+import pytest
+from conftest import wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+SETUP = """\
+from bytewax_nb import Swarm
+
+swarm = Swarm("browser", runtime="process", on_log=None)
+swarm.gateway("in")
+
+def step(name):
+    def bee(p):
+        return {**p, "path": p["path"] + [name]}
+    return bee
+
+swarm.bee(step("a"), input="in", name="a")
+swarm.bee(step("b"), input="a", name="b")
+
+@swarm.bee(input="b")
+def c(p):
+    print("c saw", "/".join(p["path"]) or "gateway", p["n"])
+    return p["path"] + ["c"]
+
+swarm.start()
+swarm.widget()
+"""
+
+CHECK = """\
+import json, time
+print("INPUTS", json.dumps(list(swarm.topology.bees["c"].inputs)))
+print("ANSWER", json.dumps(swarm.request("in", {"n": 42, "path": []})))
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline and not any("c saw gateway 42" in x for x in swarm.logs("c")):
+    time.sleep(0.05)
+print("FLOWED", any("c saw gateway 42" in x for x in swarm.logs("c")))
+"""
+
+
+def _need_browser() -> Any:
+    why = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        why = "playwright is not installed"
+    if why is None and not os.path.exists(CHROMIUM):
+        why = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser tests: {why}")
+        pytest.skip(f"{why} (bash .ci/run sets it up; --no-browser skips this quietly)")
+    return sync_playwright
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A JupyterLab server on loopback serving `tmp_path`; stopped with its kernels."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(SETUP),
+        nbformat.v4.new_code_cell(CHECK),
+        nbformat.v4.new_code_cell("swarm.stop()"),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "widget.ipynb")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        "--allow-root",
+        f"--ServerApp.root_dir={tmp_path}",
+        f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    log = open(tmp_path / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return server.poll() is not None  # died: fail below with its log
+
+        wait_until(answers, timeout=60, what="JupyterLab answering")
+        assert server.poll() is None, (tmp_path / "jupyterlab.log").read_text()[-3000:]
+        yield f"{base}/lab/tree/widget.ipynb?token={token}", tmp_path
+    finally:
+        kids = psutil.Process(server.pid).children(recursive=True) if server.poll() is None else []
+        server.terminate()  # shuts its kernels down; a kernel's exit stops its swarm
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        _gone, alive = psutil.wait_procs(kids, timeout=20)
+        for p in alive:
+            p.kill()
+        assert not alive, f"processes left behind by the kernel: {alive}"
+
+
+def _run_cell(page: Any, index: int) -> Any:
+    """Run one cell with the toolbar button; retry when the click is lost (it can be)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    prompt = cell.locator(".jp-InputPrompt")
+    for _ in range(4):
+        prompt.click()
+        page.locator("[data-command='notebook:run-cell-and-select-next']").first.click()
+        try:
+            prompt.filter(has_text=re.compile(r"\[(\*|\d+)\]")).wait_for(timeout=10_000)
+            return cell
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"cell {index} never started running")
+
+
+def _center(locator: Any) -> tuple[float, float]:
+    box = locator.bounding_box()
+    assert box is not None, "element not laid out"
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(lab: tuple[str, Path]) -> None:
+    sync_playwright = _need_browser()
+    url, tmp = lab
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(url)
+            page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\bIdle\b")).wait_for(timeout=90_000)
+            _run_cell(page, 0)
+            graph = page.locator(".bxnb-widget")
+            for name in ("in", "a", "b", "c"):
+                graph.locator(f".react-flow__node[data-id='{name}']").wait_for(timeout=90_000)
+            graph.locator(".react-flow__node[data-id='c'] .bxnb-status", has_text="ready").wait_for(timeout=60_000)
+
+            source = graph.locator(".react-flow__node[data-id='in'] .react-flow__handle.source")
+            target = graph.locator(".react-flow__node[data-id='c'] .react-flow__handle.target")
+            sx, sy = _center(source)
+            tx, ty = _center(target)
+            page.mouse.move(sx, sy)
+            page.mouse.down()
+            page.mouse.move((sx + tx) / 2, (sy + ty) / 2 + 40, steps=12)
+            page.mouse.move(tx, ty, steps=12)
+            page.mouse.up()
+            graph.locator(".bxnb-message", has_text="done: connect in -> c").wait_for(timeout=60_000)
+            graph.locator(".react-flow__edge[data-id='in->c']").wait_for(state="attached", timeout=10_000)
+
+            cell = _run_cell(page, 1)
+            out = cell.locator(".jp-OutputArea-output", has_text="FLOWED")
+            out.wait_for(timeout=60_000)
+            text = cell.locator(".jp-OutputArea").inner_text()
+            assert 'INPUTS ["b", "in"]' in text
+            assert "FLOWED True" in text
+            assert re.search(r'ANSWER \[("c"|"a", "b", "c")\]', text), text
+
+            _run_cell(page, 2)
+            graph.locator(".bxnb-swarm-state", has_text="stopped").wait_for(timeout=30_000)
+        except BaseException:
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / f"widget-browser-{int(time.time())}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            shutil.copy(tmp / "jupyterlab.log", ARTIFACTS / "jupyterlab.log")
+            print(f"screenshot of the failure: {shot}")
+            raise
+        finally:
+            browser.close()
