@@ -1,0 +1,55 @@
+"""The widget's front-end: its TypeScript unit tests, and the prebuilt extension that
+`pip install` puts where JupyterLab finds it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import bytewax_nb
+
+ROOT = Path(__file__).resolve().parent.parent
+LABEXT = ROOT / "labextension"
+
+
+def _need_node_modules() -> str:
+    npm = shutil.which("npm")
+    why = None
+    if npm is None:
+        why = "npm is not installed"
+    elif not (LABEXT / "node_modules").is_dir():
+        why = "labextension/node_modules is missing (pip install -e . runs npm install)"
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the front-end tests: {why}")
+        pytest.skip(why)
+    assert npm is not None
+    return npm
+
+
+@pytest.mark.slow
+def test_the_front_end_unit_tests_pass() -> None:
+    npm = _need_node_modules()
+    run = subprocess.run([npm, "test", "--silent"], cwd=LABEXT, capture_output=True, text=True, timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert re.search(r"Tests\s+\d+ passed", out), out
+
+
+def test_the_install_puts_the_prebuilt_extension_where_jupyterlab_finds_it() -> None:
+    (entry,) = bytewax_nb._jupyter_labextension_paths()
+    built = Path(bytewax_nb.__file__).parent / entry["src"]
+    assert json.loads((built / "package.json").read_text())["name"] == entry["dest"]
+    assert list((built / "static").glob("remoteEntry.*.js")), "the extension was not built"
+    listed = subprocess.run(
+        [sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True, timeout=120
+    )
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", listed.stdout + listed.stderr)
+    assert re.search(rf"{entry['dest']} v{bytewax_nb.__version__} enabled\s+OK", plain), plain
