@@ -190,7 +190,8 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(lab: tuple[str
             graph = page.locator(".bxnb-widget")
             for name in ("in", "a", "b", "c"):
                 graph.locator(f".react-flow__node[data-id='{name}']").wait_for(timeout=90_000)
-            graph.locator(".react-flow__node[data-id='c'] .bxnb-status", has_text="ready").wait_for(timeout=60_000)
+            c_status = graph.locator(".react-flow__node[data-id='c'] .bxnb-status")
+            c_status.filter(has_text="ready").wait_for(timeout=60_000)
 
             source = graph.locator(".react-flow__node[data-id='in'] .react-flow__handle.source")
             target = graph.locator(".react-flow__node[data-id='c'] .react-flow__handle.target")
