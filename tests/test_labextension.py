@@ -37,8 +37,11 @@ def _need_node_modules() -> str:
 @pytest.mark.slow
 def test_the_front_end_unit_tests_pass() -> None:
     npm = _need_node_modules()
-    run = subprocess.run([npm, "test", "--silent"], cwd=LABEXT, capture_output=True, text=True, timeout=300)
-    out = run.stdout + run.stderr
+    env = {**os.environ, "NO_COLOR": "1"}
+    run = subprocess.run(
+        [npm, "test", "--silent"], cwd=LABEXT, capture_output=True, text=True, timeout=300, env=env
+    )
+    out = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
     assert run.returncode == 0, out
     assert re.search(r"Tests\s+\d+ passed", out), out
 
