@@ -168,6 +168,19 @@ def _center(locator: Any) -> tuple[float, float]:
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
 
+def _drag_edge(page: Any, graph: Any, producer: str, bee: str) -> None:
+    """Press on the producer's output handle, move like a hand would, release on the bee's input."""
+    source = graph.locator(f".react-flow__node[data-id='{producer}'] .react-flow__handle.source")
+    target = graph.locator(f".react-flow__node[data-id='{bee}'] .react-flow__handle.target")
+    sx, sy = _center(source)
+    tx, ty = _center(target)
+    page.mouse.move(sx, sy)
+    page.mouse.down()
+    page.mouse.move((sx + tx) / 2, (sy + ty) / 2 + 40, steps=12)
+    page.mouse.move(tx, ty, steps=12)
+    page.mouse.up()
+
+
 def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(lab: tuple[str, Path]) -> None:
     sync_playwright = _need_browser()
     url, tmp = lab
@@ -193,15 +206,12 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(lab: tuple[str
             c_status = graph.locator(".react-flow__node[data-id='c'] .bxnb-status")
             c_status.filter(has_text="ready").wait_for(timeout=60_000)
 
-            source = graph.locator(".react-flow__node[data-id='in'] .react-flow__handle.source")
-            target = graph.locator(".react-flow__node[data-id='c'] .react-flow__handle.target")
-            sx, sy = _center(source)
-            tx, ty = _center(target)
-            page.mouse.move(sx, sy)
-            page.mouse.down()
-            page.mouse.move((sx + tx) / 2, (sy + ty) / 2 + 40, steps=12)
-            page.mouse.move(tx, ty, steps=12)
-            page.mouse.up()
+            # an edge that would close a cycle is refused on the spot, and nothing changes
+            _drag_edge(page, graph, "c", "a")
+            refusal = graph.locator(".bxnb-message.bxnb-error", has_text="cycle: a -> b -> c -> a")
+            refusal.wait_for(timeout=10_000)
+
+            _drag_edge(page, graph, "in", "c")
             graph.locator(".bxnb-message", has_text="done: connect in -> c").wait_for(timeout=60_000)
             graph.locator(".react-flow__edge[data-id='in->c']").wait_for(state="attached", timeout=10_000)
 
@@ -212,6 +222,15 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(lab: tuple[str
             assert 'INPUTS ["b", "in"]' in text
             assert "FLOWED True" in text
             assert re.search(r'ANSWER \[("c"|"a", "b", "c")\]', text), text
+
+            # a click on a bee opens its panel: its log lines, and its replica count to edit
+            graph.locator(".react-flow__node[data-id='c']").click()
+            panel = graph.locator(".bxnb-panel[data-panel='bee']")
+            panel.locator(".bxnb-logs", has_text="c saw gateway 42").wait_for(timeout=30_000)
+            panel.locator(".bxnb-replicas").fill("2")
+            panel.locator(".bxnb-apply").click()
+            graph.locator(".bxnb-message", has_text="done: c: 2 replicas").wait_for(timeout=60_000)
+            graph.locator(".react-flow__node[data-id='c']", has_text="2/2 replicas").wait_for(timeout=30_000)
 
             _run_cell(page, 2)
             graph.locator(".bxnb-swarm-state", has_text="stopped").wait_for(timeout=30_000)
