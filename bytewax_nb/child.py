@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -100,6 +101,22 @@ class Child:
             return os.read(self.stdin_fd, 4096) == b""
         except BlockingIOError:
             return False
+
+    def peer_sockets(self, host: str) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes], str]:
+        """A bee's direct path: its own publisher (bound here) and a subscriber that the
+        supervisor points at the publishers of its bee inputs. Returns (pub, sub, address)."""
+        pub = self.ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.SNDHWM, HWM)
+        pub.setsockopt(zmq.LINGER, 1000)
+        if host == "auto":  # a container on a bridge network: others dial its own address
+            port = pub.bind_to_random_port("tcp://0.0.0.0")
+            host = socket.gethostbyname(socket.gethostname())
+        else:
+            port = pub.bind_to_random_port(f"tcp://{host}")
+        sub = self.ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, HWM)
+        sub.setsockopt(zmq.LINGER, 0)
+        return pub, sub, f"tcp://{host}:{port}"
 
     def bus_sockets(self, bus: dict[str, str]) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
         pub = self.ctx.socket(zmq.PUB)

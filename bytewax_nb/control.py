@@ -34,6 +34,7 @@ class Msg:
     SHARD = "shard"  # sup -> bee replica: the active replica set of its bee
     SHARD_OK = "shard_ok"  # bee replica -> sup: applied that shard version
     SINK = "sink"  # sup -> bee replica: whether anything listens to it now
+    PEERS = "peers"  # sup -> bee replica: the producer sockets to read its bee inputs from
     GATEWAYS = "gateways"  # sup -> hub: serve this list of gateways (pickle)
     STATUS = "status"  # sup -> gateway: readiness and bee stats
     STATUS_OK = "status_ok"  # gateway -> sup: applied that status version

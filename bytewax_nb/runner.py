@@ -7,6 +7,7 @@ verified before anything is unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -65,9 +66,17 @@ class Replica:
         self.invoke = Invoker(spec.fn)
         self.sink: bool = config["sink"]
         self.replica: int = config["replica"]
+        # gateway requests come through the hub's proxy, and answers go back through it;
+        # messages between bees go straight from producer to consumer (one hop, no proxy)
         self.pub, self.sub = child.bus_sockets(config["bus"])
+        self.peer_pub, self.peer_sub, self.peer_address = child.peer_sockets(
+            config.get("peer_host", "127.0.0.1")
+        )
+        self.peers: set[str] = set()
+        from_bees = set(config.get("bee_inputs", ()))
         for src in spec.inputs:
-            self.sub.setsockopt(zmq.SUBSCRIBE, topic_of(src))
+            sock = self.peer_sub if src in from_bees else self.sub
+            sock.setsockopt(zmq.SUBSCRIBE, topic_of(src))
         # sharding: handle a message iff crc32(request id) % n == position
         self.shard_pos: int | None = None
         self.shard_n = 1
@@ -82,7 +91,8 @@ class Replica:
         self._last_stats: tuple[int, ...] = ()
         self.last_error: dict[str, Any] | None = None  # what the widget shows of a bee's last failure
         self.running = True
-        self.outbox: list[list[Any]] = []
+        self.outbox: list[list[Any]] = []  # answers, to the hub
+        self.peer_outbox: list[list[Any]] = []  # results, to consumer bees
         self.out_since = 0.0
 
     # -- the loop ------------------------------------------------------------------
@@ -90,9 +100,10 @@ class Replica:
     def run(self) -> None:
         poller = zmq.Poller()
         poller.register(self.sub, zmq.POLLIN)
+        poller.register(self.peer_sub, zmq.POLLIN)
         poller.register(self.child.control, zmq.POLLIN)
         poller.register(self.child.stdin_fd, zmq.POLLIN)
-        self.child.send(Msg.UP, {})
+        self.child.send(Msg.UP, {"peer": self.peer_address})
         next_tick = time.monotonic() + _STATS_EVERY
         while self.running:
             now = time.monotonic()
@@ -101,7 +112,9 @@ class Replica:
                 wait = min(wait, self.batch_due - now)
             events = dict(poller.poll(max(0, int(wait * 1000) + 1)))
             if self.sub in events:
-                self._drain_bus()
+                self._drain_bus(self.sub)
+            if self.peer_sub in events:
+                self._drain_bus(self.peer_sub)
             if self.child.control in events:
                 self._drain_control()
             if self.child.stdin_fd in events and self.child.owner_gone():
@@ -119,8 +132,7 @@ class Replica:
         self._send_stats()
         self.child.send(Msg.BYE, {})
 
-    def _drain_bus(self) -> None:
-        sub = self.sub
+    def _drain_bus(self, sub: zmq.Socket[bytes]) -> None:
         try:
             for _ in range(_DRAIN_MAX):
                 if not readable(sub):
@@ -132,25 +144,28 @@ class Replica:
                 # a burst, or buffers: those stay zero-copy frames so arrays are writable
                 for frames in unpack([first, *sub.recv_multipart(copy=False)]):
                     self._on_frames(frames)
-                if self.outbox and time.perf_counter() - self.out_since > _HOLD_MAX:
+                if self.out_since and time.perf_counter() - self.out_since > _HOLD_MAX:
                     self._flush_out()  # a slow bee must not sit on finished results
         finally:
             self._flush_out()
 
-    def _send_bus(self, frames: list[Any]) -> None:
-        if not self.outbox:
+    def _send_bus(self, frames: list[Any], *, to_peers: bool = False) -> None:
+        if not self.out_since:
             self.out_since = time.perf_counter()
-        self.outbox.append(frames)
+        (self.peer_outbox if to_peers else self.outbox).append(frames)
 
     def _flush_out(self) -> None:
         # one burst per drained batch: the socket's I/O thread is woken once, not per message
-        if self.outbox:
-            pub, out, self.outbox = self.pub, self.outbox, []
+        self.out_since = 0.0
+        for pub, out in ((self.pub, self.outbox), (self.peer_pub, self.peer_outbox)):
+            if not out:
+                continue
             if len(out) == 1:
                 pub.send_multipart(out[0])
-                return
-            for frames in pack(out).values():
-                pub.send_multipart(frames)
+            else:
+                for frames in pack(out).values():
+                    pub.send_multipart(frames)
+            out.clear()
 
     def _drain_control(self) -> None:
         ctl = self.child.control
@@ -165,7 +180,15 @@ class Replica:
                 continue
             kind, body = msg
             if kind == Msg.PROBE:
-                self.child.probe(self.pub, body, self.name)
+                own = topic_of(self.name).decode("latin-1")
+                mine = [t for t in body["topics"] if t == own]
+                if mine:
+                    self.child.probe(self.peer_pub, {**body, "topics": mine}, self.name)
+                if len(mine) < len(body["topics"]):
+                    others = [t for t in body["topics"] if t != own]
+                    self.child.probe(self.pub, {**body, "topics": others}, self.name)
+            elif kind == Msg.PEERS:
+                self._set_peers(set(body["addresses"]))
             elif kind == Msg.SHARD:
                 members: list[str] = body["members"]
                 me = self.child.boot.identity
@@ -178,6 +201,15 @@ class Replica:
                 self.sink = bool(body["sink"])
             elif kind == Msg.STOP:
                 self.running = False
+
+    def _set_peers(self, addresses: set[str]) -> None:
+        """Read from exactly these producers (replicas come and go, ports change)."""
+        for address in self.peers - addresses:
+            with contextlib.suppress(zmq.ZMQError):
+                self.peer_sub.disconnect(address)
+        for address in addresses - self.peers:
+            self.peer_sub.connect(address)
+        self.peers = addresses
 
     # -- one message -----------------------------------------------------------------
 
@@ -241,7 +273,7 @@ class Replica:
 
     def _publish(self, header: Header, data: Any) -> None:
         out = Header(Kind.DATA, header.request_id, header.origin, self.name, header.t0, header.deadline)
-        self._send_bus(self.signer.encode(self.topic, out, data))
+        self._send_bus(self.signer.encode(self.topic, out, data), to_peers=True)
 
     def _respond(self, header: Header, data: Any) -> None:
         try:

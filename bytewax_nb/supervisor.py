@@ -342,6 +342,8 @@ class Supervisor:
                 self._configure(m)
         elif kind == Msg.UP:
             m.state = "up"
+            m.peer = body.get("peer")
+            self._send_peers()  # before probing: the new consumer must be dialling its producers
             if m.role == "hub":
                 self.ports.update({k: int(v) for k, v in body["ports"].items()})
                 self.bus_addresses = dict(body["bus"])
@@ -390,6 +392,8 @@ class Supervisor:
             "replica": m.replica,
             "spec": spec,
             "sink": self.topology.is_sink(m.name),
+            "bee_inputs": [i for i in spec.inputs if i in self.topology.bees],
+            "peer_host": self.launcher.peer_host,
             "source": capture(spec.fn),
         }
 
@@ -403,8 +407,19 @@ class Supervisor:
             self._send(producer, Msg.PROBE, body)
         return bool(unproven)
 
+    def _send_peers(self) -> None:
+        """Point each bee replica at the publishers of its bee inputs, when that changed."""
+        for m in self.wiring.members.values():
+            if m.role != "bee" or m.state != "up":
+                continue
+            peers = self.wiring.peers_of(m)
+            if peers != m.peers:
+                m.peers = peers
+                self._send(m, Msg.PEERS, {"addresses": sorted(peers)})
+
     def _after_change(self) -> None:
         """Send new shards and a fresh status after anything that may change them."""
+        self._send_peers()
         for m, body in self.wiring.rewire():
             self._send(m, Msg.SHARD, body)
         for m in self.wiring.retirable():

@@ -42,6 +42,8 @@ class Member:
     shard_set: tuple[str, ...] = ()  # the active set (identities) it acknowledged
     status_ok: int = -1
     stats: dict[str, Any] = field(default_factory=dict)
+    peer: str | None = None  # where a bee replica's own publisher listens
+    peers: frozenset[str] = frozenset()  # the producer publishers it was told to read
 
     @property
     def slot_key(self) -> tuple[str, str, int]:
@@ -99,6 +101,16 @@ class Wiring:
             for k in _COUNTERS:
                 slot.carried[k] = slot.carried.get(k, 0) + int(m.stats.get(k, 0))
         return m
+
+    def peers_of(self, m: Member) -> frozenset[str]:
+        """The publishers a bee replica reads its bee inputs from: every replica of
+        those bees that is up (old versions too, until they have handed over)."""
+        inputs = set(self.topology.bees[m.name].inputs) if m.name in self.topology.bees else set()
+        return frozenset(
+            p.peer
+            for p in self.members.values()
+            if p.role == "bee" and p.name in inputs and p.state == "up" and p.peer is not None
+        )
 
     def of_bee(self, name: str) -> list[Member]:
         return [m for m in self.members.values() if m.role == "bee" and m.name == name and m.state == "up"]

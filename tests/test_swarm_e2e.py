@@ -486,6 +486,29 @@ def test_killing_a_replica_under_load_loses_no_caller(make_swarm: Any) -> None:
     assert all(status == 200 for _, status, _, _ in load.sent_after(mark))
 
 
+@pytest.mark.slow
+def test_a_restarted_producer_is_found_again_by_its_consumers(make_swarm: Any) -> None:
+    # bees read each other directly: a producer that comes back on a new port is re-dialled
+    swarm = make_swarm()
+    swarm.gateway("in", timeout=2)
+    swarm.bee(lambda p: p, input="in", name="first")
+    swarm.bee(lambda p: p, input="first", name="second")
+    swarm.start()
+    with Load(swarm.url()) as load:
+        victim = swarm.status()["bees"]["first"]["replicas"][0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+
+        def healed() -> bool:
+            first = swarm.status()["bees"]["first"]
+            return victim not in [r["pid"] for r in first["replicas"]] and first["ready"] == 1
+
+        wait_until(healed, what="the producer restarted and serving")
+        mark = time.monotonic()
+        wait_until(lambda: len(load.sent_after(mark)) > 100, what="load through the new producer")
+    assert all(body == n for _, status, body, n in load.outcomes if status == 200)
+    assert all(status == 200 for _, status, _, _ in load.sent_after(mark))
+
+
 def test_two_gateways_serve_their_own_paths_on_their_own_ports(make_swarm: Any) -> None:
     swarm = make_swarm()
     swarm.gateway("text")

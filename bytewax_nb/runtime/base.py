@@ -41,6 +41,9 @@ class Launcher(ABC):
     # where the owner's sockets (control, bus) listen: loopback unless containers on a
     # bridge network must reach them
     bind_host = "127.0.0.1"
+    # where a bee replica's own publisher listens for its consumers: an address, or
+    # "auto" (all interfaces, advertised as the container's own address on its network)
+    peer_host = "127.0.0.1"
 
     def advertise(self, address: str, spec: BeeSpec | None) -> str:
         """The address a bee's replica should dial for one of the owner's sockets."""

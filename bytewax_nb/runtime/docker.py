@@ -129,6 +129,7 @@ class DockerLauncher(Launcher):
             # containers dial host.docker.internal: the owner's sockets must listen beyond
             # loopback (every frame on them is still signed and verified)
             self.bind_host = os.environ.get(BIND_ENV, "0.0.0.0")
+            self.peer_host = "auto"
         self._docker = docker.from_env()
         self._swarm = swarm
         self._builder = ImageBuilder(self._docker, progress)
