@@ -16,6 +16,7 @@ spliced, and it is checked (constant-time) before anything is unpickled.
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
 import os
 import pickle
@@ -74,8 +75,13 @@ def response_topic(gateway: str) -> bytes:
     return b"!r." + gateway.encode() + b"\0"
 
 
+_ID_PREFIX = os.urandom(8).hex()  # per process: ids of a restarted hub never repeat
+_ID_COUNTER = itertools.count()
+
+
 def new_request_id() -> str:
-    return os.urandom(16).hex()
+    """32 hex digits, unique per swarm; a counter, not a syscall, per request."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def _default(obj: Any) -> Any:
