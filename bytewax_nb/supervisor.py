@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import queue
 import secrets
@@ -25,20 +24,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import zmq
 
-from . import reports, state
+from . import changes, reports, state
+from .changes import Change
 from .child import Boot
+from .commands import CommandSocket
 from .control import ControlCodec, Msg
 from .errors import StartError
-from .runtime.base import Handle, Launcher
+from .runtime.base import Handle, Launcher, NeverStarted
 from .source import capture
 from .spec import BeeSpec, GatewaySpec, Topology
 from .wire import Signer
-from .wiring import Member, Slot, Wiring
+from .wiring import Member, Wiring
 
 __all__ = ["Supervisor"]
 
@@ -48,36 +48,6 @@ _LOG_LINES = 2000
 _MAX_START_FAILURES = 3
 _STATUS_EVERY = 0.25  # seconds between status pushes for counters alone
 _STATUS_REFRESH = 5.0  # an unchanged status is still re-sent this often (latency figures)
-
-
-class _NeverStarted(Handle):
-    """What a failed launch leaves: a handle that has already exited."""
-
-    def __init__(self, identity: str) -> None:
-        self.identity = identity
-        self.pid = None
-
-    def exit_code(self) -> int | None:
-        return -1
-
-    def terminate(self) -> None:
-        pass
-
-    def kill(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass
-class _Change:
-    """Something `start`, `deploy` or `add_gateway` waits for: settled, or failed."""
-
-    what: str
-    done: threading.Event = field(default_factory=threading.Event)
-    error: str | None = None
-    undo: Callable[[], None] | None = None  # what a change that cannot settle goes back to
 
 
 class Supervisor:
@@ -119,7 +89,7 @@ class Supervisor:
         self._status_sent = 0.0
         self._status_key: Any = None
         self._ready = threading.Event()
-        self._change: _Change | None = None
+        self._change: Change | None = None
         self._change_lock = threading.Lock()
         self._stats_wanted: tuple[set[str], threading.Event] = (set(), threading.Event())
         self._stopping = False
@@ -131,14 +101,7 @@ class Supervisor:
         # what the bytewax-nb command sees: a record, log files, a socket for `stop`
         self.record = state.Record(swarm, os.getpid(), time.time(), launcher.name)
         self._log_files = state.LogFiles(self.record.log_dir)
-        self._cli: zmq.Socket[bytes] | None = self.ctx.socket(zmq.REP)
-        self._cli.setsockopt(zmq.LINGER, 0)
-        try:
-            self._cli.bind(self.record.control)
-        except zmq.ZMQError:  # e.g. a path too long for a unix socket: the CLI cannot stop it
-            self._cli.close()
-            self._cli = None
-        self._cli_busy = False  # a status answer is being prepared: REP answers in turn
+        self._commands_socket = CommandSocket(self.ctx, self.record.control)
         self._thread = threading.Thread(target=self._loop, name=f"bytewax-nb-{swarm}", daemon=True)
         self._thread.start()
 
@@ -159,7 +122,7 @@ class Supervisor:
 
     def start(self, timeout: float) -> None:
         """Launch everything and wait until the swarm serves (or raise StartError)."""
-        self._await(_Change("start"), self._launch_all, timeout)
+        self._await(Change("start"), self._launch_all, timeout)
         self._ready.set()
 
     def deploy(self, spec: BeeSpec, timeout: float) -> None:
@@ -170,7 +133,7 @@ class Supervisor:
         old replicas go on serving.
         """
         previous = self.topology.bees.get(spec.name)
-        change = _Change(f"deploy of bee {spec.name!r}", undo=lambda: self._undo_deploy(spec.name, previous))
+        change = Change(f"deploy of bee {spec.name!r}", undo=lambda: self._undo_deploy(spec.name, previous))
         self._await(change, lambda: self._deploy(spec), timeout)
 
     def scale(self, name: str, replicas: int, timeout: float) -> None:
@@ -181,18 +144,18 @@ class Supervisor:
         """
         previous = self.topology.bees[name]
         wanted = dataclasses.replace(previous, replicas=replicas)
-        change = _Change(f"scaling bee {name!r} to {replicas}", undo=lambda: self._set_replicas(previous))
+        change = Change(f"scaling bee {name!r} to {replicas}", undo=lambda: self._set_replicas(previous))
         self._await(change, lambda: self._set_replicas(wanted), timeout)
 
     def add_gateway(self, spec: GatewaySpec, timeout: float) -> None:
         """Serve one more gateway from the running hub."""
-        self._await(_Change(f"gateway {spec.name!r}"), lambda: self._add_gateway(spec), timeout)
+        self._await(Change(f"gateway {spec.name!r}"), lambda: self._add_gateway(spec), timeout)
 
-    def _await(self, change: _Change, apply: Callable[[], None], timeout: float) -> None:
+    def _await(self, change: Change, apply: Callable[[], None], timeout: float) -> None:
         with self._change_lock:  # one change at a time, whichever thread asks
             self._await_one(change, apply, timeout)
 
-    def _await_one(self, change: _Change, apply: Callable[[], None], timeout: float) -> None:
+    def _await_one(self, change: Change, apply: Callable[[], None], timeout: float) -> None:
         def begin() -> None:
             self._change = change
             apply()
@@ -266,8 +229,9 @@ class Supervisor:
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_in, zmq.POLLIN)
-        if self._cli is not None:
-            poller.register(self._cli, zmq.POLLIN)
+        cli = self._commands_socket
+        if cli.socket is not None:
+            poller.register(cli.socket, zmq.POLLIN)
         busy = True
         while not self._closed:
             events = dict(poller.poll(10 if busy else 100))
@@ -282,41 +246,15 @@ class Supervisor:
                     break
             if self._router in events:
                 self._drain_router()
-            if self._cli is not None and self._cli in events and not self._cli_busy:
-                self._on_cli()
+            if cli.socket in events and cli.ready:
+                cli.handle(stopping=self._stopping, stop=self.stop, status=self._cli_status, post=self._post)
             busy = self._tick()
-        for sock in (self._router, self._wake_in, self._wake_out, self._cli):
-            if sock is not None:
-                sock.close(linger=0)
+        for sock in (self._router, self._wake_in, self._wake_out):
+            sock.close(linger=0)
+        cli.close()
 
-    def _on_cli(self) -> None:
-        """`bytewax-nb stop`: answer at once, stop from another thread (stop waits on us)."""
-        if self._cli is None:
-            return
-        try:
-            request = json.loads(self._cli.recv())
-        except ValueError:
-            request = {}
-        cmd = request.get("cmd")
-        if cmd == "stop" and not self._stopping:
-            self._cli_reply({"ok": True})
-            threading.Thread(target=self.stop, name="bytewax-nb-cli-stop", daemon=True).start()
-        elif cmd == "status" and not self._stopping:
-            # status() waits on this thread's loop: compute it elsewhere, answer from here
-            self._cli_busy = True
-
-            def answer() -> None:
-                body = {"ok": True, "status": self.status(), "runtime": self.launcher.name}
-                self._post(lambda: self._cli_reply(body))
-
-            threading.Thread(target=answer, name="bytewax-nb-cli-status", daemon=True).start()
-        else:
-            self._cli_reply({"ok": False, "error": f"cannot {cmd!r} now"})
-
-    def _cli_reply(self, body: dict[str, Any]) -> None:
-        self._cli_busy = False
-        if self._cli is not None:
-            self._cli.send(json.dumps(body).encode())
+    def _cli_status(self) -> dict[str, Any]:
+        return {"ok": True, "status": self.status(), "runtime": self.launcher.name}
 
     def _send(self, m: Member, kind: str, body: Any = None, *, pickled: bool = False) -> None:
         # not connected yet, or gone: probes are retried and deaths are noticed
@@ -470,60 +408,24 @@ class Supervisor:
             change.done.set()
 
     def _deploy(self, spec: BeeSpec) -> None:
-        sinks = {n: self.topology.is_sink(n) for n in self.topology.bees}
-        if spec.name in self.topology.bees:
-            self.wiring.retire(spec.name)
-        self.topology.bees[spec.name] = spec
-        self._reslot(spec)
-        for name, was in sinks.items():
-            now = self.topology.is_sink(name)
-            if name != spec.name and now != was:
-                for m in self.wiring.of_bee(name):
-                    self._send(m, Msg.SINK, {"sink": now})
+        for name, sink in changes.redeploy(self.topology, self.wiring, spec).items():
+            for m in self.wiring.of_bee(name):
+                self._send(m, Msg.SINK, {"sink": sink})
         self._refill(time.monotonic())
 
-    def _reslot(self, spec: BeeSpec) -> None:
-        """Fresh slots for a bee's replicas: failures count anew for the new version."""
-        for key in [k for k in self.wiring.slots if k[0] == "bee" and k[1] == spec.name]:
-            if key[2] >= spec.replicas:
-                del self.wiring.slots[key]
-        for r in range(spec.replicas):
-            slot = self.wiring.slots.setdefault(("bee", spec.name, r), Slot())
-            slot.failures, slot.restart_at, slot.ever_ready = 0, 0.0, False
-
     def _set_replicas(self, spec: BeeSpec) -> None:
-        """Slots for `spec.replicas`; replicas beyond them retire, the rest are untouched."""
-        self.topology.bees[spec.name] = spec
-        for key in [k for k in self.wiring.slots if k[:2] == ("bee", spec.name) and k[2] >= spec.replicas]:
-            del self.wiring.slots[key]
-        for m in self.wiring.members.values():
-            if m.role == "bee" and m.name == spec.name and m.replica >= spec.replicas:
-                if m.state == "up":
-                    m.retiring = True
-                elif m.handle is not None:  # never served: nothing to hand over
-                    m.handle.kill()
-        for r in range(spec.replicas):
-            self.wiring.slots.setdefault(("bee", spec.name, r), Slot())
+        self._kill(changes.set_replicas(self.topology, self.wiring, spec))
         self._refill(time.monotonic())
         self._after_change()
 
     def _undo_deploy(self, name: str, previous: BeeSpec | None) -> None:
-        """A redeploy whose replicas cannot start: stop them, keep the old ones serving."""
-        for m in list(self.wiring.members.values()):
-            if m.role == "bee" and m.name == name and not m.retiring and m.handle is not None:
+        self._kill(changes.undo_deploy(self.topology, self.wiring, name, previous))
+
+    @staticmethod
+    def _kill(members: list[Member]) -> None:
+        for m in members:
+            if m.handle is not None:
                 m.handle.kill()
-        if previous is None:
-            del self.topology.bees[name]
-            for key in [k for k in self.wiring.slots if k[0] == "bee" and k[1] == name]:
-                del self.wiring.slots[key]
-            return
-        self.topology.bees[name] = previous
-        self._reslot(previous)
-        for m in self.wiring.members.values():
-            if m.role == "bee" and m.name == name and m.retiring:
-                m.retiring = False
-        for slot in (s for k, s in self.wiring.slots.items() if k[:2] == ("bee", name)):
-            slot.ever_ready = True
 
     def _add_gateway(self, spec: GatewaySpec) -> None:
         self.topology.gateways[spec.name] = spec
@@ -551,7 +453,7 @@ class Supervisor:
             handle = self.launcher.launch(identity, module, boot, env, self._on_line, spec)
         except Exception as exc:  # noqa: BLE001 - a launch that fails is a replica that died
             self._on_line(identity, f"bytewax-nb: could not launch: {type(exc).__name__}: {exc}")
-            handle = _NeverStarted(identity)
+            handle = NeverStarted(identity)
         self.wiring.add(Member(identity, role, name, replica, handle))
 
     def _on_line(self, identity: str, line: str) -> None:

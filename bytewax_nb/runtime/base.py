@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from ..child import Boot
 from ..spec import BeeSpec
 
-__all__ = ["Handle", "Launcher", "LogSink"]
+__all__ = ["Handle", "Launcher", "LogSink", "NeverStarted"]
 
 LogSink = Callable[[str, str], None]  # (identity, line)
 
@@ -32,6 +32,26 @@ class Handle(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release pipes and threads once it has exited."""
+
+
+class NeverStarted(Handle):
+    """What a failed launch leaves: a handle that has already exited."""
+
+    def __init__(self, identity: str) -> None:
+        self.identity = identity
+        self.pid = None
+
+    def exit_code(self) -> int | None:
+        return -1
+
+    def terminate(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class Launcher(ABC):

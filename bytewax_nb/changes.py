@@ -1,0 +1,96 @@
+"""Live changes to a running swarm's graph, as bookkeeping on its topology and wiring.
+
+No sockets here: each function updates the topology and the wiring's slots and says
+what the supervisor must do next (replicas to kill, bees whose sink role changed).
+The supervisor then launches what the new slots want and waits until the wiring has
+settled (see `Change`), or calls the change's `undo`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .spec import BeeSpec, Topology
+from .wiring import Member, Slot, Wiring
+
+__all__ = ["Change", "redeploy", "reslot", "set_replicas", "undo_deploy"]
+
+
+@dataclass
+class Change:
+    """Something `start`, `deploy`, `scale` or `add_gateway` waits for: settled, or failed."""
+
+    what: str
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+    undo: Callable[[], None] | None = None  # what a change that cannot settle goes back to
+
+
+def _bee_slots(wiring: Wiring, name: str) -> list[tuple[str, str, int]]:
+    return [k for k in wiring.slots if k[:2] == ("bee", name)]
+
+
+def reslot(wiring: Wiring, spec: BeeSpec) -> None:
+    """Fresh slots for a bee's replicas: failures count anew for the new version."""
+    for key in _bee_slots(wiring, spec.name):
+        if key[2] >= spec.replicas:
+            del wiring.slots[key]
+    for r in range(spec.replicas):
+        slot = wiring.slots.setdefault(("bee", spec.name, r), Slot())
+        slot.failures, slot.restart_at, slot.ever_ready = 0, 0.0, False
+
+
+def redeploy(topology: Topology, wiring: Wiring, spec: BeeSpec) -> dict[str, bool]:
+    """Add a bee or replace its version (old replicas retire once the new are wired).
+
+    Returns the other bees whose sink role changed, with their new role."""
+    sinks = {n: topology.is_sink(n) for n in topology.bees}
+    if spec.name in topology.bees:
+        wiring.retire(spec.name)
+    topology.bees[spec.name] = spec
+    reslot(wiring, spec)
+    return {
+        name: topology.is_sink(name)
+        for name, was in sinks.items()
+        if name != spec.name and topology.is_sink(name) != was
+    }
+
+
+def set_replicas(topology: Topology, wiring: Wiring, spec: BeeSpec) -> list[Member]:
+    """Slots for `spec.replicas`: replicas beyond them retire (hand over, drain, stop),
+    the others are untouched. Returns replicas to kill: surplus ones that never served."""
+    topology.bees[spec.name] = spec
+    for key in _bee_slots(wiring, spec.name):
+        if key[2] >= spec.replicas:
+            del wiring.slots[key]
+    kill = []
+    for m in wiring.members.values():
+        if m.role == "bee" and m.name == spec.name and m.replica >= spec.replicas:
+            if m.state == "up":
+                m.retiring = True
+            else:
+                kill.append(m)
+    for r in range(spec.replicas):
+        wiring.slots.setdefault(("bee", spec.name, r), Slot())
+    return kill
+
+
+def undo_deploy(topology: Topology, wiring: Wiring, name: str, previous: BeeSpec | None) -> list[Member]:
+    """A (re)deploy whose replicas cannot start: the old version serves on (a new bee
+    goes away). Returns the new version's replicas, to kill."""
+    kill = [m for m in wiring.members.values() if m.role == "bee" and m.name == name and not m.retiring]
+    if previous is None:
+        del topology.bees[name]
+        for key in _bee_slots(wiring, name):
+            del wiring.slots[key]
+        return kill
+    topology.bees[name] = previous
+    reslot(wiring, previous)
+    for m in wiring.members.values():
+        if m.role == "bee" and m.name == name and m.retiring:
+            m.retiring = False
+    for key in _bee_slots(wiring, name):
+        wiring.slots[key].ever_ready = True
+    return kill

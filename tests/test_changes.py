@@ -1,0 +1,57 @@
+"""Live graph changes as bookkeeping, without processes: which replicas retire, which
+die at once, which slots exist, which bees learn they became (or stopped being) sinks."""
+
+from __future__ import annotations
+
+from test_wiring import _wiring
+
+from bytewax_nb.changes import redeploy, set_replicas, undo_deploy
+from bytewax_nb.spec import BeeSpec
+from bytewax_nb.wiring import Member, Slot
+
+
+def test_scaling_down_retires_surplus_replicas_and_touches_no_other() -> None:
+    w = _wiring()  # a: replicas 0 and 1, up; b: replica 0, up
+    starting = Member("bee:a:2:1", "bee", "a", 2)  # launched, never served
+    w.add(starting)
+    w.slots[("bee", "a", 2)] = Slot()
+    kill = set_replicas(w.topology, w, BeeSpec("a", lambda p: p, ("gw",), replicas=1))
+    assert kill == [starting]
+    assert [m.identity for m in w.members.values() if m.retiring] == ["bee:a:1:1"]
+    assert sorted(k for k in w.slots if k[:2] == ("bee", "a")) == [("bee", "a", 0)]
+    assert w.topology.bees["a"].replicas == 1
+
+
+def test_scaling_up_adds_slots_and_retires_nobody() -> None:
+    w = _wiring()
+    assert set_replicas(w.topology, w, BeeSpec("a", lambda p: p, ("gw",), replicas=3)) == []
+    assert not any(m.retiring for m in w.members.values())
+    assert ("bee", "a", 2) in w.slots
+
+
+def test_a_redeploy_retires_the_old_version_and_reports_sink_changes() -> None:
+    w = _wiring()  # gw -> a -> b: b is the sink
+    sinks = redeploy(w.topology, w, BeeSpec("c", lambda p: p, ("b",)))
+    assert sinks == {"b": False}  # b has a listener now
+    sinks = redeploy(w.topology, w, BeeSpec("c", lambda p: p, ("a",)))
+    assert sinks == {"b": True}
+    assert all(m.retiring for m in w.members.values() if m.name == "c")
+
+
+def test_undoing_a_failed_deploy_keeps_the_old_version_serving() -> None:
+    w = _wiring()
+    old = w.topology.bees["b"]
+    redeploy(w.topology, w, BeeSpec("b", lambda p: p, ("gw",)))
+    new = Member("bee:b:0:2", "bee", "b", 0)
+    w.add(new)
+    kill = undo_deploy(w.topology, w, "b", old)
+    assert kill == [new]
+    assert w.topology.bees["b"] is old
+    assert not any(m.retiring for m in w.members.values())
+
+
+def test_undoing_a_new_bee_removes_it_and_its_slots() -> None:
+    w = _wiring()
+    redeploy(w.topology, w, BeeSpec("c", lambda p: p, ("b",)))
+    assert undo_deploy(w.topology, w, "c", None) == []
+    assert "c" not in w.topology.bees and not any(k[1] == "c" for k in w.slots)
