@@ -1,7 +1,4 @@
-"""The answer path of the bus: an XSUB/XPUB proxy whose loop runs inside libzmq.
-
-(Requests leave on the hub's own publisher, and bees read each other directly: see
-docs/decisions.md. What still flows here is every bee's answers and errors.)
+"""The topic bus: an XSUB/XPUB proxy whose forwarding loop runs inside libzmq.
 
 Producers connect PUB sockets to the XSUB side, consumers SUB sockets to the XPUB
 side; subscriptions travel back through the proxy, so a producer only sends what

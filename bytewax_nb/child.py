@@ -127,8 +127,6 @@ class Child:
         sub.setsockopt(zmq.RCVHWM, HWM)
         sub.setsockopt(zmq.LINGER, 0)
         sub.connect(bus["xpub"])
-        if "requests" in bus:  # gateway requests come straight from the hub's publisher
-            sub.connect(bus["requests"])
         return pub, sub
 
     def close(self) -> None:

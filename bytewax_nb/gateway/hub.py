@@ -18,7 +18,7 @@ import zmq
 from aiohttp import web
 
 from ..bus import BusProxy
-from ..child import HWM, Child, readable
+from ..child import Child, readable
 from ..control import Msg
 from ..spec import GatewaySpec
 from ..wire import Enc, Header, Kind, pack, response_topic, unpack
@@ -38,25 +38,10 @@ class Hub:
         self.child = child
         self.signer = child.signer
         self.loop = asyncio.get_running_loop()
-        host = config.get("bus_host", "127.0.0.1")
-        ports: dict[str, int] = config.get("bus_ports") or {}
-        self.bus = BusProxy(child.ctx, host=host, ports=ports)
-        # requests leave on the hub's own publisher, straight to the bees (no proxy hop);
-        # answers come back through the proxy, which every bee can reach in any network
-        self.pub = child.ctx.socket(zmq.PUB)
-        self.pub.setsockopt(zmq.SNDHWM, HWM)
-        self.pub.setsockopt(zmq.LINGER, 0)
-        if ports.get("requests"):  # a restarted hub takes its old port: bees reconnect by themselves
-            self.pub.bind(f"tcp://{host}:{ports['requests']}")
-            port = ports["requests"]
-        else:
-            port = self.pub.bind_to_random_port(f"tcp://{host}")
-        self.bus_addresses = {**self.bus.addresses, "requests": f"tcp://{host}:{port}"}
-        self.bus_ports = {**self.bus.ports, "requests": port}
-        self.sub = child.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.RCVHWM, HWM)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.connect(self.bus.local["xpub"])
+        self.bus = BusProxy(
+            child.ctx, host=config.get("bus_host", "127.0.0.1"), ports=config.get("bus_ports")
+        )
+        self.pub, self.sub = child.bus_sockets(self.bus.local)
         specs: list[GatewaySpec] = config["gateways"]
         self.metrics = HubMetrics()
         self.gateways: dict[str, GatewayApp] = {}
@@ -216,7 +201,7 @@ class Hub:
         for spec in specs:
             if spec.name not in self.gateways:
                 await self._serve(spec)
-        self._send(Msg.UP, {"ports": self.ports, "bus": self.bus_addresses, "bus_ports": self.bus_ports})
+        self._send(Msg.UP, {"ports": self.ports, "bus": self.bus.addresses, "bus_ports": self.bus.ports})
 
     async def run(self) -> None:
         loop = self.loop
@@ -241,6 +226,4 @@ class Hub:
         for fd in (*fds, self.child.stdin_fd):
             loop.remove_reader(fd)  # a no-op for one already removed
         self.child.send(Msg.BYE, {"unanswered": len(self.pending)})
-        self.pub.close(linger=0)
-        self.sub.close(linger=0)
         self.bus.close()
