@@ -232,6 +232,12 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(lab: tuple[str
             graph.locator(".bxnb-message", has_text="done: c: 2 replicas").wait_for(timeout=60_000)
             graph.locator(".react-flow__node[data-id='c']", has_text="2/2 replicas").wait_for(timeout=30_000)
 
+            # a click on an edge selects it; its panel removes it from the running swarm
+            graph.locator(".react-flow__edge[data-id='b->c'] .react-flow__edge-interaction").click()
+            graph.locator(".bxnb-panel[data-panel='edge'] .bxnb-remove-edge").click()
+            graph.locator(".bxnb-message", has_text="done: disconnect b -> c").wait_for(timeout=60_000)
+            graph.locator(".react-flow__edge[data-id='b->c']").wait_for(state="detached", timeout=10_000)
+
             _run_cell(page, 2)
             graph.locator(".bxnb-swarm-state", has_text="stopped").wait_for(timeout=30_000)
         except BaseException:
