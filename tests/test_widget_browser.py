@@ -231,6 +231,8 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(lab: tuple[str
             panel.locator(".bxnb-apply").click()
             graph.locator(".bxnb-message", has_text="done: c: 2 replicas").wait_for(timeout=60_000)
             graph.locator(".react-flow__node[data-id='c']", has_text="2/2 replicas").wait_for(timeout=30_000)
+            if os.environ.get("BYTEWAX_NB_SCREENSHOT"):  # for a look at the widget by hand
+                graph.screenshot(path=os.environ["BYTEWAX_NB_SCREENSHOT"])
 
             # a click on an edge selects it; its panel removes it from the running swarm
             graph.locator(".react-flow__edge[data-id='b->c'] .react-flow__edge-interaction").click()

@@ -208,11 +208,13 @@ function EdgePanel(props: { edge: SwarmEdge; remove: () => void }): JSX.Element 
   );
 }
 
-/** Fit the view again when the graph's shape changes (not on every figure update). */
+/** Fit the view again when the graph's shape or the room beside the side panel changes
+ * (not on every figure update, so the view holds still while numbers move). */
 function FitOnChange({ shape }: { shape: string }): null {
   const flow = useReactFlow();
   useEffect(() => {
-    const t = window.setTimeout(() => void flow.fitView({ padding: 0.15 }), 0);
+    // after React Flow has measured the resized pane
+    const t = window.setTimeout(() => void flow.fitView({ padding: 0.15 }), 60);
     return () => window.clearTimeout(t);
   }, [flow, shape]);
   return null;
@@ -314,7 +316,7 @@ function SwarmApp({ model }: { model: WidgetModel }): JSX.Element {
             proOptions={{ hideAttribution: true }}
           >
             <Background gap={16} />
-            <FitOnChange shape={key} />
+            <FitOnChange shape={`${key}|${edge ? 'edge' : bee ? 'bee' : ''}`} />
           </ReactFlow>
         </div>
         {edge ? (
