@@ -104,12 +104,13 @@ class Wiring:
 
     def peers_of(self, m: Member) -> frozenset[str]:
         """The publishers a bee replica reads its bee inputs from: every replica of
-        those bees that is up (old versions too, until they have handed over)."""
+        those bees that is up, and old or surplus ones until they have exited (their
+        last results may still be on the way)."""
         inputs = set(self.topology.bees[m.name].inputs) if m.name in self.topology.bees else set()
         return frozenset(
             p.peer
             for p in self.members.values()
-            if p.role == "bee" and p.name in inputs and p.state == "up" and p.peer is not None
+            if p.role == "bee" and p.name in inputs and p.state in ("up", "stopping") and p.peer
         )
 
     def of_bee(self, name: str) -> list[Member]:
@@ -175,7 +176,12 @@ class Wiring:
                     slot.failures = 0
         messages: list[tuple[Member, dict[str, Any]]] = []
         for name, bee in self.topology.bees.items():
-            active = sorted(m.identity for m in self.of_bee(name) if m.wired and not m.retiring)
+            # wired to join; once serving, a replica keeps its share while edges to new
+            # peers (a producer's new version, say) are being proven
+            current = set(self.shard_members.get(name, ()))
+            active = sorted(
+                m.identity for m in self.of_bee(name) if (m.wired or m.identity in current) and not m.retiring
+            )
             handing_over = any(
                 m.retiring and m.identity in self.shard_members.get(name, ()) for m in self.of_bee(name)
             )

@@ -573,6 +573,27 @@ def test_redeploying_a_bee_under_load_loses_no_request(make_swarm: Any) -> None:
     assert len(swarm.status()["bees"]["model"]["replicas"]) == 2
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("change", ["redeploy", "scale down", "scale up"])
+def test_changing_a_producer_under_load_loses_no_request(make_swarm: Any, change: str) -> None:
+    # its consumer reads it directly: old replicas stay readable until they have stopped
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(_version("v1"), input="in", name="model", replicas=2)
+    swarm.bee(lambda p: p, input="model", name="relay")
+    swarm.start()
+    with Load(swarm.url()) as load:
+        if change == "redeploy":
+            swarm.bee(_version("v2"), input="in", name="model", replicas=2)
+        else:
+            swarm.scale("model", 1 if change == "scale down" else 3)
+        mark = time.monotonic()
+        wait_until(lambda: len(load.sent_after(mark)) > 50, what="load after the change")
+    assert all(status == 200 for _, status, _, _ in load.outcomes), "a request failed during the change"
+    if change == "redeploy":
+        assert all(body["version"] == "v2" for _, _, body, _ in load.sent_after(mark))
+
+
 def test_a_bee_added_to_a_running_swarm_takes_over_the_response(make_swarm: Any) -> None:
     swarm = make_swarm()
     swarm.gateway("in")

@@ -117,3 +117,18 @@ def test_a_redeployed_bee_hands_over_before_the_old_replicas_stop() -> None:
     old = w.members["bee:b:0:1"]
     w.acked(old, second[0][1]["version"])
     assert w.retirable() == [old] and w.settled()
+
+
+def test_a_serving_consumer_keeps_its_share_while_a_new_producer_is_proven() -> None:
+    w = _wiring()
+    _prove_all(w)
+    for m, body in w.rewire():
+        w.acked(m, body["version"])
+    assert w.shard_members["b"] == ["bee:b:0:1"]
+    # a new replica of a (its producer) comes up: the edge a:2 -> b is not proven yet
+    new = Member("bee:a:0:2", "bee", "a", 0)
+    new.state = "up"
+    w.add(new)
+    w.rewire()
+    assert w.shard_members["b"] == ["bee:b:0:1"]  # b still serves
+    assert "bee:a:0:2" not in w.shard_members["a"]  # the newcomer waits for its edges
