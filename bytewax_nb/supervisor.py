@@ -90,7 +90,7 @@ class Supervisor:
         self._status_key: Any = None
         self._ready = threading.Event()
         self._change: Change | None = None
-        self._change_lock = threading.Lock()
+        self._change_lock = threading.RLock()
         self._stats_wanted: tuple[set[str], threading.Event] = (set(), threading.Event())
         self._stopping = False
         self._stop_phase = ""
@@ -132,9 +132,12 @@ class Supervisor:
         message goes unhandled; a new version that cannot start is rolled back and the
         old replicas go on serving.
         """
-        previous = self.topology.bees.get(spec.name)
-        change = Change(f"deploy of bee {spec.name!r}", undo=lambda: self._undo_deploy(spec.name, previous))
-        self._await(change, lambda: self._deploy(spec), timeout)
+        with self._change_lock:  # `previous` must be what this change replaces
+            previous = self.topology.bees.get(spec.name)
+            change = Change(
+                f"deploy of bee {spec.name!r}", undo=lambda: self._undo_deploy(spec.name, previous)
+            )
+            self._await(change, lambda: self._deploy(spec), timeout)
 
     def scale(self, name: str, replicas: int, timeout: float) -> None:
         """Start or retire replicas of a running bee; the others serve on untouched.
@@ -142,10 +145,11 @@ class Supervisor:
         New replicas take a share once wired; removed ones give theirs up first (the
         same gap-free hand-over as a redeploy), then drain and stop.
         """
-        previous = self.topology.bees[name]
-        wanted = dataclasses.replace(previous, replicas=replicas)
-        change = Change(f"scaling bee {name!r} to {replicas}", undo=lambda: self._set_replicas(previous))
-        self._await(change, lambda: self._set_replicas(wanted), timeout)
+        with self._change_lock:  # scale the current version, not one a change is replacing
+            previous = self.topology.bees[name]
+            wanted = dataclasses.replace(previous, replicas=replicas)
+            change = Change(f"scaling bee {name!r} to {replicas}", undo=lambda: self._set_replicas(previous))
+            self._await(change, lambda: self._set_replicas(wanted), timeout)
 
     def add_gateway(self, spec: GatewaySpec, timeout: float) -> None:
         """Serve one more gateway from the running hub."""

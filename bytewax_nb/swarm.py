@@ -59,6 +59,9 @@ class Swarm:
         self._topology = Topology()
         self._supervisor: Supervisor | None = None
         self._widget: Any = None  # the live graph, made by widget()
+        # edits read a spec and write a changed one: the widget's thread and the user's
+        # cells must not interleave (a connect would bring back code a %%bee replaced)
+        self._edit_lock = threading.RLock()
 
     # -- declaring -------------------------------------------------------------------
 
@@ -133,6 +136,10 @@ class Swarm:
 
     def deploy(self, spec: BeeSpec) -> None:
         """Add or replace a bee; checked against the whole graph before anything changes."""
+        with self._edit_lock:
+            self._deploy(spec)
+
+    def _deploy(self, spec: BeeSpec) -> None:
         unsupported = runtime_unsupported(self.kind, spec)
         if unsupported:
             raise TopologyError(
@@ -162,6 +169,10 @@ class Swarm:
 
     def connect(self, source: str, bee: str) -> None:
         """Make `bee` also listen to `source` (a gateway or a bee); only that bee restarts."""
+        with self._edit_lock:
+            self._connect(source, bee)
+
+    def _connect(self, source: str, bee: str) -> None:
         spec = self._bee_spec(bee)
         if source in spec.inputs:
             raise TopologyError(f"bee {bee!r} already listens to {source!r}")
@@ -171,6 +182,10 @@ class Swarm:
 
     def disconnect(self, source: str, bee: str) -> None:
         """Make `bee` stop listening to `source`; a bee keeps at least one input (a join two)."""
+        with self._edit_lock:
+            self._disconnect(source, bee)
+
+    def _disconnect(self, source: str, bee: str) -> None:
         spec = self._bee_spec(bee)
         if source not in spec.inputs:
             raise TopologyError(f"bee {bee!r} does not listen to {source!r}")
@@ -178,6 +193,10 @@ class Swarm:
 
     def scale(self, bee: str, replicas: int) -> None:
         """Run `replicas` replicas of a bee: new ones start, surplus ones drain and stop."""
+        with self._edit_lock:
+            self._scale(bee, replicas)
+
+    def _scale(self, bee: str, replicas: int) -> None:
         spec = self._bee_spec(bee)
         new = dataclasses.replace(spec, replicas=replicas)  # checks the count
         supervisor = self._live()

@@ -138,7 +138,8 @@ class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
         if not isinstance(content, dict) or content.get("type") not in _EDITS:
             self._say("error", f"refused: unknown edit {content!r}")
             return
-        self._edits.submit(self._apply, content)
+        if not self.closed:  # a closed widget's worker is gone
+            self._edits.submit(self._apply, content)
 
     def _apply(self, content: dict[str, Any]) -> None:
         what = describe_edit(content)
