@@ -132,3 +132,18 @@ def test_a_serving_consumer_keeps_its_share_while_a_new_producer_is_proven() -> 
     w.rewire()
     assert w.shard_members["b"] == ["bee:b:0:1"]  # b still serves
     assert "bee:a:0:2" not in w.shard_members["a"]  # the newcomer waits for its edges
+
+
+def test_bee_states_for_the_widget() -> None:
+    w = _wiring()
+    assert {n: st["state"] for n, st in w.bee_stats().items()} == {"a": "starting", "b": "starting"}
+    _prove_all(w)
+    for m, body in w.rewire():
+        w.acked(m, body["version"])
+    assert {n: st["state"] for n, st in w.bee_stats().items()} == {"a": "ready", "b": "ready"}
+    w.remove("bee:a:1:1")  # a replica died and is being restarted
+    w.slots[("bee", "a", 1)].failures = 1
+    w.rewire()
+    assert w.bee_stats()["a"]["state"] == "error"
+    w.retire("b")  # a new version of b is taking over
+    assert w.bee_stats()["b"]["state"] == "redeploying"
