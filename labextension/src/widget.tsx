@@ -234,7 +234,7 @@ function SwarmApp({ model }: { model: WidgetModel }): JSX.Element {
   useEffect(() => setRefusal(null), [message.seq]);
 
   const key = structureKey(nodes, edges);
-  // eslint-disable-next-line react-hooks/exhaustive-deps
+  // laid out again only when nodes or edges come or go, not when figures change
   const positions = useMemo(() => layout(nodes, edges), [key]);
 
   const edit = (e: Edit): void => {
@@ -309,7 +309,10 @@ function SwarmApp({ model }: { model: WidgetModel }): JSX.Element {
               }
             }}
             onEdgeClick={(_, e) => setPickedEdge(e.id)}
-            onPaneClick={() => setPickedEdge(null)}
+            onPaneClick={() => {
+              setPickedEdge(null); // a click on the background closes the side panel
+              pick('');
+            }}
             deleteKeyCode={null}
             fitView
             fitViewOptions={{ padding: 0.15 }}
