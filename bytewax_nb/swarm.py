@@ -11,7 +11,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import client
 from .devswarm import run_in_process
@@ -21,6 +21,9 @@ from .reports import gateway_url
 from .runtime import make_launcher, resolve, runtime_unsupported
 from .spec import DEFAULT_MAX_BODY, BeeSpec, GatewaySpec, Topology, check_name
 from .supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from .widget import SwarmWidget
 
 __all__ = ["Swarm"]
 
@@ -58,7 +61,7 @@ class Swarm:
         self.on_log = on_log
         self._topology = Topology()
         self._supervisor: Supervisor | None = None
-        self._widget: Any = None  # the live graph, made by widget()
+        self._widget: SwarmWidget | None = None  # the live graph, made by widget()
         # edits read a spec and write a changed one: the widget's thread and the user's
         # cells must not interleave (a connect would bring back code a %%bee replaced)
         self._edit_lock = threading.RLock()
@@ -205,11 +208,13 @@ class Swarm:
         elif replicas != spec.replicas:
             supervisor.scale(bee, replicas, _START_TIMEOUT)
 
-    def widget(self) -> Any:
+    def widget(self) -> SwarmWidget:
         """The live graph of this swarm (one per swarm; display it as often as you like)."""
-        from .widget import widget_for
+        from .widget import SwarmWidget
 
-        return widget_for(self)
+        if self._widget is None or self._widget.closed:
+            self._widget = SwarmWidget(self)
+        return self._widget
 
     @property
     def kind(self) -> str:

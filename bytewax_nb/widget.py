@@ -26,7 +26,7 @@ from .graphstate import Rates, bee_detail, describe_edit, graph, parse_gateway_m
 if TYPE_CHECKING:
     from .swarm import Swarm
 
-__all__ = ["SwarmWidget", "widget_for"]
+__all__ = ["SwarmWidget"]
 
 MODULE = "bytewax-nb-widget"
 MODULE_VERSION = f"^{__version__}"
@@ -180,12 +180,3 @@ class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
-
-
-def widget_for(swarm: Swarm) -> SwarmWidget:
-    """The swarm's widget, made on first use (a closed one is replaced)."""
-    current: SwarmWidget | None = getattr(swarm, "_widget", None)
-    if current is None or current.closed:
-        current = SwarmWidget(swarm)
-        swarm._widget = current
-    return current
