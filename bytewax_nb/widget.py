@@ -32,6 +32,7 @@ MODULE = "bytewax-nb-widget"
 MODULE_VERSION = f"^{__version__}"
 _INTERVAL = 1.0
 _EDITS = ("connect", "disconnect", "replicas")
+_SAY_AFTER = 3  # failed refreshes in a row before the widget shows the error
 
 
 class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
@@ -114,14 +115,19 @@ class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
         return {}
 
     def _poll(self) -> None:
+        failures = 0
         while not self._closed.is_set():
             self._nudge.wait(self._interval)
             self._nudge.clear()
             if self._closed.is_set():
                 return
-            # a swarm stopping under us, a kernel shutting down: try again next tick
-            with contextlib.suppress(Exception):
+            try:
                 self.refresh()
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - a swarm stopping under us: try again
+                failures += 1
+                if failures == _SAY_AFTER:  # not a passing hiccup: say why the graph is stale
+                    self._say("error", f"could not read the swarm: {type(exc).__name__}: {exc}")
 
     def _say(self, level: str, text: str) -> None:
         self._seq += 1

@@ -327,3 +327,21 @@ def test_secrets_never_reach_the_front_end(
         assert "gateway-token-123" not in sent and "bee-secret-456" not in sent
     finally:
         w.close()
+
+
+def test_a_widget_that_cannot_read_its_swarm_says_so(
+    make_swarm: Callable[..., Swarm], recording: list[RecordingComm], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    swarm = chain(make_swarm)  # declared only: the widget reads its topology
+    w = SwarmWidget(swarm, interval=0.02)
+    try:
+        assert [n["status"] for n in w.nodes] == ["stopped"] * 4
+
+        def broken() -> None:
+            raise RuntimeError("supervisor gone")
+
+        monkeypatch.setattr(w, "_refresh", broken)
+        wait_until(lambda: w.message.get("level") == "error", what="the error shown")
+        assert w.message["text"] == "could not read the swarm: RuntimeError: supervisor gone"
+    finally:
+        w.close()
