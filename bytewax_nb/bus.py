@@ -1,4 +1,7 @@
-"""The topic bus: an XSUB/XPUB proxy whose forwarding loop runs inside libzmq.
+"""The hub's side of the bus: an XSUB/XPUB proxy whose loop runs inside libzmq.
+
+It carries gateway requests to bees and answers back; bees send each other their
+results directly (see `Child.peer_sockets` and docs/decisions.md).
 
 Producers connect PUB sockets to the XSUB side, consumers SUB sockets to the XPUB
 side; subscriptions travel back through the proxy, so a producer only sends what
