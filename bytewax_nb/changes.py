@@ -51,11 +51,8 @@ def redeploy(topology: Topology, wiring: Wiring, spec: BeeSpec) -> dict[str, boo
         wiring.retire(spec.name)
     topology.bees[spec.name] = spec
     reslot(wiring, spec)
-    return {
-        name: topology.is_sink(name)
-        for name, was in sinks.items()
-        if name != spec.name and topology.is_sink(name) != was
-    }
+    now = {name: topology.is_sink(name) for name in sinks if name != spec.name}
+    return {name: sink for name, sink in now.items() if sink != sinks[name]}
 
 
 def set_replicas(topology: Topology, wiring: Wiring, spec: BeeSpec) -> list[Member]:

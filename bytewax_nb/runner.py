@@ -180,13 +180,15 @@ class Replica:
                 continue
             kind, body = msg
             if kind == Msg.PROBE:
-                own = topic_of(self.name).decode("latin-1")
-                mine = [t for t in body["topics"] if t == own]
-                if mine:
-                    self.child.probe(self.peer_pub, {**body, "topics": mine}, self.name)
-                if len(mine) < len(body["topics"]):
-                    others = [t for t in body["topics"] if t != own]
-                    self.child.probe(self.pub, {**body, "topics": others}, self.name)
+                # each probe leaves where that topic's messages do: results to consumer
+                # bees directly, answers through the hub
+                own = self.topic.decode("latin-1")
+                for pub, topics in (
+                    (self.peer_pub, [t for t in body["topics"] if t == own]),
+                    (self.pub, [t for t in body["topics"] if t != own]),
+                ):
+                    if topics:
+                        self.child.probe(pub, {**body, "topics": topics}, self.name)
             elif kind == Msg.PEERS:
                 self._set_peers(set(body["addresses"]))
             elif kind == Msg.SHARD:
