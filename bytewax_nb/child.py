@@ -13,21 +13,16 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import zmq
 
 from .control import ControlCodec, Msg
 from .wire import Header, Kind, Signer, topic_prefix
 
-__all__ = ["HWM", "Boot", "Child", "read_boot", "readable"]
+__all__ = ["HWM", "Boot", "Child", "read_boot"]
 
 HWM = 100_000  # messages a socket may queue before ZeroMQ drops; ample for bursts
-
-
-def readable(sock: zmq.Socket[bytes]) -> bool:
-    """A message waits: cheaper than catching zmq.Again on an empty socket."""
-    return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
 
 
 @dataclass

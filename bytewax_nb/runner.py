@@ -18,12 +18,13 @@ from typing import Any
 
 import zmq
 
-from .child import Child, read_boot, readable
+from .child import Child, read_boot
 from .control import Msg
 from .invoke import Context, Invoker
+from .sockio import readable, recv_burst, send_frames
 from .source import restore, user_traceback
 from .spec import BeeSpec
-from .wire import Enc, Header, Kind, dump_json, pack, peek, response_topic, topic_of, unpack
+from .wire import Enc, Header, Kind, dump_json, pack, peek, response_topic, topic_of
 
 __all__ = ["Replica", "main"]
 
@@ -137,12 +138,7 @@ class Replica:
             for _ in range(_DRAIN_MAX):
                 if not readable(sub):
                     return
-                first = sub.recv()
-                if not sub.getsockopt(zmq.RCVMORE):
-                    self._on_frames([first])
-                    continue
-                # a burst, or buffers: those stay zero-copy frames so arrays are writable
-                for frames in unpack([first, *sub.recv_multipart(copy=False)]):
+                for frames in recv_burst(sub):
                     self._on_frames(frames)
                 if self.out_since and time.perf_counter() - self.out_since > _HOLD_MAX:
                     self._flush_out()  # a slow bee must not sit on finished results
@@ -161,10 +157,10 @@ class Replica:
             if not out:
                 continue
             if len(out) == 1:
-                pub.send_multipart(out[0])
+                send_frames(pub, out[0])
             else:
                 for frames in pack(out).values():
-                    pub.send_multipart(frames)
+                    send_frames(pub, frames)
             out.clear()
 
     def _drain_control(self) -> None:

@@ -18,10 +18,11 @@ import zmq
 from aiohttp import web
 
 from ..bus import BusProxy
-from ..child import Child, readable
+from ..child import Child
 from ..control import Msg
+from ..sockio import readable, recv_burst, send_frames
 from ..spec import GatewaySpec
-from ..wire import Enc, Header, Kind, pack, response_topic, unpack
+from ..wire import Enc, Header, Kind, pack, response_topic
 from .http import GatewayApp
 from .metrics import HubMetrics
 
@@ -45,7 +46,7 @@ class Hub:
         specs: list[GatewaySpec] = config["gateways"]
         self.metrics = HubMetrics()
         self.gateways: dict[str, GatewayApp] = {}
-        self.runners: list[web.AppRunner] = []
+        self.runners: list[web.ServerRunner] = []
         self.sites: list[web.TCPSite] = []
         self.ports: dict[str, int] = dict(config.get("ports", {}))
         self.pending: dict[str, tuple[str, asyncio.Future[Reply] | None]] = {}
@@ -100,7 +101,7 @@ class Hub:
     def _flush(self) -> None:
         out, self.outbox = self.outbox, []
         for frames in pack(out).values():
-            self.pub.send_multipart(frames)
+            send_frames(self.pub, frames)
 
     def _expire(self, rid: str) -> None:
         entry = self.pending.get(rid)
@@ -119,7 +120,7 @@ class Hub:
         # ZeroMQ's FD is edge-triggered: read while EVENTS says so, or the edge is lost
         sub = self.sub
         while readable(sub):
-            for frames in unpack(sub.recv_multipart()):
+            for frames in recv_burst(sub):
                 self._on_frames(frames)
 
     def _on_frames(self, frames: list[Any]) -> None:
@@ -184,7 +185,7 @@ class Hub:
     async def _serve(self, spec: GatewaySpec) -> None:
         gw = GatewayApp(self, spec)
         self.sub.setsockopt(zmq.SUBSCRIBE, response_topic(spec.name))
-        runner = web.AppRunner(gw.app(), access_log=None, handle_signals=False)
+        runner = web.ServerRunner(gw.server(), handle_signals=False)
         await runner.setup()
         port = self.ports.get(spec.name, spec.port)  # a restarted hub keeps its URLs
         site = web.TCPSite(runner, spec.host, port, shutdown_timeout=1.0)
