@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -241,8 +242,10 @@ def test_http_errors_are_json_with_the_documented_codes(make_swarm: Any) -> None
     url = swarm.url()
     base = url.rsplit("/gateways/", 1)[0]
 
-    def raw(path: str, data: bytes, token: str | None = "s3cret") -> tuple[int, dict[str, Any]]:
-        req = urllib.request.Request(base + path, data=data, method="POST")
+    def raw(
+        path: str, data: bytes | Iterable[bytes], token: str | None = "s3cret", method: str = "POST"
+    ) -> tuple[int, dict[str, Any]]:
+        req = urllib.request.Request(base + path, data=data, method=method)
         if token:
             req.add_header("Authorization", f"Bearer {token}")
         try:
@@ -262,6 +265,10 @@ def test_http_errors_are_json_with_the_documented_codes(make_swarm: Any) -> None
     assert code == 404 and "unknown gateway" in body["error"]
     code, body = raw("/gateways/in", b'"' + b"x" * 2000 + b'"')
     assert code == 413 and "1024" in body["error"]
+    code, body = raw("/gateways/in", iter([b'"', b"x" * 2000, b'"']))  # chunked: no length given
+    assert code == 413 and "1024" in body["error"]
+    code, body = raw("/gateways/in", b"", method="GET")
+    assert code == 404 and body["error"] == "no route GET /gateways/in"
     code, body = raw("/gateways/in", b'{"sleep": 1}')
     assert code == 504 and body["request_id"]
     wait_until(lambda: swarm.status()["bees"]["slow"]["handled"] == 2, what="the slow call to end")
