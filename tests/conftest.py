@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +15,22 @@ import psutil
 import pytest
 
 from bytewax_nb import Swarm
+
+_STATE_DIR = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # records of the swarms tests start (some on purpose with a killed owner) go to a
+    # folder of this run, never into the user's own `bytewax-nb list`
+    folder = tempfile.mkdtemp(prefix="bytewax-nb-test-state-")
+    config.stash[_STATE_DIR] = folder
+    os.environ["BYTEWAX_NB_STATE_DIR"] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_STATE_DIR, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
