@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import numpy as np
 import pytest
 import zmq
@@ -25,6 +28,24 @@ def test_signed_frames_round_trip_with_header_fields() -> None:
     assert (header.t0, header.deadline) == (1.0, 2.0)
     assert msg.load() == {"x": [1, 2]}
     assert len(frames) == 1 and peek(frames[0]) == (Kind.DATA, b"rid1")
+
+
+@pytest.mark.parametrize("prepared", ["openssl state", "python wrapper"])
+def test_the_signature_is_plain_hmac_sha256_of_the_frame(prepared: str) -> None:
+    key = b"k" * 32
+    signer = Signer(key)
+    if prepared == "python wrapper":  # what a Python without `HMAC._hmac` uses
+        signer._keyed = hmac.new(key, digestmod=hashlib.sha256)
+    for obj in ("payload", np.arange(3.0)):
+        frames = signer.encode(topic_of("a"), Header(Kind.DATA, "r", "gw", "a"), obj)
+        body, sig = bytes(frames[0][:-32]), bytes(frames[0][-32:])
+        expected = hmac.new(key, body, hashlib.sha256)
+        for buf in frames[1:]:
+            view = memoryview(buf)
+            expected.update(view.nbytes.to_bytes(8, "big"))
+            expected.update(view)
+        assert sig == expected.digest()
+        assert signer.open([bytes(f) for f in frames]) is not None
 
 
 def test_any_changed_byte_is_refused() -> None:
