@@ -78,9 +78,10 @@ class Replica:
         for src in spec.inputs:
             sock = self.peer_sub if src in from_bees else self.sub
             sock.setsockopt(zmq.SUBSCRIBE, topic_of(src))
-        # sharding: handle a message iff crc32(request id) % n == position
-        self.shard_pos: int | None = None
-        self.shard_n = 1
+        # sharding: handle a message iff crc32(request id) % n == position for one of
+        # the (n, position) shares held; two while a new set is taken over (see _shard)
+        self.shares: frozenset[tuple[int, int]] = frozenset()
+        self.take_all = False
         self.joins: dict[str, tuple[float, dict[str, Any]]] = {}
         self.batch: list[tuple[Header, Any]] = []
         self.batch_due = 0.0
@@ -188,17 +189,27 @@ class Replica:
             elif kind == Msg.PEERS:
                 self._set_peers(set(body["addresses"]))
             elif kind == Msg.SHARD:
-                members: list[str] = body["members"]
-                me = self.child.boot.identity
-                self.shard_n = max(1, len(members))
-                self.shard_pos = members.index(me) if me in members else None
-                self.child.send(Msg.SHARD_OK, {"version": body["version"]})
+                self._shard(body)
             elif kind == Msg.REPORT:
                 self._send_stats(force=True)
             elif kind == Msg.SINK:
                 self.sink = bool(body["sink"])
             elif kind == Msg.STOP:
                 self.running = False
+
+    def _shard(self, body: dict[str, Any]) -> None:
+        """Widen: take the new set's share on top of what is held. Narrow: keep only it.
+
+        The supervisor narrows nobody before every replica has widened, so at every
+        moment each message has a replica that takes it (at worst two do, and the
+        first response wins), whatever order the replicas switch in.
+        """
+        members: list[str] = body["members"]
+        me = self.child.boot.identity
+        share = frozenset([(len(members), members.index(me))]) if me in members else frozenset()
+        self.shares = self.shares | share if body["widen"] else share
+        self.take_all = (1, 0) in self.shares
+        self.child.send(Msg.SHARD_OK, {"version": body["version"], "widen": body["widen"]})
 
     def _set_peers(self, addresses: set[str]) -> None:
         """Read from exactly these producers (replicas come and go, ports change)."""
@@ -215,10 +226,10 @@ class Replica:
         kind, rid = peek(frames[0])
         if kind == Kind.DATA:
             # cheap shard filter on the unverified id: a forged id can only make us skip
-            if self.shard_pos is None:
-                return
-            if self.shard_n > 1 and zlib.crc32(rid) % self.shard_n != self.shard_pos:
-                return
+            if not self.take_all:
+                crc = zlib.crc32(rid)
+                if not any(crc % n == pos for n, pos in self.shares):
+                    return
         elif kind != Kind.PROBE:
             self.dropped += 1
             return

@@ -301,7 +301,7 @@ class Supervisor:
             if self.wiring.saw(str(body["producer"]), m.identity, topic):
                 self._after_change()
         elif kind == Msg.SHARD_OK:
-            self.wiring.acked(m, int(body["version"]))
+            self.wiring.acked(m, int(body["version"]), bool(body["widen"]))
             self._after_change()
         elif kind == Msg.STATUS_OK:
             m.status_ok = int(body["version"])

@@ -12,7 +12,6 @@ every bee has a replica that acknowledged its shard.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +36,10 @@ class Member:
     state: str = "starting"  # starting -> configured -> up -> stopping
     wired: bool = False
     retiring: bool = False  # runs a replaced version of its bee: drained, then stopped
-    shard_ok: int = -1  # the shard version this replica acknowledged
-    shard_sent: int = -1  # the shard version last sent to it
-    shard_set: tuple[str, ...] = ()  # the active set (identities) it acknowledged
+    shard_ok: int = -1  # the shard version this replica narrowed to (its only share)
+    widened: int = -1  # the shard version whose share it took on top of what it held
+    shard_sent: tuple[int, bool] = (-1, False)  # the last (version, widen) step sent to it
+    shard_set: tuple[str, ...] = ()  # the active set (identities) it narrowed to
     status_ok: int = -1
     stats: dict[str, Any] = field(default_factory=dict)
     peer: str | None = None  # where a bee replica's own publisher listens
@@ -194,41 +194,48 @@ class Wiring:
         return messages
 
     def _shard_messages(self, name: str) -> list[tuple[Member, dict[str, Any]]]:
-        """Hand out a new active set without a gap: growers first, shrinkers after.
+        """Hand out a new active set without a gap, in two steps.
 
-        A replica whose share grows starts handling it at once; one whose share
-        shrinks gives it up only once every grower has acknowledged. In between a
-        message may be handled twice (the first response wins), never by nobody.
+        Every replica first widens (takes its share of the new set on top of what it
+        holds); only once all of them have acknowledged that are they told to narrow
+        to the new share alone. In between a message may be handled twice (the first
+        response wins), never by nobody, in whatever order the replicas switch.
         """
         version = self.shard_version.get(name, 0)
-        active = self.shard_members.get(name, [])
-        body = {"members": active, "version": version}
-
-        def share(m: Member, members: Sequence[str]) -> float:
-            return 1 / len(members) if m.identity in members else 0.0
-
         pending = [m for m in self.of_bee(name) if m.shard_ok != version]
-        growers = [m for m in pending if share(m, active) >= share(m, m.shard_set)]
-        shrinkers = [m for m in pending if m not in growers]
+        widen = any(m.widened != version for m in pending)
+        body = {"members": self.shard_members.get(name, []), "version": version, "widen": widen}
         out = []
-        for m in growers + (shrinkers if not growers else []):
-            if m.shard_sent != version:
-                m.shard_sent = version
+        for m in pending:
+            if widen and m.widened == version:
+                continue  # widened already: waits for the others
+            if m.shard_sent != (version, widen):
+                m.shard_sent = (version, widen)
                 out.append((m, body))
         return out
 
-    def acked(self, m: Member, version: int) -> None:
-        """A replica applied shard `version`."""
-        if m.shard_sent == version:
+    def acked(self, m: Member, version: int, widen: bool) -> None:
+        """A replica applied the step (version, widen); acks of superseded steps count for nothing."""
+        if m.shard_sent != (version, widen):
+            return
+        if widen:
+            m.widened = version
+        else:
             m.shard_ok = version
             m.shard_set = tuple(self.shard_members.get(m.name, ()))
+
+    def _holds_share(self, m: Member) -> bool:
+        """It handles a share now: the one it narrowed to, or one of the new set it widened to."""
+        if m.identity in m.shard_set:
+            return True
+        return m.widened == self.shard_version.get(m.name, 0) and m.identity in self.shard_members.get(
+            m.name, ()
+        )
 
     def serving(self, *, current: bool = False) -> dict[str, int]:
         """Replicas per bee handling a share right now (of its current version only)."""
         return {
-            name: sum(
-                1 for m in self.of_bee(name) if m.identity in m.shard_set and not (current and m.retiring)
-            )
+            name: sum(1 for m in self.of_bee(name) if self._holds_share(m) and not (current and m.retiring))
             for name in self.topology.bees
         }
 

@@ -138,9 +138,16 @@ class Load:
         n = 0
         while not self._stop.is_set():
             sent = time.monotonic()
-            status, body, _ = post(self.url, n, timeout=10)
+            try:
+                status, body, _ = post(self.url, n, timeout=10)
+            except Exception as exc:  # noqa: BLE001 - a caller left without an answer is an outcome too
+                status, body = 0, repr(exc)
             self.outcomes.append((sent, status, body, n))
             n += 1
+
+    def failed(self) -> list[tuple[float, int, Any, int]]:
+        """Outcomes that were not a 200 (status 0: the caller got no HTTP answer)."""
+        return [o for o in self.outcomes if o[1] != 200]
 
     def sent_after(self, moment: float) -> list[tuple[float, int, Any, int]]:
         return [o for o in self.outcomes if o[0] > moment]
