@@ -24,7 +24,7 @@ from .invoke import Context, Invoker
 from .sockio import readable, recv_burst, send_frames
 from .source import restore, user_traceback
 from .spec import BeeSpec
-from .wire import Enc, Header, Kind, dump_json, pack, peek, response_topic, topic_of
+from .wire import Enc, Header, Kind, dump_json, pack, peek, received_at, response_topic, topic_of
 
 __all__ = ["Replica", "main"]
 
@@ -82,6 +82,9 @@ class Replica:
         # the (n, position) shares held; two while a new set is taken over (see _shard)
         self.shares: frozenset[tuple[int, int]] = frozenset()
         self.take_all = False
+        # after a narrow: the widened shares still apply to requests received before it
+        self.earlier: frozenset[tuple[int, int]] = frozenset()
+        self.narrowed_at = 0.0
         self.joins: dict[str, tuple[float, dict[str, Any]]] = {}
         self.batch: list[tuple[Header, Any]] = []
         self.batch_due = 0.0
@@ -207,7 +210,13 @@ class Replica:
         members: list[str] = body["members"]
         me = self.child.boot.identity
         share = frozenset([(len(members), members.index(me))]) if me in members else frozenset()
-        self.shares = self.shares | share if body["widen"] else share
+        if body["widen"]:
+            self.shares = self.shares | share
+        else:
+            # a request the gateway took before every replica had widened may still be
+            # on its way here while its new owner saw it too early: keep it ours
+            self.earlier, self.narrowed_at = self.shares, float(body["since"])
+            self.shares = share
         self.take_all = (1, 0) in self.shares
         self.child.send(Msg.SHARD_OK, {"version": body["version"], "widen": body["widen"]})
 
@@ -226,10 +235,8 @@ class Replica:
         kind, rid = peek(frames[0])
         if kind == Kind.DATA:
             # cheap shard filter on the unverified id: a forged id can only make us skip
-            if not self.take_all:
-                crc = zlib.crc32(rid)
-                if not any(crc % n == pos for n, pos in self.shares):
-                    return
+            if not self.take_all and not self._mine(frames[0], rid):
+                return
         elif kind != Kind.PROBE:
             self.dropped += 1
             return
@@ -256,6 +263,16 @@ class Replica:
                 self._flush_batch()
         else:
             self._call(header, payload)
+
+    def _mine(self, frame0: bytes, rid: bytes) -> bool:
+        crc = zlib.crc32(rid)
+        if any(crc % n == pos for n, pos in self.shares):
+            return True
+        return (
+            bool(self.earlier)
+            and received_at(frame0) < self.narrowed_at
+            and any(crc % n == pos for n, pos in self.earlier)
+        )
 
     def _context(self, header: Header) -> Context:
         return _ReplicaContext(self, header)

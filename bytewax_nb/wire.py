@@ -39,6 +39,7 @@ __all__ = [
     "new_request_id",
     "pack",
     "peek",
+    "received_at",
     "response_topic",
     "topic_of",
     "topic_prefix",
@@ -139,6 +140,15 @@ def peek(frame0: bytes) -> tuple[int, bytes]:
     names = start + _FIXED.size
     end = frame0.find(b"\0", names)
     return frame0[start], frame0[names:end]
+
+
+def received_at(frame0: bytes) -> float:
+    """The gateway receive time (t0) read without verifying: only to pick a shard."""
+    start = frame0.find(b"\0") + 1
+    if start == 0 or len(frame0) < start + _FIXED.size:
+        return 0.0
+    t0: float = _FIXED.unpack_from(frame0, start)[3]
+    return t0
 
 
 def n_buffers(frame0: bytes) -> int:

@@ -12,6 +12,7 @@ every bee has a replica that acknowledged its shard.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,7 +205,15 @@ class Wiring:
         version = self.shard_version.get(name, 0)
         pending = [m for m in self.of_bee(name) if m.shard_ok != version]
         widen = any(m.widened != version for m in pending)
-        body = {"members": self.shard_members.get(name, []), "version": version, "widen": widen}
+        body: dict[str, Any] = {
+            "members": self.shard_members.get(name, []),
+            "version": version,
+            "widen": widen,
+        }
+        if not widen:
+            # requests received before now may have reached a new owner before it widened:
+            # the replicas keep their wider shares for those (gateway clock, epoch seconds)
+            body["since"] = time.time()
         out = []
         for m in pending:
             if widen and m.widened == version:

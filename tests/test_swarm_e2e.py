@@ -570,7 +570,7 @@ def test_redeploying_a_bee_under_load_loses_no_request(make_swarm: Any) -> None:
         swarm.bee(_version("v2"), input="in", name="model", replicas=2)  # returns once v2 serves
         switched = time.monotonic()
         wait_until(lambda: len(load.sent_after(switched)) > 50, what="load after the redeploy")
-    assert load.failed() == [], f"requests failed during the redeploy"
+    assert load.failed() == [], "requests failed during the redeploy"
     assert {body["version"] for _, _, body, _ in load.outcomes} == {"v1", "v2"}
     assert all(body["version"] == "v2" for _, _, body, _ in load.sent_after(switched))
     wait_until(
@@ -596,7 +596,7 @@ def test_changing_a_producer_under_load_loses_no_request(make_swarm: Any, change
             swarm.scale("model", 1 if change == "scale down" else 3)
         mark = time.monotonic()
         wait_until(lambda: len(load.sent_after(mark)) > 50, what="load after the change")
-    assert load.failed() == [], f"requests failed during the change"
+    assert load.failed() == [], "requests failed during the change"
     if change == "redeploy":
         assert all(body["version"] == "v2" for _, _, body, _ in load.sent_after(mark))
 

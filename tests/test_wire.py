@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from bytewax_nb.sockio import readable, recv_burst, send_frames
-from bytewax_nb.wire import Enc, Header, Kind, Signer, dump_json, pack, peek, topic_of
+from bytewax_nb.wire import Enc, Header, Kind, Signer, dump_json, pack, peek, received_at, topic_of
 
 
 def _msg(signer: Signer, obj: object) -> list[bytes]:
@@ -28,6 +28,7 @@ def test_signed_frames_round_trip_with_header_fields() -> None:
     assert (header.t0, header.deadline) == (1.0, 2.0)
     assert msg.load() == {"x": [1, 2]}
     assert len(frames) == 1 and peek(frames[0]) == (Kind.DATA, b"rid1")
+    assert received_at(frames[0]) == 1.0 and received_at(b"no topic") == 0.0
 
 
 @pytest.mark.parametrize("prepared", ["openssl state", "python wrapper"])

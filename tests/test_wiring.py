@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from bytewax_nb.spec import BeeSpec, GatewaySpec, Topology
@@ -75,8 +76,11 @@ def test_shards_are_handed_out_only_to_wired_replicas_and_serve_once_acked() -> 
     assert w.serving() == {"a": 0, "b": 0}
     _ack(w, widen)
     assert w.serving() == {"a": 2, "b": 1} and not w.settled()  # widened replicas serve
+    before = time.time()
     narrow = w.rewire()
     assert narrow and not any(body["widen"] for _, body in narrow)
+    # requests received before the narrow keep their wider shares: the moment travels along
+    assert all(before <= body["since"] <= time.time() for _, body in narrow)
     _ack(w, narrow)
     assert w.serving() == {"a": 2, "b": 1} and w.settled()
     assert w.rewire() == []  # nothing changed, nothing to send
