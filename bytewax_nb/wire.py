@@ -142,22 +142,22 @@ def peek(frame0: bytes) -> tuple[int, bytes]:
     return frame0[start], frame0[names:end]
 
 
-def received_at(frame0: bytes) -> float:
-    """The gateway receive time (t0) read without verifying: only to pick a shard."""
+def _unverified(frame0: bytes, field: int) -> Any:
+    """One field of the fixed header, read before verification (0 if there is none)."""
     start = frame0.find(b"\0") + 1
     if start == 0 or len(frame0) < start + _FIXED.size:
-        return 0.0
-    t0: float = _FIXED.unpack_from(frame0, start)[3]
-    return t0
+        return 0
+    return _FIXED.unpack_from(frame0, start)[field]
+
+
+def received_at(frame0: bytes) -> float:
+    """The gateway receive time (t0), unverified: only to pick a shard."""
+    return float(_unverified(frame0, 3))
 
 
 def n_buffers(frame0: bytes) -> int:
     """How many buffer frames follow this first frame (unverified: only to split bursts)."""
-    start = frame0.find(b"\0") + 1
-    if start == 0 or len(frame0) < start + _FIXED.size:
-        return 0
-    n: int = _FIXED.unpack_from(frame0, start)[2]
-    return n
+    return int(_unverified(frame0, 2))
 
 
 def pack(messages: Sequence[list[Any]]) -> dict[bytes, list[Any]]:
