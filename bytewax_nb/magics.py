@@ -159,6 +159,7 @@ class SwarmMagics(Magics):
     @argument("--cpus", type=float, default=None)
     @argument("--memory", default=None)
     @argument("--gpus", type=int, default=None)
+    @argument("--timeout", type=float, default=None, help="seconds a call may run; then its replica restarts")
     @line_cell_magic
     def bee(self, line: str, cell: str | None = None) -> Any:
         """%%bee [NAME] --input SRC [SRC ...] [options]: run the cell, deploy its function.
@@ -201,6 +202,7 @@ class SwarmMagics(Magics):
             cpus=args.cpus,
             memory=args.memory,
             gpus=args.gpus,
+            timeout=args.timeout,
         )
         if not swarm.running and swarm.topology.gateways:
             swarm.start()

@@ -24,7 +24,19 @@ from .invoke import Context, Invoker
 from .sockio import readable, recv_burst, send_frames
 from .source import restore, user_traceback
 from .spec import BeeSpec
-from .wire import Enc, Header, Kind, dump_json, pack, peek, received_at, response_topic, topic_of
+from .watchdog import Watchdog
+from .wire import (
+    Enc,
+    Header,
+    Kind,
+    dump_json,
+    error_frames,
+    pack,
+    peek,
+    received_at,
+    response_topic,
+    topic_of,
+)
 
 __all__ = ["Replica", "main"]
 
@@ -99,10 +111,18 @@ class Replica:
         self.outbox: list[list[Any]] = []  # answers, to the hub
         self.peer_outbox: list[list[Any]] = []  # results, to consumer bees
         self.out_since = 0.0
+        self.watchdog = Watchdog(child, self.name, spec.timeout, config["bus"])
 
     # -- the loop ------------------------------------------------------------------
 
     def run(self) -> None:
+        self.watchdog.start()
+        try:
+            self._loop()
+        finally:
+            self.watchdog.stop()
+
+    def _loop(self) -> None:
         poller = zmq.Poller()
         poller.register(self.sub, zmq.POLLIN)
         poller.register(self.peer_sub, zmq.POLLIN)
@@ -279,12 +299,14 @@ class Replica:
 
     def _call(self, header: Header, payload: Any) -> None:
         t = time.perf_counter()
+        self.watchdog.calling = (t, header)
         try:
             result = self.invoke(payload, self._context(header))
         except Exception as exc:  # noqa: BLE001 - a bee's error goes to its caller
             self._fail(header, exc)
             return
         finally:
+            self.watchdog.calling = None
             self.latencies.append(time.perf_counter() - t)
         self.handled += 1
         self._deliver(header, result)
@@ -325,17 +347,7 @@ class Replica:
         self._send_error(header, exc, text)
 
     def _send_error(self, header: Header, exc: BaseException, text: str) -> None:
-        body = dump_json(
-            {
-                "error": str(exc),
-                "type": type(exc).__name__,
-                "bee": self.name,
-                "traceback": text,
-                "request_id": header.request_id,
-            }
-        )
-        out = Header(Kind.ERROR, header.request_id, header.origin, self.name, header.t0, enc=Enc.JSON)
-        self._send_bus(self.signer.frames(response_topic(header.origin), out, body))
+        self._send_bus(error_frames(self.signer, header, self.name, type(exc).__name__, str(exc), text))
 
     # -- join and batch -------------------------------------------------------------
 
@@ -362,6 +374,7 @@ class Replica:
         payloads = [p for _, p in batch]
         self.batch_sizes.append(len(batch))
         t = time.perf_counter()
+        self.watchdog.calling = (t, headers)
         try:
             if self.invoke.style == 1:
                 results = self.invoke.fn(payloads)
@@ -377,6 +390,7 @@ class Replica:
                 self._fail(h, exc)
             return
         finally:
+            self.watchdog.calling = None
             self.latencies.append(time.perf_counter() - t)
         self.handled += len(batch)
         for h, r in zip(headers, results, strict=True):

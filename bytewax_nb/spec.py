@@ -63,6 +63,7 @@ class BeeSpec:
     cpus: float | None = None
     memory: str | None = None
     gpus: int | None = None
+    timeout: float | None = None  # seconds a call may run before its replica is restarted
 
     def __post_init__(self) -> None:
         check_name("bee", self.name)
@@ -80,6 +81,8 @@ class BeeSpec:
             raise TopologyError(f"bee {self.name!r}: batch_size must be an integer >= 1")
         if self.batch_timeout_ms < 0:
             raise TopologyError(f"bee {self.name!r}: batch_timeout_ms must be >= 0")
+        if self.timeout is not None and not self.timeout > 0:
+            raise TopologyError(f"bee {self.name!r}: timeout must be a positive number of seconds")
         if self.join and self.batch_size > 1:
             raise TopologyError(f"bee {self.name!r}: a join bee cannot batch")
 

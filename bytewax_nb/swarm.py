@@ -107,6 +107,7 @@ class Swarm:
         cpus: float | None = None,
         memory: str | None = None,
         gpus: int | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Register a bee (decorator); the function is returned unchanged.
 
@@ -131,6 +132,7 @@ class Swarm:
                 cpus=cpus,
                 memory=memory,
                 gpus=gpus,
+                timeout=timeout,
             )
             self.deploy(spec)
             return f

@@ -35,6 +35,7 @@ __all__ = [
     "Message",
     "Signer",
     "dump_json",
+    "error_frames",
     "n_buffers",
     "new_request_id",
     "pack",
@@ -237,3 +238,12 @@ class Signer:
             return None
         header = Header(kind, rid, origin, sender, t0, deadline, enc, n_buf)
         return Message(header, f0[names_at + n_names : -SIG_LEN], buffers)
+
+
+def error_frames(signer: Signer, header: Header, bee: str, ename: str, message: str, text: str) -> list[Any]:
+    """The signed answer that tells the caller of `header`'s request that `bee` failed."""
+    body = dump_json(
+        {"error": message, "type": ename, "bee": bee, "traceback": text, "request_id": header.request_id}
+    )
+    out = Header(Kind.ERROR, header.request_id, header.origin, bee, header.t0, enc=Enc.JSON)
+    return signer.frames(response_topic(header.origin), out, body)

@@ -24,6 +24,7 @@ import psutil
 import pytest
 from conftest import Load, hello_swarm, wait_until
 
+from bytewax_nb import RemoteError
 from bytewax_nb.runtime.docker import daemon_answers
 from bytewax_nb.runtime.images import ImageBuilder
 
@@ -157,6 +158,29 @@ def test_a_killed_container_is_replaced_while_requests_keep_being_answered(
     statuses = [status for _, status, _, _ in load.outcomes]
     assert set(statuses) <= {200, 504} and statuses.count(504) <= 6
     assert all(status == 200 for _, status, _, _ in load.sent_after(healed))
+
+
+def test_a_stuck_call_is_answered_and_its_container_replaced(make_swarm: Any, engine: Any) -> None:
+    def stuck(payload: Any) -> Any:
+        if payload == "hang":
+            time.sleep(3600)
+        return payload
+
+    swarm = make_swarm("dk-stuck", runtime="docker")
+    swarm.gateway("in", timeout=30)
+    swarm.bee(stuck, input="in", timeout=1)
+    swarm.start()
+    before = {c["Id"] for c in ours(engine, "dk-stuck")}
+    with pytest.raises(RemoteError) as err:
+        swarm.request("in", "hang")
+    assert err.value.ename == "BeeTimeout" and "time.sleep(3600)" in err.value.traceback
+
+    def replaced() -> bool:
+        running = {c["Id"] for c in ours(engine, "dk-stuck") if c["State"] == "running"}
+        return bool(running) and not running & before and swarm.status()["bees"]["stuck"]["ready"] == 1
+
+    wait_until(replaced, timeout=30, what="a new container for the stuck bee")
+    assert swarm.request("in", "ok") == "ok"
 
 
 @pytest.mark.slow

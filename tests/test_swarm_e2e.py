@@ -443,13 +443,21 @@ def test_owner_killed_takes_every_process_with_it(tmp_path: Path) -> None:
 
     script = tmp_path / "owner.py"
     script.write_text(
-        "import json, os, signal, sys\n"
+        "import json, os, signal, sys, time\n"
         "from bytewax_nb import Swarm\n"
         "s = Swarm('orphan', runtime='process', on_log=None)\n"
         "s.gateway('in')\n"
         "s.bee(lambda p: p, input='in', name='echo', replicas=2)\n"
+        "s.gateway('hang')\n"
+        "def stuck(path):\n"
+        "    open(path, 'w').close()\n"
+        "    time.sleep(3600)\n"
+        "s.bee(stuck, input='hang')\n"
         "s.start()\n"
-        "st = s.status()\n"
+        "s.submit('hang', sys.argv[2])\n"
+        "while not os.path.exists(sys.argv[2]):\n"
+        "    time.sleep(0.01)  # the bee is inside its call, deaf to its own loop\n"
+        "st = s.status(fresh=0)\n"
         "pids = [g['pid'] for g in st['gateways'].values()]\n"
         "pids += [r['pid'] for b in st['bees'].values() for r in b['replicas']]\n"
         "print(json.dumps({'pids': pids, 'port': st['gateways']['in']['port']}), flush=True)\n"
@@ -458,7 +466,9 @@ def test_owner_killed_takes_every_process_with_it(tmp_path: Path) -> None:
         "signal.pause()\n"
     )
     for sig in ("SIGKILL", "SIGTERM"):
-        proc = subprocess.Popen([sys.executable, str(script), sig], stdout=subprocess.PIPE, text=True)
+        marker = tmp_path / f"in-call-{sig}"
+        args = [sys.executable, str(script), sig, str(marker)]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
         proc.wait(timeout=30)

@@ -1,0 +1,99 @@
+"""A bee whose call hangs: its `timeout` answers the caller and restarts the replica."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from conftest import wait_until
+
+from bytewax_nb import RemoteError, TopologyError
+from bytewax_nb.client import post
+from bytewax_nb.spec import BeeSpec
+
+
+def _pids(swarm: Any, bee: str) -> list[int]:
+    return [r["pid"] for r in swarm.status(fresh=0)["bees"][bee]["replicas"]]
+
+
+def _restarted(swarm: Any, bee: str, old: list[int]) -> None:
+    def ready_again() -> bool:
+        st = swarm.status()["bees"][bee]
+        pids = [r["pid"] for r in st["replicas"]]
+        return st["ready"] == len(old) and not set(pids) & set(old)
+
+    wait_until(ready_again, what=f"{bee} restarted and ready")
+
+
+def test_a_call_past_its_timeout_is_answered_and_its_replica_restarted(make_swarm: Any) -> None:
+    def stuck(payload: Any) -> Any:
+        if payload == "hang":
+            time.sleep(3600)
+        return payload
+
+    swarm = make_swarm()
+    swarm.gateway("in", timeout=30)
+    swarm.bee(stuck, input="in", timeout=0.5)
+    swarm.start()
+    before = _pids(swarm, "stuck")
+    with pytest.raises(RemoteError) as err:
+        swarm.request("in", "hang")  # well inside the gateway's 30 s: answered by the bee's watchdog
+    e = err.value
+    assert (e.bee, e.ename) == ("stuck", "BeeTimeout")
+    assert "0.5 s" in e.evalue and e.request_id
+    # the traceback is where the call was stuck, not the runner's loop
+    assert "time.sleep(3600)" in e.traceback and "runner.py" not in e.traceback
+    _restarted(swarm, "stuck", before)
+    assert swarm.request("in", "ok") == "ok"
+    wait_until(
+        lambda: any("did not return within its timeout" in line for line in swarm.logs("stuck")),
+        what="the reason in the bee's logs",
+    )
+
+    # over HTTP: a 500 with the bee, the type and the request id, like any bee error
+    before = _pids(swarm, "stuck")
+    status, body, rid = post(swarm.url("in"), "hang", timeout=30)
+    assert status == 500 and body["type"] == "BeeTimeout" and body["bee"] == "stuck"
+    assert body["request_id"] == rid
+    _restarted(swarm, "stuck", before)
+    assert swarm.request("in", 7) == 7
+
+
+def test_every_caller_of_a_stuck_batch_is_answered(make_swarm: Any) -> None:
+    def batch(payloads: list[Any]) -> list[Any]:
+        if "hang" in payloads:
+            time.sleep(3600)
+        return payloads
+
+    swarm = make_swarm()
+    swarm.gateway("in", timeout=30)
+    # a batch is called only when full: all three requests are in the stuck call
+    swarm.bee(batch, input="in", batch_size=3, batch_timeout_ms=60_000, timeout=0.5)
+    swarm.start()
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda p: post(swarm.url("in"), p, timeout=30), ["a", "hang", "b"]))
+    assert [(status, body["type"]) for status, body, _ in answers] == [(500, "BeeTimeout")] * 3
+    assert len({rid for _, _, rid in answers}) == 3
+
+
+def test_a_bee_without_timeout_keeps_its_slow_call(make_swarm: Any) -> None:
+    def slow(payload: Any) -> Any:
+        time.sleep(1.0)
+        return payload
+
+    swarm = make_swarm()
+    swarm.gateway("in", timeout=30)
+    swarm.bee(slow, input="in")
+    swarm.bee(slow, input="in", name="slow_enough", timeout=5)
+    swarm.start()
+    before = _pids(swarm, "slow") + _pids(swarm, "slow_enough")
+    assert swarm.request("in", "x") == "x"
+    assert _pids(swarm, "slow") + _pids(swarm, "slow_enough") == before
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan")])
+def test_timeout_must_be_positive(bad: float) -> None:
+    with pytest.raises(TopologyError, match="timeout must be a positive"):
+        BeeSpec("b", print, ("in",), timeout=bad)
