@@ -207,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60)
     p.set_defaults(fn=cmd_stop)
 
-    p = sub.add_parser("gc", help="remove what dead owners left behind (processes, records)")
+    p = sub.add_parser("gc", help="remove what dead owners and older installs left behind")
     p.set_defaults(fn=cmd_gc)
     return parser
 

@@ -228,6 +228,40 @@ def test_gc_removes_containers_of_a_dead_owner(
                 c.remove(force=True)
 
 
+def test_gc_removes_bee_images_of_another_bytewax_nb_and_keeps_the_rest(engine: Any) -> None:
+    from io import BytesIO
+
+    from bytewax_nb.runtime.images import IMAGE_LABEL, RUNNER_LABEL, runner_hash
+
+    dockerfile = f"FROM {os.environ['BYTEWAX_NB_BASE_IMAGE']}\n".encode()
+
+    def image(tag: str, runner: str) -> None:
+        labels = {IMAGE_LABEL: "1", RUNNER_LABEL: runner}
+        engine.images.build(fileobj=BytesIO(dockerfile), tag=tag, labels=labels, network_mode="none", rm=True)
+
+    stale, used, current = (f"bytewax-nb-bee:gc-{what}" for what in ("stale", "used", "current"))
+    image(stale, "0" * 64)
+    image(used, "1" * 64)
+    image(current, runner_hash())
+    user = engine.containers.create(used, ["true"])
+    try:
+        out = subprocess.run(["bytewax-nb", "gc"], capture_output=True, text=True, check=True).stdout
+        assert f"removed image {stale} " in out and "built for another bytewax-nb" in out
+        assert f"kept image {used}: " in out  # a container still uses it
+        tags = {t for i in engine.images.list(filters={"label": IMAGE_LABEL}) for t in i.tags}
+        assert stale not in tags and {used, current} <= tags
+        assert all(
+            i.labels.get(RUNNER_LABEL) == runner_hash()
+            for i in engine.images.list(filters={"label": IMAGE_LABEL})
+            if used not in i.tags
+        )
+    finally:
+        user.remove(force=True)
+        for tag in (stale, used, current):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                engine.images.remove(tag)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", ["01-hello-swarm.ipynb", "02-ml-inference.ipynb"])
 def test_the_tutorials_run_on_docker(notebook: str, tmp_path: Path, engine: Any) -> None:

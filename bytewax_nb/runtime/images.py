@@ -31,10 +31,21 @@ from ..errors import BytewaxNBError
 from ..source import functions
 from ..spec import BeeSpec
 
-__all__ = ["BASE_ENV", "BuildError", "ImageBuilder", "base_image", "requirements_for"]
+__all__ = [
+    "BASE_ENV",
+    "IMAGE_LABEL",
+    "RUNNER_LABEL",
+    "BuildError",
+    "ImageBuilder",
+    "base_image",
+    "requirements_for",
+    "runner_hash",
+]
 
 BASE_ENV = "BYTEWAX_NB_BASE_IMAGE"
 RUNNER_NEEDS = ("pyzmq", "cloudpickle")
+IMAGE_LABEL = "bytewax-nb.image"  # on every bee image
+RUNNER_LABEL = "bytewax-nb.runner"  # the runner_hash() it was built with: `gc` drops the others
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 Progress = Callable[[str], None]
 
@@ -104,7 +115,8 @@ def requirements_for(spec: BeeSpec) -> list[str]:
     return pinned
 
 
-def _runner_hash() -> str:
+def runner_hash() -> str:
+    """A digest of this installation's package source, which every bee image carries."""
     h = hashlib.sha256()
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         h.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
@@ -128,7 +140,7 @@ class ImageBuilder:
         """(tag, digest, pinned requirements) of the image this bee needs."""
         requirements = requirements_for(spec)
         digest = hashlib.sha256(
-            "\n".join([base_image(spec), *requirements, _runner_hash()]).encode()
+            "\n".join([base_image(spec), *requirements, runner_hash()]).encode()
         ).hexdigest()
         return f"bytewax-nb-bee:{digest[:16]}", digest, requirements
 
@@ -225,7 +237,7 @@ class ImageBuilder:
                 "/tmp/wheels/*.whl && rm -rf /tmp/wheels\n"
                 "COPY bytewax_nb /opt/bytewax-nb/bytewax_nb\n"
                 "ENV PYTHONPATH=/opt/bytewax-nb PYTHONUNBUFFERED=1\n"
-                "LABEL bytewax-nb.image=1\n"
+                f"LABEL {IMAGE_LABEL}=1 {RUNNER_LABEL}={runner_hash()}\n"
             )
             output: list[str] = []
             for chunk in self._docker.api.build(
