@@ -116,8 +116,9 @@ def _images(client: Any) -> list[str]:
                 client.api.remove_image(name)
         except docker.errors.NotFound:
             continue
-        except docker.errors.APIError as exc:  # a container (even a stopped one) uses it
-            done.append(f"kept image {names[0]}: {exc.explanation}")
+        except docker.errors.APIError as exc:
+            why = "a container uses it" if exc.status_code == 409 else exc.explanation  # stopped ones too
+            done.append(f"kept image {names[0]}: {why}")
             continue
         done.append(f"removed image {', '.join(names)}, built for another bytewax-nb")
     return done
