@@ -146,3 +146,15 @@ def test_swarm_magic_alone_gives_the_live_graph(ip: Any) -> None:
         assert run(ip, "%swarm") is w
     finally:
         w.close()
+
+
+def test_bee_timeout_from_the_cell_magic(ip: Any) -> None:
+    run(ip, "%swarm new mg-timeout --runtime process")
+    run(ip, "%gateway in --timeout 30")
+    run(ip, "%%bee --input in --timeout 0.5\ndef nap(p):\n    import time\n    time.sleep(p)\n    return p\n")
+    swarm = current_swarm()
+    assert swarm is not None and swarm.topology.bees["nap"].timeout == 0.5
+    assert run(ip, "%send in 0") == 0
+    with pytest.raises(RemoteError) as err:
+        run(ip, "%send in 3600")
+    assert err.value.ename == "BeeTimeout" and "time.sleep(p)" in err.value.traceback
