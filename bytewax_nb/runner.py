@@ -29,6 +29,7 @@ from .wire import (
     Enc,
     Header,
     Kind,
+    Message,
     dump_json,
     error_frames,
     pack,
@@ -111,7 +112,7 @@ class Replica:
         self.outbox: list[list[Any]] = []  # answers, to the hub
         self.peer_outbox: list[list[Any]] = []  # results, to consumer bees
         self.out_since = 0.0
-        self.watchdog = Watchdog(child, self.name, spec.timeout, config["bus"])
+        self.watchdog = Watchdog(child, spec.timeout, self.give_up)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -251,21 +252,27 @@ class Replica:
 
     # -- one message -----------------------------------------------------------------
 
-    def _on_frames(self, frames: list[Any]) -> None:
+    def _verified(self, frames: list[Any]) -> Message | None:
+        """The message if it is ours to handle (or a probe) and its signature holds."""
         kind, rid = peek(frames[0])
         if kind == Kind.DATA:
             # cheap shard filter on the unverified id: a forged id can only make us skip
             if not self.take_all and not self._mine(frames[0], rid):
-                return
+                return None
         elif kind != Kind.PROBE:
             self.dropped += 1
-            return
+            return None
         msg = self.signer.open(frames)
         if msg is None:
             self.dropped += 1
+        return msg
+
+    def _on_frames(self, frames: list[Any]) -> None:
+        msg = self._verified(frames)
+        if msg is None:
             return
         header = msg.header
-        if kind == Kind.PROBE:
+        if header.kind == Kind.PROBE:
             self.child.saw(frames[0], header)
             return
         try:
@@ -299,14 +306,14 @@ class Replica:
 
     def _call(self, header: Header, payload: Any) -> None:
         t = time.perf_counter()
-        self.watchdog.calling = (t, header)
+        self.watchdog.enter(t, [header])
         try:
             result = self.invoke(payload, self._context(header))
         except Exception as exc:  # noqa: BLE001 - a bee's error goes to its caller
             self._fail(header, exc)
             return
         finally:
-            self.watchdog.calling = None
+            self.watchdog.leave()
             self.latencies.append(time.perf_counter() - t)
         self.handled += 1
         self._deliver(header, result)
@@ -349,6 +356,29 @@ class Replica:
     def _send_error(self, header: Header, exc: BaseException, text: str) -> None:
         self._send_bus(error_frames(self.signer, header, self.name, type(exc).__name__, str(exc), text))
 
+    def give_up(self, stuck: list[Header], timeout: float, stack: str) -> None:
+        """The watchdog's last act, holding the sockets while a call is stuck past its
+        timeout: answer the call's callers, send the results already made, and tell the
+        callers whose messages wait in this replica's sockets that they were not handled."""
+        why = f"bee {self.name!r} did not return within its timeout of {timeout:g} s; replica restarted"
+        text = stack + f"BeeTimeout: {why}\n"
+        for header in stuck:
+            self._send_bus(error_frames(self.signer, header, self.name, "BeeTimeout", why, text))
+            print(f"[{self.name}] request {header.request_id}: {why}", file=sys.stderr)
+        print(text, file=sys.stderr, end="")
+        queued = f"not handled: replica {self.replica} of bee {self.name!r} restarted after a stuck call"
+        for sub in (self.sub, self.peer_sub):
+            for _ in range(_DRAIN_MAX * 16):
+                if not readable(sub):
+                    break
+                for frames in recv_burst(sub):
+                    msg = self._verified(frames)
+                    if msg is not None and msg.header.kind == Kind.DATA:
+                        self._send_bus(
+                            error_frames(self.signer, msg.header, self.name, "ReplicaRestarted", queued, "")
+                        )
+        self._flush_out()
+
     # -- join and batch -------------------------------------------------------------
 
     def _join(self, header: Header, payload: Any) -> None:
@@ -374,7 +404,7 @@ class Replica:
         payloads = [p for _, p in batch]
         self.batch_sizes.append(len(batch))
         t = time.perf_counter()
-        self.watchdog.calling = (t, headers)
+        self.watchdog.enter(t, headers)
         try:
             if self.invoke.style == 1:
                 results = self.invoke.fn(payloads)
@@ -390,7 +420,7 @@ class Replica:
                 self._fail(h, exc)
             return
         finally:
-            self.watchdog.calling = None
+            self.watchdog.leave()
             self.latencies.append(time.perf_counter() - t)
         self.handled += len(batch)
         for h, r in zip(headers, results, strict=True):

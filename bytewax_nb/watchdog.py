@@ -4,9 +4,9 @@ The loop is single-threaded, so a call that does not return leaves it deaf: to t
 owner's exit (stdin closing) and to every caller queued behind. This thread wakes a
 few times a second and, while a call runs,
 - ends the process when the owner is gone (nothing outlives its kernel, hung or not);
-- with a bee `timeout`, answers the callers of a call that ran past it with a
-  `BeeTimeout` error whose traceback is where the call is stuck, then ends the
-  process: the supervisor restarts the replica as after any crash.
+- with a bee `timeout`, takes over a call that ran past it: the replica answers every
+  caller it owes (see `Replica.give_up`) and the process ends; the supervisor restarts
+  it as after any crash.
 A Python call cannot be interrupted from outside (C code ignores async exceptions),
 so ending the process is the one remedy that always works.
 """
@@ -18,33 +18,43 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
-
-import zmq
+from collections.abc import Callable
 
 from .child import Child
 from .source import PACKAGE_DIR
-from .wire import Header, Signer, error_frames
+from .wire import Header
 
-__all__ = ["EXIT_TIMEOUT", "Watchdog"]
+__all__ = ["EXIT_TIMEOUT", "GiveUp", "Watchdog"]
 
 EXIT_TIMEOUT = 70  # a replica's exit code after a call ran past its bee's timeout
 _PERIOD = 0.2  # seconds between looks; also how late an owner's exit is noticed
 
+GiveUp = Callable[[list[Header], float, str], None]  # (stuck call's headers, timeout, its stack)
+
 
 class Watchdog(threading.Thread):
-    """Watches the loop's current call; `calling` is the loop's only write to it."""
+    """Watches the loop's calls into bee code; the loop marks them with enter/leave."""
 
-    def __init__(self, child: Child, bee: str, timeout: float | None, bus: dict[str, str]) -> None:
+    def __init__(self, child: Child, timeout: float | None, give_up: GiveUp) -> None:
         super().__init__(name="bytewax-nb-watchdog", daemon=True)
-        # (perf_counter at the call's start, its header or the headers of its batch)
-        self.calling: tuple[float, Header | list[Header]] | None = None
+        self._calling: tuple[float, list[Header]] | None = None
+        # the loop's sockets: held by the loop except while bee code runs, so whoever
+        # holds it may use them, and a call that returns meanwhile waits at `leave`
+        self._sockets = threading.Lock()
+        self._sockets.acquire()
         self._child = child
-        self._bee = bee
         self._timeout = timeout
-        self._bus = bus
+        self._give_up = give_up
         self._main = threading.main_thread().ident
         self._done = threading.Event()
+
+    def enter(self, since: float, headers: list[Header]) -> None:
+        self._calling = (since, headers)
+        self._sockets.release()
+
+    def leave(self) -> None:
+        self._sockets.acquire()
+        self._calling = None
 
     def stop(self) -> None:
         self._done.set()
@@ -53,43 +63,23 @@ class Watchdog(threading.Thread):
 
     def run(self) -> None:
         timeout = self._timeout
-        answers: tuple[zmq.Context[Any], zmq.Socket[bytes]] | None = None
-        if timeout is not None:
-            # a publisher of its own, dialled now: subscriptions reach it long before a
-            # call can time out, and the loop's sockets stay single-threaded
-            ctx: zmq.Context[Any] = zmq.Context(1)
-            pub = ctx.socket(zmq.PUB)
-            pub.connect(self._bus["xsub"])
-            answers = (ctx, pub)
         period = _PERIOD if timeout is None else min(_PERIOD, timeout / 4)
-        try:
-            while not self._done.wait(period):
-                calling = self.calling
-                if calling is None:
-                    continue
-                if self._child.owner_gone():
-                    os._exit(0)
-                since, headers = calling
-                if answers is not None and timeout is not None and time.perf_counter() - since > timeout:
-                    self._give_up(*answers, timeout, headers if isinstance(headers, list) else [headers])
-        finally:
-            if answers is not None:
-                answers[0].destroy(linger=0)
-
-    def _give_up(
-        self, ctx: zmq.Context[Any], pub: zmq.Socket[bytes], timeout: float, headers: list[Header]
-    ) -> None:
-        message = f"bee {self._bee!r} did not return within its timeout of {timeout:g} s; replica restarted"
-        text = self.stack() + f"BeeTimeout: {message}\n"
-        signer = Signer(self._child.boot.key)
-        for header in headers:
-            pub.send_multipart(error_frames(signer, header, self._bee, "BeeTimeout", message, text))
-            print(f"[{self._bee}] request {header.request_id}: {message}", file=sys.stderr)
-        print(text, file=sys.stderr, end="", flush=True)
-        sys.stdout.flush()
-        pub.close(linger=2000)
-        ctx.term()  # returns once the answers have left (or 2 s passed)
-        os._exit(EXIT_TIMEOUT)
+        while not self._done.wait(period):
+            calling = self._calling
+            if calling is None:
+                continue
+            if self._child.owner_gone():
+                os._exit(0)
+            since, headers = calling
+            if timeout is None or time.perf_counter() - since <= timeout:
+                continue
+            if not self._sockets.acquire(blocking=False):
+                continue  # the call has just returned
+            self._give_up(headers, timeout, self.stack())
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self._child.close()  # returns once the answers have left (or a second passed)
+            os._exit(EXIT_TIMEOUT)
 
     def stack(self) -> str:
         """Where the loop's thread is now, without the frames of `python -m` and our loop."""

@@ -78,6 +78,29 @@ def test_every_caller_of_a_stuck_batch_is_answered(make_swarm: Any) -> None:
     assert len({rid for _, _, rid in answers}) == 3
 
 
+def test_callers_queued_behind_a_stuck_call_are_told_at_once(make_swarm: Any) -> None:
+    def nap(payload: Any) -> Any:
+        if payload == "hang":
+            print("stuck", flush=True)
+            time.sleep(3600)
+        return payload
+
+    swarm = make_swarm()
+    swarm.gateway("in", timeout=20)
+    swarm.bee(nap, input="in", timeout=2)
+    swarm.start()
+    url = swarm.url("in")
+    with ThreadPoolExecutor(4) as pool:
+        stuck = pool.submit(post, url, "hang", timeout=30)
+        wait_until(lambda: any("stuck" in line for line in swarm.logs("nap")), what="the bee in its stuck call")
+        queued = [pool.submit(post, url, n, timeout=30) for n in range(3)]
+        answers = [f.result() for f in queued]
+    assert stuck.result()[1]["type"] == "BeeTimeout"
+    # answered when the replica gave up, not by the gateway's 504 eighteen seconds later
+    assert [(status, body["type"]) for status, body, _ in answers] == [(500, "ReplicaRestarted")] * 3
+    assert all("not handled" in body["error"] for _, body, _ in answers)
+
+
 def test_a_bee_without_timeout_keeps_its_slow_call(make_swarm: Any) -> None:
     def slow(payload: Any) -> Any:
         time.sleep(1.0)
