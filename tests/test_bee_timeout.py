@@ -61,6 +61,24 @@ def test_a_call_past_its_timeout_is_answered_and_its_replica_restarted(make_swar
     assert swarm.request("in", 7) == 7
 
 
+def test_a_busy_loop_is_cut_short_too(make_swarm: Any) -> None:
+    def spin(payload: Any) -> Any:
+        n = 0
+        while payload == "forever":  # pure Python: the interpreter still lets the watchdog run
+            n += 1
+        return payload
+
+    swarm = make_swarm()
+    swarm.gateway("in", timeout=30)
+    swarm.bee(spin, input="in", timeout=0.5)
+    swarm.start()
+    with pytest.raises(RemoteError) as err:
+        swarm.request("in", "forever")
+    assert err.value.ename == "BeeTimeout" and ", in spin\n" in err.value.traceback
+    wait_until(lambda: swarm.status()["bees"]["spin"]["ready"] == 1, what="spin ready again")
+    assert swarm.request("in", "once") == "once"
+
+
 def test_every_caller_of_a_stuck_batch_is_answered(make_swarm: Any) -> None:
     def batch(payloads: list[Any]) -> list[Any]:
         if "hang" in payloads:
@@ -92,7 +110,9 @@ def test_callers_queued_behind_a_stuck_call_are_told_at_once(make_swarm: Any) ->
     url = swarm.url("in")
     with ThreadPoolExecutor(4) as pool:
         stuck = pool.submit(post, url, "hang", timeout=30)
-        wait_until(lambda: any("stuck" in line for line in swarm.logs("nap")), what="the bee in its stuck call")
+        wait_until(
+            lambda: any("stuck" in line for line in swarm.logs("nap")), what="the bee in its stuck call"
+        )
         queued = [pool.submit(post, url, n, timeout=30) for n in range(3)]
         answers = [f.result() for f in queued]
     assert stuck.result()[1]["type"] == "BeeTimeout"
