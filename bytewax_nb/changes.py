@@ -87,7 +87,7 @@ def undo_deploy(topology: Topology, wiring: Wiring, name: str, previous: BeeSpec
     reslot(wiring, previous)
     for m in wiring.members.values():
         if m.role == "bee" and m.name == name and m.retiring:
-            m.retiring = False
+            m.retiring, m.fence_token, m.fence = False, None, set()
     for key in _bee_slots(wiring, name):
         wiring.slots[key].ever_ready = True
     return kill

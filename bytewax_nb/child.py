@@ -89,7 +89,7 @@ class Child:
     def saw(self, frame0: bytes, header: Header) -> None:
         """Tell the supervisor a probe arrived: from whom, on which topic."""
         topic = topic_prefix(frame0).decode("latin-1")
-        self.send(Msg.SAW, {"producer": header.origin, "topic": topic})
+        self.send(Msg.SAW, {"producer": header.origin, "topic": topic, "token": header.request_id})
 
     def owner_gone(self) -> bool:
         try:

@@ -201,8 +201,9 @@ class Replica:
                 continue
             kind, body = msg
             if kind == Msg.PROBE:
-                # each probe leaves where that topic's messages do: results to consumer
-                # bees directly, answers through the hub
+                # each probe leaves where that topic's messages do, after them: results
+                # to consumer bees directly, answers through the hub
+                self._flush_out()
                 own = self.topic.decode("latin-1")
                 for pub, topics in (
                     (self.peer_pub, [t for t in body["topics"] if t == own]),

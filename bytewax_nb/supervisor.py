@@ -298,8 +298,9 @@ class Supervisor:
             self._probe(only=m.identity)
             self._after_change()
         elif kind == Msg.SAW:
-            topic = str(body["topic"]).encode("latin-1")
-            if self.wiring.saw(str(body["producer"]), m.identity, topic):
+            producer, topic = str(body["producer"]), str(body["topic"]).encode("latin-1")
+            news = self.wiring.saw(producer, m.identity, topic)
+            if self.wiring.fenced(m.identity, producer, topic, str(body.get("token", ""))) or news:
                 self._after_change()
         elif kind == Msg.SHARD_OK:
             self.wiring.acked(m, int(body["version"]), bool(body["widen"]))
@@ -365,6 +366,8 @@ class Supervisor:
         self._send_peers()
         for m, body in self.wiring.rewire():
             self._send(m, Msg.SHARD, body)
+        for producer, body in self.wiring.start_fences():
+            self._send(producer, Msg.PROBE, body)
         for m in self.wiring.retirable():
             self._send(m, Msg.STOP)
             m.state = "stopping"

@@ -12,6 +12,7 @@ every bee has a replica that acknowledged its shard.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,10 @@ class Member:
     peer: str | None = None  # where a bee replica's own publisher listens
     peers: frozenset[str] = frozenset()  # the producer publishers it was told to read
     up_at: float | None = None  # monotonic time of its UP
+    # a retiring replica that gave up its share stops only once a probe sent after that
+    # has come from each of its producers: everything sent before has then been handled
+    fence_token: str | None = None
+    fence: set[tuple[str, bytes]] = field(default_factory=set)  # (producer, topic) still to come
 
     @property
     def slot_key(self) -> tuple[str, str, int]:
@@ -107,6 +112,8 @@ class Wiring:
         if m is None:
             return None
         self.verified = {e for e in self.verified if identity not in e[:2]}
+        for other in self.members.values():  # a dead producer sends nothing more
+            other.fence = {e for e in other.fence if e[0] != identity}
         slot = self.slots.get(m.slot_key)
         if slot is not None:
             for k in _COUNTERS:
@@ -274,15 +281,53 @@ class Wiring:
             if m.role == "bee" and m.name == name:
                 m.retiring = True
 
-    def retirable(self) -> list[Member]:
-        """Retiring replicas that have given up their share: safe to stop now."""
-        return [
-            m
-            for m in self.members.values()
-            if m.retiring
+    def _gave_up_share(self, m: Member) -> bool:
+        return (
+            m.retiring
             and m.state == "up"
             and m.shard_ok == self.shard_version.get(m.name, 0)
             and m.identity not in m.shard_set
+        )
+
+    def start_fences(self) -> list[tuple[Member, dict[str, Any]]]:
+        """PROBE requests (producer, body) that fence retiring replicas which gave up their share.
+
+        Messages sent before the narrow may be this replica's to handle (the new owner
+        can have seen them before it widened). Each producer sends one probe down the
+        same pipe after them; pipes keep order and a replica handles frames in order,
+        so its SAW for the probe means they are done. What producers send later, the
+        new owners take.
+        """
+        out: list[tuple[Member, dict[str, Any]]] = []
+        edges = self.edges()
+        for m in self.members.values():
+            if m.fence_token is not None or not self._gave_up_share(m):
+                continue
+            m.fence_token = secrets.token_hex(4)
+            asks: dict[str, tuple[Member, set[bytes]]] = {}
+            for p, c, topic in edges:
+                if c is m:
+                    asks.setdefault(p.identity, (p, set()))[1].add(topic)
+                    m.fence.add((p.identity, topic))
+            for p, topics in asks.values():
+                names = sorted(t.decode("latin-1") for t in topics)
+                out.append((p, {"token": m.fence_token, "topics": names}))
+        return out
+
+    def fenced(self, consumer: str, producer: str, topic: bytes, token: str) -> bool:
+        """A fence probe reached its retiring replica; True if that is news."""
+        m = self.members.get(consumer)
+        if m is None or m.fence_token != token or (producer, topic) not in m.fence:
+            return False
+        m.fence.discard((producer, topic))
+        return True
+
+    def retirable(self) -> list[Member]:
+        """Retiring replicas that gave up their share and handled all sent before: stop them."""
+        return [
+            m
+            for m in self.members.values()
+            if self._gave_up_share(m) and m.fence_token is not None and not m.fence
         ]
 
     def bee_stats(self) -> dict[str, dict[str, Any]]:

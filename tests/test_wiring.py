@@ -171,7 +171,19 @@ def test_a_redeployed_bee_hands_over_before_the_old_replicas_stop() -> None:
     narrow = w.rewire()
     _ack(w, narrow)
     old = w.members["bee:b:0:1"]
-    assert w.retirable() == [old] and w.settled()
+    assert w.settled() and w.retirable() == []  # not before what a's replicas sent is handled
+    fences = w.start_fences()
+    token = old.fence_token
+    assert sorted((p.identity, body["topics"], body["token"]) for p, body in fences) == [
+        ("bee:a:0:1", ["a\x00"], token),
+        ("bee:a:1:1", ["a\x00"], token),
+    ]
+    assert w.start_fences() == []  # asked once
+    assert not w.fenced(old.identity, "bee:a:0:1", topic_of("a"), "stale-token")
+    assert w.fenced(old.identity, "bee:a:0:1", topic_of("a"), str(token))
+    assert w.retirable() == []  # a's replica 1 has not been heard yet
+    w.remove("bee:a:1:1")  # ... and never will: it died, and sends nothing more
+    assert w.retirable() == [old]
 
 
 def test_a_serving_consumer_keeps_its_share_while_a_new_producer_is_proven() -> None:

@@ -159,6 +159,7 @@ class Hub:
                 self.metrics.snapshot = body
                 self._send(Msg.STATUS_OK, {"version": body["version"]})
             elif kind == Msg.PROBE:
+                self._flush()  # a probe follows every request taken before it (fences rely on it)
                 self.child.probe(self.pub, body, "hub")
             elif kind == Msg.GATEWAYS:
                 self.loop.create_task(self._serve_all(body))
