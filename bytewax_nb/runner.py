@@ -45,6 +45,7 @@ _JOIN_TTL = 60.0  # seconds a partial join lives when its request has no deadlin
 _STATS_EVERY = 0.5
 _DRAIN_MAX = 64  # messages handled per drain before their results are sent
 _HOLD_MAX = 0.0002  # seconds a finished result may wait for the rest of its drain
+_EARLIER_KEPT = 60.0  # seconds between two narrows within which the first's shares still apply
 
 
 class _ReplicaContext(Context):
@@ -236,8 +237,11 @@ class Replica:
             self.shares = self.shares | share
         else:
             # a request the gateway took before every replica had widened may still be
-            # on its way here while its new owner saw it too early: keep it ours
-            self.earlier, self.narrowed_at = self.shares, float(body["since"])
+            # on its way here while its new owner saw it too early: keep it ours (and
+            # those of a narrow just before, if changes come back to back)
+            since = float(body["since"])
+            recent = self.earlier if since - self.narrowed_at < _EARLIER_KEPT else frozenset()
+            self.earlier, self.narrowed_at = self.shares | recent, since
             self.shares = share
         self.take_all = (1, 0) in self.shares
         self.child.send(Msg.SHARD_OK, {"version": body["version"], "widen": body["widen"]})
