@@ -14,6 +14,14 @@ from bytewax_nb.client import post
 from bytewax_nb.spec import BeeSpec
 
 
+def _serve(make_swarm: Any, fn: Any, *, gateway_timeout: float = 30, **bee: Any) -> Any:
+    """A started swarm: gateway `in` -> the bee `fn` with these options."""
+    swarm = make_swarm()
+    swarm.gateway("in", timeout=gateway_timeout)
+    swarm.bee(fn, input="in", **bee)
+    return swarm.start()
+
+
 def _pids(swarm: Any, bee: str) -> list[int]:
     return [r["pid"] for r in swarm.status(fresh=0)["bees"][bee]["replicas"]]
 
@@ -33,10 +41,7 @@ def test_a_call_past_its_timeout_is_answered_and_its_replica_restarted(make_swar
             time.sleep(3600)
         return payload
 
-    swarm = make_swarm()
-    swarm.gateway("in", timeout=30)
-    swarm.bee(stuck, input="in", timeout=0.5)
-    swarm.start()
+    swarm = _serve(make_swarm, stuck, timeout=0.5)
     before = _pids(swarm, "stuck")
     with pytest.raises(RemoteError) as err:
         swarm.request("in", "hang")  # well inside the gateway's 30 s: answered by the bee's watchdog
@@ -68,10 +73,7 @@ def test_a_busy_loop_is_cut_short_too(make_swarm: Any) -> None:
             n += 1
         return payload
 
-    swarm = make_swarm()
-    swarm.gateway("in", timeout=30)
-    swarm.bee(spin, input="in", timeout=0.5)
-    swarm.start()
+    swarm = _serve(make_swarm, spin, timeout=0.5)
     with pytest.raises(RemoteError) as err:
         swarm.request("in", "forever")
     assert err.value.ename == "BeeTimeout" and ", in spin\n" in err.value.traceback
@@ -85,11 +87,8 @@ def test_every_caller_of_a_stuck_batch_is_answered(make_swarm: Any) -> None:
             time.sleep(3600)
         return payloads
 
-    swarm = make_swarm()
-    swarm.gateway("in", timeout=30)
     # a batch is called only when full: all three requests are in the stuck call
-    swarm.bee(batch, input="in", batch_size=3, batch_timeout_ms=60_000, timeout=0.5)
-    swarm.start()
+    swarm = _serve(make_swarm, batch, batch_size=3, batch_timeout_ms=60_000, timeout=0.5)
     with ThreadPoolExecutor(3) as pool:
         answers = list(pool.map(lambda p: post(swarm.url("in"), p, timeout=30), ["a", "hang", "b"]))
     assert [(status, body["type"]) for status, body, _ in answers] == [(500, "BeeTimeout")] * 3
@@ -103,10 +102,7 @@ def test_callers_queued_behind_a_stuck_call_are_told_at_once(make_swarm: Any) ->
             time.sleep(3600)
         return payload
 
-    swarm = make_swarm()
-    swarm.gateway("in", timeout=20)
-    swarm.bee(nap, input="in", timeout=2)
-    swarm.start()
+    swarm = _serve(make_swarm, nap, gateway_timeout=20, timeout=2)
     url = swarm.url("in")
     with ThreadPoolExecutor(4) as pool:
         stuck = pool.submit(post, url, "hang", timeout=30)
