@@ -63,7 +63,7 @@ class Watchdog(threading.Thread):
 
     def run(self) -> None:
         timeout = self._timeout
-        period = _PERIOD if timeout is None else min(_PERIOD, timeout / 4)
+        period = _PERIOD if timeout is None else min(_PERIOD, max(timeout / 4, 0.01))
         while not self._done.wait(period):
             calling = self._calling
             if calling is None:
