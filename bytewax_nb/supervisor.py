@@ -284,7 +284,6 @@ class Supervisor:
                 self._configure(m)
         elif kind == Msg.UP:
             m.state = "up"
-            m.up_at = time.monotonic()
             m.peer = body.get("peer")
             self._send_peers()  # before probing: the new consumer must be dialling its producers
             if m.role == "hub":
@@ -499,7 +498,9 @@ class Supervisor:
         slot = self.wiring.slots.get(m.slot_key)
         if slot is None:  # a slot removed by a redeploy with fewer replicas
             return
-        slot.failed(code, now, now - m.up_at if m.up_at is not None else 0.0)
+        slot.last_exit = code
+        slot.failures += 1  # back to 0 once a replica of the slot is wired again
+        slot.restart_at = now + min(0.1 * 2 ** (slot.failures - 1), 5.0)
         self._on_line(m.identity, f"bytewax-nb: process exited with code {code}; restarting")
         change = self._change
         if change is not None and not slot.ever_ready and slot.failures >= _MAX_START_FAILURES:

@@ -46,7 +46,6 @@ class Member:
     stats: dict[str, Any] = field(default_factory=dict)
     peer: str | None = None  # where a bee replica's own publisher listens
     peers: frozenset[str] = frozenset()  # the producer publishers it was told to read
-    up_at: float | None = None  # monotonic time of its UP
     # a retiring replica that gave up its share stops only once a probe sent after that
     # has come from each of its producers: everything sent before has then been handled
     fence_token: str | None = None
@@ -68,18 +67,9 @@ class Slot:
     last_exit: int | None = None
     carried: dict[str, int] = field(default_factory=dict)  # counters of dead processes
 
-    def failed(self, code: int, now: float, served_for: float) -> None:
-        """Back off exponentially in a crash loop; a process that served a while starts anew."""
-        if served_for >= STABLE_AFTER:
-            self.failures = 0
-        self.last_exit = code
-        self.failures += 1
-        self.restart_at = now + min(0.1 * 2 ** (self.failures - 1), 5.0)
-
 
 Edge = tuple[Member, Member, bytes]
 HUB = ("hub", "hub", 0)  # the slot of the hub process
-STABLE_AFTER = 30.0  # seconds up after which a death no longer counts as a crash loop
 
 
 class Wiring:

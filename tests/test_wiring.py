@@ -7,7 +7,7 @@ from typing import Any
 
 from bytewax_nb.spec import BeeSpec, GatewaySpec, Topology
 from bytewax_nb.wire import response_topic, topic_of
-from bytewax_nb.wiring import STABLE_AFTER, Member, Slot, Wiring
+from bytewax_nb.wiring import Member, Wiring
 
 
 def _wiring() -> Wiring:
@@ -212,16 +212,3 @@ def test_bee_states_for_the_widget() -> None:
     assert w.bee_stats()["a"]["state"] == "error"
     w.retire("b")  # a new version of b is taking over
     assert w.bee_stats()["b"]["state"] == "redeploying"
-
-
-def test_restart_back_off_grows_in_a_crash_loop_and_starts_anew_after_service() -> None:
-    slot = Slot()
-    delays = []
-    for _ in range(8):  # dies right after starting, again and again
-        slot.failed(1, 100.0, served_for=0.2)
-        delays.append(round(slot.restart_at - 100.0, 3))
-    assert delays == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
-    assert slot.last_exit == 1
-    # a process that served a while and then died is not part of that loop
-    slot.failed(70, 200.0, served_for=STABLE_AFTER + 1)
-    assert (slot.failures, round(slot.restart_at - 200.0, 3), slot.last_exit) == (1, 0.1, 70)
