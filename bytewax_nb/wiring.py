@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,16 @@ class Slot:
 
 
 Edge = tuple[Member, Member, bytes]
+
+
+def _by_producer(edges: Iterable[Edge]) -> dict[str, tuple[Member, set[bytes]]]:
+    """Per producer identity: the producer and the topics these edges carry from it."""
+    out: dict[str, tuple[Member, set[bytes]]] = {}
+    for p, _, topic in edges:
+        out.setdefault(p.identity, (p, set()))[1].add(topic)
+    return out
+
+
 HUB = ("hub", "hub", 0)  # the slot of the hub process
 
 
@@ -149,14 +160,12 @@ class Wiring:
 
     def unproven(self, only: str | None = None) -> dict[str, tuple[Member, set[bytes]]]:
         """Per producer, the topics it must probe (touching `only` if given)."""
-        out: dict[str, tuple[Member, set[bytes]]] = {}
-        for p, c, topic in self.edges():
-            if (p.identity, c.identity, topic) in self.verified:
-                continue
-            if only is not None and only not in (p.identity, c.identity):
-                continue
-            out.setdefault(p.identity, (p, set()))[1].add(topic)
-        return out
+        return _by_producer(
+            (p, c, topic)
+            for p, c, topic in self.edges()
+            if (p.identity, c.identity, topic) not in self.verified
+            and (only is None or only in (p.identity, c.identity))
+        )
 
     def saw(self, producer: str, consumer: str, topic: bytes) -> bool:
         """A probe `producer` sent on `topic` reached `consumer`; True if that is news."""
@@ -294,12 +303,9 @@ class Wiring:
             if m.fence_token is not None or not self._gave_up_share(m):
                 continue
             m.fence_token = secrets.token_hex(4)
-            asks: dict[str, tuple[Member, set[bytes]]] = {}
-            for p, c, topic in edges:
-                if c is m:
-                    asks.setdefault(p.identity, (p, set()))[1].add(topic)
-                    m.fence.add((p.identity, topic))
-            for p, topics in asks.values():
+            into = [e for e in edges if e[1] is m]
+            m.fence = {(p.identity, topic) for p, _, topic in into}
+            for p, topics in _by_producer(into).values():
                 names = sorted(t.decode("latin-1") for t in topics)
                 out.append((p, {"token": m.fence_token, "topics": names}))
         return out
