@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "BadRequest",
+    "BeeNotPicklable",
     "BytewaxNBError",
     "Context",
     "DevSwarm",
@@ -28,6 +30,8 @@ __all__ = [
 ]
 
 _WHERE = {
+    "BadRequest": "errors",
+    "BeeNotPicklable": "errors",
     "BytewaxNBError": "errors",
     "GatewayError": "errors",
     "NotReady": "errors",
@@ -44,6 +48,8 @@ _WHERE = {
 if TYPE_CHECKING:
     from .devswarm import DevSwarm
     from .errors import (
+        BadRequest,
+        BeeNotPicklable,
         BytewaxNBError,
         GatewayError,
         NotReady,

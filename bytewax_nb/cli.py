@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 from . import __version__, client, state
@@ -114,6 +116,26 @@ def _find_url(gateway: str, swarm: str | None) -> str:
     return found[0][1]
 
 
+def _wait_serving(url: str, deadline: float) -> None:
+    """Until the gateway's swarm serves (its `/healthz` says so), bounded by `deadline`."""
+    health = url.split("/gateways/", 1)[0] + "/healthz"
+    said = False
+    while True:
+        try:
+            with urllib.request.urlopen(health, timeout=2) as r:
+                serving = bool(json.loads(r.read()).get("serving"))
+        except urllib.error.HTTPError as err:  # 503 while a bee has no ready replica
+            serving = bool(json.loads(err.read() or b"{}").get("serving"))
+        except (OSError, ValueError):
+            serving = False  # not listening yet, or restarting
+        if serving or time.monotonic() >= deadline:
+            return  # past the deadline the request itself says what is wrong
+        if not said:
+            print(f"waiting for {url} to serve", file=sys.stderr, flush=True)
+            said = True
+        time.sleep(0.1)  # polling another process's start-up, bounded by --wait
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     try:
         payload = json.loads(args.json)
@@ -128,6 +150,8 @@ def cmd_send(args: argparse.Namespace) -> int:
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.1)  # polling another process's start-up, bounded by --wait
+    if args.wait:
+        _wait_serving(url, deadline)
     t = time.perf_counter()
     status, body, rid = client.post(url, payload, token=_token(args.token_env), timeout=args.timeout)
     if status != 200:

@@ -14,11 +14,16 @@ __all__ = ["post", "raise_for", "request", "submit"]
 
 
 def post(
-    url: str, payload: Any, *, token: str | None = None, timeout: float = 35.0
+    url: str,
+    payload: Any,
+    *,
+    token: str | None = None,
+    timeout: float = 35.0,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any, str | None]:
     """POST `payload` as JSON; (status, decoded JSON body, request id). Never raises on status."""
     data = dump_json(payload)
-    req = urllib.request.Request(url, data=data, method="POST")
+    req = urllib.request.Request(url, data=data, method="POST", headers=headers or {})
     req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
@@ -43,8 +48,8 @@ def post(
 def raise_for(status: int, body: Any, rid: str | None) -> None:
     message = body.get("error", "") if isinstance(body, dict) else str(body)
     rid = rid or (body.get("request_id") if isinstance(body, dict) else None)
-    if status == 500 and isinstance(body, dict) and "bee" in body:
-        raise RemoteError.from_body(body)
+    if status in (400, 500) and isinstance(body, dict) and "bee" in body:
+        raise RemoteError.from_body(body, status)
     if status == 504:
         raise RequestTimeout(status, message, rid)
     if status == 503:
@@ -52,9 +57,16 @@ def raise_for(status: int, body: Any, rid: str | None) -> None:
     raise GatewayError(status, message, rid)
 
 
-def request(url: str, payload: Any, *, token: str | None = None, timeout: float = 35.0) -> Any:
+def request(
+    url: str,
+    payload: Any,
+    *,
+    token: str | None = None,
+    timeout: float = 35.0,
+    headers: dict[str, str] | None = None,
+) -> Any:
     """The swarm's response to `payload`; raises RemoteError, RequestTimeout, ..."""
-    status, body, rid = post(url, payload, token=token, timeout=timeout)
+    status, body, rid = post(url, payload, token=token, timeout=timeout, headers=headers)
     if status != 200:
         raise_for(status, body, rid)
     return body

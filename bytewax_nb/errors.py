@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BadRequest",
+    "BeeNotPicklable",
     "BytewaxNBError",
     "GatewayError",
     "NotReady",
@@ -21,6 +23,10 @@ class BytewaxNBError(Exception):
 
 class TopologyError(BytewaxNBError, ValueError):
     """The swarm's graph is invalid: unknown input, cycle, duplicate name, bad option."""
+
+
+class BeeNotPicklable(TopologyError, TypeError):
+    """A bee captures a value that cannot be pickled, so it cannot reach a replica."""
 
 
 class StartError(BytewaxNBError, RuntimeError):
@@ -45,6 +51,13 @@ class RequestTimeout(GatewayError, TimeoutError):
     """504, or no HTTP answer in time: no bee responded before the gateway's timeout."""
 
 
+class BadRequest(BytewaxNBError):
+    """Raise it in a bee to answer the caller 400 with this message: the request, not the
+    bee, is at fault (not counted as the bee's error, no traceback logged)."""
+
+    status = 400
+
+
 class RemoteError(BytewaxNBError):
     """A bee raised; carries the bee's name and the remote exception and traceback.
 
@@ -59,6 +72,7 @@ class RemoteError(BytewaxNBError):
         evalue: str,
         traceback: str = "",
         request_id: str | None = None,
+        status: int = 500,
     ) -> None:
         super().__init__(f"bee {bee!r} raised {ename}: {evalue}")
         self.bee = bee
@@ -66,16 +80,18 @@ class RemoteError(BytewaxNBError):
         self.evalue = evalue
         self.traceback = traceback
         self.request_id = request_id
+        self.status = status  # 400 when the bee raised BadRequest
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> RemoteError:
-        """Rebuild from the gateway's 500 JSON body."""
+    def from_body(cls, body: dict[str, Any], status: int = 500) -> RemoteError:
+        """Rebuild from the gateway's 500 (or BadRequest's 400) JSON body."""
         return cls(
             bee=str(body.get("bee", "?")),
             ename=str(body.get("type", "Exception")),
             evalue=str(body.get("error", "")),
             traceback=str(body.get("traceback", "")),
             request_id=body.get("request_id"),
+            status=status,
         )
 
     def _render_traceback_(self) -> list[str]:

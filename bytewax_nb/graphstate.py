@@ -1,6 +1,7 @@
 """What the Swarm widget shows, as plain JSON: nodes with their figures, and edges.
 
-Pure functions over a topology and a status snapshot (the figures `/metrics` serves),
+Pure functions over a topology and a status snapshot (the figures `/metrics` serves,
+gateway counters included),
 so what the front-end receives is tested without a kernel or a browser. Only the
 names, states and numbers listed here leave the kernel: never a bee's `env` or a
 gateway's token.
@@ -11,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from .spec import Topology
 
-__all__ = ["Rates", "bee_detail", "describe_edit", "graph", "parse_gateway_metrics"]
+__all__ = ["Rates", "bee_detail", "describe_edit", "graph"]
 
 Node = dict[str, Any]
 Edge = dict[str, Any]
@@ -36,27 +35,8 @@ class Rates:
         return round((count - prev[1]) / (now - prev[0]), 1)
 
 
-def parse_gateway_metrics(text: str) -> dict[str, dict[str, float]]:
-    """Requests and error answers per gateway, from the hub's Prometheus text."""
-    out: dict[str, dict[str, float]] = {}
-    wanted = {"bytewax_nb_gateway_requests": "requests", "bytewax_nb_gateway_errors": "errors"}
-    for family in text_string_to_metric_families(text):
-        field = wanted.get(family.name)
-        if field is None:
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                counts = out.setdefault(sample.labels["gateway"], {"requests": 0.0, "errors": 0.0})
-                counts[field] += sample.value
-    return out
-
-
 def graph(
-    topology: Topology,
-    status: Mapping[str, Any],
-    gateway_counts: Mapping[str, Mapping[str, float]],
-    rates: Rates,
-    now: float,
+    topology: Topology, status: Mapping[str, Any], rates: Rates, now: float
 ) -> tuple[list[Node], list[Edge]]:
     """Nodes (gateways, then bees) and edges (producer -> consumer) with live figures."""
     running = bool(status.get("running"))
@@ -65,7 +45,6 @@ def graph(
     nodes: list[Node] = []
     for name in gateways:
         g = status.get("gateways", {}).get(name, {}) if running else {}
-        counts = gateway_counts.get(name, {})
         url = g.get("url")
         nodes.append(
             {
@@ -73,8 +52,8 @@ def graph(
                 "kind": "gateway",
                 "status": ("ready" if url else "starting") if running else "stopped",
                 "url": url,
-                "rps": rates.rate(("gateway", name), counts.get("requests", 0.0), now),
-                "errors": int(counts.get("errors", 0)),
+                "rps": rates.rate(("gateway", name), float(g.get("requests", 0)), now),
+                "errors": int(g.get("errors", 0)),
             }
         )
     for name, spec in bees.items():

@@ -7,6 +7,7 @@ flight) and shuts the kernel down.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -80,8 +81,9 @@ def run_notebook(
             for gateway, url in r.gateways.items():
                 print(f"serving swarm {r.swarm!r}: gateway {gateway} at {url}", flush=True)
         print("serving until SIGINT or SIGTERM", flush=True)
-        if ready_fd is not None:
-            os.write(ready_fd, b"ready\n")
+        if ready_fd is not None:  # `--detach` prints what this run serves, and only that
+            served = [[r.swarm, g, url] for r in own() for g, url in r.gateways.items()]
+            os.write(ready_fd, json.dumps({"ready": served}).encode() + b"\n")
             os.close(ready_fd)
         # serve until told to stop, or until `bytewax-nb stop` has stopped every swarm here
         while not stop.wait(_WATCH_S):
@@ -116,14 +118,14 @@ def detach(path: str, *, kernel: str | None, timeout: float) -> int:
     os.close(write_end)
     with os.fdopen(read_end, "rb") as ready:
         line = ready.readline()  # blocks until every cell ran, or the run died
-    if line.strip() != b"ready":
+    try:
+        served = json.loads(line)["ready"]
+    except (ValueError, KeyError, TypeError):
         proc.wait()
         tail = log_path.read_text().splitlines()[-20:]
         print("\n".join(tail), file=sys.stderr)
         return 1
     print(f"running in the background (pid {proc.pid}); log: {log_path}")
-    for r in state.read_all():
-        if r.gateways and state.owner_alive(r):
-            for gateway, url in r.gateways.items():
-                print(f"swarm {r.swarm!r}: gateway {gateway} at {url}")
+    for swarm, gateway, url in served:
+        print(f"swarm {swarm!r}: gateway {gateway} at {url}")
     return 0

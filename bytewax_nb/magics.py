@@ -129,9 +129,11 @@ class SwarmMagics(Magics):
     @argument("--timeout", type=float, default=30.0)
     @argument("--token-env", default=None, help="read the bearer token from this variable")
     @argument("--max-body", type=int, default=None, help="body limit in bytes")
+    @argument("--max-in-flight", type=int, default=None, help="unanswered requests before 503")
+    @argument("--tracebacks", action="store_true", help="bees' tracebacks in 500 bodies")
     @line_magic
     def gateway(self, line: str) -> None:
-        """%gateway NAME [--port P] [--timeout S] [--token-env VAR]"""
+        """%gateway NAME [--port P] [--timeout S] [--token-env VAR] [--max-in-flight N] [--tracebacks]"""
         args = parse_argstring(self.gateway, line)
         token = None
         if args.token_env:
@@ -139,8 +141,18 @@ class SwarmMagics(Magics):
             if not token:
                 raise BytewaxNBError(f"the variable {args.token_env} is not set (or empty)")
         swarm = self._swarm()
-        extra = {"max_body": args.max_body} if args.max_body else {}
-        swarm.gateway(args.name, host=args.host, port=args.port, timeout=args.timeout, token=token, **extra)
+        extra: dict[str, Any] = {"max_body": args.max_body} if args.max_body else {}
+        if args.max_in_flight:
+            extra["max_in_flight"] = args.max_in_flight
+        swarm.gateway(
+            args.name,
+            host=args.host,
+            port=args.port,
+            timeout=args.timeout,
+            token=token,
+            tracebacks=args.tracebacks,
+            **extra,
+        )
         where = f": {swarm.url(args.name)}" if swarm.running else ""
         print(f"gateway {args.name!r}{where}")
 
@@ -188,6 +200,25 @@ class SwarmMagics(Magics):
         swarm = self._swarm()
         if self._live is not None:
             self._live.attach(name)
+        before = swarm.topology.bees.get(name)
+        try:
+            self._deploy(swarm, fn, name, args, env)
+        except BaseException:
+            if not swarm.running:  # a refused cell leaves the declared swarm as it was
+                if before is None:
+                    swarm.topology.bees.pop(name, None)
+                else:
+                    swarm.topology.bees[name] = before
+            raise
+        if swarm.running:
+            replicas = "replica" if args.replicas == 1 else "replicas"
+            print(f"bee {name!r} serving: {args.replicas} {replicas}, input {', '.join(args.input)}")
+        else:
+            print(f"bee {name!r} registered; the swarm starts once it has a gateway (%gateway NAME)")
+        return None
+
+    @staticmethod
+    def _deploy(swarm: Swarm, fn: Any, name: str, args: Any, env: dict[str, str]) -> None:
         swarm.bee(
             fn,
             input=args.input,
@@ -206,12 +237,6 @@ class SwarmMagics(Magics):
         )
         if not swarm.running and swarm.topology.gateways:
             swarm.start()
-        if swarm.running:
-            replicas = "replica" if args.replicas == 1 else "replicas"
-            print(f"bee {name!r} serving: {args.replicas} {replicas}, input {', '.join(args.input)}")
-        else:
-            print(f"bee {name!r} registered; the swarm starts once it has a gateway (%gateway NAME)")
-        return None
 
     def _run_cell(self, cell: str, name: str | None) -> Any:
         """Run the cell in the user's namespace (it stays usable there); return the bee."""
@@ -259,7 +284,11 @@ class SwarmMagics(Magics):
             raise BytewaxNBError(f"swarm {swarm.name!r} has no gateway {gateway!r}")
         t = time.perf_counter()
         status, body, rid = client.post(
-            swarm.url(gateway), payload, token=spec.token, timeout=spec.timeout + 5
+            swarm.url(gateway),
+            payload,
+            token=spec.token,
+            timeout=spec.timeout + 5,
+            headers=swarm._owner_headers(),
         )
         ms = (time.perf_counter() - t) * 1000
         if status != 200:

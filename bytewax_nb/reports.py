@@ -28,10 +28,16 @@ def _pid(m: Member | None) -> int | None:
 
 
 def snapshot(
-    swarm: str, ready: bool, topology: Topology, wiring: Wiring, ports: Mapping[str, int]
+    swarm: str,
+    ready: bool,
+    topology: Topology,
+    wiring: Wiring,
+    ports: Mapping[str, int],
+    hub_stats: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The status dict of `Swarm.status()`, `%swarm status` and `bytewax-nb status`."""
     hub = wiring.hub()
+    counts = hub_stats.get("gateways", {})
     gateways = {
         name: {
             "port": ports.get(name),
@@ -39,6 +45,8 @@ def snapshot(
             "timeout": g.timeout,
             "pid": _pid(hub),
             "url": gateway_url(g, ports[name]) if name in ports else None,
+            "requests": int(counts.get(name, {}).get("requests", 0)),
+            "errors": int(counts.get(name, {}).get("errors", 0)),
         }
         for name, g in topology.gateways.items()
     }

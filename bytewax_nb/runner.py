@@ -20,6 +20,7 @@ import zmq
 
 from .child import Child, read_boot
 from .control import Msg
+from .errors import BadRequest
 from .invoke import Context, Invoker
 from .sockio import readable, recv_burst, send_frames
 from .source import restore, user_traceback
@@ -338,14 +339,21 @@ class Replica:
     def _respond(self, header: Header, data: Any) -> None:
         try:
             body = dump_json(data)
-        except (TypeError, ValueError) as exc:
+        except TypeError as exc:
             msg = f"the response of bee {self.name!r} is not JSON serializable: {exc}"
             self._send_error(header, TypeError(msg), "")
+            return
+        except ValueError:
+            msg = f"the response of bee {self.name!r} holds NaN or Infinity, which JSON cannot carry"
+            self._send_error(header, ValueError(msg + " (use None, or a string)"), "")
             return
         out = Header(Kind.RESPONSE, header.request_id, header.origin, self.name, header.t0, enc=Enc.JSON)
         self._send_bus(self.signer.frames(response_topic(header.origin), out, body))
 
     def _fail(self, header: Header, exc: BaseException) -> None:
+        if isinstance(exc, BadRequest):  # the caller's mistake, not the bee's: a 400, no traceback
+            self._send_bus(error_frames(self.signer, header, self.name, "BadRequest", str(exc), "", 400))
+            return
         self.errors += 1
         text = "".join(traceback.format_exception(type(exc), exc, user_traceback(exc.__traceback__)))
         print(f"[{self.name}] request {header.request_id} failed:\n{text}", file=sys.stderr, end="")
@@ -448,6 +456,7 @@ class Replica:
                 "handled": self.handled,
                 "errors": self.errors,
                 "dropped": self.dropped,
+                "dropped_by": {"signature": self.dropped} if self.dropped else {},
                 "p50_ms": p50,
                 "p99_ms": p99,
                 "batch": (sum(sizes) / len(sizes)) if sizes else 1.0,

@@ -14,6 +14,8 @@ __all__ = ["BeeSpec", "GatewaySpec", "Topology", "check_name"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+DEFAULT_MAX_IN_FLIGHT = 1000
+DEFAULT_READ_TIMEOUT = 10.0
 
 
 def check_name(kind: str, name: str) -> str:
@@ -35,11 +37,21 @@ class GatewaySpec:
     timeout: float = 30.0
     token: str | None = field(default=None, repr=False)
     max_body: int = DEFAULT_MAX_BODY
+    # requests accepted and not yet answered; past it, 503 with Retry-After at once
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    # seconds a client may take to send a request's headers, and then its body (408)
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    # bees' tracebacks in 500 bodies; otherwise only the owner (`swarm.request`) gets them
+    tracebacks: bool = False
 
     def __post_init__(self) -> None:
         check_name("gateway", self.name)
         if self.timeout <= 0:
             raise TopologyError(f"gateway {self.name!r}: timeout must be positive")
+        if not isinstance(self.max_in_flight, int) or self.max_in_flight < 1:
+            raise TopologyError(f"gateway {self.name!r}: max_in_flight must be an integer >= 1")
+        if not self.read_timeout > 0:
+            raise TopologyError(f"gateway {self.name!r}: read_timeout must be positive")
         if not 0 <= self.port < 65536:
             raise TopologyError(f"gateway {self.name!r}: port {self.port} out of range")
         if self.max_body <= 0:

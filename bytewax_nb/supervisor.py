@@ -21,6 +21,7 @@ import queue
 import secrets
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -37,7 +38,7 @@ from .errors import StartError
 from .runtime.base import Handle, Launcher, NeverStarted
 from .source import capture
 from .spec import BeeSpec, GatewaySpec, Topology
-from .wire import Signer
+from .wire import Signer, traceback_token
 from .wiring import Member, Wiring
 
 __all__ = ["Supervisor"]
@@ -68,6 +69,7 @@ class Supervisor:
         self.logs: dict[str, deque[tuple[float, int, str]]] = {}
         self.ports: dict[str, int] = {}
         self.bus_addresses: dict[str, str] | None = None
+        self.hub_stats: dict[str, Any] = {}  # the gateways' counters, as the hub last reported them
         self._bus_ports: dict[str, int] | None = None
         self._unconfigured: list[Member] = []  # said hello before the bus had an address
         self._key = secrets.token_bytes(32)
@@ -199,6 +201,11 @@ class Supervisor:
         state.remove(self.record, logs=True)
         self.ctx.destroy(linger=0)
 
+    @property
+    def traceback_token(self) -> str:
+        """What `swarm.request` shows the gateways to get bees' tracebacks (see http.py)."""
+        return traceback_token(self._key).decode()
+
     def status(self, fresh: float = 0.5) -> dict[str, Any]:
         """The swarm's state; first asks every replica for its counters (up to `fresh` s)."""
         reported = threading.Event()
@@ -207,7 +214,7 @@ class Supervisor:
         return self.call(self._snapshot)
 
     def _ask_stats(self, reported: threading.Event) -> None:
-        members = [m for m in self.wiring.members.values() if m.role == "bee" and m.state == "up"]
+        members = [m for m in self.wiring.members.values() if m.state == "up"]
         self._stats_wanted = ({m.identity for m in members}, reported)
         for m in members:
             self._send(m, Msg.REPORT)
@@ -245,17 +252,44 @@ class Supervisor:
                         self._wake_in.recv(zmq.NOBLOCK)
             while True:
                 try:
-                    self._commands.get_nowait()()
+                    command = self._commands.get_nowait()
                 except queue.Empty:
                     break
+                self._guarded("running a command", command)
             if self._router in events:
-                self._drain_router()
+                self._guarded("reading the control channel", self._drain_router)
             if cli.socket in events and cli.ready:
-                cli.handle(stopping=self._stopping, stop=self.stop, status=self._cli_status, post=self._post)
-            busy = self._tick()
+                self._guarded(
+                    "answering the command line",
+                    lambda: cli.handle(
+                        stopping=self._stopping, stop=self.stop, status=self._cli_status, post=self._post
+                    ),
+                )
+            busy = self._guarded("watching the processes", self._tick) is not False
         for sock in (self._router, self._wake_in, self._wake_out):
             sock.close(linger=0)
         cli.close()
+
+    def _guarded(self, what: str, step: Callable[[], Any]) -> Any:
+        """Run one step of the loop; whatever it raises is reported, and the loop goes on.
+
+        The supervisor thread must outlive any mistake (a bee that cannot be pickled, a
+        bug of ours): if it died, every later call would hang on its queue. The change in
+        progress, if any, fails at once with the error, and is undone.
+        """
+        try:
+            return step()
+        except Exception as exc:  # noqa: BLE001 - reported to the caller of the change, never fatal
+            text = "".join(traceback.format_exception(exc)).rstrip()
+            self._on_line("hub:hub:0:0", f"bytewax-nb: supervisor error while {what}:\n{text}")
+            change = self._change
+            if change is not None and not change.done.is_set():
+                change.error = f"{type(exc).__name__}: {exc} (while {what})"
+                if change.undo is not None:
+                    with contextlib.suppress(Exception):  # the error above is what the caller sees
+                        change.undo()
+                change.done.set()
+            return None
 
     def _cli_status(self) -> dict[str, Any]:
         return {"ok": True, "status": self.status(), "runtime": self.launcher.name}
@@ -308,7 +342,10 @@ class Supervisor:
             m.status_ok = int(body["version"])
             self._check_change()
         elif kind == Msg.STATS:
-            m.stats = body
+            if m.role == "hub":
+                self.hub_stats = body
+            else:
+                m.stats = body
             wanted, reported = self._stats_wanted
             wanted.discard(m.identity)
             if not wanted:
@@ -562,7 +599,9 @@ class Supervisor:
     # -- reports ---------------------------------------------------------------------
 
     def _snapshot(self) -> dict[str, Any]:
-        return reports.snapshot(self.swarm, self._ready.is_set(), self.topology, self.wiring, self.ports)
+        return reports.snapshot(
+            self.swarm, self._ready.is_set(), self.topology, self.wiring, self.ports, self.hub_stats
+        )
 
     def _not_ready_report(self) -> str:
         return reports.not_ready_report(self.wiring, self.logs)

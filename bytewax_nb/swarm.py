@@ -19,8 +19,18 @@ from .errors import BytewaxNBError, TopologyError
 from .progress import BuildProgress
 from .reports import gateway_url
 from .runtime import make_launcher, resolve, runtime_unsupported
-from .spec import DEFAULT_MAX_BODY, BeeSpec, GatewaySpec, Topology, check_name
+from .shipping import check_picklable
+from .spec import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_READ_TIMEOUT,
+    BeeSpec,
+    GatewaySpec,
+    Topology,
+    check_name,
+)
 from .supervisor import Supervisor
+from .wire import TRACEBACK_HEADER
 
 if TYPE_CHECKING:
     from .widget import SwarmWidget
@@ -77,12 +87,20 @@ class Swarm:
         timeout: float = 30.0,
         token: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        tracebacks: bool = False,
     ) -> GatewaySpec:
         """Add an HTTP gateway; port 0 picks a free one, `token` requires a bearer token.
 
-        On a running swarm the hub starts serving it at once.
+        Past `max_in_flight` unanswered requests it answers 503 with Retry-After; a client
+        gets `read_timeout` seconds for its headers and again for its body. Bees'
+        tracebacks go into 500 bodies only with `tracebacks=True` (`swarm.request` always
+        gets them). On a running swarm the hub starts serving it at once.
         """
-        spec = GatewaySpec(name, host, port, timeout, token, max_body)
+        spec = GatewaySpec(
+            name, host, port, timeout, token, max_body, max_in_flight, read_timeout, tracebacks
+        )
         supervisor = self._live()
         if supervisor is None:
             self._topology.add_gateway(spec)
@@ -153,6 +171,7 @@ class Swarm:
             )
         trial = Topology(dict(self._topology.gateways), dict(self._topology.bees))
         trial.add_bee(spec, replace=True)
+        check_picklable(spec.name, spec.fn)  # in the user's cell, before anything launches
         supervisor = self._live()
         if supervisor is None:
             trial.order()  # cycles are refused now; unknown inputs at start()
@@ -310,7 +329,13 @@ class Swarm:
         """Send `payload` over HTTP and return the response (RemoteError if a bee raised)."""
         spec = self._gateway(gateway)
         wait = timeout if timeout is not None else spec.timeout + 5
-        return client.request(self.url(spec.name), payload, token=spec.token, timeout=wait)
+        return client.request(
+            self.url(spec.name), payload, token=spec.token, timeout=wait, headers=self._owner_headers()
+        )
+
+    def _owner_headers(self) -> dict[str, str]:
+        """What the owner adds to its own requests: bees' tracebacks come back to it only."""
+        return {TRACEBACK_HEADER: self._require().traceback_token}
 
     def submit(self, gateway: str | None, payload: Any) -> str:
         """Send without waiting for the answer; returns the request id."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,7 @@ from traitlets import Bool, Dict, List, Unicode
 
 from . import __version__
 from .errors import BytewaxNBError
-from .graphstate import Rates, bee_detail, describe_edit, graph, parse_gateway_metrics
+from .graphstate import Rates, bee_detail, describe_edit, graph
 
 if TYPE_CHECKING:
     from .swarm import Swarm
@@ -85,8 +84,7 @@ class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
     def _refresh(self) -> None:
         swarm = self._swarm
         status = swarm.status(fresh=0.2) if swarm.running else {"running": False}
-        counts = self._gateway_counts(status)
-        nodes, edges = graph(swarm.topology, status, counts, self._rates, time.monotonic())
+        nodes, edges = graph(swarm.topology, status, self._rates, time.monotonic())
         selected = self.selected
         detail = None
         if selected in swarm.topology.bees:
@@ -97,22 +95,6 @@ class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
             self.edges = edges
             if detail is not None:
                 self.detail = detail
-
-    def _gateway_counts(self, status: dict[str, Any]) -> dict[str, dict[str, float]]:
-        """The hub's own `/metrics` (one registry serves every gateway of the swarm)."""
-        for name, g in (status.get("gateways") or {}).items():
-            url = g.get("url")
-            if not url:
-                continue
-            metrics = url.split("/gateways/")[0] + "/metrics"
-            token = self._swarm.topology.gateways[name].token
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            try:
-                with urllib.request.urlopen(urllib.request.Request(metrics, headers=headers), timeout=1) as r:
-                    return parse_gateway_metrics(r.read().decode())
-            except OSError:
-                return {}  # the hub is restarting: figures come back with it
-        return {}
 
     def _poll(self) -> None:
         failures = 0

@@ -29,6 +29,7 @@ from typing import Any
 import zmq
 
 __all__ = [
+    "TRACEBACK_HEADER",
     "Enc",
     "Header",
     "Kind",
@@ -44,6 +45,7 @@ __all__ = [
     "response_topic",
     "topic_of",
     "topic_prefix",
+    "traceback_token",
 ]
 
 SIG_LEN = 32
@@ -95,8 +97,18 @@ def _default(obj: Any) -> Any:
 
 
 def dump_json(obj: Any) -> bytes:
-    """JSON for responses; numpy values are converted, anything else raises TypeError."""
-    return json.dumps(obj, default=_default, separators=(",", ":")).encode()
+    """Strict JSON for responses: numpy values are converted; anything else raises
+    TypeError, and NaN or Infinity (which JSON has no form for) ValueError."""
+    return json.dumps(obj, default=_default, separators=(",", ":"), allow_nan=False).encode()
+
+
+TRACEBACK_HEADER = "X-Bytewax-Traceback"  # where the owner shows a gateway its traceback token
+
+
+def traceback_token(key: bytes) -> bytes:
+    """What the owner shows a gateway to get bees' tracebacks: derived from the swarm key,
+    so only a holder of the key (the owner, never an HTTP caller) has it."""
+    return hmac.new(key, b"bytewax-nb traceback", sha256).hexdigest().encode()
 
 
 @dataclass(slots=True)
@@ -240,10 +252,19 @@ class Signer:
         return Message(header, f0[names_at + n_names : -SIG_LEN], buffers)
 
 
-def error_frames(signer: Signer, header: Header, bee: str, ename: str, message: str, text: str) -> list[Any]:
+def error_frames(
+    signer: Signer, header: Header, bee: str, ename: str, message: str, text: str, status: int = 500
+) -> list[Any]:
     """The signed answer that tells the caller of `header`'s request that `bee` failed."""
     body = dump_json(
-        {"error": message, "type": ename, "bee": bee, "traceback": text, "request_id": header.request_id}
+        {
+            "error": message,
+            "type": ename,
+            "bee": bee,
+            "traceback": text,
+            "request_id": header.request_id,
+            "status": status,
+        }
     )
     out = Header(Kind.ERROR, header.request_id, header.origin, bee, header.t0, enc=Enc.JSON)
     return signer.frames(response_topic(header.origin), out, body)

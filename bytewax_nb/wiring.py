@@ -80,6 +80,14 @@ def _by_producer(edges: Iterable[Edge]) -> dict[str, tuple[Member, set[bytes]]]:
     return out
 
 
+def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + int(v)
+    return out
+
+
 HUB = ("hub", "hub", 0)  # the slot of the hub process
 
 
@@ -342,6 +350,7 @@ class Wiring:
                 p99_ms=max((s.get("p99_ms", 0.0) for s in reps), default=0.0),
                 batch=max((s.get("batch", 1.0) for s in reps), default=1.0),
                 pending_joins=sum(s.get("pending_joins", 0) for s in reps),
+                dropped_by=_sum_counts(s.get("dropped_by") or {} for s in reps),
                 ready=min(serving.get(name, 0), spec.replicas),
                 wanted=spec.replicas,
                 input=list(spec.inputs),

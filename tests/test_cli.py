@@ -121,10 +121,16 @@ def test_run_serves_a_notebook_until_sigterm(state_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_run_detached_answers_at_once_and_ends_with_its_swarm(state_dir: Path) -> None:
+def test_run_detached_answers_at_once_and_ends_with_its_swarm(make_swarm: Any, state_dir: Path) -> None:
+    other = make_swarm("anchor-chain")  # another process's swarm on this machine
+    other.gateway("anchor")
+    other.bee(lambda p: p, input="anchor", name="echo")
+    other.start()
     out = cli("run", str(ROOT / "notebooks" / "01-hello-swarm.ipynb"), "--detach")
     assert "running in the background" in out.stdout
     assert "swarm 'hello-world': gateway hello-world at http://127.0.0.1:" in out.stdout
+    assert "anchor" not in out.stdout  # only what this run started
+    other.stop()
     (record,) = state.read_all()
     runner = psutil.Process(int(out.stdout.split("(pid ")[1].split(")")[0]))
     assert json.loads(cli("send", "hello-world", '{"name": "Detached"}').stdout) == "goodbye Detached"
@@ -146,3 +152,50 @@ def test_a_gateway_nobody_listens_to_answers_503_at_once(make_swarm: Any) -> Non
     swarm.start()
     status, body, _ = post(swarm.url("lonely"), 1, timeout=5)
     assert status == 503 and "no bee listens to gateway 'lonely'" in body["error"]
+
+
+class _Gate:
+    """Unpickling this blocks while a file exists: holds a replica in start-up."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (_wait_absent, (self.path,))
+
+
+def _wait_absent(path: str) -> str:
+    import threading
+
+    while os.path.exists(path):
+        threading.Event().wait(0.02)
+    return path
+
+
+@pytest.mark.slow
+def test_send_wait_waits_until_the_gateway_serves(make_swarm: Any, state_dir: Path, tmp_path: Path) -> None:
+    import threading
+
+    gate = tmp_path / "gate"
+    gate.touch()
+    holder = _Gate(str(gate))
+    swarm = make_swarm("late")
+    swarm.gateway("late-in")
+
+    @swarm.bee(input="late-in")
+    def echo(payload: Any) -> Any:
+        return [payload, holder is not None]
+
+    starting = threading.Thread(target=swarm.start)
+    starting.start()  # the hub serves HTTP, the bee's replica hangs in start-up
+    wait_until(lambda: any(r.gateways for r in state.read_all()), what="the gateway's record")
+    send = subprocess.Popen(
+        ["bytewax-nb", "send", "late-in", "1", "--wait", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert send.stderr is not None
+    assert send.stderr.readline().decode().startswith("waiting for http://127.0.0.1:")
+    gate.unlink()
+    out, err = send.communicate(timeout=60)
+    starting.join()
+    assert send.returncode == 0, err
+    assert json.loads(out) == [1, True]

@@ -158,3 +158,31 @@ def test_bee_timeout_from_the_cell_magic(ip: Any) -> None:
     with pytest.raises(RemoteError) as err:
         run(ip, "%send in 3600")
     assert err.value.ename == "BeeTimeout" and "time.sleep(p)" in err.value.traceback
+
+
+def test_a_refused_bee_cell_leaves_the_swarm_as_it_was(ip: Any) -> None:
+    run(ip, "%swarm new typo --runtime process")
+    run(ip, "%gateway in")
+    with pytest.raises(Exception, match="'nosuch', which is neither a gateway nor a bee"):
+        run(ip, "%%bee --input nosuch\ndef first(p):\n    return p\n")
+    swarm = current_swarm()
+    assert swarm is not None and "first" not in swarm.topology.bees and not swarm.running
+    run(ip, "%%bee --input in\ndef echo(p):\n    return p\n")  # the corrected cell starts the swarm
+    assert run(ip, "%send in 5") == 5
+    with pytest.raises(Exception, match="'nosuch', which is neither"):  # refused on a running swarm too
+        run(ip, "%%bee --input nosuch\ndef echo(p):\n    return -p\n")
+    assert run(ip, "%send in 5") == 5 and list(swarm.topology.bees) == ["echo"]
+
+
+def test_a_bee_capturing_a_lock_is_refused_with_the_line_that_uses_it(ip: Any) -> None:
+    run(ip, "%swarm new locked --runtime process")
+    run(ip, "%gateway in")
+    run(ip, "%%bee --input in\ndef echo(p):\n    return p\n")
+    run(ip, "import threading\nguard = threading.Lock()")
+    cell = "%%bee --input in\ndef echo(p):\n    with guard:\n        return p * 2\n"
+    with pytest.raises(Exception, match=r"it uses `guard`, a _thread\.lock") as info:
+        run(ip, cell)
+    assert "with guard:" in str(info.value) and "inside the bee" in str(info.value)
+    assert run(ip, "%send in 4") == 4  # the running version serves on, the swarm answers
+    swarm = current_swarm()
+    assert swarm is not None and swarm.status()["bees"]["echo"]["ready"] == 1

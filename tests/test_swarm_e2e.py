@@ -215,6 +215,7 @@ def test_bee_exception_is_remote_error_and_500_and_bee_keeps_serving(make_swarm:
     status, body, rid = post(swarm.url(), {"other": 1})
     assert status == 500 and body["bee"] == "picky" and body["type"] == "KeyError"
     assert body["request_id"] == rid and "needed" in body["error"]
+    assert "traceback" not in body  # a plain HTTP caller sees no source code
     assert swarm.request("in", {"needed": 21}) == 42
     wait_until(lambda: swarm.status()["bees"]["picky"]["errors"] == 2, what="errors counted")
 
@@ -222,10 +223,102 @@ def test_bee_exception_is_remote_error_and_500_and_bee_keeps_serving(make_swarm:
 def test_unserializable_response_is_a_clear_500(make_swarm: Any) -> None:
     swarm = make_swarm()
     swarm.gateway("in")
-    swarm.bee(lambda p: object(), input="in", name="weird")
+    swarm.bee(lambda p: object() if p == 1 else {"n": float(p)}, input="in", name="weird")
     swarm.start()
     with pytest.raises(RemoteError, match="not JSON serializable"):
         swarm.request("in", 1)
+    with pytest.raises(RemoteError, match="NaN or Infinity") as info:
+        swarm.request("in", "nan")
+    assert info.value.status == 500
+    status, body, _ = post(swarm.url(), "inf")  # what a plain client reads is JSON, too
+    assert status == 500 and "NaN or Infinity" in body["error"]
+
+
+def test_a_bee_answers_a_client_error_with_bad_request(make_swarm: Any) -> None:
+    from bytewax_nb import BadRequest
+
+    swarm = make_swarm()
+    swarm.gateway("in")
+
+    @swarm.bee(input="in")
+    def strict(payload: Any) -> Any:
+        if not isinstance(payload, int):
+            raise BadRequest(f"expected an integer, got {type(payload).__name__}")
+        return payload + 1
+
+    swarm.start()
+    status, body, _ = post(swarm.url(), "one")
+    assert status == 400 and body["error"] == "expected an integer, got str"
+    assert body["bee"] == "strict" and body["type"] == "BadRequest" and "traceback" not in body
+    with pytest.raises(RemoteError) as info:
+        swarm.request("in", [1])
+    assert info.value.status == 400 and info.value.ename == "BadRequest"
+    assert swarm.request("in", 1) == 2
+    assert swarm.status()["bees"]["strict"]["errors"] == 0  # the caller's mistake, not the bee's
+
+
+def test_http_answers_a_client_can_rely_on(make_swarm: Any) -> None:
+    import socket
+
+    swarm = make_swarm()
+    swarm.gateway("in", max_in_flight=2, read_timeout=0.5, tracebacks=True)
+
+    @swarm.bee(input="in")
+    def hold(payload: Any) -> Any:
+        if payload == "hold":
+            threading.Event().wait(2)
+        if payload == "fail":
+            raise RuntimeError("boom")
+        return payload
+
+    swarm.start()
+    url = swarm.url()
+    base = url.rsplit("/gateways/", 1)[0]
+    deep = b"[" * 1_000_000 + b"]" * 1_000_000
+    status, body, _ = post_raw(url, deep)
+    assert status == 400 and body["error"] == "invalid JSON: nested too deeply"
+    status, body, _ = post_raw(base + "/healthz", b"{}")
+    assert status == 405 and "GET, HEAD" in body["error"]
+    status, body, _ = post(url, "fail")  # this gateway was asked to show tracebacks
+    assert status == 500 and "RuntimeError: boom" in body["traceback"]
+    # two calls in flight fill the gateway: the third is told at once to come back
+    callers = [threading.Thread(target=post, args=(url, "hold")) for _ in range(2)]
+    for t in callers:
+        t.start()
+    wait_until(lambda: swarm_in_flight(base) == 2, what="two requests in flight")
+    req = urllib.request.Request(url, data=b"1", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=5)
+    assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1"
+    assert "too busy" in json.loads(refused.value.read())["error"]
+    for t in callers:
+        t.join()
+    # a client that never finishes its headers, or its body, is cut off
+    port = int(url.split(":")[2].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port)) as slow:
+        slow.sendall(b"POST /gateways/in HTTP/1.1\r\nHost: x\r\n")
+        slow.settimeout(5)
+        assert slow.recv(100) == b""  # closed by the gateway
+    with socket.create_connection(("127.0.0.1", port)) as slow:
+        slow.sendall(b"POST /gateways/in HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n[1")
+        slow.settimeout(5)
+        assert slow.recv(100).startswith(b"HTTP/1.1 408")
+    assert swarm.request("in", 7) == 7
+
+
+def post_raw(url: str, data: bytes) -> tuple[int, Any, str | None]:
+    req = urllib.request.Request(url, data=data, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read()), r.headers.get("X-Request-Id")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), e.headers.get("X-Request-Id")
+
+
+def swarm_in_flight(base: str) -> float:
+    text = urllib.request.urlopen(base + "/metrics").read().decode()
+    line = next(x for x in text.splitlines() if x.startswith("bytewax_nb_gateway_in_flight{"))
+    return float(line.rsplit(" ", 1)[1])
 
 
 def test_http_errors_are_json_with_the_documented_codes(make_swarm: Any) -> None:
@@ -268,7 +361,9 @@ def test_http_errors_are_json_with_the_documented_codes(make_swarm: Any) -> None
     code, body = raw("/gateways/in", iter([b'"', b"x" * 2000, b'"']))  # chunked: no length given
     assert code == 413 and "1024" in body["error"]
     code, body = raw("/gateways/in", b"", method="GET")
-    assert code == 404 and body["error"] == "no route GET /gateways/in"
+    assert code == 405 and body["error"] == "method GET not allowed on /gateways/in; use POST"
+    code, body = raw("/nowhere", b"", method="GET")
+    assert code == 404 and body["error"] == "no route GET /nowhere"
     code, body = raw("/gateways/in", b'{"sleep": 1}')
     assert code == 504 and body["request_id"]
     wait_until(lambda: swarm.status()["bees"]["slow"]["handled"] == 2, what="the slow call to end")
@@ -348,7 +443,7 @@ def test_forged_and_unsigned_frames_are_dropped_never_unpickled(make_swarm: Any,
     metrics = urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode()
     wait_until(
         lambda: (
-            'bytewax_nb_dropped_frames_total{process="bee:echo"}'
+            'bytewax_nb_dropped_frames_total{process="bee:echo",reason="signature"}'
             in urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode()
         ),
         what="metric",
@@ -651,3 +746,37 @@ def test_a_redeploy_that_cannot_start_is_rolled_back(make_swarm: Any) -> None:
         swarm.bee(v2, input="in", name="model")
     assert swarm.request("in", 5) == {"n": 5, "version": "v1"}
     assert swarm.status()["bees"]["model"]["ready"] == 1
+
+
+class _Fickle:
+    """Pickles once (the deploy's check), then fails: a mistake that reaches the supervisor."""
+
+    pickled = 0
+
+    def __reduce__(self) -> Any:
+        _Fickle.pickled += 1
+        if _Fickle.pickled > 1:
+            raise RuntimeError("changed its mind")
+        return (_Fickle, ())
+
+
+def test_an_error_inside_the_supervisor_fails_the_change_and_the_swarm_serves_on(make_swarm: Any) -> None:
+    from bytewax_nb import StartError
+
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(_version("v1"), input="in", name="model")
+    swarm.start()
+    fickle = _Fickle()
+
+    def v2(payload: int) -> Any:
+        return fickle
+
+    t = time.monotonic()
+    with pytest.raises(StartError, match="changed its mind"):
+        swarm.bee(v2, input="in", name="model")
+    assert time.monotonic() - t < 10  # reported at once, not after the change's timeout
+    assert swarm.request("in", 5) == {"n": 5, "version": "v1"}
+    assert swarm.status()["bees"]["model"]["ready"] == 1
+    swarm.bee(_version("v3"), input="in", name="model")  # later changes work
+    assert swarm.request("in", 6) == {"n": 6, "version": "v3"}

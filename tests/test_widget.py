@@ -14,8 +14,8 @@ from conftest import wait_until
 from prometheus_client import generate_latest
 
 from bytewax_nb import Swarm, SwarmWidget
-from bytewax_nb.gateway.metrics import HubMetrics
-from bytewax_nb.graphstate import Rates, bee_detail, graph, parse_gateway_metrics
+from bytewax_nb.gateway.metrics import GatewayMetrics, HubMetrics
+from bytewax_nb.graphstate import Rates, bee_detail, graph
 from bytewax_nb.spec import BeeSpec, GatewaySpec, Topology
 
 
@@ -113,18 +113,19 @@ def test_graph_lists_nodes_edges_and_figures_of_a_snapshot() -> None:
     topo.add_gateway(GatewaySpec("in"))
     topo.add_bee(BeeSpec("a", _path("a"), ("in",)))
     topo.add_bee(BeeSpec("j", _path("j"), ("in", "a"), join=True, replicas=2))
-    status = {
+    status: dict[str, Any] = {
         "running": True,
-        "gateways": {"in": {"url": "http://127.0.0.1:1/gateways/in"}},
+        "gateways": {"in": {"url": "http://127.0.0.1:1/gateways/in", "requests": 5, "errors": 0}},
         "bees": {
             "a": {"state": "ready", "ready": 1, "handled": 10, "errors": 1, "p50_ms": 0.25, "p99_ms": 2.0},
             "j": {"state": "redeploying", "ready": 1, "handled": 0},
         },
     }
     rates = Rates()
-    graph(topo, status, {"in": {"requests": 5, "errors": 0}}, rates, now=100.0)
-    status["bees"]["a"]["handled"] = 30  # type: ignore[index]
-    nodes, edges = graph(topo, status, {"in": {"requests": 45, "errors": 2}}, rates, now=102.0)
+    graph(topo, status, rates, now=100.0)
+    status["bees"]["a"]["handled"] = 30
+    status["gateways"]["in"].update(requests=45, errors=2)
+    nodes, edges = graph(topo, status, rates, now=102.0)
     by = {n["id"]: n for n in nodes}
     assert by["in"] == {
         "id": "in",
@@ -141,18 +142,32 @@ def test_graph_lists_nodes_edges_and_figures_of_a_snapshot() -> None:
         {"source": "in", "target": "j", "join": True},
         {"source": "a", "target": "j", "join": True},
     ]
-    stopped, _ = graph(topo, {"running": False}, {}, Rates(), now=0.0)
+    stopped, _ = graph(topo, {"running": False}, Rates(), now=0.0)
     assert {n["status"] for n in stopped} == {"stopped"}
 
 
-def test_gateway_figures_are_read_from_the_hubs_prometheus_text() -> None:
-    metrics = HubMetrics()
-    metrics.requests.labels("in", "200").inc(7)
-    metrics.requests.labels("in", "500").inc(2)
-    metrics.errors.labels("in", "500").inc(2)
-    metrics.requests.labels("other", "200").inc()
-    counts = parse_gateway_metrics(generate_latest(metrics.registry).decode())
-    assert counts == {"in": {"requests": 9.0, "errors": 2.0}, "other": {"requests": 1.0, "errors": 0.0}}
+def test_each_gateway_serves_only_its_own_counters_and_the_bees_it_reaches() -> None:
+    hub = HubMetrics()
+    open_gw = GatewayMetrics(hub, "open", lambda: 0)
+    closed_gw = GatewayMetrics(hub, "closed", lambda: 3)
+    open_gw.count(200)
+    closed_gw.count(200)
+    closed_gw.count(500)
+    hub.snapshot = {
+        "bees": {
+            "a": {"input": ["open"], "handled": 4, "dropped_by": {"replayed": 2}},
+            "b": {"input": ["a"], "handled": 4},
+            "secret": {"input": ["closed"], "handled": 9},
+        }
+    }
+    hub.drop("signature")
+    shown = generate_latest(open_gw.registry).decode()
+    assert 'bytewax_nb_gateway_requests_total{code="200",gateway="open"} 1.0' in shown
+    assert "closed" not in shown and "secret" not in shown
+    assert 'bytewax_nb_bee_handled_total{bee="b"} 4.0' in shown
+    assert 'bytewax_nb_dropped_frames_total{process="bee:a",reason="replayed"} 2.0' in shown
+    assert 'bytewax_nb_dropped_frames_total{process="hub",reason="signature"} 1.0' in shown
+    assert hub.counts() == {"open": {"requests": 1, "errors": 0}, "closed": {"requests": 2, "errors": 1}}
 
 
 def test_bee_detail_keeps_the_tail_of_the_log_and_the_last_error() -> None:

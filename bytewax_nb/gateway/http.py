@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..spec import GatewaySpec
-from ..wire import Kind, new_request_id, topic_of
+from ..wire import TRACEBACK_HEADER, Kind, new_request_id, topic_of
 from .metrics import GatewayMetrics
 
 if TYPE_CHECKING:
@@ -27,15 +27,23 @@ __all__ = ["GatewayApp"]
 
 _JSON = "application/json"
 _PREFIX = "/gateways/"
+_RETRY_AFTER = "1"  # seconds a client told "too busy" should wait
 
 
-def _json(status: int, body: Any, request_id: str | None = None) -> web.Response:
-    headers = {"X-Request-Id": request_id} if request_id else None
+def _json(status: int, body: Any, request_id: str | None = None, **headers: str) -> web.Response:
+    if request_id:
+        headers["X-Request-Id"] = request_id
     return web.Response(status=status, body=json.dumps(body).encode(), content_type=_JSON, headers=headers)
 
 
 def _error(status: int, message: str, request_id: str | None = None, **extra: Any) -> web.Response:
     return _json(status, {"error": message, "request_id": request_id, **extra}, request_id)
+
+
+def _not_allowed(method: str, path: str, allow: str) -> web.Response:
+    response = _error(405, f"method {method} not allowed on {path}; use {allow}")
+    response.headers["Allow"] = allow
+    return response
 
 
 class GatewayApp:
@@ -58,17 +66,26 @@ class GatewayApp:
         def request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
             return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=limit)
 
-        return web.Server(self.dispatch, request_factory=request, access_log=None)
+        # aiohttp closes a connection that has not sent a whole request within its
+        # keep-alive timeout (from connect, or from the last answer): that is the header
+        # timeout, so a client trickling bytes cannot hold a socket for long
+        return web.Server(
+            self.dispatch,
+            request_factory=request,
+            access_log=None,
+            keepalive_timeout=self.spec.read_timeout,
+        )
 
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         path, method = request.path, request.method
-        if path.startswith(_PREFIX) and method == "POST":
-            return await self.handle(request, path[len(_PREFIX) :])
-        if method in ("GET", "HEAD"):
-            if path == "/healthz":
-                return self.healthz()
-            if path == "/metrics":
-                return self.metrics_view(request)
+        if path.startswith(_PREFIX):
+            if method == "POST":
+                return await self.handle(request, path[len(_PREFIX) :])
+            return _not_allowed(method, path, "POST")
+        if path in ("/healthz", "/metrics"):
+            if method not in ("GET", "HEAD"):
+                return _not_allowed(method, path, "GET, HEAD")
+            return self.healthz() if path == "/healthz" else self.metrics_view(request)
         return _error(404, f"no route {method} {path}")
 
     def _authorized(self, request: web.BaseRequest) -> bool:
@@ -77,35 +94,53 @@ class GatewayApp:
         given = request.headers.get("Authorization", "").encode()
         return hmac.compare_digest(given, b"Bearer " + self.token)
 
+    def _tracebacks(self, request: web.BaseRequest) -> bool:
+        if self.spec.tracebacks:
+            return True
+        given = request.headers.get(TRACEBACK_HEADER)
+        return given is not None and hmac.compare_digest(given.encode(), self.hub.traceback_token)
+
     async def handle(self, request: web.BaseRequest, name: str) -> web.Response:
         t = time.perf_counter()
         response = await self._handle(request, name)
         self.metrics.count(response.status, time.perf_counter() - t)
         return response
 
+    async def _read(self, request: web.BaseRequest) -> bytes | web.Response:
+        """The body, or the error answer (413 too large, 408 too slow)."""
+        limit = self.spec.max_body
+        if request.content_length is not None and request.content_length > limit:
+            return _error(413, f"body larger than {limit} bytes")
+        try:
+            async with asyncio.timeout(self.spec.read_timeout):
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body larger than {limit} bytes")
+        except TimeoutError:
+            return _error(408, f"the body did not arrive within {self.spec.read_timeout:g} s")
+
     async def _handle(self, request: web.BaseRequest, name: str) -> web.Response:
         if name != self.name:
             return _error(404, f"unknown gateway {name!r}; this one is {self.name!r}")
         if not self._authorized(request):
             return _error(401, "missing or bad bearer token")
-        limit = self.spec.max_body
-        if request.content_length is not None and request.content_length > limit:
-            return _error(413, f"body larger than {limit} bytes")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"body larger than {limit} bytes")
+        body = await self._read(request)
+        if isinstance(body, web.Response):
+            return body
         try:
             json.loads(body)
         except ValueError as exc:
             return _error(400, f"invalid JSON: {exc}")
+        except RecursionError:
+            return _error(400, "invalid JSON: nested too deeply")
         hub = self.hub
-        if not hub.accepting:
-            return _error(503, "the swarm is stopping")
-        if not hub.serving:
-            return _error(503, f"not ready: no ready replica of {', '.join(hub.not_ready) or 'the swarm'}")
-        if self.name not in hub.listened:
-            return _error(503, f"not ready: no bee listens to gateway {self.name!r} yet")
+        refused = hub.refusal(self)
+        if refused is not None:
+            status, message = refused
+            response = _error(status, message)
+            if status == 503:
+                response.headers["Retry-After"] = _RETRY_AFTER
+            return response
         rid = new_request_id()
         if request.query_string and request.query.get("mode") == "submit":
             hub.submit(self, rid, body)
@@ -116,15 +151,16 @@ class GatewayApp:
             return _error(504, f"no response within {self.spec.timeout:g} s", rid)
         if kind == Kind.RESPONSE:
             return web.Response(body=reply, content_type=_JSON, headers={"X-Request-Id": rid})
-        err = json.loads(reply)
-        return _error(
-            500,
-            str(err.get("error", "")),
-            rid,
-            bee=err.get("bee", sender),
-            type=err.get("type", "Exception"),
-            traceback=err.get("traceback", ""),
-        )
+        return self._bee_error(json.loads(reply), sender, rid, self._tracebacks(request))
+
+    @staticmethod
+    def _bee_error(err: dict[str, Any], sender: str, rid: str, tracebacks: bool) -> web.Response:
+        """A bee's error report as an HTTP answer: 400 for BadRequest, else 500."""
+        status = int(err.get("status") or 500)
+        extra: dict[str, Any] = {"bee": err.get("bee", sender), "type": err.get("type", "Exception")}
+        if tracebacks and err.get("traceback"):
+            extra["traceback"] = err["traceback"]
+        return _error(status if 400 <= status < 600 else 500, str(err.get("error", "")), rid, **extra)
 
     def healthz(self) -> web.Response:
         hub = self.hub
@@ -134,5 +170,5 @@ class GatewayApp:
     def metrics_view(self, request: web.BaseRequest) -> web.Response:
         if not self._authorized(request):
             return _error(401, "missing or bad bearer token")
-        data = generate_latest(self.hub.metrics.registry)
+        data = generate_latest(self.metrics.registry)
         return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})

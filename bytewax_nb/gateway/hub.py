@@ -22,7 +22,7 @@ from ..child import Child
 from ..control import Msg
 from ..sockio import readable, recv_burst, send_frames
 from ..spec import GatewaySpec
-from ..wire import Enc, Header, Kind, pack, response_topic
+from ..wire import Enc, Header, Kind, pack, response_topic, traceback_token
 from .http import GatewayApp
 from .metrics import HubMetrics
 
@@ -61,11 +61,24 @@ class Hub:
         self.specs = specs
         self.idle = asyncio.Event()  # set whenever nothing is pending: what a drain waits for
         self.idle.set()
+        self.traceback_token = traceback_token(child.boot.key)
 
     # -- requests --------------------------------------------------------------------
 
     def in_flight(self, gateway: str) -> int:
         return sum(1 for g, _ in self.pending.values() if g == gateway)
+
+    def refusal(self, gw: GatewayApp) -> tuple[int, str] | None:
+        """Why a new request to `gw` must be refused at once (status, message), if it must."""
+        if not self.accepting:
+            return 503, "the swarm is stopping"
+        if not self.serving:
+            return 503, f"not ready: no ready replica of {', '.join(self.not_ready) or 'the swarm'}"
+        if gw.name not in self.listened:
+            return 503, f"not ready: no bee listens to gateway {gw.name!r} yet"
+        if self.in_flight(gw.name) >= gw.spec.max_in_flight:
+            return 503, f"too busy: {gw.spec.max_in_flight} requests in flight; retry shortly"
+        return None
 
     def _frames(self, gw: GatewayApp, rid: str, body: bytes) -> list[Any]:
         now = time.time()
@@ -126,7 +139,7 @@ class Hub:
     def _on_frames(self, frames: list[Any]) -> None:
         msg = self.signer.open(frames)
         if msg is None:
-            self.metrics.dropped += 1
+            self.metrics.drop("signature")
             return
         header = msg.header
         if header.kind == Kind.PROBE:
@@ -135,7 +148,9 @@ class Hub:
             return
         entry = self.pending.get(header.request_id)
         if header.kind not in (Kind.RESPONSE, Kind.ERROR) or entry is None:
-            self.metrics.late.labels(header.origin).inc()
+            gw = self.gateways.get(header.origin)
+            if gw is not None:
+                gw.metrics.late.inc()
             return
         self._forget(header.request_id)
         fut = entry[1]
@@ -147,7 +162,7 @@ class Hub:
         while readable(ctl):
             msg = self.child.codec.unpack(ctl.recv_multipart())
             if msg is None:
-                self.metrics.dropped += 1
+                self.metrics.drop("signature")
                 continue
             kind, body = msg
             if kind == Msg.STATUS:
@@ -161,6 +176,8 @@ class Hub:
             elif kind == Msg.PROBE:
                 self._flush()  # a probe follows every request taken before it (fences rely on it)
                 self.child.probe(self.pub, body, "hub")
+            elif kind == Msg.REPORT:
+                self._send(Msg.STATS, {"gateways": self.metrics.counts(), "dropped": self.metrics.dropped})
             elif kind == Msg.GATEWAYS:
                 self.loop.create_task(self._serve_all(body))
             elif kind == Msg.STOP:
