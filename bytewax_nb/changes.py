@@ -1,7 +1,7 @@
 """Live changes to a running swarm's graph, as bookkeeping on its topology and wiring.
 
 No sockets here: each function updates the topology and the wiring's slots and says
-what the supervisor must do next (replicas to kill, bees whose sink role changed).
+what the supervisor must do next (replicas to kill).
 The supervisor then launches what the new slots want and waits until the wiring has
 settled (see `Change`), or calls the change's `undo`.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .spec import BeeSpec, Topology
 from .wiring import Member, Slot, Wiring
 
-__all__ = ["Change", "redeploy", "reslot", "set_replicas", "undo_deploy"]
+__all__ = ["Change", "redeploy", "remove", "reslot", "set_replicas", "undo_deploy"]
 
 
 @dataclass
@@ -42,35 +42,47 @@ def reslot(wiring: Wiring, spec: BeeSpec) -> None:
         slot.failures, slot.restart_at, slot.ever_ready = 0, 0.0, False
 
 
-def redeploy(topology: Topology, wiring: Wiring, spec: BeeSpec) -> dict[str, bool]:
-    """Add a bee or replace its version (old replicas retire once the new are wired).
-
-    Returns the other bees whose sink role changed, with their new role."""
-    sinks = {n: topology.is_sink(n) for n in topology.bees}
+def redeploy(topology: Topology, wiring: Wiring, spec: BeeSpec) -> None:
+    """Add a bee or replace its version (old replicas retire once the new ones serve)."""
     if spec.name in topology.bees:
         wiring.retire(spec.name)
     topology.bees[spec.name] = spec
     reslot(wiring, spec)
-    now = {name: topology.is_sink(name) for name in sinks if name != spec.name}
-    return {name: sink for name, sink in now.items() if sink != sinks[name]}
 
 
 def set_replicas(topology: Topology, wiring: Wiring, spec: BeeSpec) -> list[Member]:
-    """Slots for `spec.replicas`: replicas beyond them retire (hand over, drain, stop),
-    the others are untouched. Returns replicas to kill: surplus ones that never served."""
+    """Slots for `spec.replicas`: replicas beyond them retire (ask for nothing more,
+    drain, exit), the others are untouched. Returns replicas to kill: surplus ones that
+    never served."""
     topology.bees[spec.name] = spec
     for key in _bee_slots(wiring, spec.name):
         if key[2] >= spec.replicas:
             del wiring.slots[key]
     kill = []
     for m in wiring.members.values():
-        if m.role == "bee" and m.name == spec.name and m.replica >= spec.replicas:
+        if m.role == "bee" and m.name == spec.name and m.replica >= spec.replicas and not m.retiring:
             if m.state == "up":
                 m.retiring = True
             else:
                 kill.append(m)
     for r in range(spec.replicas):
         wiring.slots.setdefault(("bee", spec.name, r), Slot())
+    return kill
+
+
+def remove(topology: Topology, wiring: Wiring, name: str) -> list[Member]:
+    """Take a bee out: its serving replicas retire (they finish what they hold), its
+    slots go. Returns replicas to kill: those that never served."""
+    del topology.bees[name]
+    for key in _bee_slots(wiring, name):
+        del wiring.slots[key]
+    kill = []
+    for m in wiring.members.values():
+        if m.role == "bee" and m.name == name and not m.retiring:
+            if m.state == "up":
+                m.retiring = True
+            else:
+                kill.append(m)
     return kill
 
 
@@ -86,8 +98,8 @@ def undo_deploy(topology: Topology, wiring: Wiring, name: str, previous: BeeSpec
     topology.bees[name] = previous
     reslot(wiring, previous)
     for m in wiring.members.values():
-        if m.role == "bee" and m.name == name and m.retiring:
-            m.retiring, m.fence_token, m.fence = False, None, set()
+        if m.role == "bee" and m.name == name and m.retiring and not m.retire_sent:
+            m.retiring = False
     for key in _bee_slots(wiring, name):
         wiring.slots[key].ever_ready = True
     return kill

@@ -18,11 +18,9 @@ from typing import Any
 import zmq
 
 from .control import ControlCodec, Msg
-from .wire import Header, Kind, Signer, topic_prefix
+from .wire import Signer
 
-__all__ = ["HWM", "Boot", "Child", "read_boot"]
-
-HWM = 100_000  # messages a socket may queue before ZeroMQ drops; ample for bursts
+__all__ = ["Boot", "Child", "read_boot"]
 
 
 @dataclass
@@ -80,49 +78,38 @@ class Child:
                     return config
         raise SystemExit("bytewax-nb: no configuration from the supervisor")
 
-    def probe(self, pub: zmq.Socket[bytes], body: dict[str, Any], sender: str) -> None:
-        """Publish one probe frame on each topic the supervisor asked for."""
-        for topic in body["topics"]:
-            head = Header(Kind.PROBE, body["token"], self.boot.identity, sender)
-            pub.send_multipart(self.signer.frames(topic.encode("latin-1"), head, b""))
-
-    def saw(self, frame0: bytes, header: Header) -> None:
-        """Tell the supervisor a probe arrived: from whom, on which topic."""
-        topic = topic_prefix(frame0).decode("latin-1")
-        self.send(Msg.SAW, {"producer": header.origin, "topic": topic, "token": header.request_id})
-
     def owner_gone(self) -> bool:
         try:
             return os.read(self.stdin_fd, 4096) == b""
         except BlockingIOError:
             return False
 
-    def peer_sockets(self, host: str) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes], str]:
-        """A bee's direct path: its own publisher (bound here) and a subscriber that the
-        supervisor points at the publishers of its bee inputs. Returns (pub, sub, address)."""
-        pub = self.ctx.socket(zmq.PUB)
-        pub.setsockopt(zmq.SNDHWM, HWM)
-        pub.setsockopt(zmq.LINGER, 1000)
+    def link_router(self, host: str) -> tuple[zmq.Socket[bytes], str]:
+        """The socket this process's consumers dial (bound here), and its address.
+
+        No high-water mark: what waits on it is bounded by the consumers' windows (and,
+        for the hub, by each gateway's requests in flight), so nothing is ever dropped
+        for lack of room. A send to a consumer that is gone raises instead of vanishing.
+        """
+        sock = self.ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a replica that dials again takes its identity back
+        self.secure_server(sock)
         if host == "auto":  # a container on a bridge network: others dial its own address
-            port = pub.bind_to_random_port("tcp://0.0.0.0")
+            port = sock.bind_to_random_port("tcp://0.0.0.0")
             host = socket.gethostbyname(socket.gethostname())
         else:
-            port = pub.bind_to_random_port(f"tcp://{host}")
-        sub = self.ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.RCVHWM, HWM)
-        sub.setsockopt(zmq.LINGER, 0)
-        return pub, sub, f"tcp://{host}:{port}"
+            port = sock.bind_to_random_port(f"tcp://{host}")
+        return sock, f"tcp://{host}:{port}"
 
-    def bus_sockets(self, bus: dict[str, str]) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
-        pub = self.ctx.socket(zmq.PUB)
-        pub.setsockopt(zmq.SNDHWM, HWM)
-        pub.setsockopt(zmq.LINGER, 1000)
-        pub.connect(bus["xsub"])
-        sub = self.ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.RCVHWM, HWM)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.connect(bus["xpub"])
-        return pub, sub
+    def secure_server(self, sock: zmq.Socket[bytes]) -> None:
+        """Encrypt and authenticate what this socket accepts (the bus's CurveZMQ, when on)."""
+
+    def secure_client(self, sock: zmq.Socket[bytes]) -> None:
+        """Encrypt what this socket dials (the bus's CurveZMQ, when on)."""
 
     def close(self) -> None:
         self.ctx.destroy(linger=1000)

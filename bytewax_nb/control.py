@@ -28,18 +28,17 @@ class Msg:
 
     HELLO = "hello"  # child -> sup: I am alive, send my config
     CONFIG = "config"  # sup -> child: what to run (pickle)
-    UP = "up"  # child -> sup: sockets bound and subscribed
-    PROBE = "probe"  # sup -> producer: publish one probe frame on these topics
-    SAW = "saw"  # consumer -> sup: a probe from that producer arrived
-    SHARD = "shard"  # sup -> bee replica: the active replica set of its bee
-    SHARD_OK = "shard_ok"  # bee replica -> sup: applied that shard version
-    SINK = "sink"  # sup -> bee replica: whether anything listens to it now
-    PEERS = "peers"  # sup -> bee replica: the producer sockets to read its bee inputs from
+    UP = "up"  # child -> sup: my link socket listens (its address)
+    LINKS = "links"  # sup -> bee replica: the producers to read from, and the hub
+    LINKED = "linked"  # bee replica -> sup: the producers that welcomed it
+    ROUTES = "routes"  # sup -> producer: the bees that listen to each of its topics
+    RETIRE = "retire"  # sup -> bee replica: replaced; ask for nothing more, drain, exit
+    LOST = "lost"  # sup -> every process: that one died (how, its last lines)
     GATEWAYS = "gateways"  # sup -> hub: serve this list of gateways (pickle)
     STATUS = "status"  # sup -> gateway: readiness and bee stats
     STATUS_OK = "status_ok"  # gateway -> sup: applied that status version
     STATS = "stats"  # child -> sup: counters
-    REPORT = "report"  # sup -> bee replica: send your counters now
+    REPORT = "report"  # sup -> child: send your counters now
     STOP = "stop"  # sup -> child: drain and exit
     BYE = "bye"  # child -> sup: drained, exiting
 

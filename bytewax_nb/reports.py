@@ -34,6 +34,7 @@ def snapshot(
     wiring: Wiring,
     ports: Mapping[str, int],
     hub_stats: Mapping[str, Any],
+    hub_restarts: int = 0,
 ) -> dict[str, Any]:
     """The status dict of `Swarm.status()`, `%swarm status` and `bytewax-nb status`."""
     hub = wiring.hub()
@@ -59,7 +60,13 @@ def snapshot(
             if m.role == "bee" and m.name == name
         ]
         bees[name] = {**st, "join": topology.bees[name].join, "replicas": replicas}
-    return {"swarm": swarm, "ready": ready, "gateways": gateways, "bees": bees}
+    hub_view = {
+        "pid": _pid(hub),
+        "restarts": hub_restarts,
+        "dropped_by": dict(hub_stats.get("dropped_by", {})),
+        "waiting": int(hub_stats.get("waiting", 0)),
+    }
+    return {"swarm": swarm, "ready": ready, "gateways": gateways, "bees": bees, "hub": hub_view}
 
 
 def record_fields(

@@ -1,18 +1,19 @@
 """What runs inside one bee replica (a subprocess or a container).
 
-A single-threaded loop: poll, drain the bus socket without blocking, call the bee,
-publish or respond. Frames are filtered by shard before they are verified, and
-verified before anything is unpickled.
+A single-threaded loop: poll, take what arrived on the links (verified before
+anything is unpickled), call the bee, send results to the consumers with room and
+answers to the hub, then tell each producer which messages are done. The watchdog
+thread (see `watchdog`) steps in while a call runs long: it hands the queue back so
+nothing waits behind a busy replica, and past the bee's timeout it answers the
+call's callers and ends the process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import time
 import traceback
-import zlib
 from collections import deque
 from typing import Any
 
@@ -21,32 +22,25 @@ import zmq
 from .child import Child, read_boot
 from .control import Msg
 from .errors import BadRequest
+from .intake import InLink, Intake
 from .invoke import Context, Invoker
-from .sockio import readable, recv_burst, send_frames
+from .links import Dispatcher, routes_from
+from .sockio import readable, recv_routed, send_frames, send_routed
 from .source import restore, user_traceback
 from .spec import BeeSpec
 from .watchdog import Watchdog
-from .wire import (
-    Enc,
-    Header,
-    Kind,
-    Message,
-    dump_json,
-    error_frames,
-    pack,
-    peek,
-    received_at,
-    response_topic,
-    topic_of,
-)
+from .wire import Enc, Header, Kind, Message, dump_json, error_body, next_seq, pickled
 
 __all__ = ["Replica", "main"]
 
 _JOIN_TTL = 60.0  # seconds a partial join lives when its request has no deadline
 _STATS_EVERY = 0.5
-_DRAIN_MAX = 64  # messages handled per drain before their results are sent
+_DRAIN_MAX = 64  # messages handled before what they produced is sent
 _HOLD_MAX = 0.0002  # seconds a finished result may wait for the rest of its drain
-_EARLIER_KEPT = 60.0  # seconds between two narrows within which the first's shares still apply
+_ACK_IDLE = 0.0005  # seconds a quiet replica waits before saying DONE for what it handled
+WINDOW = 128  # messages each producer may send before this replica says which are done
+
+Ack = tuple[InLink, int]  # the link a message came on, and its sequence number there
 
 
 class _ReplicaContext(Context):
@@ -69,7 +63,7 @@ class _ReplicaContext(Context):
 
 
 class Replica:
-    """One replica of one bee, wired to the bus and the supervisor."""
+    """One replica of one bee, linked to its producers, its consumers and the supervisor."""
 
     def __init__(self, child: Child, config: dict[str, Any]) -> None:
         self.child = child
@@ -78,43 +72,74 @@ class Replica:
         restore(spec.fn, config.get("source", {}))
         self.spec = spec
         self.name = spec.name
-        self.topic = topic_of(spec.name)
-        self.invoke = Invoker(spec.fn)
-        self.sink: bool = config["sink"]
+        self.me = child.boot.identity
         self.replica: int = config["replica"]
-        # gateway requests come through the hub's proxy, and answers go back through it;
-        # messages between bees go straight from producer to consumer (one hop, no proxy)
-        self.pub, self.sub = child.bus_sockets(config["bus"])
-        self.peer_pub, self.peer_sub, self.peer_address = child.peer_sockets(
-            config.get("peer_host", "127.0.0.1")
-        )
-        self.peers: set[str] = set()
-        from_bees = set(config.get("bee_inputs", ()))
-        for src in spec.inputs:
-            sock = self.peer_sub if src in from_bees else self.sub
-            sock.setsockopt(zmq.SUBSCRIBE, topic_of(src))
-        # sharding: handle a message iff crc32(request id) % n == position for one of
-        # the (n, position) shares held; two while a new set is taken over (see _shard)
-        self.shares: frozenset[tuple[int, int]] = frozenset()
-        self.take_all = False
-        # after a narrow: the widened shares still apply to requests received before it
-        self.earlier: frozenset[tuple[int, int]] = frozenset()
-        self.narrowed_at = 0.0
-        self.joins: dict[str, tuple[float, dict[str, Any]]] = {}
-        self.batch: list[tuple[Header, Any]] = []
+        self.invoke = Invoker(spec.fn)
+        # consumers dial this ROUTER; producers are dialled by the intake's DEALERs
+        self.router, self.address = child.link_router(config.get("peer_host", "127.0.0.1"))
+        self.bursts: dict[str, list[Any]] = {}  # consumer identity -> frames of this round
+        self.to_hub: list[Any] = []  # answers, to the hub's link
+        self.dispatcher = Dispatcher(self.me, self.signer, self._to_consumer)
+        self.dispatcher.set_routes(routes_from(config["routes"]))
+        self.intake = Intake(child.ctx, self.me, self.name, self.signer, int(config.get("window", WINDOW)))
+        self.hub_id: str | None = None
+        # what the supervisor knows: the producers that welcomed us, and whether all of
+        # them have stopped sending (after a RETIRE)
+        self._linked: tuple[set[str], bool] = (set(), False)
+        self._set_links(config["links"])
+        self.joins: dict[str, tuple[float, dict[str, tuple[Ack, Any]]]] = {}
+        self.batch: list[tuple[Ack, Header, Any]] = []
         self.batch_due = 0.0
         self.handled = 0
         self.errors = 0
-        self.dropped = 0
+        self.unreachable = 0
         self.latencies: deque[float] = deque(maxlen=1024)
         self.batch_sizes: deque[int] = deque(maxlen=256)
-        self._last_stats: tuple[int, ...] = ()
+        self._last_stats: tuple[Any, ...] = ()
         self.last_error: dict[str, Any] | None = None  # what the widget shows of a bee's last failure
         self.running = True
-        self.outbox: list[list[Any]] = []  # answers, to the hub
-        self.peer_outbox: list[list[Any]] = []  # results, to consumer bees
         self.out_since = 0.0
-        self.watchdog = Watchdog(child, spec.timeout, self.give_up)
+        self.watchdog = Watchdog(child, spec.timeout, self.give_up, self.give_back)
+
+    @property
+    def sink(self) -> bool:
+        """Nothing listens to this bee: its return value is the answer."""
+        return not self.dispatcher.consumers(self.name)
+
+    # -- links -----------------------------------------------------------------------
+
+    def _set_links(self, body: dict[str, Any]) -> None:
+        self.intake.set_links(dict(body["links"]), self.child.secure_client)
+        self.hub_id = body.get("hub")
+
+    def _to_consumer(self, identity: str, frames: list[Any]) -> None:
+        if not self.out_since:
+            self.out_since = time.perf_counter()
+        self.bursts.setdefault(identity, []).extend(frames)
+
+    def _flush(self) -> None:
+        """Send what this round produced, one burst per link, then say what is done.
+
+        A message is acknowledged only once what it produced has left: while results
+        wait here for a consumer with room, the producers' windows close and the
+        backpressure travels upstream to the gateway."""
+        self.out_since = 0.0
+        if self.bursts:
+            for identity, frames in self.bursts.items():
+                try:
+                    send_routed(self.router, identity, frames)
+                except zmq.ZMQError:  # that consumer is gone: its parcels are retried on LOST
+                    self.unreachable += 1
+            self.bursts.clear()
+        if self.to_hub:
+            hub = self.intake.links.get(self.hub_id or "")
+            if hub is not None:
+                send_frames(hub.sock, self.to_hub)
+            else:
+                self.unreachable += 1  # the hub is restarting: its callers are gone with it
+            self.to_hub = []
+        if self.dispatcher.idle:
+            self.intake.flush_acks(force=False)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -125,216 +150,188 @@ class Replica:
         finally:
             self.watchdog.stop()
 
-    def _loop(self) -> None:
+    def _poller(self) -> zmq.Poller:
         poller = zmq.Poller()
-        poller.register(self.sub, zmq.POLLIN)
-        poller.register(self.peer_sub, zmq.POLLIN)
-        poller.register(self.child.control, zmq.POLLIN)
+        for sock in (*self.intake.sockets(), self.router, self.child.control):
+            poller.register(sock, zmq.POLLIN)
         poller.register(self.child.stdin_fd, zmq.POLLIN)
-        self.child.send(Msg.UP, {"peer": self.peer_address})
+        self.intake.changed = False
+        return poller
+
+    def _loop(self) -> None:
+        poller = self._poller()
+        self.child.send(Msg.UP, {"address": self.address})
         next_tick = time.monotonic() + _STATS_EVERY
         while self.running:
+            if self.intake.changed:
+                poller = self._poller()
             now = time.monotonic()
             wait = next_tick - now
             if self.batch:
                 wait = min(wait, self.batch_due - now)
-            events = dict(poller.poll(max(0, int(wait * 1000) + 1)))
-            if self.sub in events:
-                self._drain_bus(self.sub)
-            if self.peer_sub in events:
-                self._drain_bus(self.peer_sub)
-            if self.child.control in events:
-                self._drain_control()
-            if self.child.stdin_fd in events and self.child.owner_gone():
-                return
+            if self.intake.unacked:
+                wait = min(wait, _ACK_IDLE)
+            if self.intake.queue:
+                wait = 0
+            events = dict(poller.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0))
+            if not events and self.intake.unacked and self.dispatcher.idle:
+                self.intake.flush_acks()  # quiet for a moment: say what is done
+            clock = time.time()
+            for sock in events:
+                if sock is self.router:
+                    self._drain_router()
+                elif sock is self.child.control:
+                    self._drain_control()
+                elif sock == self.child.stdin_fd:
+                    if self.child.owner_gone():
+                        return
+                else:
+                    link = self.intake.link_of(sock)
+                    if link is not None:
+                        self.intake.read(link, clock)
+            linked = (self.intake.welcomed, self.intake.revoked)
+            if linked != self._linked:
+                self._linked = linked
+                self.child.send(Msg.LINKED, {"producers": sorted(linked[0]), "revoked": linked[1]})
+            self._work()
             now = time.monotonic()
             if self.batch and now >= self.batch_due:
                 self._flush_batch()
-                self._flush_out()
+            self._flush()
             if now >= next_tick:
                 next_tick = now + _STATS_EVERY
                 self._purge_joins()
+                self.dispatcher.expire(time.time())
                 self._send_stats()
+            if self.intake.retiring and self._retired():
+                break
         self._flush_batch()
-        self._flush_out()
-        self._send_stats()
+        self._flush()
+        self.intake.flush_acks()
+        self._send_stats(force=True)
         self.child.send(Msg.BYE, {})
 
-    def _drain_bus(self, sub: zmq.Socket[bytes]) -> None:
-        try:
-            for _ in range(_DRAIN_MAX):
-                if not readable(sub):
-                    return
-                for frames in recv_burst(sub):
-                    self._on_frames(frames)
-                if self.out_since and time.perf_counter() - self.out_since > _HOLD_MAX:
-                    self._flush_out()  # a slow bee must not sit on finished results
-        finally:
-            self._flush_out()
+    def _work(self) -> None:
+        """Handle what waits, in order; send results in bursts, but never sit on them."""
+        queue = self.intake.queue
+        for _ in range(_DRAIN_MAX):
+            if not queue:
+                return
+            link, msg = queue.popleft()
+            self._on_message(link, msg)
+            if self.intake.paused:  # the watchdog handed the queue back during a long call
+                self.intake.resume()
+            if self.out_since and time.perf_counter() - self.out_since > _HOLD_MAX:
+                self._flush()  # a slow bee must not sit on finished results
 
-    def _send_bus(self, frames: list[Any], *, to_peers: bool = False) -> None:
-        if not self.out_since:
-            self.out_since = time.perf_counter()
-        (self.peer_outbox if to_peers else self.outbox).append(frames)
-
-    def _flush_out(self) -> None:
-        # one burst per drained batch: the socket's I/O thread is woken once, not per message
-        self.out_since = 0.0
-        for pub, out in ((self.pub, self.outbox), (self.peer_pub, self.peer_outbox)):
-            if not out:
-                continue
-            if len(out) == 1:
-                send_frames(pub, out[0])
-            else:
-                for frames in pack(out).values():
-                    send_frames(pub, frames)
-            out.clear()
+    def _drain_router(self) -> None:
+        """Consumers' credits, acknowledgements, returns and revocations."""
+        while readable(self.router):
+            identity, burst = recv_routed(self.router)
+            for frames in burst:
+                msg = self.signer.open(frames)
+                if msg is None:
+                    self.intake.guard.drop("signature")
+                    continue
+                if not self.intake.guard.admit(msg.header, time.time(), identity):
+                    continue
+                self.dispatcher.on_frame(identity, msg.header, msg.payload)
 
     def _drain_control(self) -> None:
         ctl = self.child.control
-        while True:
-            try:
-                raw = ctl.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            msg = self.child.codec.unpack(raw)
+        while readable(ctl):
+            msg = self.child.codec.unpack(ctl.recv_multipart())
             if msg is None:
-                self.dropped += 1
+                self.intake.guard.drop("signature")
                 continue
             kind, body = msg
-            if kind == Msg.PROBE:
-                # each probe leaves where that topic's messages do, after them: results
-                # to consumer bees directly, answers through the hub
-                self._flush_out()
-                own = self.topic.decode("latin-1")
-                for pub, topics in (
-                    (self.peer_pub, [t for t in body["topics"] if t == own]),
-                    (self.pub, [t for t in body["topics"] if t != own]),
-                ):
-                    if topics:
-                        self.child.probe(pub, {**body, "topics": topics}, self.name)
-            elif kind == Msg.PEERS:
-                self._set_peers(set(body["addresses"]))
-            elif kind == Msg.SHARD:
-                self._shard(body)
+            if kind == Msg.LINKS:
+                self._set_links(body)
+            elif kind == Msg.ROUTES:
+                self.dispatcher.set_routes(routes_from(body))
+            elif kind == Msg.LOST:
+                self._lost(body)
             elif kind == Msg.REPORT:
                 self._send_stats(force=True)
-            elif kind == Msg.SINK:
-                self.sink = bool(body["sink"])
+            elif kind == Msg.RETIRE:
+                self.intake.revoke()
             elif kind == Msg.STOP:
                 self.running = False
 
-    def _shard(self, body: dict[str, Any]) -> None:
-        """Widen: take the new set's share on top of what is held. Narrow: keep only it.
+    def _lost(self, body: dict[str, Any]) -> None:
+        """A process died: retry what it held of ours, or answer its callers."""
+        if body.get("clean"):  # retired and drained: everything it held was done
+            self.dispatcher.drop(str(body["identity"]))
+            return
+        for parcel in self.dispatcher.lost(str(body["identity"])):
+            text = "\n".join(body["tail"])
+            self.to_hub += self._error_frames(parcel.header, parcel.bee, "ReplicaDied", body["message"], text)
 
-        The supervisor narrows nobody before every replica has widened, so at every
-        moment each message has a replica that takes it (at worst two do, and the
-        first response wins), whatever order the replicas switch in.
-        """
-        members: list[str] = body["members"]
-        me = self.child.boot.identity
-        share = frozenset([(len(members), members.index(me))]) if me in members else frozenset()
-        if body["widen"]:
-            self.shares = self.shares | share
-        else:
-            # a request the gateway took before every replica had widened may still be
-            # on its way here while its new owner saw it too early: keep it ours (and
-            # those of a narrow just before, if changes come back to back)
-            since = float(body["since"])
-            recent = self.earlier if since - self.narrowed_at < _EARLIER_KEPT else frozenset()
-            self.earlier, self.narrowed_at = self.shares | recent, since
-            self.shares = share
-        self.take_all = (1, 0) in self.shares
-        self.child.send(Msg.SHARD_OK, {"version": body["version"], "widen": body["widen"]})
-
-    def _set_peers(self, addresses: set[str]) -> None:
-        """Read from exactly these producers (replicas come and go, ports change)."""
-        for address in self.peers - addresses:
-            with contextlib.suppress(zmq.ZMQError):
-                self.peer_sub.disconnect(address)
-        for address in addresses - self.peers:
-            self.peer_sub.connect(address)
-        self.peers = addresses
+    def _retired(self) -> bool:
+        """Retiring, and everything sent to it before its producers' last word is handled:
+        parts of joins it cannot finish go back to be sent to another replica."""
+        if not self.intake.drained(self.intake.links) or self.batch or not self.dispatcher.idle:
+            return False
+        for _, parts in self.joins.values():
+            for (link, seq), _ in parts.values():
+                self.intake.giving_back(link, seq)
+        self.joins.clear()
+        self.intake.flush_returns()
+        return True
 
     # -- one message -----------------------------------------------------------------
 
-    def _verified(self, frames: list[Any]) -> Message | None:
-        """The message if it is ours to handle (or a probe) and its signature holds."""
-        kind, rid = peek(frames[0])
-        if kind == Kind.DATA:
-            # cheap shard filter on the unverified id: a forged id can only make us skip
-            if not self.take_all and not self._mine(frames[0], rid):
-                return None
-        elif kind != Kind.PROBE:
-            self.dropped += 1
-            return None
-        msg = self.signer.open(frames)
-        if msg is None:
-            self.dropped += 1
-        return msg
-
-    def _on_frames(self, frames: list[Any]) -> None:
-        msg = self._verified(frames)
-        if msg is None:
-            return
+    def _on_message(self, link: InLink, msg: Message) -> None:
         header = msg.header
-        if header.kind == Kind.PROBE:
-            self.child.saw(frames[0], header)
-            return
+        ack = (link, header.seq)
         try:
             payload = msg.load()
         except Exception as exc:  # noqa: BLE001 - a bad payload is the caller's error
             self._fail(header, exc)
+            self.intake.done(link, header.seq)
             return
         if self.spec.join:
-            self._join(header, payload)
+            self._join(ack, header, payload)
         elif self.spec.batch_size > 1:
             if not self.batch:
                 self.batch_due = time.monotonic() + self.spec.batch_timeout_ms / 1000
-            self.batch.append((header, payload))
+            self.batch.append((ack, header, payload))
             if len(self.batch) >= self.spec.batch_size:
                 self._flush_batch()
         else:
-            self._call(header, payload)
-
-    def _mine(self, frame0: bytes, rid: bytes) -> bool:
-        crc = zlib.crc32(rid)
-        if any(crc % n == pos for n, pos in self.shares):
-            return True
-        return (
-            bool(self.earlier)
-            and received_at(frame0) < self.narrowed_at
-            and any(crc % n == pos for n, pos in self.earlier)
-        )
+            self._call(header, payload, [ack])
 
     def _context(self, header: Header) -> Context:
         return _ReplicaContext(self, header)
 
-    def _call(self, header: Header, payload: Any) -> None:
+    def _call(self, header: Header, payload: Any, acks: list[Ack]) -> None:
         t = time.perf_counter()
-        self.watchdog.enter(t, [header])
+        self.watchdog.enter(t, [header], acks)
         try:
             result = self.invoke(payload, self._context(header))
         except Exception as exc:  # noqa: BLE001 - a bee's error goes to its caller
             self._fail(header, exc)
-            return
+            result = None
+        else:
+            self.handled += 1
         finally:
             self.watchdog.leave()
             self.latencies.append(time.perf_counter() - t)
-        self.handled += 1
-        self._deliver(header, result)
+        if result is not None:
+            self._deliver(header, result)
+        for link, seq in acks:
+            self.intake.done(link, seq)
 
     def _deliver(self, header: Header, result: Any) -> None:
-        if result is None:
-            return
         if self.sink:
             self._respond(header, result)
         else:
             self._publish(header, result)
 
     def _publish(self, header: Header, data: Any) -> None:
+        payload, buffers = pickled(data)
         out = Header(Kind.DATA, header.request_id, header.origin, self.name, header.t0, header.deadline)
-        self._send_bus(self.signer.encode(self.topic, out, data), to_peers=True)
+        self.dispatcher.publish(self.name, out, payload, buffers)
 
     def _respond(self, header: Header, data: Any) -> None:
         try:
@@ -347,12 +344,24 @@ class Replica:
             msg = f"the response of bee {self.name!r} holds NaN or Infinity, which JSON cannot carry"
             self._send_error(header, ValueError(msg + " (use None, or a string)"), "")
             return
-        out = Header(Kind.RESPONSE, header.request_id, header.origin, self.name, header.t0, enc=Enc.JSON)
-        self._send_bus(self.signer.frames(response_topic(header.origin), out, body))
+        self.to_hub += self._hub_frames(Kind.RESPONSE, header, self.name, body)
+
+    def _hub_frames(self, kind: int, header: Header, bee: str, body: bytes) -> list[Any]:
+        out = Header(kind, header.request_id, header.origin, bee, header.t0, enc=Enc.JSON)
+        out.seq, out.src, out.dst = next_seq(), self.me, self.hub_id or ""
+        if not self.out_since:
+            self.out_since = time.perf_counter()
+        return self.signer.frames(out, body)
+
+    def _error_frames(
+        self, header: Header, bee: str, ename: str, message: str, text: str, status: int = 500
+    ) -> list[Any]:
+        body = error_body(header.request_id, bee, ename, message, text, status)
+        return self._hub_frames(Kind.ERROR, header, bee, body)
 
     def _fail(self, header: Header, exc: BaseException) -> None:
         if isinstance(exc, BadRequest):  # the caller's mistake, not the bee's: a 400, no traceback
-            self._send_bus(error_frames(self.signer, header, self.name, "BadRequest", str(exc), "", 400))
+            self.to_hub += self._error_frames(header, self.name, "BadRequest", str(exc), "", 400)
             return
         self.errors += 1
         text = "".join(traceback.format_exception(type(exc), exc, user_traceback(exc.__traceback__)))
@@ -367,63 +376,69 @@ class Replica:
         self._send_error(header, exc, text)
 
     def _send_error(self, header: Header, exc: BaseException, text: str) -> None:
-        self._send_bus(error_frames(self.signer, header, self.name, type(exc).__name__, str(exc), text))
+        self.to_hub += self._error_frames(header, self.name, type(exc).__name__, str(exc), text)
 
-    def give_up(self, stuck: list[Header], timeout: float, stack: str) -> None:
-        """The watchdog's last act, holding the sockets while a call is stuck past its
-        timeout: answer the call's callers, send the results already made, and tell the
-        callers whose messages wait in this replica's sockets that they were not handled."""
+    # -- while a call runs long (the watchdog's thread, holding the sockets) ------------
+
+    def give_back(self) -> int:
+        """A call runs long: hand every message not yet started back to its producer,
+        which sends it to a free replica; this one asks again once the call is done."""
+        return self.intake.give_back(time.time())
+
+    def give_up(self, stuck: list[Header], acks: list[Ack], timeout: float, stack: str) -> None:
+        """The watchdog's last act, past the bee's timeout: answer the stuck call's
+        callers, send what is already made, hand back what waits, then the process ends."""
         why = f"bee {self.name!r} did not return within its timeout of {timeout:g} s; replica restarted"
         text = stack + f"BeeTimeout: {why}\n"
         for header in stuck:
-            self._send_bus(error_frames(self.signer, header, self.name, "BeeTimeout", why, text))
+            self.to_hub += self._error_frames(header, self.name, "BeeTimeout", why, text)
             print(f"[{self.name}] request {header.request_id}: {why}", file=sys.stderr)
         print(text, file=sys.stderr, end="")
-        queued = f"not handled: replica {self.replica} of bee {self.name!r} restarted after a stuck call"
-        for sub in (self.sub, self.peer_sub):
-            for _ in range(_DRAIN_MAX * 16):
-                if not readable(sub):
-                    break
-                for frames in recv_burst(sub):
-                    msg = self._verified(frames)
-                    if msg is not None and msg.header.kind == Kind.DATA:
-                        self._send_bus(
-                            error_frames(self.signer, msg.header, self.name, "ReplicaRestarted", queued, "")
-                        )
-        self._flush_out()
+        for link, seq in acks:  # answered: no producer may send them again
+            self.intake.done(link, seq)
+        self.give_back()
+        self._flush()
+        self.intake.flush_acks()
 
     # -- join and batch -------------------------------------------------------------
 
-    def _join(self, header: Header, payload: Any) -> None:
+    def _join(self, ack: Ack, header: Header, payload: Any) -> None:
         rid = header.request_id
         expires = header.deadline or (time.time() + _JOIN_TTL)
         _, parts = self.joins.setdefault(rid, (expires, {}))
-        parts[header.sender] = payload
+        if header.sender in parts:  # the same part again (a retry): the newer one stands
+            old, _ = parts[header.sender]
+            self.intake.done(*old)
+        parts[header.sender] = (ack, payload)
         if len(parts) == len(self.spec.inputs):
             del self.joins[rid]
-            self._call(header, {src: parts[src] for src in self.spec.inputs})
+            joined = {src: parts[src][1] for src in self.spec.inputs}
+            self._call(header, joined, [a for a, _ in parts.values()])
 
     def _purge_joins(self) -> None:
         now = time.time()
         stale = [rid for rid, (expires, _) in self.joins.items() if expires < now]
         for rid in stale:
-            del self.joins[rid]
+            for ack, _ in self.joins.pop(rid)[1].values():
+                self.intake.done(*ack)  # nobody waits for it: free the producers' windows
 
     def _flush_batch(self) -> None:
         if not self.batch:
             return
         batch, self.batch = self.batch, []
-        headers = [h for h, _ in batch]
-        payloads = [p for _, p in batch]
+        headers = [h for _, h, _ in batch]
+        payloads = [p for _, _, p in batch]
+        acks = [a for a, _, _ in batch]
         self.batch_sizes.append(len(batch))
         t = time.perf_counter()
-        self.watchdog.enter(t, headers)
+        self.watchdog.enter(t, headers, acks)
+        results: list[Any] | None = None
         try:
             if self.invoke.style == 1:
-                results = self.invoke.fn(payloads)
+                out = self.invoke.fn(payloads)
             else:
-                results = self.invoke.fn(payloads, [self._context(h) for h in headers])
-            results = list(results)
+                out = self.invoke.fn(payloads, [self._context(h) for h in headers])
+            results = list(out)
             if len(results) != len(payloads):
                 raise ValueError(
                     f"batch bee {self.name!r} returned {len(results)} results for {len(payloads)} payloads"
@@ -431,32 +446,48 @@ class Replica:
         except Exception as exc:  # noqa: BLE001
             for h in headers:
                 self._fail(h, exc)
-            return
+            results = None
         finally:
             self.watchdog.leave()
             self.latencies.append(time.perf_counter() - t)
-        self.handled += len(batch)
-        for h, r in zip(headers, results, strict=True):
-            self._deliver(h, r)
+        if results is not None:
+            self.handled += len(batch)
+            for h, r in zip(headers, results, strict=True):
+                if r is not None:
+                    self._deliver(h, r)
+        for link, seq in acks:
+            self.intake.done(link, seq)
 
     # -- reporting ------------------------------------------------------------------
 
+    def _dropped(self) -> dict[str, int]:
+        out = dict(self.intake.guard.dropped)
+        if self.dispatcher.expired:
+            out["expired"] = out.get("expired", 0) + self.dispatcher.expired
+        if self.unreachable:
+            out["unreachable"] = self.unreachable
+        return out
+
     def _send_stats(self, force: bool = False) -> None:
-        key = (self.handled, self.errors, self.dropped, len(self.joins))
+        dropped = self._dropped()
+        key = (self.handled, self.errors, sum(dropped.values()), len(self.joins), len(self.intake.queue))
         if key == self._last_stats and not force:
             return
         self._last_stats = key
         lat = sorted(self.latencies)
         p50 = lat[len(lat) // 2] * 1000 if lat else 0.0
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0.0
+        self.watchdog.busy_after = max(0.5, 4 * p99 / 1000)
         sizes = self.batch_sizes
         self.child.send(
             Msg.STATS,
             {
                 "handled": self.handled,
                 "errors": self.errors,
-                "dropped": self.dropped,
-                "dropped_by": {"signature": self.dropped} if self.dropped else {},
+                "dropped": sum(dropped.values()),
+                "dropped_by": dropped,
+                "retried": dict(self.dispatcher.retried),
+                "queued": len(self.intake.queue),
                 "p50_ms": p50,
                 "p99_ms": p99,
                 "batch": (sum(sizes) / len(sizes)) if sizes else 1.0,
@@ -472,7 +503,11 @@ def main() -> None:
     child = Child(read_boot())
     try:
         config = child.recv_config()
-        Replica(child, config).run()
+        replica = Replica(child, config)
+        try:
+            replica.run()
+        finally:
+            replica.intake.close()
     finally:
         child.close()
 

@@ -15,7 +15,7 @@ import zmq
 
 from .wire import n_buffers
 
-__all__ = ["readable", "recv_burst", "send_frames"]
+__all__ = ["readable", "recv_burst", "recv_routed", "send_frames", "send_routed"]
 
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
@@ -35,6 +35,20 @@ def send_frames(sock: zmq.Socket[bytes], frames: list[Any]) -> None:
     for i in range(last):
         sock.send(frames[i], _SNDMORE)
     sock.send(frames[last], 0)
+
+
+def send_routed(sock: zmq.Socket[bytes], identity: str, frames: list[Any]) -> None:
+    """Send one ZeroMQ message to the peer `identity` of a ROUTER."""
+    sock.send(identity.encode(), _SNDMORE)
+    send_frames(sock, frames)
+
+
+def recv_routed(sock: zmq.Socket[bytes]) -> tuple[str, list[list[Any]]]:
+    """A ROUTER's next message: the sender's identity and the bus messages it packs."""
+    identity: bytes = sock.recv(_NOBLOCK)
+    if not sock.get(_RCVMORE):
+        return identity.decode(errors="replace"), []
+    return identity.decode(errors="replace"), recv_burst(sock)
 
 
 def recv_burst(sock: zmq.Socket[bytes]) -> list[list[Any]]:

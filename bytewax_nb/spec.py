@@ -16,6 +16,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 DEFAULT_MAX_IN_FLIGHT = 1000
 DEFAULT_READ_TIMEOUT = 10.0
+# a call that runs longer is taken for a hang: its callers get BeeTimeout, the replica
+# restarts (twice the gateways' default timeout: nobody waits that long by default)
+DEFAULT_BEE_TIMEOUT = 60.0
 
 
 def check_name(kind: str, name: str) -> str:
@@ -75,7 +78,8 @@ class BeeSpec:
     cpus: float | None = None
     memory: str | None = None
     gpus: int | None = None
-    timeout: float | None = None  # seconds a call may run before its replica is restarted
+    timeout: float | None = DEFAULT_BEE_TIMEOUT  # seconds a call may run; None: no limit
+    retries: int = 1  # times a message is sent again after the replica handling it died
 
     def __post_init__(self) -> None:
         check_name("bee", self.name)
@@ -95,6 +99,8 @@ class BeeSpec:
             raise TopologyError(f"bee {self.name!r}: batch_timeout_ms must be >= 0")
         if self.timeout is not None and not self.timeout > 0:
             raise TopologyError(f"bee {self.name!r}: timeout must be a positive number of seconds")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise TopologyError(f"bee {self.name!r}: retries must be an integer >= 0")
         if self.join and self.batch_size > 1:
             raise TopologyError(f"bee {self.name!r}: a join bee cannot batch")
 

@@ -39,7 +39,7 @@ from .runtime.base import Handle, Launcher, NeverStarted
 from .source import capture
 from .spec import BeeSpec, GatewaySpec, Topology
 from .wire import Signer, traceback_token
-from .wiring import Member, Wiring
+from .wiring import Member, Wiring, death_error, exit_cause
 
 __all__ = ["Supervisor"]
 
@@ -68,10 +68,9 @@ class Supervisor:
         self.wiring = Wiring(topology)
         self.logs: dict[str, deque[tuple[float, int, str]]] = {}
         self.ports: dict[str, int] = {}
-        self.bus_addresses: dict[str, str] | None = None
         self.hub_stats: dict[str, Any] = {}  # the gateways' counters, as the hub last reported them
-        self._bus_ports: dict[str, int] | None = None
-        self._unconfigured: list[Member] = []  # said hello before the bus had an address
+        self.hub_restarts = 0
+        self._unconfigured: list[Member] = []  # bee replicas that said hello before the hub was up
         self._key = secrets.token_bytes(32)
         self._codec = ControlCodec(Signer(self._key))
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -152,6 +151,13 @@ class Supervisor:
             wanted = dataclasses.replace(previous, replicas=replicas)
             change = Change(f"scaling bee {name!r} to {replicas}", undo=lambda: self._set_replicas(previous))
             self._await(change, lambda: self._set_replicas(wanted), timeout)
+
+    def remove(self, name: str, timeout: float) -> None:
+        """Take a bee out: its replicas ask for nothing more, finish what they hold, exit."""
+        with self._change_lock:
+            previous = self.topology.bees[name]
+            change = Change(f"removing bee {name!r}", undo=lambda: self._undo_deploy(name, previous))
+            self._await(change, lambda: self._remove(name), timeout)
 
     def add_gateway(self, spec: GatewaySpec, timeout: float) -> None:
         """Serve one more gateway from the running hub."""
@@ -312,40 +318,32 @@ class Supervisor:
 
     def _on_message(self, m: Member, kind: str, body: Any) -> None:
         if kind == Msg.HELLO:
-            if m.role == "bee" and self.bus_addresses is None:
-                self._unconfigured.append(m)
+            hub = self.wiring.hub()
+            if m.role == "bee" and (hub is None or hub.address is None):
+                self._unconfigured.append(m)  # configured once the hub's address is known
             else:
                 self._configure(m)
         elif kind == Msg.UP:
             m.state = "up"
-            m.peer = body.get("peer")
-            self._send_peers()  # before probing: the new consumer must be dialling its producers
+            m.address = str(body["address"])
             if m.role == "hub":
                 self.ports.update({k: int(v) for k, v in body["ports"].items()})
-                self.bus_addresses = dict(body["bus"])
-                self._bus_ports = dict(body["bus_ports"])
                 waiting, self._unconfigured = self._unconfigured, []
                 for w in waiting:
                     if w.identity in self.wiring.members:
                         self._configure(w)
-            self._probe(only=m.identity)
             self._after_change()
-        elif kind == Msg.SAW:
-            producer, topic = str(body["producer"]), str(body["topic"]).encode("latin-1")
-            news = self.wiring.saw(producer, m.identity, topic)
-            if self.wiring.fenced(m.identity, producer, topic, str(body.get("token", ""))) or news:
-                self._after_change()
-        elif kind == Msg.SHARD_OK:
-            self.wiring.acked(m, int(body["version"]), bool(body["widen"]))
+        elif kind == Msg.LINKED:
+            m.linked = frozenset(body["producers"])
+            m.revoked = bool(body.get("revoked"))
             self._after_change()
         elif kind == Msg.STATUS_OK:
             m.status_ok = int(body["version"])
             self._check_change()
         elif kind == Msg.STATS:
+            m.stats = body
             if m.role == "hub":
                 self.hub_stats = body
-            else:
-                m.stats = body
             wanted, reported = self._stats_wanted
             wanted.discard(m.identity)
             if not wanted:
@@ -355,58 +353,60 @@ class Supervisor:
 
     def _configure(self, m: Member) -> None:
         self._send(m, Msg.CONFIG, self._config_for(m), pickled=True)
+        m.routes_sent = self.wiring.routes_for(m)
+        if m.role == "bee":
+            m.links_sent = self._links_for(m)
         m.state = "configured"
 
     def _config_for(self, m: Member) -> dict[str, Any]:
+        routes = self.wiring.routes_for(m)
         if m.role == "hub":
-            # a restarted hub takes the same ports: URLs hold, and bees reconnect by themselves
+            # a restarted hub takes the same ports: URLs hold
             return {
                 "gateways": list(self.topology.gateways.values()),
                 "bus_host": self.launcher.bind_host,
                 "ports": dict(self.ports),
-                "bus_ports": self._bus_ports,
+                "routes": routes,
             }
         spec = self.topology.bees[m.name]
         return {
-            "bus": {side: self.launcher.advertise(a, spec) for side, a in (self.bus_addresses or {}).items()},
             "replica": m.replica,
             "spec": spec,
-            "sink": self.topology.is_sink(m.name),
-            "bee_inputs": [i for i in spec.inputs if i in self.topology.bees],
+            "routes": routes,
+            "links": self._links_for(m),
             "peer_host": self.launcher.peer_host,
             "source": capture(spec.fn),
         }
 
+    def _links_for(self, m: Member) -> dict[str, Any]:
+        """The LINKS body of a bee replica; the hub's address as this runtime's replicas dial it."""
+        body = self.wiring.links_for(m)
+        hub = self.wiring.hub()
+        if hub is not None and hub.identity in body["links"]:
+            spec = self.topology.bees.get(m.name)
+            body["links"][hub.identity] = self.launcher.advertise(body["links"][hub.identity], spec)
+        return body
+
     # -- readiness -------------------------------------------------------------------
 
-    def _probe(self, only: str | None = None) -> bool:
-        """Ask each producer of an unproven edge for a probe frame; True if any was asked."""
-        unproven = self.wiring.unproven(only)
-        for producer, topics in unproven.values():
-            body = {"token": secrets.token_hex(4), "topics": [t.decode("latin-1") for t in topics]}
-            self._send(producer, Msg.PROBE, body)
-        return bool(unproven)
-
-    def _send_peers(self) -> None:
-        """Point each bee replica at the publishers of its bee inputs, when that changed."""
-        for m in self.wiring.members.values():
-            if m.role != "bee" or m.state != "up":
-                continue
-            peers = self.wiring.peers_of(m)
-            if peers != m.peers:
-                m.peers = peers
-                self._send(m, Msg.PEERS, {"addresses": sorted(peers)})
-
     def _after_change(self) -> None:
-        """Send new shards and a fresh status after anything that may change them."""
-        self._send_peers()
-        for m, body in self.wiring.rewire():
-            self._send(m, Msg.SHARD, body)
-        for producer, body in self.wiring.start_fences():
-            self._send(producer, Msg.PROBE, body)
-        for m in self.wiring.retirable():
-            self._send(m, Msg.STOP)
-            m.state = "stopping"
+        """Tell every process what changed for it, retire what is replaced, report."""
+        for m in list(self.wiring.members.values()):
+            if m.state != "up":
+                continue
+            routes = self.wiring.routes_for(m)
+            if routes != m.routes_sent:
+                m.routes_sent = routes
+                self._send(m, Msg.ROUTES, routes)
+            if m.role == "bee":
+                links = self._links_for(m)
+                if links != m.links_sent:
+                    m.links_sent = links
+                    self._send(m, Msg.LINKS, links)
+        self.wiring.note_ready()
+        for m in self.wiring.to_retire():
+            m.retire_sent = True
+            self._send(m, Msg.RETIRE)
         self._push_status(force=True)
         self._check_change()
         self._write_record()
@@ -422,7 +422,9 @@ class Supervisor:
         bees = self.wiring.bee_stats()
         not_ready = sorted(n for n, st in bees.items() if st["ready"] == 0)
         short = sorted(n for n, st in bees.items() if st["ready"] < st["wanted"])
-        key = (not_ready, short, [(n, st["handled"], st["errors"]) for n, st in sorted(bees.items())])
+        figures = ("handled", "errors", "deaths", "retried", "dropped", "state", "failing")
+        bee_figures = [[st[f] for f in figures] for _, st in sorted(bees.items())]
+        key = (not_ready, short, self.hub_restarts, bee_figures)
         now = time.monotonic()
         since = now - self._status_sent
         if key == self._status_key:
@@ -439,6 +441,7 @@ class Supervisor:
             "healthy": not short,
             "not_ready": short,
             "bees": bees,
+            "hub_restarts": self.hub_restarts,
         }
         hub = self.wiring.hub()
         if hub is not None and hub.state == "up":
@@ -452,18 +455,22 @@ class Supervisor:
             change.done.set()
 
     def _deploy(self, spec: BeeSpec) -> None:
-        for name, sink in changes.redeploy(self.topology, self.wiring, spec).items():
-            for m in self.wiring.of_bee(name):
-                self._send(m, Msg.SINK, {"sink": sink})
+        changes.redeploy(self.topology, self.wiring, spec)
         self._refill(time.monotonic())
+        self._after_change()
 
     def _set_replicas(self, spec: BeeSpec) -> None:
         self._kill(changes.set_replicas(self.topology, self.wiring, spec))
         self._refill(time.monotonic())
         self._after_change()
 
+    def _remove(self, name: str) -> None:
+        self._kill(changes.remove(self.topology, self.wiring, name))
+        self._after_change()
+
     def _undo_deploy(self, name: str, previous: BeeSpec | None) -> None:
         self._kill(changes.undo_deploy(self.topology, self.wiring, name, previous))
+        self._after_change()
 
     @staticmethod
     def _kill(members: list[Member]) -> None:
@@ -522,13 +529,14 @@ class Supervisor:
             if not self._stopping:
                 self._on_death(m, code, now)
         self._refill(now)
-        probing = self._probe()
         self._push_status()
         if self._stopping:
             self._stop_step(now)
-        return probing or self._stopping
+        return self._stopping or self._change is not None
 
     def _on_death(self, m: Member, code: int, now: float) -> None:
+        clean = m.retiring and m.retire_sent and code == 0  # retired, drained, gone as asked
+        self._tell_lost(m, code, clean)
         if m.retiring:  # replaced and stopped on purpose, or dying on its way out
             self._after_change()
             return
@@ -538,6 +546,11 @@ class Supervisor:
         slot.last_exit = code
         slot.failures += 1  # back to 0 once a replica of the slot is wired again
         slot.restart_at = now + min(0.1 * 2 ** (slot.failures - 1), 5.0)
+        slot.deaths += 1
+        if m.role == "hub":
+            self.hub_restarts += 1
+        else:
+            slot.last_death = death_error(m.name, m.replica, exit_cause(code), self._tail(m))
         self._on_line(m.identity, f"bytewax-nb: process exited with code {code}; restarting")
         change = self._change
         if change is not None and not slot.ever_ready and slot.failures >= _MAX_START_FAILURES:
@@ -548,6 +561,26 @@ class Supervisor:
                 change.undo()
             change.done.set()
         self._after_change()
+
+    def _tail(self, m: Member, lines: int = 10) -> list[str]:
+        key = m.name if m.role == "bee" else "hub"
+        return [line for _, r, line in list(self.logs.get(key, ())) if r == m.replica][-lines:]
+
+    def _tell_lost(self, m: Member, code: int, clean: bool) -> None:
+        """Every process that may have sent it work hears it died: what it held is sent
+        again elsewhere, or its callers are told how it died."""
+        spec = self.topology.bees.get(m.name) if m.role == "bee" else None
+        body = {
+            "identity": m.identity,
+            "bee": m.name,
+            "message": f"replica {m.replica} of bee {m.name!r} {exit_cause(code)}",
+            "tail": self._tail(m),
+            "clean": clean,
+            "retries": spec.retries if spec is not None else 0,
+        }
+        for other in self.wiring.members.values():
+            if other.state in ("up", "stopping") and other.identity != m.identity:
+                self._send(other, Msg.LOST, body)
 
     def _refill(self, now: float) -> None:
         """Launch a process for every empty slot whose back-off has passed."""
@@ -600,7 +633,13 @@ class Supervisor:
 
     def _snapshot(self) -> dict[str, Any]:
         return reports.snapshot(
-            self.swarm, self._ready.is_set(), self.topology, self.wiring, self.ports, self.hub_stats
+            self.swarm,
+            self._ready.is_set(),
+            self.topology,
+            self.wiring,
+            self.ports,
+            self.hub_stats,
+            self.hub_restarts,
         )
 
     def _not_ready_report(self) -> str:

@@ -21,6 +21,7 @@ from .reports import gateway_url
 from .runtime import make_launcher, resolve, runtime_unsupported
 from .shipping import check_picklable
 from .spec import (
+    DEFAULT_BEE_TIMEOUT,
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_READ_TIMEOUT,
@@ -125,13 +126,17 @@ class Swarm:
         cpus: float | None = None,
         memory: str | None = None,
         gpus: int | None = None,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_BEE_TIMEOUT,
+        retries: int = 1,
     ) -> Any:
         """Register a bee (decorator); the function is returned unchanged.
 
         On a running swarm this deploys the bee at once; registering a name again
         redeploys it: the new replicas take over before the old ones stop, and no
-        request is lost.
+        request is lost. A call running past `timeout` seconds (None: no limit) is
+        answered with BeeTimeout and its replica restarted. A message whose replica
+        died while it held it is sent again up to `retries` times (it may then run
+        twice: use `retries=0` for side effects that must not repeat).
         """
 
         def register(f: F) -> F:
@@ -151,6 +156,7 @@ class Swarm:
                 memory=memory,
                 gpus=gpus,
                 timeout=timeout,
+                retries=retries,
             )
             self.deploy(spec)
             return f
@@ -228,6 +234,23 @@ class Swarm:
             self._topology.bees[bee] = new
         elif replicas != spec.replicas:
             supervisor.scale(bee, replicas, _START_TIMEOUT)
+
+    def remove(self, name: str) -> None:
+        """Take a bee out of the swarm. On a running swarm its replicas ask for nothing
+        more, finish what they hold and stop; the other bees serve on untouched."""
+        with self._edit_lock:
+            self._bee_spec(name)
+            listeners = sorted(b.name for b in self._topology.consumers(name))
+            if listeners:
+                raise TopologyError(
+                    f"bee {name!r} cannot be removed: {', '.join(map(repr, listeners))} listen to it "
+                    "(remove them, or disconnect them from it, first)"
+                )
+            supervisor = self._live()
+            if supervisor is None:
+                del self._topology.bees[name]
+            else:
+                supervisor.remove(name, _START_TIMEOUT)
 
     def widget(self) -> SwarmWidget:
         """The live graph of this swarm (one per swarm; display it as often as you like)."""

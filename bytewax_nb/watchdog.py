@@ -1,12 +1,15 @@
 """A replica's second thread: what its loop cannot do while a bee's call blocks it.
 
 The loop is single-threaded, so a call that does not return leaves it deaf: to the
-owner's exit (stdin closing) and to every caller queued behind. This thread wakes a
-few times a second and, while a call runs,
+owner's exit (stdin closing) and to every message queued behind the call. This
+thread looks a few times a second and, while a call runs,
 - ends the process when the owner is gone (nothing outlives its kernel, hung or not);
-- with a bee `timeout`, takes over a call that ran past it: the replica answers every
-  caller it owes (see `Replica.give_up`) and the process ends; the supervisor restarts
-  it as after any crash.
+- once the call has run long (`busy_after`, well past this bee's usual time), hands
+  every message waiting in the replica back to its producer, which sends it to a
+  replica that is free: nothing waits behind a long or stuck call;
+- past the bee's timeout, takes over: the replica answers every caller it owes (see
+  `Replica.give_up`) and the process ends; the supervisor restarts it as after any
+  crash.
 A Python call cannot be interrupted from outside (C code ignores async exceptions),
 so ending the process is the one remedy that always works.
 """
@@ -19,25 +22,27 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 from .child import Child
 from .source import PACKAGE_DIR
 from .wire import Header
 
-__all__ = ["EXIT_TIMEOUT", "GiveUp", "Watchdog"]
+__all__ = ["EXIT_TIMEOUT", "GiveBack", "GiveUp", "Watchdog"]
 
 EXIT_TIMEOUT = 70  # a replica's exit code after a call ran past its bee's timeout
-_PERIOD = 0.2  # seconds between looks; also how late an owner's exit is noticed
+_PERIOD = 0.1  # seconds between looks; also how late an owner's exit is noticed
 
-GiveUp = Callable[[list[Header], float, str], None]  # (stuck call's headers, timeout, its stack)
+GiveUp = Callable[[list[Header], list[Any], float, str], None]  # (headers, acks, timeout, stack)
+GiveBack = Callable[[], int]  # hand the queue back; how many messages went
 
 
 class Watchdog(threading.Thread):
     """Watches the loop's calls into bee code; the loop marks them with enter/leave."""
 
-    def __init__(self, child: Child, timeout: float | None, give_up: GiveUp) -> None:
+    def __init__(self, child: Child, timeout: float | None, give_up: GiveUp, give_back: GiveBack) -> None:
         super().__init__(name="bytewax-nb-watchdog", daemon=True)
-        self._calling: tuple[float, list[Header]] | None = None
+        self._calling: tuple[float, list[Header], list[Any]] | None = None
         # the loop's sockets: held by the loop except while bee code runs, so whoever
         # holds it may use them, and a call that returns meanwhile waits at `leave`
         self._sockets = threading.Lock()
@@ -45,11 +50,14 @@ class Watchdog(threading.Thread):
         self._child = child
         self._timeout = timeout
         self._give_up = give_up
+        self._give_back = give_back
+        # seconds after which a call counts as long (the loop raises it for a slow bee)
+        self.busy_after = 0.5
         self._main = threading.main_thread().ident
         self._done = threading.Event()
 
-    def enter(self, since: float, headers: list[Header]) -> None:
-        self._calling = (since, headers)
+    def enter(self, since: float, headers: list[Header], acks: list[Any]) -> None:
+        self._calling = (since, headers, acks)
         self._sockets.release()
 
     def leave(self) -> None:
@@ -70,16 +78,21 @@ class Watchdog(threading.Thread):
                 continue
             if self._child.owner_gone():
                 os._exit(0)
-            since, headers = calling
-            if timeout is None or time.perf_counter() - since <= timeout:
-                continue
-            if not self._sockets.acquire(blocking=False):
-                continue  # the call has just returned
-            self._give_up(headers, timeout, self.stack())
-            sys.stdout.flush()
-            sys.stderr.flush()
-            self._child.close()  # returns once the answers have left (or a second passed)
-            os._exit(EXIT_TIMEOUT)
+            since, headers, acks = calling
+            elapsed = time.perf_counter() - since
+            if timeout is not None and elapsed > timeout:
+                if not self._sockets.acquire(blocking=False):
+                    continue  # the call has just returned
+                self._give_up(headers, acks, timeout, self.stack())
+                sys.stdout.flush()
+                sys.stderr.flush()
+                self._child.close()  # returns once the answers have left (or a second passed)
+                os._exit(EXIT_TIMEOUT)
+            if elapsed > self.busy_after and self._sockets.acquire(blocking=False):
+                try:
+                    self._give_back()  # again each look: messages that were on their way
+                finally:
+                    self._sockets.release()
 
     def stack(self) -> str:
         """Where the loop's thread is now, without the frames of `python -m` and our loop."""

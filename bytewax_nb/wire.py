@@ -1,12 +1,15 @@
 """Bus frames: one frame per ordinary message, HMAC-signed, buffers out of band.
 
-Frame 0 is `topic NUL | fixed header | names | payload | signature`. ZeroMQ matches
-subscriptions on its prefix, so the topic leads; the NUL stops "hello" from matching
-"hello-world". Large buffers (numpy arrays) follow as extra frames, never copied into
-the pickle. One frame per message is the cheapest thing a ZeroMQ socket can send.
+Frame 0 is `fixed header | names | payload | signature`; large buffers (numpy arrays)
+follow as extra frames, never copied into the pickle. Every message travels on a
+link between two processes (a consumer's DEALER dialled into a producer's ROUTER), so
+its header names both ends (`src`, `dst`) and carries the sender's sequence number:
+a receiver takes a frame only if it is addressed to it and newer than the last one
+from that sender, and a data frame only before its deadline. A captured frame sent
+again is therefore refused, here or anywhere else.
 
-Under load a sender packs the messages it has for one topic into one ZeroMQ message
-(`pack`), each still signed on its own; `sockio.recv_burst` splits them again. A socket then
+Under load a sender packs what it has for one link into one ZeroMQ message, each
+message still signed on its own; `sockio.recv_burst` splits them again. A socket then
 wakes its I/O thread once per burst instead of once per message.
 
 The signature covers frame 0 and every buffer with its length, so nothing can be
@@ -21,7 +24,7 @@ import json
 import os
 import pickle
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
@@ -34,32 +37,37 @@ __all__ = [
     "Header",
     "Kind",
     "Message",
+    "ReplayGuard",
     "Signer",
     "dump_json",
-    "error_frames",
+    "error_body",
     "n_buffers",
     "new_request_id",
-    "pack",
-    "peek",
-    "received_at",
-    "response_topic",
-    "topic_of",
-    "topic_prefix",
+    "next_seq",
+    "pack_seqs",
     "traceback_token",
+    "unpack_seqs",
 ]
 
 SIG_LEN = 32
-_FIXED = struct.Struct("!BBHddH")  # kind, encoding, n_buffers, t0, deadline, len(names)
+_FIXED = struct.Struct("!BBHddQH")  # kind, encoding, n_buffers, t0, deadline, seq, len(names)
 _LEN = struct.Struct("!Q")
+_SEQ = struct.Struct("!Q")
 
 
 class Kind:
-    """What a message carries."""
+    """What a message carries. Data, responses and errors carry requests; the rest
+    are the link's own traffic (consumer <-> producer flow control)."""
 
-    DATA = 0
-    RESPONSE = 1
-    ERROR = 2
-    PROBE = 3
+    DATA = 0  # producer -> consumer: a message to handle
+    RESPONSE = 1  # bee -> hub: the answer to a request
+    ERROR = 2  # bee -> hub: the request failed
+    CREDIT = 4  # consumer -> producer: "send me up to `window` unacknowledged messages"
+    WELCOME = 5  # producer -> consumer: the link is known (its first credit arrived)
+    DONE = 6  # consumer -> producer: these sequence numbers are handled (frees the window)
+    RETURN = 7  # consumer -> producer: these were not started; send them elsewhere (pauses)
+    REVOKE = 8  # consumer -> producer: send me nothing more (retiring)
+    REVOKED = 9  # producer -> consumer: nothing more will come after this frame
 
 
 class Enc:
@@ -67,25 +75,32 @@ class Enc:
 
     PICKLE = 0
     JSON = 1
+    RAW = 2
 
 
-def topic_of(name: str) -> bytes:
-    """Topic prefix for a producer's messages."""
-    return name.encode() + b"\0"
-
-
-def response_topic(gateway: str) -> bytes:
-    """Where bees send responses for a gateway; '!' cannot start a user's name."""
-    return b"!r." + gateway.encode() + b"\0"
-
+TRACEBACK_HEADER = "X-Bytewax-Traceback"  # where the owner shows a gateway its traceback token
 
 _ID_PREFIX = os.urandom(8).hex()  # per process: ids of a restarted hub never repeat
 _ID_COUNTER = itertools.count()
+_SEQ_COUNTER = itertools.count(1)
 
 
 def new_request_id() -> str:
     """32 hex digits, unique per swarm; a counter, not a syscall, per request."""
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def next_seq() -> int:
+    """This process's next sequence number: strictly increasing on every link it sends on."""
+    return next(_SEQ_COUNTER)
+
+
+def pack_seqs(seqs: Iterable[int]) -> bytes:
+    return b"".join(_SEQ.pack(s) for s in seqs)
+
+
+def unpack_seqs(raw: bytes) -> list[int]:
+    return [s for (s,) in _SEQ.iter_unpack(raw[: len(raw) - len(raw) % _SEQ.size])]
 
 
 def _default(obj: Any) -> Any:
@@ -102,9 +117,6 @@ def dump_json(obj: Any) -> bytes:
     return json.dumps(obj, default=_default, separators=(",", ":"), allow_nan=False).encode()
 
 
-TRACEBACK_HEADER = "X-Bytewax-Traceback"  # where the owner shows a gateway its traceback token
-
-
 def traceback_token(key: bytes) -> bytes:
     """What the owner shows a gateway to get bees' tracebacks: derived from the swarm key,
     so only a holder of the key (the owner, never an HTTP caller) has it."""
@@ -113,16 +125,19 @@ def traceback_token(key: bytes) -> bytes:
 
 @dataclass(slots=True)
 class Header:
-    """Per-message metadata: who asked, who sent it, and when it stops mattering."""
+    """Per-message metadata: which request, who sent it to whom, and until when it matters."""
 
     kind: int
     request_id: str
-    origin: str  # the gateway the request came through (the prober's identity for probes)
-    sender: str  # the producer's name
+    origin: str  # the gateway the request came through
+    sender: str  # the producing bee's (or gateway's) name
     t0: float = 0.0  # gateway receive time, epoch seconds
     deadline: float = 0.0  # epoch seconds after which nobody waits; 0 = none
     enc: int = Enc.PICKLE
     n_buffers: int = 0
+    seq: int = 0  # the sending process's sequence number (see `next_seq`)
+    src: str = ""  # the sending process's identity
+    dst: str = ""  # the receiving process's identity
 
 
 @dataclass(slots=True)
@@ -137,49 +152,16 @@ class Message:
         """Decode the payload (only ever called on a verified message)."""
         if self.header.enc == Enc.JSON:
             return json.loads(self.payload)
+        if self.header.enc == Enc.RAW:
+            return self.payload
         return pickle.loads(self.payload, buffers=self.buffers)
-
-
-def topic_prefix(frame0: bytes) -> bytes:
-    """The topic a message was published on (its first frame up to the NUL, included)."""
-    return frame0[: frame0.find(b"\0") + 1]
-
-
-def peek(frame0: bytes) -> tuple[int, bytes]:
-    """(kind, request id) read without verifying: only to skip what is not ours."""
-    start = frame0.find(b"\0") + 1
-    if start == 0 or len(frame0) < start + _FIXED.size + SIG_LEN:
-        return -1, b""
-    names = start + _FIXED.size
-    end = frame0.find(b"\0", names)
-    return frame0[start], frame0[names:end]
-
-
-def _unverified(frame0: bytes, field: int) -> Any:
-    """One field of the fixed header, read before verification (0 if there is none)."""
-    start = frame0.find(b"\0") + 1
-    if start == 0 or len(frame0) < start + _FIXED.size:
-        return 0
-    return _FIXED.unpack_from(frame0, start)[field]
-
-
-def received_at(frame0: bytes) -> float:
-    """The gateway receive time (t0), unverified: only to pick a shard."""
-    return float(_unverified(frame0, 3))
 
 
 def n_buffers(frame0: bytes) -> int:
     """How many buffer frames follow this first frame (unverified: only to split bursts)."""
-    return int(_unverified(frame0, 2))
-
-
-def pack(messages: Sequence[list[Any]]) -> dict[bytes, list[Any]]:
-    """Group messages (frame lists) by topic into one frame list per topic, in order."""
-    out: dict[bytes, list[Any]] = {}
-    for frames in messages:
-        first = frames[0]
-        out.setdefault(topic_prefix(first), []).extend(frames)
-    return out
+    if len(frame0) < _FIXED.size:
+        return 0
+    return int(_FIXED.unpack_from(frame0)[2])
 
 
 def _view(frame: Any) -> Any:
@@ -213,58 +195,104 @@ class Signer:
     def verify(self, sig: bytes, body: bytes, buffers: Sequence[Any] = ()) -> bool:
         return hmac.compare_digest(sig, self.mac(body, buffers))
 
-    def frames(self, topic: bytes, header: Header, payload: bytes, buffers: Sequence[Any] = ()) -> list[Any]:
+    def frames(self, header: Header, payload: bytes, buffers: Sequence[Any] = ()) -> list[Any]:
         """The frame list for one message, signed."""
-        names = f"{header.request_id}\0{header.origin}\0{header.sender}".encode()
-        fixed = _FIXED.pack(header.kind, header.enc, len(buffers), header.t0, header.deadline, len(names))
-        body = b"".join((topic, fixed, names, payload))
+        names = f"{header.request_id}\0{header.origin}\0{header.sender}\0{header.src}\0{header.dst}".encode()
+        fixed = _FIXED.pack(
+            header.kind, header.enc, len(buffers), header.t0, header.deadline, header.seq, len(names)
+        )
+        body = b"".join((fixed, names, payload))
         raws = [memoryview(b).cast("B") for b in buffers]
         return [body + self.mac(body, raws), *raws]
-
-    def encode(self, topic: bytes, header: Header, obj: Any) -> list[Any]:
-        """Pickle `obj` (protocol 5, large buffers out of band) into signed frames."""
-        buffers: list[pickle.PickleBuffer] = []
-        payload = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-        header.enc = Enc.PICKLE
-        return self.frames(topic, header, payload, [b.raw() for b in buffers])
 
     def open(self, frames: Sequence[Any]) -> Message | None:
         """Verify a received message; None if its signature or shape is wrong."""
         if not frames:
             return None
         f0 = frames[0] if isinstance(frames[0], bytes) else bytes(frames[0])
-        start = f0.find(b"\0") + 1
-        if start == 0 or len(f0) < start + _FIXED.size + SIG_LEN:
+        if len(f0) < _FIXED.size + SIG_LEN:
             return None
         body = memoryview(f0)[:-SIG_LEN]
         buffers = [_view(f) for f in frames[1:]] if len(frames) > 1 else []
         if not hmac.compare_digest(f0[-SIG_LEN:], self.mac(body, buffers)):
             return None
         try:
-            kind, enc, n_buf, t0, deadline, n_names = _FIXED.unpack_from(f0, start)
-            names_at = start + _FIXED.size
-            rid, origin, sender = f0[names_at : names_at + n_names].decode().split("\0")
+            kind, enc, n_buf, t0, deadline, seq, n_names = _FIXED.unpack_from(f0)
+            names_at = _FIXED.size
+            rid, origin, sender, src, dst = f0[names_at : names_at + n_names].decode().split("\0")
         except (ValueError, UnicodeDecodeError, struct.error):
             return None
         if n_buf != len(buffers):
             return None
-        header = Header(kind, rid, origin, sender, t0, deadline, enc, n_buf)
+        header = Header(kind, rid, origin, sender, t0, deadline, enc, n_buf, seq, src, dst)
         return Message(header, f0[names_at + n_names : -SIG_LEN], buffers)
 
 
-def error_frames(
-    signer: Signer, header: Header, bee: str, ename: str, message: str, text: str, status: int = 500
-) -> list[Any]:
-    """The signed answer that tells the caller of `header`'s request that `bee` failed."""
-    body = dump_json(
+def pickled(obj: Any) -> tuple[bytes, list[Any]]:
+    """A protocol-5 pickle of `obj` with its large buffers kept out of band."""
+    buffers: list[pickle.PickleBuffer] = []
+    payload = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    return payload, [b.raw() for b in buffers]
+
+
+class ReplayGuard:
+    """What one process accepts: frames addressed to it, each seen once per sender
+    (a sliding window over the sender's sequence numbers, as IPsec keeps, since two
+    threads of one sender may put its frames on a link slightly out of order), and
+    data frames only before their deadline."""
+
+    __slots__ = ("dropped", "me", "seen")
+    WINDOW = 1024  # sequence numbers behind the newest that are still told apart
+
+    def __init__(self, me: str) -> None:
+        self.me = me
+        self.seen: dict[str, tuple[int, int]] = {}  # sender -> (newest seq, bitmap of the window)
+        self.dropped: dict[str, int] = {}  # reason -> frames
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def _fresh(self, src: str, seq: int) -> bool:
+        newest, mask = self.seen.get(src, (0, 0))
+        if seq > newest:
+            shift = seq - newest
+            mask = ((mask << shift) | 1) & ((1 << self.WINDOW) - 1) if shift < self.WINDOW else 1
+            self.seen[src] = (seq, mask)
+            return True
+        behind = newest - seq
+        if seq <= 0 or behind >= self.WINDOW or mask >> behind & 1:
+            return False
+        self.seen[src] = (newest, mask | 1 << behind)
+        return True
+
+    def admit(self, header: Header, now: float, link: str | None = None) -> bool:
+        """Take this verified frame? `link`: the peer it came from, when the socket knows."""
+        if link is not None and header.src != link:
+            self.drop("wrong sender")
+            return False
+        if header.dst != self.me:
+            self.drop("misaddressed")
+            return False
+        if not self._fresh(header.src, header.seq):
+            self.drop("replayed")
+            return False
+        if header.kind == Kind.DATA and header.deadline and header.deadline < now:
+            self.drop("expired")  # nobody waits for it any more: never run its side effects
+            return False
+        return True
+
+
+def error_body(
+    request_id: str, bee: str, ename: str, message: str, text: str = "", status: int = 500
+) -> bytes:
+    """The one schema of a bee's failure, as the hub turns it into an HTTP answer."""
+    return dump_json(
         {
             "error": message,
             "type": ename,
             "bee": bee,
             "traceback": text,
-            "request_id": header.request_id,
+            "request_id": request_id,
             "status": status,
         }
     )
-    out = Header(Kind.ERROR, header.request_id, header.origin, bee, header.t0, enc=Enc.JSON)
-    return signer.frames(response_topic(header.origin), out, body)

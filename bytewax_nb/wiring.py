@@ -1,18 +1,17 @@
-"""Which bus edges a swarm's live processes need, which are proven, and what follows.
+"""Who runs, who reads from whom, and who serves: a swarm's bookkeeping, without sockets.
 
-Pure bookkeeping, no sockets: the supervisor feeds it events (a process is up, a
-probe arrived, a shard was applied, a process died) and sends what it returns.
-An edge is a (producer, consumer, topic) between two processes that are up (the hub
-produces its gateways' topics and consumes their response topics; a bee produces
-its own topic and responses, and consumes its inputs); it is proven when a probe
-frame the producer published on that topic reached the consumer. A replica
-whose edges are all proven gets a shard of its bee's messages; a swarm serves when
-every bee has a replica that acknowledged its shard.
+The supervisor feeds it events (a process is up, a replica linked to its producers,
+a process died) and sends what it asks for. Every bee replica reads from its
+producers over links it dials itself (see `intake` and `links`): the hub (for the
+gateways' requests, and to send answers), and each live replica of the bees it
+listens to. A replica serves once each of them has welcomed it; from then on
+producers send it messages whenever it has room in its window, so a replica that
+joins takes work at once and one that leaves (`retire`) first asks for nothing more.
 """
 
 from __future__ import annotations
 
-import secrets
+import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,11 +19,12 @@ from typing import Any
 
 from .runtime.base import Handle
 from .spec import Topology
-from .wire import response_topic, topic_of
+from .watchdog import EXIT_TIMEOUT
 
-__all__ = ["HUB", "Member", "Slot", "Wiring"]
+__all__ = ["HUB", "Member", "Slot", "Wiring", "death_error", "exit_cause"]
 
 _COUNTERS = ("handled", "errors", "dropped")
+_FAILING_AFTER = 3  # failures in a row after which a bee with no ready replica is failing
 
 
 @dataclass
@@ -37,20 +37,16 @@ class Member:
     replica: int
     handle: Handle | None = None
     state: str = "starting"  # starting -> configured -> up -> stopping
-    wired: bool = False
-    retiring: bool = False  # runs a replaced version of its bee: drained, then stopped
-    shard_ok: int = -1  # the shard version this replica narrowed to (its only share)
-    widened: int = -1  # the shard version whose share it took on top of what it held
-    shard_sent: tuple[int, bool] = (-1, False)  # the last (version, widen) step sent to it
-    shard_set: tuple[str, ...] = ()  # the active set (identities) it narrowed to
+    address: str | None = None  # where its link socket (ROUTER) listens, once up
+    retiring: bool = False  # an old version, a surplus replica or a removed bee: goes once replaced
+    retire_sent: bool = False  # told to retire (it drains, then exits)
+    served: bool = False  # was wired once: counts as ready while it links to new producers
+    revoked: bool = False  # retiring, and no producer sends it anything more
+    linked: frozenset[str] = frozenset()  # producers that welcomed it
+    links_sent: dict[str, Any] | None = None  # the LINKS body it was last sent
+    routes_sent: dict[str, Any] | None = None  # the ROUTES body it was last sent
     status_ok: int = -1
     stats: dict[str, Any] = field(default_factory=dict)
-    peer: str | None = None  # where a bee replica's own publisher listens
-    peers: frozenset[str] = frozenset()  # the producer publishers it was told to read
-    # a retiring replica that gave up its share stops only once a probe sent after that
-    # has come from each of its producers: everything sent before has then been handled
-    fence_token: str | None = None
-    fence: set[tuple[str, bytes]] = field(default_factory=set)  # (producer, topic) still to come
 
     @property
     def slot_key(self) -> tuple[str, str, int]:
@@ -66,18 +62,12 @@ class Slot:
     generation: int = 0
     ever_ready: bool = False
     last_exit: int | None = None
+    deaths: int = 0  # processes of this slot that exited unasked
+    last_death: dict[str, Any] | None = None  # how the last one died, as a bee's last error
     carried: dict[str, int] = field(default_factory=dict)  # counters of dead processes
 
 
-Edge = tuple[Member, Member, bytes]
-
-
-def _by_producer(edges: Iterable[Edge]) -> dict[str, tuple[Member, set[bytes]]]:
-    """Per producer identity: the producer and the topics these edges carry from it."""
-    out: dict[str, tuple[Member, set[bytes]]] = {}
-    for p, _, topic in edges:
-        out.setdefault(p.identity, (p, set()))[1].add(topic)
-    return out
+HUB = ("hub", "hub", 0)  # the slot of the hub process
 
 
 def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -88,19 +78,14 @@ def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     return out
 
 
-HUB = ("hub", "hub", 0)  # the slot of the hub process
-
-
 class Wiring:
-    """Members, proven edges and shard assignments of one swarm."""
+    """Members, links and readiness of one swarm."""
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self.members: dict[str, Member] = {}
         self.slots: dict[tuple[str, str, int], Slot] = {}
-        self.verified: set[tuple[str, str, bytes]] = set()
-        self.shard_version: dict[str, int] = {}
-        self.shard_members: dict[str, list[str]] = {}
+        self.retried_before: dict[str, int] = {}  # per consumer bee, counted by producers now gone
 
     # -- membership ------------------------------------------------------------------
 
@@ -116,228 +101,120 @@ class Wiring:
         self.members[member.identity] = member
 
     def remove(self, identity: str) -> Member | None:
-        """Forget a dead process: its edges, and keep its counters for its slot."""
+        """Forget a dead process; keep its counters for its slot."""
         m = self.members.pop(identity, None)
         if m is None:
             return None
-        self.verified = {e for e in self.verified if identity not in e[:2]}
-        for other in self.members.values():  # a dead producer sends nothing more
-            other.fence = {e for e in other.fence if e[0] != identity}
         slot = self.slots.get(m.slot_key)
-        if slot is not None:
+        if slot is not None and m.role == "bee":
             for k in _COUNTERS:
                 slot.carried[k] = slot.carried.get(k, 0) + int(m.stats.get(k, 0))
+        self.retried_before = _sum_counts([self.retried_before, m.stats.get("retried") or {}])
         return m
 
-    def peers_of(self, m: Member) -> frozenset[str]:
-        """The publishers a bee replica reads its bee inputs from: every replica of
-        those bees that is up, and old or surplus ones until they have exited (their
-        last results may still be on the way)."""
-        inputs = set(self.topology.bees[m.name].inputs) if m.name in self.topology.bees else set()
-        return frozenset(
-            p.peer
-            for p in self.members.values()
-            if p.role == "bee" and p.name in inputs and p.state in ("up", "stopping") and p.peer
-        )
+    def hub(self) -> Member | None:
+        return next((m for m in self.members.values() if m.role == "hub"), None)
 
     def of_bee(self, name: str) -> list[Member]:
+        """A bee's replicas that are up (old and surplus ones included)."""
         return [m for m in self.members.values() if m.role == "bee" and m.name == name and m.state == "up"]
 
-    # -- edges -----------------------------------------------------------------------
+    # -- links -----------------------------------------------------------------------
 
-    def produces(self, m: Member) -> set[bytes]:
-        gateways = self.topology.gateways
-        if m.role == "hub":
-            return {topic_of(g) for g in gateways}
-        return {topic_of(m.name), *(response_topic(g) for g in gateways)}
+    def producers_of(self, m: Member) -> dict[str, str]:
+        """identity -> address of every process a bee replica must read from: the hub, and
+        the live replicas of the bees it listens to (stopping ones too: their last
+        results may still come)."""
+        spec = self.topology.bees.get(m.name) if m.role == "bee" else None
+        if spec is None:
+            return {}
+        inputs = set(spec.inputs)
+        return {
+            p.identity: p.address
+            for p in self.members.values()
+            if p.address is not None
+            and p.state in ("up", "stopping")
+            and (p.role == "hub" or (p.role == "bee" and p.name in inputs))
+        }
 
-    def consumes(self, m: Member) -> set[bytes]:
-        if m.role == "hub":
-            return {response_topic(g) for g in self.topology.gateways}
-        return {topic_of(src) for src in self.topology.bees[m.name].inputs}
+    def links_for(self, m: Member) -> dict[str, Any]:
+        hub = self.hub()
+        return {
+            "links": self.producers_of(m),
+            "hub": hub.identity if hub is not None and hub.address is not None else None,
+        }
 
-    def edges(self) -> list[Edge]:
-        """Every (producer, consumer, topic) between processes that are up."""
-        up = [m for m in self.members.values() if m.state == "up"]
-        wants = {m.identity: self.consumes(m) for m in up}
-        out: list[Edge] = []
-        for p in up:
-            made = self.produces(p)
-            out += [(p, c, t) for c in up if c is not p for t in sorted(made & wants[c.identity])]
-        return out
+    def routes_for(self, m: Member) -> dict[str, list[list[Any]]]:
+        """The bees that listen to what `m` produces: per topic, [bee, join, retries]."""
+        topics = list(self.topology.gateways) if m.role == "hub" else [m.name]
+        return {
+            topic: [[b.name, b.join, b.retries] for b in self.topology.consumers(topic)] for topic in topics
+        }
 
-    def unproven(self, only: str | None = None) -> dict[str, tuple[Member, set[bytes]]]:
-        """Per producer, the topics it must probe (touching `only` if given)."""
-        return _by_producer(
-            (p, c, topic)
-            for p, c, topic in self.edges()
-            if (p.identity, c.identity, topic) not in self.verified
-            and (only is None or only in (p.identity, c.identity))
-        )
+    def wired(self, m: Member) -> bool:
+        """Up, and welcomed by every producer it must read from."""
+        return m.state == "up" and set(self.producers_of(m)) <= m.linked
 
-    def saw(self, producer: str, consumer: str, topic: bytes) -> bool:
-        """A probe `producer` sent on `topic` reached `consumer`; True if that is news."""
-        if producer not in self.members or consumer not in self.members:
-            return False
-        edge = (producer, consumer, topic)
-        if edge in self.verified:
-            return False
-        self.verified.add(edge)
-        return True
+    # -- serving ---------------------------------------------------------------------
 
-    # -- shards and readiness --------------------------------------------------------
+    def ready(self, name: str) -> list[Member]:
+        """A bee's replicas of its current version that serve (once wired, a replica
+        serves on while it links to producers that come later)."""
+        return [m for m in self.of_bee(name) if not m.retiring and m.served]
 
-    def rewire(self) -> list[tuple[Member, dict[str, Any]]]:
-        """Mark wired members and return the SHARD messages a changed active set needs."""
-        edges = self.edges()
+    def note_ready(self) -> None:
+        """Mark replicas that are wired as serving; a slot whose replica serves is
+        healthy again: its failures start anew."""
         for m in self.members.values():
-            m.wired = m.state == "up" and all(
-                (p.identity, c.identity, t) in self.verified for p, c, t in edges if m in (p, c)
-            )
-            if m.wired and not m.retiring:  # an old version's health says nothing of the slot
+            if m.role == "bee" and not m.retiring and self.wired(m):
+                m.served = True
                 slot = self.slots.get(m.slot_key)
                 if slot is not None:
                     slot.ever_ready = True
                     slot.failures = 0
-        messages: list[tuple[Member, dict[str, Any]]] = []
-        for name, bee in self.topology.bees.items():
-            # wired to join; once serving, a replica keeps its share while edges to new
-            # peers (a producer's new version, say) are being proven
-            current = set(self.shard_members.get(name, ()))
-            active = sorted(
-                m.identity for m in self.of_bee(name) if (m.wired or m.identity in current) and not m.retiring
-            )
-            handing_over = any(
-                m.retiring and m.identity in self.shard_members.get(name, ()) for m in self.of_bee(name)
-            )
-            if handing_over and len(active) < bee.replicas:
-                active = self.shard_members[name]  # a redeploy switches once all new replicas are wired
-            if active != self.shard_members.get(name):
-                self.shard_members[name] = active
-                self.shard_version[name] = self.shard_version.get(name, 0) + 1
-            messages += self._shard_messages(name)
-        return messages
 
-    def _shard_messages(self, name: str) -> list[tuple[Member, dict[str, Any]]]:
-        """Hand out a new active set without a gap, in two steps.
-
-        Every replica first widens (takes its share of the new set on top of what it
-        holds); only once all of them have acknowledged that are they told to narrow
-        to the new share alone. In between a message may be handled twice (the first
-        response wins), never by nobody, in whatever order the replicas switch.
-        """
-        version = self.shard_version.get(name, 0)
-        pending = [m for m in self.of_bee(name) if m.shard_ok != version]
-        widen = any(m.widened != version for m in pending)
-        body: dict[str, Any] = {
-            "members": self.shard_members.get(name, []),
-            "version": version,
-            "widen": widen,
-        }
-        if not widen:
-            # requests received before now may have reached a new owner before it widened:
-            # the replicas keep their wider shares for those (gateway clock, epoch seconds)
-            body["since"] = time.time()
+    def to_retire(self) -> list[Member]:
+        """Retiring replicas to tell now: their bee has enough of its new replicas serving
+        (or is gone). Until then the old ones serve on, so nobody waits for a replica."""
         out = []
-        for m in pending:
-            if widen and m.widened == version:
-                continue  # widened already: waits for the others
-            if m.shard_sent != (version, widen):
-                m.shard_sent = (version, widen)
-                out.append((m, body))
+        for m in self.members.values():
+            if m.role != "bee" or not m.retiring or m.retire_sent or m.state != "up":
+                continue
+            spec = self.topology.bees.get(m.name)
+            if spec is None or len(self.ready(m.name)) >= spec.replicas:
+                out.append(m)
         return out
 
-    def acked(self, m: Member, version: int, widen: bool) -> None:
-        """A replica applied the step (version, widen); acks of superseded steps count for nothing."""
-        if m.shard_sent != (version, widen):
-            return
-        if widen:
-            m.widened = version
-        else:
-            m.shard_ok = version
-            m.shard_set = tuple(self.shard_members.get(m.name, ()))
-
-    def _holds_share(self, m: Member) -> bool:
-        """It handles a share now: the one it narrowed to, or one of the new set it widened to."""
-        if m.identity in m.shard_set:
-            return True
-        return m.widened == self.shard_version.get(m.name, 0) and m.identity in self.shard_members.get(
-            m.name, ()
-        )
-
-    def serving(self, *, current: bool = False) -> dict[str, int]:
-        """Replicas per bee handling a share right now (of its current version only)."""
-        return {
-            name: sum(1 for m in self.of_bee(name) if self._holds_share(m) and not (current and m.retiring))
-            for name in self.topology.bees
-        }
-
-    def settled(self) -> bool:
-        """Every wanted replica of every bee's current version handles its share, and all
-        replicas (retiring ones included) agree on the current set."""
-        serving = self.serving(current=True)
-        return all(
-            serving[name] == bee.replicas
-            and all(m.shard_ok == self.shard_version.get(name, 0) for m in self.of_bee(name))
-            for name, bee in self.topology.bees.items()
-        )
-
     def retire(self, name: str) -> None:
-        """The bee is redeployed: its running replicas serve on until the new ones take over."""
+        """The bee is redeployed (or removed): its replicas serve on until replaced."""
         for m in self.members.values():
             if m.role == "bee" and m.name == name:
                 m.retiring = True
 
-    def _gave_up_share(self, m: Member) -> bool:
+    def settled(self) -> bool:
+        """Every bee has its wanted replicas of its current version serving, each of them
+        linked to every producer it reads from, and every replica they replace gets no
+        more messages (its producers have confirmed: later requests meet the new version)."""
         return (
-            m.retiring
-            and m.state == "up"
-            and m.shard_ok == self.shard_version.get(m.name, 0)
-            and m.identity not in m.shard_set
+            all(len(self.ready(name)) >= bee.replicas for name, bee in self.topology.bees.items())
+            and all(self.wired(m) for m in self.members.values() if m.role == "bee" and not m.retiring)
+            and not self.to_retire()
+            and all(m.revoked for m in self.members.values() if m.retire_sent and m.state == "up")
         )
 
-    def start_fences(self) -> list[tuple[Member, dict[str, Any]]]:
-        """PROBE requests (producer, body) that fence retiring replicas which gave up their share.
+    def hub_acked(self, version: int) -> bool:
+        """The hub is up and has applied status `version`."""
+        hub = self.hub()
+        return hub is not None and hub.state == "up" and hub.status_ok == version
 
-        Messages sent before the narrow may be this replica's to handle (the new owner
-        can have seen them before it widened). Each producer sends one probe down the
-        same pipe after them; pipes keep order and a replica handles frames in order,
-        so its SAW for the probe means they are done. What producers send later, the
-        new owners take.
-        """
-        out: list[tuple[Member, dict[str, Any]]] = []
-        edges = self.edges()
-        for m in self.members.values():
-            if m.fence_token is not None or not self._gave_up_share(m):
-                continue
-            m.fence_token = secrets.token_hex(4)
-            into = [e for e in edges if e[1] is m]
-            m.fence = {(p.identity, topic) for p, _, topic in into}
-            for p, topics in _by_producer(into).values():
-                names = sorted(t.decode("latin-1") for t in topics)
-                out.append((p, {"token": m.fence_token, "topics": names}))
-        return out
-
-    def fenced(self, consumer: str, producer: str, topic: bytes, token: str) -> bool:
-        """A fence probe reached its retiring replica; True if that is news."""
-        m = self.members.get(consumer)
-        if m is None or m.fence_token != token or (producer, topic) not in m.fence:
-            return False
-        m.fence.discard((producer, topic))
-        return True
-
-    def retirable(self) -> list[Member]:
-        """Retiring replicas that gave up their share and handled all sent before: stop them."""
-        return [
-            m
-            for m in self.members.values()
-            if self._gave_up_share(m) and m.fence_token is not None and not m.fence
-        ]
+    # -- figures ---------------------------------------------------------------------
 
     def bee_stats(self) -> dict[str, dict[str, Any]]:
-        """Per bee: counters (dead replicas' included), latency, readiness."""
-        serving = self.serving()
+        """Per bee: counters (dead replicas' included), latency, readiness, how it last failed."""
         out: dict[str, dict[str, Any]] = {}
+        retried = _sum_counts(
+            [self.retried_before, *(m.stats.get("retried") or {} for m in self.members.values())]
+        )
         for name, spec in self.topology.bees.items():
             reps = [m.stats for m in self.members.values() if m.role == "bee" and m.name == name]
             slots = [s for (role, n, _), s in self.slots.items() if role == "bee" and n == name]
@@ -345,20 +222,23 @@ class Wiring:
                 k: sum(int(s.get(k, 0)) for s in reps) + sum(s.carried.get(k, 0) for s in slots)
                 for k in _COUNTERS
             }
+            errors = [s["last_error"] for s in reps if s.get("last_error")]
+            errors += [s.last_death for s in slots if s.last_death]
+            ready = len(self.ready(name))
             st.update(
                 p50_ms=max((s.get("p50_ms", 0.0) for s in reps), default=0.0),
                 p99_ms=max((s.get("p99_ms", 0.0) for s in reps), default=0.0),
                 batch=max((s.get("batch", 1.0) for s in reps), default=1.0),
                 pending_joins=sum(s.get("pending_joins", 0) for s in reps),
+                queued=sum(s.get("queued", 0) for s in reps),
                 dropped_by=_sum_counts(s.get("dropped_by") or {} for s in reps),
-                ready=min(serving.get(name, 0), spec.replicas),
+                deaths=sum(s.deaths for s in slots),
+                retried=retried.get(name, 0),
+                ready=min(ready, spec.replicas),
                 wanted=spec.replicas,
                 input=list(spec.inputs),
-                last_error=max(
-                    (s["last_error"] for s in reps if s.get("last_error")),
-                    key=lambda e: float(e.get("time", 0)),
-                    default=None,
-                ),
+                failing=ready == 0 and any(s.failures >= _FAILING_AFTER for s in slots),
+                last_error=max(errors, key=lambda e: float(e.get("time", 0)), default=None),
             )
             st["state"] = self._bee_state(name, st["ready"], spec.replicas, slots)
             out[name] = st
@@ -372,10 +252,31 @@ class Wiring:
             return "ready"
         return "error" if any(s.failures for s in slots) else "starting"
 
-    def hub(self) -> Member | None:
-        return next((m for m in self.members.values() if m.role == "hub"), None)
 
-    def hub_acked(self, version: int) -> bool:
-        """The hub is up and has applied status `version`."""
-        hub = self.hub()
-        return hub is not None and hub.state == "up" and hub.status_ok == version
+def exit_cause(code: int) -> str:
+    """How a process ended, in words: 'was killed by SIGKILL', 'exited with code 3'."""
+    if code == EXIT_TIMEOUT:
+        return "was restarted: a call ran past the bee's timeout"
+    if code < 0:
+        return f"was killed by {_signal_name(-code)}"
+    if code > 128 and _signal_name(code - 128).startswith("SIG"):  # a container's exit code
+        return f"exited with code {code} (killed by {_signal_name(code - 128)})"
+    return f"exited with code {code}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def death_error(bee: str, replica: int, cause: str, tail: list[str]) -> dict[str, Any]:
+    """How a replica died, shaped as a bee's last error (status, widget, callers)."""
+    return {
+        "type": "ReplicaDied",
+        "message": f"replica {replica} of bee {bee!r} {cause}",
+        "traceback": "\n".join(tail),
+        "request_id": None,
+        "time": time.time(),
+    }

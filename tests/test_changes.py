@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from test_wiring import _wiring
 
-from bytewax_nb.changes import redeploy, set_replicas, undo_deploy
+from bytewax_nb.changes import redeploy, remove, set_replicas, undo_deploy
 from bytewax_nb.spec import BeeSpec
 from bytewax_nb.wiring import Member, Slot
 
@@ -29,13 +29,23 @@ def test_scaling_up_adds_slots_and_retires_nobody() -> None:
     assert ("bee", "a", 2) in w.slots
 
 
-def test_a_redeploy_retires_the_old_version_and_reports_sink_changes() -> None:
+def test_a_redeploy_retires_the_old_version_and_routes_follow() -> None:
     w = _wiring()  # gw -> a -> b: b is the sink
-    sinks = redeploy(w.topology, w, BeeSpec("c", lambda p: p, ("b",)))
-    assert sinks == {"b": False}  # b has a listener now
-    sinks = redeploy(w.topology, w, BeeSpec("c", lambda p: p, ("a",)))
-    assert sinks == {"b": True}
+    redeploy(w.topology, w, BeeSpec("c", lambda p: p, ("b",)))
+    assert w.routes_for(w.members["bee:b:0:1"]) == {"b": [["c", False, 1]]}  # b has a listener now
+    redeploy(w.topology, w, BeeSpec("c", lambda p: p, ("a",)))
+    assert w.routes_for(w.members["bee:b:0:1"]) == {"b": []}
     assert all(m.retiring for m in w.members.values() if m.name == "c")
+
+
+def test_removing_a_bee_retires_its_replicas_and_drops_its_slots() -> None:
+    w = _wiring()
+    starting = Member("bee:b:0:2", "bee", "b", 0)  # launched, never up
+    w.add(starting)
+    assert remove(w.topology, w, "b") == [starting]
+    assert "b" not in w.topology.bees and not any(k[1] == "b" for k in w.slots)
+    assert w.members["bee:b:0:1"].retiring
+    assert [m.identity for m in w.to_retire()] == ["bee:b:0:1"]  # at once: nothing replaces it
 
 
 def test_undoing_a_failed_deploy_keeps_the_old_version_serving() -> None:

@@ -296,7 +296,7 @@ def test_a_failed_build_says_why(make_swarm: Any, engine: Any) -> None:
 
 
 def test_a_crashed_container_leaves_its_output_in_the_logs(make_swarm: Any, engine: Any) -> None:
-    from bytewax_nb import RequestTimeout
+    from bytewax_nb import RemoteError
 
     def fragile(payload: str) -> str:
         if payload == "die":
@@ -305,11 +305,13 @@ def test_a_crashed_container_leaves_its_output_in_the_logs(make_swarm: Any, engi
         return payload
 
     swarm = make_swarm("dk-crash", runtime="docker")
-    swarm.gateway("in", timeout=1)
-    swarm.bee(fragile, input="in", name="fragile")
+    swarm.gateway("in", timeout=20)
+    swarm.bee(fragile, input="in", name="fragile", retries=0)
     swarm.start()
-    with pytest.raises(RequestTimeout):
-        swarm.request("in", "die")
+    with pytest.raises(RemoteError) as info:  # at once, with how it died: not the gateway's 504
+        swarm.request("in", "die", timeout=15)
+    assert info.value.ename == "ReplicaDied" and "exited with code 3" in info.value.evalue
+    assert "about to die" in info.value.traceback
     wait_until(
         lambda: any("exited with code 3" in line for line in swarm.logs("fragile")),
         what="the crash in the logs",

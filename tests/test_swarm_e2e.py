@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import Load, hello_swarm, port_open, swarm_pids, wait_until
 
-from bytewax_nb import GatewayError, NotReady, RemoteError, RequestTimeout
+from bytewax_nb import GatewayError, RemoteError, RequestTimeout
 from bytewax_nb.client import post
 
 
@@ -403,52 +403,46 @@ def test_submit_is_fire_and_forget_and_reaches_the_bee(make_swarm: Any, tmp_path
     )
 
 
-def test_forged_and_unsigned_frames_are_dropped_never_unpickled(make_swarm: Any, tmp_path: Path) -> None:
-
+def test_forged_replayed_and_unsigned_frames_at_the_hub_are_dropped_and_counted(make_swarm: Any) -> None:
     import zmq
 
-    from bytewax_nb.wire import Header, Kind, Signer, topic_of
-
-    marker = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self) -> Any:
-            return (open, (str(marker), "w"))
+    from bytewax_nb.wire import Enc, Header, Kind, Signer, next_seq
 
     swarm = make_swarm()
     swarm.gateway("in")
     swarm.bee(lambda p: p, input="in", name="echo")
     swarm.start()
-    xsub = swarm._supervisor.bus_addresses["xsub"]  # type: ignore[union-attr]
+    supervisor = swarm._supervisor
+    hub = supervisor.wiring.hub()
     ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
-    pub.connect(xsub)
+    intruder = ctx.socket(zmq.DEALER)
+    intruder.setsockopt(zmq.IDENTITY, b"intruder")
+    intruder.connect(hub.address)
 
-    genuine = Signer(b"x" * 32).encode(topic_of("in"), Header(Kind.DATA, "f" * 32, "in", "in"), Evil())[0]
-    unsigned = [genuine[:-32] + b"\0" * 32]
-    assert b"pwned" in unsigned[0]
-    forged = Signer(b"attacker-key-0123456789abcdef").encode(
-        topic_of("in"), Header(Kind.DATA, "e" * 32, "in", "in"), Evil()
-    )
+    def answer(signer: Signer, seq: int, src: str = "intruder", dst: str = hub.identity) -> list[Any]:
+        header = Header(Kind.RESPONSE, "f" * 32, "in", "echo", enc=Enc.JSON, seq=seq, src=src, dst=dst)
+        return signer.frames(header, b'"forged"')
 
-    def dropped() -> int:
-        pub.send_multipart(unsigned)
-        pub.send_multipart(forged)
-        return swarm.status()["bees"]["echo"]["dropped"]
+    genuine = Signer(supervisor._key)  # what a captured frame carries: the swarm's own signature
+    frame = answer(genuine, next_seq())
+    intruder.send_multipart(frame)
+    intruder.send_multipart(frame)  # the same frame again
+    intruder.send_multipart([frame[0][:-32] + b"\0" * 32])  # unsigned
+    intruder.send_multipart(answer(Signer(b"attacker-key-0123456789abcdef"), next_seq()))
+    intruder.send_multipart(answer(genuine, next_seq(), dst="bee:echo:0:1"))  # meant for someone else
+    intruder.send_multipart(answer(genuine, next_seq(), src="hub:hub:0:1"))  # a lie about its sender
 
-    wait_until(lambda: dropped() >= 2, what="forged frames counted as dropped")
+    def dropped() -> dict[str, int]:
+        return dict(swarm.status()["hub"]["dropped_by"])
+
+    expected = {"signature": 2, "replayed": 1, "misaddressed": 1, "wrong sender": 1}
+    wait_until(lambda: dropped() == expected, what=f"drops {expected}")
     ctx.destroy(linger=0)
-    assert not marker.exists()
     assert swarm.request("in", "still fine") == "still fine"
     metrics = urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode()
-    wait_until(
-        lambda: (
-            'bytewax_nb_dropped_frames_total{process="bee:echo",reason="signature"}'
-            in urllib.request.urlopen(swarm.url().replace("/gateways/in", "/metrics")).read().decode()
-        ),
-        what="metric",
-    )
-    assert "bytewax_nb_dropped_frames_total" in metrics
+    for reason, n in expected.items():
+        assert f'bytewax_nb_dropped_frames_total{{process="hub",reason="{reason}"}} {n}.0' in metrics
+    wait_until(lambda: swarm.status()["gateways"]["in"]["requests"] == 1, what="the gateway's count")
 
 
 class _Gate:
@@ -468,7 +462,7 @@ def _wait_absent(path: str) -> str:
 
 
 @pytest.mark.slow
-def test_dead_replica_is_restarted_and_503_while_none_is_ready(make_swarm: Any, tmp_path: Path) -> None:
+def test_a_request_waits_while_the_only_replica_restarts(make_swarm: Any, tmp_path: Path) -> None:
     gate = str(tmp_path / "gate")
     holder = _Gate(gate)
     swarm = make_swarm()
@@ -493,12 +487,16 @@ def test_dead_replica_is_restarted_and_503_while_none_is_ready(make_swarm: Any, 
             return e.code
 
     wait_until(lambda: health() == 503, what="healthz reporting the dead replica")
-    with pytest.raises(NotReady, match="echo"):
-        swarm.request("in", 2)
-    os.unlink(gate)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(swarm.request, "in", 2)
+        wait_until(lambda: swarm_in_flight(base) == 1, what="the request waiting for a replica")
+        os.unlink(gate)
+        assert waiting.result() == 2  # not a 503 at once, nor a 504: the restarted replica answered
     wait_until(lambda: health() == 200, what="the restarted replica")
-    assert swarm.request("in", 3) == 3
     assert any("exited with code -9; restarting" in line for line in swarm.logs("echo"))
+    st = swarm.status()["bees"]["echo"]
+    assert st["deaths"] == 1 and st["last_error"]["type"] == "ReplicaDied"
+    assert st["last_error"]["message"] == "replica 0 of bee 'echo' was killed by SIGKILL"
 
 
 @pytest.mark.slow

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 import numpy as np
 import pytest
 import zmq
 
 from bytewax_nb.sockio import readable, recv_burst, send_frames
-from bytewax_nb.wire import Enc, Header, Kind, Signer, dump_json, pack, peek, received_at, topic_of
+from bytewax_nb.wire import Enc, Header, Kind, Signer, dump_json, pickled
+
+
+def _encode(signer: Signer, header: Header, obj: object) -> list[Any]:
+    payload, buffers = pickled(obj)
+    return signer.frames(header, payload, buffers)
 
 
 def _msg(signer: Signer, obj: object) -> list[bytes]:
-    frames = signer.encode(topic_of("a"), Header(Kind.DATA, "rid1", "gw", "a", 1.0, 2.0), obj)
-    return [bytes(f) for f in frames]
+    header = Header(Kind.DATA, "rid1", "gw", "a", 1.0, 2.0, seq=7, src="hub:hub:0:1", dst="bee:a:0:1")
+    return [bytes(f) for f in _encode(signer, header, obj)]
 
 
 def test_signed_frames_round_trip_with_header_fields() -> None:
@@ -25,10 +31,10 @@ def test_signed_frames_round_trip_with_header_fields() -> None:
     assert msg is not None
     header = msg.header
     assert (header.kind, header.request_id, header.origin, header.sender) == (Kind.DATA, "rid1", "gw", "a")
-    assert (header.t0, header.deadline) == (1.0, 2.0)
+    assert (header.t0, header.deadline, header.seq) == (1.0, 2.0, 7)
+    assert (header.src, header.dst) == ("hub:hub:0:1", "bee:a:0:1")
     assert msg.load() == {"x": [1, 2]}
-    assert len(frames) == 1 and peek(frames[0]) == (Kind.DATA, b"rid1")
-    assert received_at(frames[0]) == 1.0 and received_at(b"no topic") == 0.0
+    assert len(frames) == 1
 
 
 @pytest.mark.parametrize("prepared", ["openssl state", "python wrapper"])
@@ -38,7 +44,7 @@ def test_the_signature_is_plain_hmac_sha256_of_the_frame(prepared: str) -> None:
     if prepared == "python wrapper":  # what a Python without `HMAC._hmac` uses
         signer._keyed = hmac.new(key, digestmod=hashlib.sha256)
     for obj in ("payload", np.arange(3.0)):
-        frames = signer.encode(topic_of("a"), Header(Kind.DATA, "r", "gw", "a"), obj)
+        frames = _encode(signer, Header(Kind.DATA, "r", "gw", "a"), obj)
         body, sig = bytes(frames[0][:-32]), bytes(frames[0][-32:])
         expected = hmac.new(key, body, hashlib.sha256)
         for buf in frames[1:]:
@@ -65,9 +71,7 @@ def test_another_key_is_refused() -> None:
 
 def test_moving_bytes_between_buffers_is_refused() -> None:
     signer = Signer(b"k" * 32)
-    frames = signer.frames(
-        topic_of("a"), Header(Kind.DATA, "r", "g", "a", enc=Enc.JSON), b'"xy"', [b"abcd", b"ef"]
-    )
+    frames = signer.frames(Header(Kind.DATA, "r", "g", "a", enc=Enc.JSON), b'"xy"', [b"abcd", b"ef"])
     frames = [bytes(f) for f in frames]
     assert signer.open(frames) is not None
     assert signer.open([frames[0], b"abc", b"def"]) is None
@@ -77,7 +81,7 @@ def test_moving_bytes_between_buffers_is_refused() -> None:
 def test_numpy_travels_out_of_band_and_stays_writable() -> None:
     signer = Signer(b"k" * 32)
     arr = np.arange(200_000, dtype=np.float64)
-    frames = signer.encode(topic_of("a"), Header(Kind.DATA, "r", "g", "a"), {"a": arr})
+    frames = _encode(signer, Header(Kind.DATA, "r", "g", "a"), {"a": arr})
     assert len(frames) == 2  # the message, one raw buffer
     ctx = zmq.Context()
     a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
@@ -104,20 +108,17 @@ def test_dump_json_converts_numpy_and_refuses_objects() -> None:
         dump_json(object())
 
 
-def test_a_burst_packs_per_topic_and_unpacks_with_buffers() -> None:
+def test_a_burst_of_messages_unpacks_with_its_buffers() -> None:
     signer = Signer(b"k" * 32)
-    a1 = signer.encode(topic_of("a"), Header(Kind.DATA, "1", "g", "a"), 1)
-    b1 = signer.encode(topic_of("b"), Header(Kind.DATA, "2", "g", "b"), 2)
-    a2 = signer.encode(topic_of("a"), Header(Kind.DATA, "3", "g", "a"), np.arange(4.0))
-    a3 = signer.encode(topic_of("a"), Header(Kind.DATA, "4", "g", "a"), 4)
-    packed = pack([a1, b1, a2, a3])
-    assert list(packed) == [topic_of("a"), topic_of("b")]
-    assert len(packed[topic_of("a")]) == 4  # three messages, one of them with a buffer
+    burst: list[Any] = []
+    for rid, obj in (("1", 1), ("3", np.arange(4.0)), ("4", 4)):
+        burst += _encode(signer, Header(Kind.DATA, rid, "g", "a"), obj)
+    assert len(burst) == 4  # three messages, one of them with a buffer
     ctx = zmq.Context()
     a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
     port = a.bind_to_random_port("tcp://127.0.0.1")
     b.connect(f"tcp://127.0.0.1:{port}")
-    send_frames(a, packed[topic_of("a")])
+    send_frames(a, burst)
     assert b.poll(5000)
     assert readable(b)
     messages = recv_burst(b)
@@ -128,3 +129,10 @@ def test_a_burst_packs_per_topic_and_unpacks_with_buffers() -> None:
     values = [o.load() for o in opened if o]
     assert values[0] == 1 and values[2] == 4 and values[1].tolist() == [0.0, 1.0, 2.0, 3.0]
     values[1][0] = 9.0  # a buffer frame stays a zero-copy, writable array
+
+
+def test_nan_and_infinity_are_refused_not_sent_as_invalid_json() -> None:
+    with pytest.raises(ValueError):
+        dump_json({"n": float("nan")})
+    with pytest.raises(ValueError):
+        dump_json([float("inf")])

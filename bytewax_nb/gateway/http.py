@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..spec import GatewaySpec
-from ..wire import TRACEBACK_HEADER, Kind, new_request_id, topic_of
+from ..wire import TRACEBACK_HEADER, Kind, new_request_id
 from .metrics import GatewayMetrics
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ class GatewayApp:
         self.hub = hub
         self.spec = spec
         self.name = spec.name
-        self.topic = topic_of(spec.name)
         self.token = spec.token.encode() if spec.token else None
         self.metrics = GatewayMetrics(hub.metrics, spec.name, lambda: hub.in_flight(spec.name))
 
@@ -112,6 +111,8 @@ class GatewayApp:
         if request.content_length is not None and request.content_length > limit:
             return _error(413, f"body larger than {limit} bytes")
         try:
+            if request.content.is_eof():  # all there already (the usual small body): no timer
+                return await request.read()
             async with asyncio.timeout(self.spec.read_timeout):
                 return await request.read()
         except web.HTTPRequestEntityTooLarge:

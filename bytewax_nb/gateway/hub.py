@@ -1,10 +1,10 @@
-"""The hub process: the swarm's bus proxy and all of its HTTP gateways.
+"""The hub process: all of a swarm's HTTP gateways, and the producer of their requests.
 
-Gateways reach the proxy over `inproc`, which spares every request two thread
-hand-offs and a TCP round on loopback; bees connect over TCP. The hub keeps the
-pending requests, routes each response to the caller waiting for its id (the first
-one wins), and drains on stop: it stops listening, waits for what is in flight,
-then closes.
+Every bee replica dials the hub's link socket (a ROUTER): the bees that listen to a
+gateway get its requests there, whenever they have room in their window (see
+`links`), and every bee sends its answers back on it. The hub keeps the pending
+requests, gives each caller the first answer for its id, and drains on stop: it
+stops listening, waits for what is in flight, then closes.
 """
 
 from __future__ import annotations
@@ -17,44 +17,50 @@ from typing import Any
 import zmq
 from aiohttp import web
 
-from ..bus import BusProxy
 from ..child import Child
 from ..control import Msg
-from ..sockio import readable, recv_burst, send_frames
+from ..links import Dispatcher, died_answer, routes_from
+from ..sockio import readable, recv_routed, send_routed
 from ..spec import GatewaySpec
-from ..wire import Enc, Header, Kind, pack, response_topic, traceback_token
+from ..wire import Enc, Header, Kind, ReplayGuard, error_body, traceback_token
 from .http import GatewayApp
-from .metrics import HubMetrics
+from .metrics import HubMetrics, downstream
 
 __all__ = ["Hub"]
 
 Reply = tuple[int, bytes, str]  # kind, JSON body, sender
 _FLUSH_AT = 8  # requests that leave at once, so the bees start while more arrive
+_TICK = 0.5  # seconds between looks at requests whose callers stopped waiting
 
 
 class Hub:
-    """Owns the bus and the gateways of one swarm, inside one asyncio loop."""
+    """Owns the gateways of one swarm and their link socket, inside one asyncio loop."""
 
     def __init__(self, child: Child, config: dict[str, Any]) -> None:
         self.child = child
         self.signer = child.signer
+        self.me = child.boot.identity
         self.loop = asyncio.get_running_loop()
-        self.bus = BusProxy(
-            child.ctx, host=config.get("bus_host", "127.0.0.1"), ports=config.get("bus_ports")
-        )
-        self.pub, self.sub = child.bus_sockets(self.bus.local)
+        self.router, self.address = child.link_router(config.get("bus_host", "127.0.0.1"))
+        self.guard = ReplayGuard(self.me)
+        self.bursts: dict[str, list[Any]] = {}
+        self.flushing = False
+        self.queued = 0  # requests in `bursts`
+        self.dispatcher = Dispatcher(self.me, self.signer, self._to_consumer)
+        self.dispatcher.set_routes(routes_from(config.get("routes", {})))
         specs: list[GatewaySpec] = config["gateways"]
         self.metrics = HubMetrics()
+        self.guard.dropped = self.metrics.dropped  # one count of dropped frames, by reason
         self.gateways: dict[str, GatewayApp] = {}
         self.runners: list[web.ServerRunner] = []
         self.sites: list[web.TCPSite] = []
         self.ports: dict[str, int] = dict(config.get("ports", {}))
         self.pending: dict[str, tuple[str, asyncio.Future[Reply] | None]] = {}
-        self.outbox: list[list[Any]] = []
-        self.serving = False  # every bee has a ready replica
         self.healthy = False  # every wanted replica is ready
+        self.serving = False  # every bee has a ready replica
         self.not_ready: list[str] = []
-        self.listened: set[str] = set()  # gateways some ready bee listens to
+        self.bees: dict[str, dict[str, Any]] = {}  # the supervisor's last figures per bee
+        self.failing: dict[str, str | None] = {}  # per gateway: a bee it reaches that keeps failing
         self.accepting = True
         self.stop_event = asyncio.Event()
         self.drain_s = max((s.timeout for s in specs), default=5.0)
@@ -62,6 +68,7 @@ class Hub:
         self.idle = asyncio.Event()  # set whenever nothing is pending: what a drain waits for
         self.idle.set()
         self.traceback_token = traceback_token(child.boot.key)
+        self._last_stats: dict[str, Any] = {}
 
     # -- requests --------------------------------------------------------------------
 
@@ -69,52 +76,70 @@ class Hub:
         return sum(1 for g, _ in self.pending.values() if g == gateway)
 
     def refusal(self, gw: GatewayApp) -> tuple[int, str] | None:
-        """Why a new request to `gw` must be refused at once (status, message), if it must."""
+        """Why a new request to `gw` must be refused at once (status, message), if it must.
+
+        A bee whose replicas are restarting is no reason: the request waits for one
+        (bounded by the gateway's timeout). One that keeps dying is."""
         if not self.accepting:
             return 503, "the swarm is stopping"
-        if not self.serving:
-            return 503, f"not ready: no ready replica of {', '.join(self.not_ready) or 'the swarm'}"
-        if gw.name not in self.listened:
-            return 503, f"not ready: no bee listens to gateway {gw.name!r} yet"
+        if not self.dispatcher.consumers(gw.name):
+            return 503, f"not ready: no bee listens to gateway {gw.name!r}"
+        failing = self.failing.get(gw.name)
+        if failing:
+            why = self.bees[failing].get("last_error") or {}
+            return 503, f"not ready: bee {failing!r} keeps failing ({why.get('message', 'no replica')})"
         if self.in_flight(gw.name) >= gw.spec.max_in_flight:
             return 503, f"too busy: {gw.spec.max_in_flight} requests in flight; retry shortly"
         return None
 
-    def _frames(self, gw: GatewayApp, rid: str, body: bytes) -> list[Any]:
+    def _header(self, gw: GatewayApp, rid: str) -> Header:
         now = time.time()
-        header = Header(Kind.DATA, rid, gw.name, gw.name, now, now + gw.spec.timeout, Enc.JSON)
-        return self.signer.frames(gw.topic, header, body)
+        return Header(Kind.DATA, rid, gw.name, gw.name, now, now + gw.spec.timeout, Enc.JSON)
 
     def submit(self, gw: GatewayApp, rid: str, body: bytes) -> None:
         """Publish without a waiter; tracked until answered or timed out, for the drain."""
         self.pending[rid] = (gw.name, None)
+        self.idle.clear()
         self.loop.call_later(gw.spec.timeout, self._forget, rid)
-        self._publish(self._frames(gw, rid, body))
+        self._publish(gw.name, self._header(gw, rid), body)
 
     async def request(self, gw: GatewayApp, rid: str, body: bytes) -> Reply:
         """Publish and wait for the first response (TimeoutError after the timeout)."""
         fut: asyncio.Future[Reply] = self.loop.create_future()
         self.pending[rid] = (gw.name, fut)
+        self.idle.clear()
         timer = self.loop.call_later(gw.spec.timeout, self._expire, rid)
-        self._publish(self._frames(gw, rid, body))
+        self._publish(gw.name, self._header(gw, rid), body)
         try:
             return await fut
         finally:
             timer.cancel()
             self._forget(rid)
 
-    def _publish(self, frames: list[Any]) -> None:
-        # requests handled in one loop iteration leave in one burst: one wake of the proxy
-        if not self.outbox:
-            self.loop.call_soon(self._flush)
-        self.outbox.append(frames)
-        if len(self.outbox) >= _FLUSH_AT:
+    def _publish(self, topic: str, header: Header, body: bytes) -> None:
+        self.dispatcher.publish(topic, header, body, [])
+        self.queued += 1
+        if self.queued >= _FLUSH_AT:
             self._flush()
 
+    def _to_consumer(self, identity: str, frames: list[Any]) -> None:
+        # what one loop iteration sends a replica leaves in one burst: one wake of its socket
+        self.bursts.setdefault(identity, []).extend(frames)
+        if not self.flushing:
+            self.flushing = True
+            self.loop.call_soon(self._flush)
+
     def _flush(self) -> None:
-        out, self.outbox = self.outbox, []
-        for frames in pack(out).values():
-            send_frames(self.pub, frames)
+        self.flushing = False
+        self.queued = 0
+        bursts, self.bursts = self.bursts, {}
+        for identity, frames in bursts.items():
+            try:
+                send_routed(self.router, identity, frames)
+            except zmq.ZMQError:  # that replica is gone: LOST sends its requests elsewhere
+                self.metrics.drop("unreachable")
+        if bursts:  # a send can swallow the socket's read edge: look again soon
+            self.loop.call_soon(self._drain_router)
 
     def _expire(self, rid: str) -> None:
         entry = self.pending.get(rid)
@@ -127,35 +152,52 @@ class Hub:
         if not self.pending:
             self.idle.set()
 
-    # -- sockets ---------------------------------------------------------------------
-
-    def _drain_bus(self) -> None:
-        # ZeroMQ's FD is edge-triggered: read while EVENTS says so, or the edge is lost
-        sub = self.sub
-        while readable(sub):
-            for frames in recv_burst(sub):
-                self._on_frames(frames)
-
-    def _on_frames(self, frames: list[Any]) -> None:
-        msg = self.signer.open(frames)
-        if msg is None:
-            self.metrics.drop("signature")
-            return
-        header = msg.header
-        if header.kind == Kind.PROBE:
-            self.child.saw(frames[0], header)
-            self.loop.call_soon(self._drain_control)  # the send may have taken the read edge
-            return
-        entry = self.pending.get(header.request_id)
-        if header.kind not in (Kind.RESPONSE, Kind.ERROR) or entry is None:
-            gw = self.gateways.get(header.origin)
-            if gw is not None:
-                gw.metrics.late.inc()
-            return
-        self._forget(header.request_id)
+    def _answer(self, rid: str, reply: Reply) -> bool:
+        """Give a caller its answer; False if nobody waits for it (late, or a second one)."""
+        entry = self.pending.get(rid)
+        if entry is None:
+            return False
+        self._forget(rid)
         fut = entry[1]
         if fut is not None and not fut.done():
-            fut.set_result((header.kind, msg.payload, header.sender))
+            fut.set_result(reply)
+        return True
+
+    # -- sockets ---------------------------------------------------------------------
+
+    def _drain_router(self) -> None:
+        # ZeroMQ's FD is edge-triggered: read while EVENTS says so, or the edge is lost
+        router = self.router
+        now = time.time()
+        while readable(router):
+            identity, burst = recv_routed(router)
+            for frames in burst:
+                msg = self.signer.open(frames)
+                if msg is None:
+                    self.metrics.drop("signature")
+                    continue
+                header = msg.header
+                if not self.guard.admit(header, now, identity):
+                    continue
+                if header.kind in (Kind.RESPONSE, Kind.ERROR):
+                    if not self._answer(header.request_id, (header.kind, msg.payload, header.sender)):
+                        gw = self.gateways.get(header.origin)
+                        if gw is not None:
+                            gw.metrics.late.inc()
+                else:
+                    self.dispatcher.on_frame(identity, header, msg.payload)
+
+    def _lost(self, body: dict[str, Any]) -> None:
+        """A replica died: its requests go to another one, or their callers hear how it died."""
+        identity = str(body["identity"])
+        if body.get("clean"):  # retired and drained: everything it held was done
+            self.dispatcher.drop(identity)
+            return
+        text = "\n".join(body.get("tail", ()))
+        for parcel in self.dispatcher.lost(identity):
+            message = died_answer(str(body["message"]), parcel)
+            answer = error_body(parcel.header.request_id, parcel.bee, "ReplicaDied", message, text)
+            self._answer(parcel.header.request_id, (Kind.ERROR, answer, parcel.bee))
 
     def _drain_control(self) -> None:
         ctl = self.child.control
@@ -169,20 +211,37 @@ class Hub:
                 self.serving = bool(body["serving"])
                 self.healthy = bool(body["healthy"])
                 self.not_ready = list(body["not_ready"])
-                bees = body["bees"].values()
-                self.listened = {src for b in bees if b["ready"] > 0 for src in b["input"]}
+                self.bees = dict(body["bees"])
+                self.failing = {
+                    g: next((b for b in downstream(g, self.bees) if self.bees[b].get("failing")), None)
+                    for g in self.gateways
+                }
                 self.metrics.snapshot = body
                 self._send(Msg.STATUS_OK, {"version": body["version"]})
-            elif kind == Msg.PROBE:
-                self._flush()  # a probe follows every request taken before it (fences rely on it)
-                self.child.probe(self.pub, body, "hub")
+            elif kind == Msg.ROUTES:
+                self.dispatcher.set_routes(routes_from(body))
+            elif kind == Msg.LOST:
+                self._lost(body)
             elif kind == Msg.REPORT:
-                self._send(Msg.STATS, {"gateways": self.metrics.counts(), "dropped": self.metrics.dropped})
+                self._send(Msg.STATS, self._stats())
             elif kind == Msg.GATEWAYS:
                 self.loop.create_task(self._serve_all(body))
             elif kind == Msg.STOP:
                 self.drain_s = min(self.drain_s, float((body or {}).get("drain", self.drain_s)))
                 self.stop_event.set()
+        if self.bursts:
+            self._flush()
+
+    def _stats(self) -> dict[str, Any]:
+        dropped = dict(self.metrics.dropped)
+        if self.dispatcher.expired:
+            dropped["expired"] = dropped.get("expired", 0) + self.dispatcher.expired
+        return {
+            "gateways": self.metrics.counts(),
+            "dropped_by": dropped,
+            "retried": dict(self.dispatcher.retried),
+            "waiting": sum(len(q) for q in self.dispatcher.waiting.values()),
+        }
 
     def _send(self, kind: str, body: Any) -> None:
         self.child.send(kind, body)
@@ -198,11 +257,18 @@ class Hub:
             self.drain_s = 0
             self.stop_event.set()
 
+    def _tick(self) -> None:
+        self.dispatcher.expire(time.time())
+        stats = self._stats()
+        if stats != self._last_stats:  # the supervisor's figures follow without being asked
+            self._last_stats = stats
+            self._send(Msg.STATS, stats)
+        self.loop.call_later(_TICK, self._tick)
+
     # -- lifecycle -------------------------------------------------------------------
 
     async def _serve(self, spec: GatewaySpec) -> None:
         gw = GatewayApp(self, spec)
-        self.sub.setsockopt(zmq.SUBSCRIBE, response_topic(spec.name))
         runner = web.ServerRunner(gw.server(), handle_signals=False)
         await runner.setup()
         port = self.ports.get(spec.name, spec.port)  # a restarted hub keeps its URLs
@@ -220,17 +286,18 @@ class Hub:
         for spec in specs:
             if spec.name not in self.gateways:
                 await self._serve(spec)
-        self._send(Msg.UP, {"ports": self.ports, "bus": self.bus.addresses, "bus_ports": self.bus.ports})
+        self._send(Msg.UP, {"ports": self.ports, "address": self.address})
 
     async def run(self) -> None:
         loop = self.loop
-        fds = (self.sub.fileno(), self.child.control.fileno())
-        loop.add_reader(fds[0], self._drain_bus)
+        fds = (self.router.fileno(), self.child.control.fileno())
+        loop.add_reader(fds[0], self._drain_router)
         loop.add_reader(fds[1], self._drain_control)
         loop.add_reader(self.child.stdin_fd, self._on_stdin)
         await self._serve_all(self.specs)
-        self._drain_bus()
+        self._drain_router()
         self._drain_control()
+        self._tick()
         await self.stop_event.wait()
         # drain: refuse new work, give what is in flight its time, then close
         self.accepting = False
@@ -244,5 +311,6 @@ class Hub:
             await runner.cleanup()
         for fd in (*fds, self.child.stdin_fd):
             loop.remove_reader(fd)  # a no-op for one already removed
+        self._flush()
         self.child.send(Msg.BYE, {"unanswered": len(self.pending)})
-        self.bus.close()
+        self.router.close(linger=0)

@@ -1,0 +1,278 @@
+"""A producer's side of its links: which consumer replica gets each message.
+
+Every consumer replica dials its producers (the hub, or the replicas of the bees it
+listens to) and tells each how many unacknowledged messages it may hold: its window.
+For every bee that listens to it, a producer sends each message to one linked
+replica of that bee with room, the one with the most; with none it keeps the message
+until one has room. A replica therefore never has more queued than its windows, a
+replica busy with a long call hands its queue back (RETURN) and gets nothing more
+until it asks again, and nothing is dropped because a socket was full.
+
+A message stays here until its consumer says DONE. So when a replica dies the
+producer knows what it had taken: each such message goes to another replica (a
+retry: it may then run twice if the first replica died in the middle of the call),
+or, for a bee declared with fewer retries, comes back to the caller as an error.
+
+Pure bookkeeping: frames leave through the `send` callback, sockets are the caller's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from typing import Any
+
+from .wire import Enc, Header, Kind, Signer, next_seq, unpack_seqs
+
+__all__ = ["Dispatcher", "Link", "Parcel", "Route", "died_answer", "routes_from", "routes_to"]
+
+Send = Callable[[str, list[Any]], None]  # (consumer identity, frames of one message)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A bee that listens to one of this producer's topics."""
+
+    bee: str
+    join: bool = False
+    retries: int = 1
+
+
+def routes_to(routes: Mapping[str, Iterable[Route]]) -> dict[str, list[list[Any]]]:
+    """Routes as the control channel carries them: per topic, [bee, join, retries]."""
+    return {topic: [[r.bee, r.join, r.retries] for r in rs] for topic, rs in routes.items()}
+
+
+def routes_from(body: dict[str, list[list[Any]]]) -> dict[str, list[Route]]:
+    return {topic: [Route(str(b), bool(j), int(n)) for b, j, n in rs] for topic, rs in body.items()}
+
+
+@dataclass(slots=True)
+class Parcel:
+    """One message on its way to one consumer bee; kept until a replica has handled it."""
+
+    header: Header
+    payload: bytes
+    buffers: list[Any]
+    bee: str
+    attempts: int = 0  # replicas that died while they held it
+
+
+@dataclass(slots=True)
+class Link:
+    """One consumer replica that dialled this producer."""
+
+    identity: str
+    bee: str
+    window: int = 0
+    revoked: bool = False
+    out: dict[int, Parcel] = field(default_factory=dict)  # seq -> parcel, until DONE
+
+    @property
+    def room(self) -> int:
+        return 0 if self.revoked else self.window - len(self.out)
+
+
+class Dispatcher:
+    """Routes a producer's messages over its links; see the module's docstring."""
+
+    def __init__(self, me: str, signer: Signer, send: Send) -> None:
+        self.me = me
+        self._signer = signer
+        self._send = send
+        self.routes: dict[str, tuple[Route, ...]] = {}  # topic (producer name) -> consumer bees
+        self.links: dict[str, Link] = {}
+        self.by_bee: dict[str, list[Link]] = {}  # the same links, per consumer bee
+        self.waiting: dict[str, deque[Parcel]] = {}  # bee -> parcels no replica has room for
+        self.retried: dict[str, int] = {}  # bee -> messages sent again after a replica died
+        self.expired = 0  # waiting parcels dropped at their deadline (their callers had a 504)
+
+    # -- what to route where ----------------------------------------------------------
+
+    def set_routes(self, routes: Mapping[str, Iterable[Route]]) -> None:
+        """The consumer bees of each topic; a bee no longer listed loses its waiting parcels."""
+        self.routes = {topic: tuple(rs) for topic, rs in routes.items()}
+        wanted = {r.bee for rs in self.routes.values() for r in rs}
+        for bee in list(self.waiting):
+            if bee not in wanted:
+                del self.waiting[bee]
+
+    def consumers(self, topic: str) -> tuple[Route, ...]:
+        return self.routes.get(topic, ())
+
+    def _route(self, bee: str) -> Route | None:
+        for routes in self.routes.values():
+            for r in routes:
+                if r.bee == bee:
+                    return r
+        return None
+
+    # -- sending ----------------------------------------------------------------------
+
+    def publish(self, topic: str, header: Header, payload: bytes, buffers: list[Any]) -> int:
+        """Send (or keep) one message for every bee listening to `topic`; how many there are."""
+        routes = self.routes.get(topic, ())
+        for i, route in enumerate(routes):
+            # each consumer bee's parcel carries its own header: seq and dst differ per send
+            own = header if i == len(routes) - 1 else _copy(header)
+            self._place(Parcel(own, payload, buffers, route.bee), route)
+        return len(routes)
+
+    def _place(self, parcel: Parcel, route: Route | None) -> None:
+        queue = self.waiting.get(parcel.bee)
+        link = None if queue else self._choose(parcel, route)  # others wait already: keep the order
+        if link is not None:
+            self._transmit(link, parcel)
+        else:
+            self.waiting.setdefault(parcel.bee, deque()).append(parcel)
+
+    def _choose(self, parcel: Parcel, route: Route | None) -> Link | None:
+        linked = self.by_bee.get(parcel.bee)
+        if not linked:
+            return None
+        if len(linked) == 1 and not (route is not None and route.join):  # the common case, lean
+            only = linked[0]
+            return only if only.room > 0 else None
+        candidates = [k for k in linked if not k.revoked]
+        if route is not None and route.join:
+            # every part of a request must reach the same replica: the one its id hashes to
+            # (rendezvous hashing, so replicas coming and going move few requests); a join
+            # waits for its parts, so it is not held back by the window
+            rid = parcel.header.request_id.encode()
+            return max(candidates, key=lambda k: _weight(rid, k.identity), default=None)
+        best = max(candidates, key=lambda k: k.room, default=None)
+        return best if best is not None and best.room > 0 else None
+
+    def _transmit(self, link: Link, parcel: Parcel) -> None:
+        header = parcel.header
+        header.seq, header.src, header.dst = next_seq(), self.me, link.identity
+        link.out[header.seq] = parcel
+        self._send(link.identity, self._signer.frames(header, parcel.payload, parcel.buffers))
+
+    def _control(self, identity: str, kind: int) -> None:
+        header = Header(kind, "", "", self.me, enc=Enc.RAW, seq=next_seq(), src=self.me, dst=identity)
+        self._send(identity, self._signer.frames(header, b""))
+
+    def _pump(self, bee: str) -> None:
+        """Send waiting parcels of `bee` while some replica has room."""
+        queue = self.waiting.get(bee)
+        route = self._route(bee)
+        while queue:
+            parcel = queue.popleft()
+            link = self._choose(parcel, route)
+            if link is None:
+                queue.appendleft(parcel)
+                return
+            self._transmit(link, parcel)
+
+    def expire(self, now: float) -> None:
+        """Drop waiting parcels whose caller has stopped waiting (their gateway's timeout)."""
+        for queue in self.waiting.values():
+            if queue and any(p.header.deadline and p.header.deadline < now for p in queue):
+                kept = [p for p in queue if not (p.header.deadline and p.header.deadline < now)]
+                self.expired += len(queue) - len(kept)
+                queue.clear()
+                queue.extend(kept)
+
+    # -- what consumers say -----------------------------------------------------------
+
+    def on_frame(self, identity: str, header: Header, payload: bytes) -> None:
+        """A verified link frame from consumer `identity` (CREDIT, DONE, RETURN, REVOKE)."""
+        kind = header.kind
+        link = self.links.get(identity)
+        if kind == Kind.DONE:
+            if link is not None:
+                for seq in unpack_seqs(payload):
+                    link.out.pop(seq, None)
+                self._pump(link.bee)
+        elif kind == Kind.CREDIT:
+            body = json.loads(payload)
+            if link is None:
+                link = self._add(Link(identity, str(body["bee"])))
+                self._control(identity, Kind.WELCOME)
+            if not link.revoked:
+                link.window = int(body["window"])
+                self._pump(link.bee)
+        elif kind == Kind.RETURN:
+            if link is not None:
+                link.window = 0  # busy: nothing more until it asks again
+                self._requeue(link, unpack_seqs(payload), died=False)
+        elif kind == Kind.REVOKE:
+            if link is None:
+                link = self._add(Link(identity, header.sender))
+            link.revoked = True
+            self._control(identity, Kind.REVOKED)  # after everything sent to it before
+            self._pump(link.bee)
+
+    def _requeue(self, link: Link, seqs: Iterable[int], *, died: bool) -> list[Parcel]:
+        """Put a replica's parcels back in front of the queue; those out of retries are returned."""
+        route = self._route(link.bee)
+        retries = route.retries if route is not None else 0
+        back: list[Parcel] = []
+        failed: list[Parcel] = []
+        for seq in seqs:
+            parcel = link.out.pop(seq, None)
+            if parcel is None:
+                continue
+            if died:
+                parcel.attempts += 1
+                if parcel.attempts > retries or route is None:
+                    failed.append(parcel)
+                    continue
+                self.retried[link.bee] = self.retried.get(link.bee, 0) + 1
+            back.append(parcel)
+        queue = self.waiting.setdefault(link.bee, deque())
+        queue.extendleft(reversed(back))
+        self._pump(link.bee)
+        return failed
+
+    def _add(self, link: Link) -> Link:
+        self.links[link.identity] = link
+        self.by_bee.setdefault(link.bee, []).append(link)
+        return link
+
+    def drop(self, identity: str) -> Link | None:
+        """Forget a link (its consumer is gone); returns it."""
+        link = self.links.pop(identity, None)
+        if link is not None:
+            link.revoked = True
+            self.by_bee[link.bee] = [k for k in self.by_bee.get(link.bee, ()) if k is not link]
+        return link
+
+    def lost(self, identity: str) -> list[Parcel]:
+        """Consumer `identity` is gone: send its parcels elsewhere; return those that may
+        not be retried (the caller answers them with an error)."""
+        link = self.drop(identity)
+        if link is None:
+            return []
+        return self._requeue(link, list(link.out), died=True)
+
+    # -- figures ----------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waits for a replica with room."""
+        return not any(self.waiting.values())
+
+    def in_flight(self) -> int:
+        return sum(len(k.out) for k in self.links.values())
+
+
+def _weight(rid: bytes, identity: str) -> int:
+    """Rendezvous weight of a replica for a request: the same in every process (unlike
+    `hash`, which Python seeds per process), and spread well (unlike crc32 of similar
+    strings)."""
+    return int.from_bytes(blake2b(rid + identity.encode(), digest_size=8).digest(), "big")
+
+
+def died_answer(how: str, parcel: Parcel) -> str:
+    """What the caller of a message hears when the replicas that held it died."""
+    tries = "once" if parcel.attempts == 1 else f"{parcel.attempts} times"
+    return f"{how} while handling this request (sent {tries}; not sent again)"
+
+
+def _copy(h: Header) -> Header:
+    return Header(h.kind, h.request_id, h.origin, h.sender, h.t0, h.deadline, h.enc, h.n_buffers)
