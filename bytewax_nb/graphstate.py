@@ -100,6 +100,8 @@ def describe_edit(content: Mapping[str, Any]) -> str:
         return f"connect {content.get('source')} -> {content.get('target')}"
     if kind == "disconnect":
         return f"disconnect {content.get('source')} -> {content.get('target')}"
+    if kind == "remove":
+        return f"remove bee {content.get('bee')}"
     if kind == "replicas":
         return f"{content.get('bee')}: {content.get('replicas')} replicas"
     return f"unknown edit {kind!r}"

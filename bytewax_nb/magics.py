@@ -176,7 +176,7 @@ class SwarmMagics(Magics):
     def bee(self, line: str, cell: str | None = None) -> Any:
         """%%bee [NAME] --input SRC [SRC ...] [options]: run the cell, deploy its function.
 
-        As a line magic: %bee logs NAME.
+        As a line magic: %bee logs NAME, %bee rm NAME.
         """
         args = parse_argstring(self.bee, line)
         if cell is None:
@@ -184,7 +184,13 @@ class SwarmMagics(Magics):
                 lines = self._swarm().logs(args.name[1])
                 print("\n".join(lines) if lines else f"(no output from {args.name[1]!r} yet)")
                 return None
-            raise BytewaxNBError("as a line magic: %bee logs NAME; to define a bee use the %%bee cell magic")
+            if len(args.name) == 2 and args.name[0] == "rm":
+                self._swarm().remove(args.name[1])
+                print(f"bee {args.name[1]!r} removed")
+                return None
+            raise BytewaxNBError(
+                "as a line magic: %bee logs NAME or %bee rm NAME; to define a bee use the %%bee cell magic"
+            )
         if not args.input:
             raise BytewaxNBError("%%bee needs --input: the gateway or bees it listens to")
         if len(args.name) > 1:

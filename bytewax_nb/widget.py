@@ -30,7 +30,7 @@ __all__ = ["SwarmWidget"]
 MODULE = "bytewax-nb-widget"
 MODULE_VERSION = f"^{__version__}"
 _INTERVAL = 1.0
-_EDITS = ("connect", "disconnect", "replicas")
+_EDITS = ("connect", "disconnect", "replicas", "remove")
 _SAY_AFTER = 3  # failed refreshes in a row before the widget shows the error
 
 
@@ -156,6 +156,11 @@ class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
             self._swarm.connect(str(content["source"]), str(content["target"]))
         elif kind == "disconnect":
             self._swarm.disconnect(str(content["source"]), str(content["target"]))
+        elif kind == "remove":
+            bee = str(content["bee"])
+            self._swarm.remove(bee)
+            if self.selected == bee:
+                self.selected = ""
         else:
             raise ValueError(f"unknown edit {kind!r}")
 

@@ -109,7 +109,8 @@ def test_a_bee_error_shows_the_cell_line_that_raised(ip: Any) -> None:
         ("%%bee --input in --env NOEQUALS\ndef f(x):\n    return x\n", "KEY=VALUE"),
         ('%send in {"broken"', "not JSON"),
         ("%swarm frobnicate", "unknown %swarm action"),
-        ("%bee hello", "%bee logs NAME"),
+        ("%bee hello", "%bee logs NAME or %bee rm NAME"),
+        ("%bee rm nosuch", "has no bee 'nosuch'"),
     ],
 )
 def test_bad_magic_input_gets_a_clear_error(ip: Any, cell: str, message: str) -> None:
@@ -186,3 +187,18 @@ def test_a_bee_capturing_a_lock_is_refused_with_the_line_that_uses_it(ip: Any) -
     assert run(ip, "%send in 4") == 4  # the running version serves on, the swarm answers
     swarm = current_swarm()
     assert swarm is not None and swarm.status()["bees"]["echo"]["ready"] == 1
+
+
+def test_bee_rm_takes_a_bee_out_of_the_running_swarm(ip: Any) -> None:
+    run(ip, "%swarm new rm --runtime process")
+    run(ip, "%gateway in")
+    run(ip, "%%bee --input in\ndef first(p):\n    return p + 1\n")
+    run(ip, "%%bee --input in\ndef second(p):\n    return None\n")
+    run(ip, "%%bee --input first\ndef tail(p):\n    return p * 10\n")
+    with pytest.raises(Exception, match="'tail' listen to it"):
+        run(ip, "%bee rm first")
+    assert run(ip, "%send in 1") == 20
+    run(ip, "%bee rm tail")
+    assert run(ip, "%send in 1") == 2
+    swarm = current_swarm()
+    assert swarm is not None and sorted(swarm.status()["bees"]) == ["first", "second"]

@@ -236,6 +236,12 @@ def test_front_end_edits_change_the_running_swarm_and_leave_other_bees_alone(
         wait_until(lambda: w.message.get("text") == "done: a: 1 replicas", what="scaled down")
         assert pids(swarm, "a") == before["a"]
         assert swarm.status()["bees"]["a"]["wanted"] == 1
+
+        front.edit(type="remove", bee="c")
+        wait_until(lambda: w.message.get("text") == "done: remove bee c", what="removed")
+        assert "c" not in swarm.topology.bees and all(n["id"] != "c" for n in w.nodes)
+        assert swarm.request("in", {"n": 9, "path": []}) == {"n": 9, "path": ["a", "b"]}
+        assert {b: pids(swarm, b) for b in ("a", "b")} == before
     finally:
         w.close()
 
@@ -250,6 +256,8 @@ def test_front_end_edits_change_the_running_swarm_and_leave_other_bees_alone(
         ({"type": "disconnect", "source": "a", "target": "j"}, "join=True needs at least two inputs"),
         ({"type": "replicas", "bee": "a", "replicas": 0}, "replicas must be an integer >= 1"),
         ({"type": "replicas", "bee": "a", "replicas": "2"}, "replicas must be an integer"),
+        ({"type": "remove", "bee": "b"}, "'c', 'j' listen to it"),
+        ({"type": "remove", "bee": "nosuch"}, "has no bee 'nosuch'"),
         ({"type": "drop-table"}, "unknown edit"),
     ],
 )

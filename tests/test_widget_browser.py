@@ -63,6 +63,19 @@ print("FLOWED", any("c saw gateway 42" in x for x in swarm.logs("c")))
 """
 
 
+# figures changing as fast as a busy swarm's, many times a second: every update hands
+# React Flow new node objects, which must not lose their size (nodes hidden, edges gone)
+STRESS = """\
+import time
+w = swarm.widget()
+for i in range(150):
+    with w._sync_lock, w.hold_sync():
+        w.nodes = [dict(n, rate=float(i)) for n in w.nodes]
+    time.sleep(0.01)
+print("STRESSED")
+"""
+
+
 def _need_browser() -> Any:
     why = None
     try:
@@ -91,6 +104,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     nb.cells = [
         nbformat.v4.new_code_cell(SETUP),
         nbformat.v4.new_code_cell(CHECK),
+        nbformat.v4.new_code_cell(STRESS),
         nbformat.v4.new_code_cell("swarm.stop()"),
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -181,7 +195,48 @@ def _drag_edge(page: Any, graph: Any, producer: str, bee: str) -> None:
     page.mouse.up()
 
 
-def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(lab: tuple[str, Path]) -> None:
+# counts every moment a node is hidden (React Flow hides a node it has not measured)
+_WATCH_HIDDEN = """() => {
+  window.__bxnbHidden = 0;
+  const watch = new MutationObserver(records => {
+    for (const r of records) {
+      const el = r.target;
+      if (el.classList && el.classList.contains('react-flow__node') && el.style.visibility === 'hidden') {
+        window.__bxnbHidden += 1;
+      }
+    }
+  });
+  const root = document.querySelector('.bxnb-widget');
+  watch.observe(root, { attributes: true, attributeFilter: ['style'], subtree: true });
+}"""
+
+
+def _all_shown(graph: Any, nodes: list[str], edges: list[str]) -> None:
+    """Every node visible and every edge drawn (a node React Flow has not measured is
+    hidden, and its edges are not drawn at all)."""
+    graph.scroll_into_view_if_needed()
+    for name in nodes:
+        graph.locator(f".react-flow__node[data-id='{name}']").wait_for(state="visible", timeout=10_000)
+    for edge in edges:  # attached: a straight edge's box has no height, which Playwright calls hidden
+        path = graph.locator(f".react-flow__edge[data-id='{edge}'] path.react-flow__edge-path")
+        path.wait_for(state="attached", timeout=10_000)
+        assert path.get_attribute("d"), f"edge {edge} has no path"
+
+
+@pytest.fixture
+def busy_cpu() -> Iterator[None]:
+    """Another program keeping every core busy while the test runs (as a user's machine
+    often is): the widget must not blank out, nor edits get lost, under load."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    yield
+    for hog in hogs:
+        hog.kill()
+        hog.wait()
+
+
+def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
+    lab: tuple[str, Path], busy_cpu: None
+) -> None:
     sync_playwright = _need_browser()
     url, tmp = lab
     args = [
@@ -223,6 +278,11 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(lab: tuple[str
             assert "FLOWED True" in text
             assert re.search(r'ANSWER \[("c"|"a", "b", "c")\]', text), text
 
+            page.evaluate(_WATCH_HIDDEN)
+            _run_cell(page, 2).locator(".jp-OutputArea-output", has_text="STRESSED").wait_for(timeout=60_000)
+            _all_shown(graph, ["in", "a", "b", "c"], ["in->a", "a->b", "b->c", "in->c"])
+            assert page.evaluate("window.__bxnbHidden") == 0, "nodes were hidden by a figures update"
+
             # a click on a bee opens its panel: its log lines, and its replica count to edit
             graph.locator(".react-flow__node[data-id='c']").click()
             panel = graph.locator(".bxnb-panel[data-panel='bee']")
@@ -240,7 +300,13 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(lab: tuple[str
             graph.locator(".bxnb-message", has_text="done: disconnect b -> c").wait_for(timeout=60_000)
             graph.locator(".react-flow__edge[data-id='b->c']").wait_for(state="detached", timeout=10_000)
 
-            _run_cell(page, 2)
+            # a bee's panel takes it out of the running swarm
+            graph.locator(".react-flow__node[data-id='c']").click()
+            graph.locator(".bxnb-panel[data-panel='bee'] .bxnb-remove-bee").click()
+            graph.locator(".bxnb-message", has_text="done: remove bee c").wait_for(timeout=60_000)
+            graph.locator(".react-flow__node[data-id='c']").wait_for(state="detached", timeout=10_000)
+
+            _run_cell(page, 3)
             graph.locator(".bxnb-swarm-state", has_text="stopped").wait_for(timeout=30_000)
         except BaseException:
             ARTIFACTS.mkdir(exist_ok=True)

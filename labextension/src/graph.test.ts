@@ -9,6 +9,7 @@ import {
   SwarmNode,
   checkConnect,
   checkDisconnect,
+  checkRemove,
   checkReplicas,
   formatMs,
   formatRate,
@@ -89,6 +90,17 @@ describe('checkDisconnect', () => {
 
   it('refuses an edge that is not there', () => {
     expect(checkDisconnect(nodes, edges, 'in', 'c')).toMatch(/does not listen/);
+  });
+});
+
+describe('checkRemove', () => {
+  it('refuses a bee others listen to and names them', () => {
+    const edges = [
+      { source: 'in', target: 'a', join: false },
+      { source: 'a', target: 'b', join: false }
+    ];
+    expect(checkRemove(edges, 'a')).toBe('refused: b listens to bee a: remove or disconnect it first');
+    expect(checkRemove(edges, 'b')).toBeNull();
   });
 });
 

@@ -42,7 +42,8 @@ export interface SwarmEdge {
 export type Edit =
   | { type: 'connect'; source: string; target: string }
   | { type: 'disconnect'; source: string; target: string }
-  | { type: 'replicas'; bee: string; replicas: number };
+  | { type: 'replicas'; bee: string; replicas: number }
+  | { type: 'remove'; bee: string };
 
 export const NODE_WIDTH = 220;
 export const NODE_HEIGHT = 96;
@@ -157,6 +158,15 @@ export function checkDisconnect(
   }
   if (inputs.length <= 1) {
     return `refused: bee ${target} needs at least one input`;
+  }
+  return null;
+}
+
+/** Why taking bee `bee` out would be refused (others listen to it), or null. */
+export function checkRemove(edges: SwarmEdge[], bee: string): string | null {
+  const listeners = edges.filter(e => e.source === bee).map(e => e.target);
+  if (listeners.length) {
+    return `refused: ${listeners.join(', ')} listen${listeners.length === 1 ? 's' : ''} to bee ${bee}: remove or disconnect ${listeners.length === 1 ? 'it' : 'them'} first`;
   }
   return null;
 }

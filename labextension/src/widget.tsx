@@ -15,10 +15,13 @@ import {
   NodeProps,
   Position,
   ReactFlow,
+  NodeChange,
   ReactFlowProvider,
-  useReactFlow
+  useNodesInitialized,
+  useReactFlow,
+  useStore
 } from '@xyflow/react';
-import { useEffect, useMemo, useState } from 'react';
+import { useEffect, useMemo, useRef, useState } from 'react';
 import { Root, createRoot } from 'react-dom/client';
 
 import '@xyflow/react/dist/style.css';
@@ -32,6 +35,7 @@ import {
   SwarmNode,
   checkConnect,
   checkDisconnect,
+  checkRemove,
   checkReplicas,
   edgeId,
   formatMs,
@@ -149,6 +153,7 @@ const nodeTypes = { bee: BeeNodeView, gateway: GatewayNodeView };
 function BeePanel(props: {
   bee: BeeNode;
   detail: BeeDetail;
+  edges: SwarmEdge[];
   edit: (e: Edit) => void;
   refuse: (why: string) => void;
 }): JSX.Element {
@@ -162,6 +167,14 @@ function BeePanel(props: {
       props.refuse(why);
     } else {
       props.edit({ type: 'replicas', bee: bee.id, replicas: value });
+    }
+  };
+  const remove = (): void => {
+    const why = checkRemove(props.edges, bee.id);
+    if (why) {
+      props.refuse(why);
+    } else {
+      props.edit({ type: 'remove', bee: bee.id });
     }
   };
   const mine = detail.bee === bee.id;
@@ -181,6 +194,9 @@ function BeePanel(props: {
       </label>
       <button className="bxnb-apply" onClick={apply}>
         Apply
+      </button>
+      <button className="bxnb-remove-bee" onClick={remove}>
+        Remove bee
       </button>
       <div className="bxnb-subtitle">last error</div>
       <pre className="bxnb-error">
@@ -208,15 +224,22 @@ function EdgePanel(props: { edge: SwarmEdge; remove: () => void }): JSX.Element 
   );
 }
 
-/** Fit the view again when the graph's shape or the room beside the side panel changes
- * (not on every figure update, so the view holds still while numbers move). */
+/** Fit the view again when the graph's shape, the room beside the side panel or the
+ * pane's size changes (not on every figure update, so the view holds still while
+ * numbers move), and only once every node has been measured: a fit computed from
+ * unmeasured nodes, or for a pane not laid out yet, can leave the graph out of sight. */
 function FitOnChange({ shape }: { shape: string }): null {
   const flow = useReactFlow();
+  const measured = useNodesInitialized();
+  const width = useStore(s => s.width);
+  const height = useStore(s => s.height);
   useEffect(() => {
-    // after React Flow has measured the resized pane
-    const t = window.setTimeout(() => void flow.fitView({ padding: 0.15 }), 60);
-    return () => window.clearTimeout(t);
-  }, [flow, shape]);
+    if (!measured || width === 0 || height === 0) {
+      return;
+    }
+    const frame = window.requestAnimationFrame(() => void flow.fitView({ padding: 0.15 }));
+    return () => window.cancelAnimationFrame(frame);
+  }, [flow, shape, measured, width, height]);
   return null;
 }
 
@@ -246,12 +269,25 @@ function SwarmApp({ model }: { model: WidgetModel }): JSX.Element {
     model.save_changes();
   };
 
+  // React Flow keeps a node's size on the node object it is given: a fresh object
+  // without it (every refresh makes new ones) is hidden and its edges dropped until it
+  // is measured again, which a busy browser may never get to (the graph went blank
+  // under load). So the sizes it reports are kept here and handed back each time.
+  const sizes = useRef(new Map<string, { width: number; height: number }>());
+  const onNodesChange = (changes: NodeChange[]): void => {
+    for (const c of changes) {
+      if (c.type === 'dimensions' && c.dimensions) {
+        sizes.current.set(c.id, c.dimensions);
+      }
+    }
+  };
   const rfNodes: Node[] = nodes.map(n => ({
     id: n.id,
     type: n.kind,
     position: positions.get(n.id) ?? { x: 0, y: 0 },
     data: { node: n, picked: n.id === selected },
-    draggable: false
+    draggable: false,
+    measured: sizes.current.get(n.id)
   }));
   const rfEdges: Edge[] = edges.map(e => ({
     id: edgeId(e),
@@ -301,6 +337,7 @@ function SwarmApp({ model }: { model: WidgetModel }): JSX.Element {
             nodes={rfNodes}
             edges={rfEdges}
             nodeTypes={nodeTypes}
+            onNodesChange={onNodesChange}
             onConnect={onConnect}
             onNodeClick={(_, n) => {
               setPickedEdge(null);
@@ -325,7 +362,7 @@ function SwarmApp({ model }: { model: WidgetModel }): JSX.Element {
         {edge ? (
           <EdgePanel edge={edge} remove={() => removeEdge(edge)} />
         ) : bee ? (
-          <BeePanel bee={bee} detail={detail} edit={edit} refuse={setRefusal} />
+          <BeePanel bee={bee} detail={detail} edges={edges} edit={edit} refuse={setRefusal} />
         ) : null}
       </div>
     </div>
