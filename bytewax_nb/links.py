@@ -79,10 +79,13 @@ class Link:
 class Dispatcher:
     """Routes a producer's messages over its links; see the module's docstring."""
 
-    def __init__(self, me: str, signer: Signer, send: Send) -> None:
+    def __init__(
+        self, me: str, signer: Signer, send: Send, on_done: Callable[[Parcel], None] | None = None
+    ) -> None:
         self.me = me
         self._signer = signer
         self._send = send
+        self._on_done = on_done  # told of each parcel a replica has handled
         self.routes: dict[str, tuple[Route, ...]] = {}  # topic (producer name) -> consumer bees
         self.links: dict[str, Link] = {}
         self.by_bee: dict[str, list[Link]] = {}  # the same links, per consumer bee
@@ -186,7 +189,9 @@ class Dispatcher:
         if kind == Kind.DONE:
             if link is not None:
                 for seq in unpack_seqs(payload):
-                    link.out.pop(seq, None)
+                    parcel = link.out.pop(seq, None)
+                    if parcel is not None and self._on_done is not None:
+                        self._on_done(parcel)
                 self._pump(link.bee)
         elif kind == Kind.CREDIT:
             body = json.loads(payload)

@@ -37,7 +37,6 @@ _JOIN_TTL = 60.0  # seconds a partial join lives when its request has no deadlin
 _STATS_EVERY = 0.5
 _DRAIN_MAX = 64  # messages handled before what they produced is sent
 _HOLD_MAX = 0.0002  # seconds a finished result may wait for the rest of its drain
-_ACK_IDLE = 0.0005  # seconds a quiet replica waits before saying DONE for what it handled
 WINDOW = 128  # messages each producer may send before this replica says which are done
 
 Ack = tuple[InLink, int]  # the link a message came on, and its sequence number there
@@ -139,7 +138,7 @@ class Replica:
                 self.unreachable += 1  # the hub is restarting: its callers are gone with it
             self.to_hub = []
         if self.dispatcher.idle:
-            self.intake.flush_acks(force=False)
+            self.intake.flush_acks()
 
     # -- the loop ------------------------------------------------------------------
 
@@ -169,13 +168,9 @@ class Replica:
             wait = next_tick - now
             if self.batch:
                 wait = min(wait, self.batch_due - now)
-            if self.intake.unacked:
-                wait = min(wait, _ACK_IDLE)
             if self.intake.queue:
                 wait = 0
             events = dict(poller.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0))
-            if not events and self.intake.unacked and self.dispatcher.idle:
-                self.intake.flush_acks()  # quiet for a moment: say what is done
             clock = time.time()
             for sock in events:
                 if sock is self.router:

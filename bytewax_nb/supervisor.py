@@ -70,6 +70,7 @@ class Supervisor:
         self.ports: dict[str, int] = {}
         self.hub_stats: dict[str, Any] = {}  # the gateways' counters, as the hub last reported them
         self.hub_restarts = 0
+        self.unprocessed = 0  # accepted submits no bee had taken when the swarm stopped
         self._unconfigured: list[Member] = []  # bee replicas that said hello before the hub was up
         self._key = secrets.token_bytes(32)
         self._codec = ControlCodec(Signer(self._key))
@@ -350,6 +351,8 @@ class Supervisor:
                 reported.set()
         elif kind == Msg.BYE:
             m.state = "stopping"
+            if m.role == "hub" and self._stopping:
+                self.unprocessed = int(body.get("journal", 0))
 
     def _configure(self, m: Member) -> None:
         self._send(m, Msg.CONFIG, self._config_for(m), pickled=True)
@@ -367,6 +370,7 @@ class Supervisor:
                 "bus_host": self.launcher.bind_host,
                 "ports": dict(self.ports),
                 "routes": routes,
+                "journal": str(self.record.log_dir / "journal.sqlite"),
             }
         spec = self.topology.bees[m.name]
         return {

@@ -300,6 +300,13 @@ class Swarm:
         _RUNNING.discard(self)
         if supervisor is not None:
             supervisor.stop(drain_timeout)
+            if supervisor.unprocessed:
+                print(
+                    f"bytewax-nb: swarm {self.name!r} stopped with {supervisor.unprocessed} accepted "
+                    "submit(s) that no bee had taken yet",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     @property
     def running(self) -> bool:

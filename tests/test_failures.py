@@ -124,3 +124,91 @@ def test_removing_a_bee_under_load_costs_the_others_nothing(make_swarm: Any) -> 
 
 def _extra_alive(swarm: Any) -> bool:
     return any(m.name in ("extra", "tail") for m in swarm._supervisor.wiring.members.values())
+
+
+def test_the_journal_keeps_submits_until_taken_and_across_a_reopen(tmp_path: Path) -> None:
+    from bytewax_nb.gateway.journal import Journal
+
+    journal = Journal(tmp_path / "j" / "journal.sqlite")
+    journal.add("r1", "in", b'{"a": 1}', 2.0)
+    journal.add("r2", "in", b"2", 1.0)
+    journal.taken("r1")
+    journal.close()
+    again = Journal(tmp_path / "j" / "journal.sqlite")  # what a restarted hub opens
+    assert again.pending() == [("r2", "in", b"2", 1.0)] and len(again) == 1
+    again.close()
+
+
+def _recorder(out: str, gate: str = "") -> Any:
+    def record(payload: Any, ctx: Any) -> None:
+        while gate and os.path.exists(gate):
+            threading.Event().wait(0.01)
+        with open(out, "a") as f:
+            f.write(f"{ctx.request_id}\n")
+
+    return record
+
+
+def _processed(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.mark.slow
+def test_accepted_submits_are_processed_despite_killed_replicas(make_swarm: Any, tmp_path: Path) -> None:
+    out = tmp_path / "seen"
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(_recorder(str(out)), input="in", name="record", replicas=2)
+    swarm.start()
+    accepted: list[str] = []
+    kills = 0
+    for i in range(300):
+        accepted.append(swarm.submit("in", i))
+        if i in (100, 200):  # a replica dies under the stream of submits
+            pid = swarm.status(fresh=0)["bees"]["record"]["replicas"][0]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            kills += 1
+        threading.Event().wait(0.005)
+    wait_until(lambda: set(_processed(out)) >= set(accepted), timeout=30, what="every submit processed")
+    seen = _processed(out)
+    twice = len(seen) - len(set(seen))
+    assert set(seen) == set(accepted)
+    assert twice <= 2 * kills, f"{twice} submits ran twice"  # only what a dying replica had in hand
+
+
+@pytest.mark.slow
+def test_accepted_submits_survive_the_hub(make_swarm: Any, tmp_path: Path) -> None:
+    out, gate = tmp_path / "seen", tmp_path / "gate"
+    gate.touch()
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(_recorder(str(out), str(gate)), input="in", name="record")
+    swarm.start()
+    accepted = [swarm.submit("in", i) for i in range(20)]  # one in the held call, the rest waiting
+    hub = swarm.status(fresh=0)["hub"]["pid"]
+    os.kill(hub, signal.SIGKILL)
+    wait_until(
+        lambda: swarm.status(fresh=0)["hub"]["pid"] not in (None, hub) and swarm.status()["ready"],
+        what="a new hub",
+    )
+    gate.unlink()
+    wait_until(lambda: set(_processed(out)) >= set(accepted), timeout=30, what="every submit processed")
+    assert swarm.status()["hub"]["restarts"] == 1
+    url = swarm.url().replace("/gateways/in", "/metrics")
+    assert "bytewax_nb_hub_restarts_total 1.0" in urllib.request.urlopen(url).read().decode()
+
+
+@pytest.mark.slow
+def test_stopping_with_untaken_submits_says_how_many(
+    make_swarm: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gate = tmp_path / "gate"
+    gate.touch()
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(_recorder(str(tmp_path / "seen"), str(gate)), input="in", name="record")
+    swarm.start()
+    for i in range(5):
+        swarm.submit("in", i)
+    swarm.stop(drain_timeout=0.5)
+    assert "stopped with 5 accepted submit(s) that no bee had taken yet" in capsys.readouterr().err

@@ -19,11 +19,12 @@ from aiohttp import web
 
 from ..child import Child
 from ..control import Msg
-from ..links import Dispatcher, died_answer, routes_from
+from ..links import Dispatcher, Parcel, died_answer, routes_from
 from ..sockio import readable, recv_routed, send_routed
 from ..spec import GatewaySpec
 from ..wire import Enc, Header, Kind, ReplayGuard, error_body, traceback_token
 from .http import GatewayApp
+from .journal import Journal
 from .metrics import HubMetrics, downstream
 
 __all__ = ["Hub"]
@@ -46,7 +47,10 @@ class Hub:
         self.bursts: dict[str, list[Any]] = {}
         self.flushing = False
         self.queued = 0  # requests in `bursts`
-        self.dispatcher = Dispatcher(self.me, self.signer, self._to_consumer)
+        self.dispatcher = Dispatcher(self.me, self.signer, self._to_consumer, self._taken)
+        path = config.get("journal")
+        self.journal = Journal(path) if path else None
+        self.submits: dict[str, int] = {}  # accepted submit -> bees that have yet to handle it
         self.dispatcher.set_routes(routes_from(config.get("routes", {})))
         specs: list[GatewaySpec] = config["gateways"]
         self.metrics = HubMetrics()
@@ -97,11 +101,34 @@ class Hub:
         return Header(Kind.DATA, rid, gw.name, gw.name, now, now + gw.spec.timeout, Enc.JSON)
 
     def submit(self, gw: GatewayApp, rid: str, body: bytes) -> None:
-        """Publish without a waiter; tracked until answered or timed out, for the drain."""
-        self.pending[rid] = (gw.name, None)
+        """Journal, then publish without a waiter: kept until every bee that listens has
+        handled it (no deadline: promised work waits for a replica, however long)."""
+        t0 = time.time()
+        if self.journal is not None:
+            self.journal.add(rid, gw.name, body, t0)
+        self._resubmit(rid, gw.name, body, t0)
+
+    def _resubmit(self, rid: str, gateway: str, body: bytes, t0: float) -> None:
+        self.pending[rid] = (gateway, None)
         self.idle.clear()
-        self.loop.call_later(gw.spec.timeout, self._forget, rid)
-        self._publish(gw.name, self._header(gw, rid), body)
+        header = Header(Kind.DATA, rid, gateway, gateway, t0, 0.0, Enc.JSON)
+        self.submits[rid] = len(self.dispatcher.consumers(gateway))
+        self._publish(gateway, header, body)
+
+    def _taken(self, parcel: Parcel) -> None:
+        """A replica handled one of our messages: a submit is done once every bee has."""
+        rid = parcel.header.request_id
+        left = self.submits.get(rid)
+        if left is None:
+            return
+        if left > 1:
+            self.submits[rid] = left - 1
+            return
+        del self.submits[rid]
+        if self.journal is not None:
+            self.journal.taken(rid)
+        if self.pending.get(rid, ("", 1))[1] is None:
+            self._forget(rid)
 
     async def request(self, gw: GatewayApp, rid: str, body: bytes) -> Reply:
         """Publish and wait for the first response (TimeoutError after the timeout)."""
@@ -196,6 +223,10 @@ class Hub:
         text = "\n".join(body.get("tail", ()))
         for parcel in self.dispatcher.lost(identity):
             message = died_answer(str(body["message"]), parcel)
+            if parcel.header.request_id in self.submits:  # promised, and cannot be kept: say so
+                self.metrics.drop("submit failed")
+                print(f"bytewax-nb: submitted request {parcel.header.request_id}: {message}", flush=True)
+                self._taken(parcel)
             answer = error_body(parcel.header.request_id, parcel.bee, "ReplicaDied", message, text)
             self._answer(parcel.header.request_id, (Kind.ERROR, answer, parcel.bee))
 
@@ -295,6 +326,10 @@ class Hub:
         loop.add_reader(fds[1], self._drain_control)
         loop.add_reader(self.child.stdin_fd, self._on_stdin)
         await self._serve_all(self.specs)
+        if self.journal is not None:  # what a hub before this one accepted and no bee took
+            for rid, gateway, body, t0 in self.journal.pending():
+                if gateway in self.gateways:
+                    self._resubmit(rid, gateway, body, t0)
         self._drain_router()
         self._drain_control()
         self._tick()
@@ -312,5 +347,8 @@ class Hub:
         for fd in (*fds, self.child.stdin_fd):
             loop.remove_reader(fd)  # a no-op for one already removed
         self._flush()
-        self.child.send(Msg.BYE, {"unanswered": len(self.pending)})
+        left = len(self.journal) if self.journal is not None else 0
+        self.child.send(Msg.BYE, {"unanswered": len(self.pending), "journal": left})
         self.router.close(linger=0)
+        if self.journal is not None:
+            self.journal.close()
