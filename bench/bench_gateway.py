@@ -1,4 +1,5 @@
-"""Gateway throughput and latency: a raw aiohttp echo server vs swarms of 1 and 3 bees.
+"""Gateway throughput and latency: a raw aiohttp echo server vs swarms of 1 and 3 bees
+(and the 3-bee chain once more with the bus's encryption off).
 
 Not a test: prints figures. The same closed-loop load (wrk, a C load generator) at
 concurrency 1 and 32 drives each server in one run, so the ratios compare like
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 from bytewax_nb import Swarm
+from bytewax_nb.curve import ENCRYPT_ENV
 
 _ECHO = textwrap.dedent(
     """
@@ -134,6 +136,13 @@ def main() -> None:
     for n in (1, 3):
         with _chain(n) as swarm:
             run(f"swarm-{n}bee", swarm.url("in"))
+    # the same 3-bee chain with the bus's CurveZMQ encryption off: what encryption costs
+    os.environ[ENCRYPT_ENV] = "0"
+    try:
+        with _chain(3) as swarm:
+            run("3bee-plain", swarm.url("in"))
+    finally:
+        del os.environ[ENCRYPT_ENV]
 
     print(f"{'case':<12}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
     for r in results:
@@ -146,6 +155,12 @@ def main() -> None:
             f"swarm-{n}bee / echo: req/s at c=32 {s32.rps / echo32.rps:.0%}, "
             f"p50 at c=1 +{s1.p50_ms - echo1.p50_ms:.3f} ms"
         )
+    plain32, plain1 = by[("3bee-plain", 32)], by[("3bee-plain", 1)]
+    enc32, enc1 = by[("swarm-3bee", 32)], by[("swarm-3bee", 1)]
+    print(
+        f"encryption on the 3-bee chain: req/s at c=32 {enc32.rps / plain32.rps - 1:+.0%}, "
+        f"p50 at c=1 {enc1.p50_ms - plain1.p50_ms:+.3f} ms"
+    )
     if any(r.errors for r in results if r.case != "echo"):
         sys.exit("some swarm requests failed")
 

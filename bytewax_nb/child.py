@@ -12,12 +12,13 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
 from .control import ControlCodec, Msg
+from .curve import BusKeys, Curve
 from .wire import Signer
 
 __all__ = ["Boot", "Child", "read_boot"]
@@ -25,12 +26,20 @@ __all__ = ["Boot", "Child", "read_boot"]
 
 @dataclass
 class Boot:
+    """What a child needs before anything else: the swarm's secrets and where to report."""
+
     key: bytes
     control: str
     identity: str
+    curve: BusKeys | None = field(default=None, repr=False)
 
     def line(self) -> bytes:
-        body = {"key": self.key.hex(), "control": self.control, "identity": self.identity}
+        body = {
+            "key": self.key.hex(),
+            "control": self.control,
+            "identity": self.identity,
+            "curve": self.curve.to_boot() if self.curve is not None else None,
+        }
         return json.dumps(body).encode() + b"\n"
 
 
@@ -39,7 +48,8 @@ def read_boot() -> Boot:
     if not line:
         raise SystemExit("bytewax-nb: no boot line on stdin (this is started by a Swarm)")
     body = json.loads(line)
-    return Boot(bytes.fromhex(body["key"]), body["control"], body["identity"])
+    curve = BusKeys.from_boot(body.get("curve"))
+    return Boot(bytes.fromhex(body["key"]), body["control"], body["identity"], curve)
 
 
 class Child:
@@ -50,9 +60,11 @@ class Child:
         self.signer = Signer(boot.key)
         self.codec = ControlCodec(self.signer)
         self.ctx = zmq.Context()
+        self.curve = Curve(self.ctx, boot.curve)
         self.control = self.ctx.socket(zmq.DEALER)
         self.control.setsockopt(zmq.IDENTITY, boot.identity.encode())
         self.control.setsockopt(zmq.LINGER, 1000)
+        self.curve.client(self.control)
         self.control.connect(boot.control)
         self.stdin_fd = sys.stdin.fileno()
         os.set_blocking(self.stdin_fd, False)
@@ -107,9 +119,12 @@ class Child:
 
     def secure_server(self, sock: zmq.Socket[bytes]) -> None:
         """Encrypt and authenticate what this socket accepts (the bus's CurveZMQ, when on)."""
+        self.curve.server(sock)
 
     def secure_client(self, sock: zmq.Socket[bytes]) -> None:
         """Encrypt what this socket dials (the bus's CurveZMQ, when on)."""
+        self.curve.client(sock)
 
     def close(self) -> None:
+        self.curve.close()
         self.ctx.destroy(linger=1000)

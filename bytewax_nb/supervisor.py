@@ -34,6 +34,7 @@ from .changes import Change
 from .child import Boot
 from .commands import CommandSocket
 from .control import ControlCodec, Msg
+from .curve import BusKeys, Curve
 from .errors import StartError
 from .runtime.base import Handle, Launcher, NeverStarted
 from .source import capture
@@ -75,9 +76,12 @@ class Supervisor:
         self._key = secrets.token_bytes(32)
         self._codec = ControlCodec(Signer(self._key))
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._bus_keys = BusKeys.make()
+        self._curve = Curve(self.ctx, self._bus_keys)
         self._router = self.ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._curve.server(self._router)
         port = self._router.bind_to_random_port(f"tcp://{launcher.bind_host}")
         self.control_address = f"tcp://{launcher.bind_host}:{port}"
         wake = f"inproc://bytewax-nb-wake-{id(self)}"
@@ -206,6 +210,7 @@ class Supervisor:
         self.launcher.close()
         self._log_files.close()
         state.remove(self.record, logs=True)
+        self._curve.close()
         self.ctx.destroy(linger=0)
 
     @property
@@ -499,7 +504,8 @@ class Supervisor:
         slot.generation += 1
         identity = f"{role}:{name}:{replica}:{slot.generation}"
         bee = self.topology.bees.get(name) if role == "bee" else None
-        boot = Boot(self._key, self.launcher.advertise(self.control_address, bee), identity)
+        control = self.launcher.advertise(self.control_address, bee)
+        boot = Boot(self._key, control, identity, self._bus_keys)
         module = "bytewax_nb.runner" if role == "bee" else "bytewax_nb.gateway"  # the hub
         spec = self.topology.bees[name] if role == "bee" else None
         env = spec.env if spec is not None else {}

@@ -406,6 +406,7 @@ def test_submit_is_fire_and_forget_and_reaches_the_bee(make_swarm: Any, tmp_path
 def test_forged_replayed_and_unsigned_frames_at_the_hub_are_dropped_and_counted(make_swarm: Any) -> None:
     import zmq
 
+    from bytewax_nb.curve import Curve
     from bytewax_nb.wire import Enc, Header, Kind, Signer, next_seq
 
     swarm = make_swarm()
@@ -417,6 +418,7 @@ def test_forged_replayed_and_unsigned_frames_at_the_hub_are_dropped_and_counted(
     ctx = zmq.Context()
     intruder = ctx.socket(zmq.DEALER)
     intruder.setsockopt(zmq.IDENTITY, b"intruder")
+    Curve(ctx, supervisor._bus_keys).client(intruder)  # an insider: it holds the bus's keys
     intruder.connect(hub.address)
 
     def answer(signer: Signer, seq: int, src: str = "intruder", dst: str = hub.identity) -> list[Any]:
@@ -443,6 +445,38 @@ def test_forged_replayed_and_unsigned_frames_at_the_hub_are_dropped_and_counted(
     for reason, n in expected.items():
         assert f'bytewax_nb_dropped_frames_total{{process="hub",reason="{reason}"}} {n}.0' in metrics
     wait_until(lambda: swarm.status()["gateways"]["in"]["requests"] == 1, what="the gateway's count")
+
+
+@pytest.mark.parametrize("keys", ["none", "another swarm's"])
+def test_a_process_without_the_swarms_keys_cannot_even_connect(make_swarm: Any, keys: str) -> None:
+    import zmq
+    from zmq.utils.monitor import recv_monitor_message
+
+    from bytewax_nb.curve import BusKeys, Curve
+
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(lambda p: p, input="in", name="echo")
+    swarm.start()
+    replica = next(m for m in swarm._supervisor.wiring.members.values() if m.role == "bee")
+    ctx = zmq.Context()
+    eavesdropper = ctx.socket(zmq.DEALER)
+    eavesdropper.setsockopt(zmq.IDENTITY, b"eve")
+    if keys != "none":
+        own = BusKeys.make()
+        assert own is not None
+        wrong = BusKeys(swarm._supervisor._bus_keys.server_public, b"", own.client_public, own.client_secret)
+        Curve(ctx, wrong).client(eavesdropper)  # knows the server's public key, not the client's
+    failed = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL if keys == "none" else zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    monitor = eavesdropper.get_monitor_socket(failed)
+    eavesdropper.connect(replica.address)
+    eavesdropper.send_multipart([b"credit please"])
+    assert monitor.poll(10_000), "no failed handshake"
+    assert recv_monitor_message(monitor)["event"] == failed  # plain text refused; a stranger's key denied
+    assert not eavesdropper.poll(0)  # nothing was ever delivered to it
+    eavesdropper.disable_monitor()
+    ctx.destroy(linger=0)
+    assert swarm.request("in", "still fine") == "still fine"
 
 
 class _Gate:
