@@ -10,11 +10,13 @@ call's callers and ends the process.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 import zmq
@@ -68,6 +70,7 @@ class Replica:
         self.child = child
         self.signer = child.signer
         spec: BeeSpec = config["spec"]
+        _check_imports(spec.name, config.get("imports", ()))
         restore(spec.fn, config.get("source", {}))
         self.spec = spec
         self.name = spec.name
@@ -490,6 +493,19 @@ class Replica:
                 "last_error": self.last_error,
             },
         )
+
+
+def _check_imports(bee: str, modules: Iterable[str]) -> None:
+    """Import what the bee's code imports, before saying UP: a module missing here fails
+    the start (or the redeploy, which is rolled back), not the bee's first caller."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SystemExit(
+                f"bytewax-nb: bee {bee!r} imports {module!r}, which this replica cannot import "
+                f"({type(exc).__name__}: {exc}); add the package to the bee's requirements=[...]"
+            ) from None
 
 
 def main() -> None:

@@ -9,13 +9,14 @@ shows the user's own lines.
 
 from __future__ import annotations
 
+import dis
 import linecache
 import os
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["capture", "functions", "restore", "user_traceback"]
+__all__ = ["capture", "functions", "imported_modules", "restore", "user_traceback"]
 
 Captured = dict[str, Any]  # {"files": {name: lines}, "codes": {(code name, first line): name}}
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -91,3 +92,23 @@ def user_traceback(tb: types.TracebackType | None) -> types.TracebackType | None
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(PACKAGE_DIR):
         tb = tb.tb_next
     return tb
+
+
+def imported_modules(fn: Callable[..., Any]) -> set[str]:
+    """Top-level modules the bee's code imports in its own body (`import numpy as np`
+    inside the function): no captured value shows them, the code does. Imports under
+    a `try` (or any other handler) count as optional and are left out."""
+    tops: set[str] = set()
+    for f in functions(fn):
+        todo = [f.__code__]
+        while todo:
+            code = todo.pop()
+            todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+            listing = dis.Bytecode(code)
+            guarded = [(e.start, e.end) for e in getattr(listing, "exception_entries", ())]
+            for ins in listing:
+                if ins.opname != "IMPORT_NAME" or not isinstance(ins.argval, str) or not ins.argval:
+                    continue
+                if not any(start <= ins.offset < end for start, end in guarded):
+                    tops.add(ins.argval.split(".")[0])
+    return tops

@@ -37,7 +37,7 @@ from .control import ControlCodec, Msg
 from .curve import BusKeys, Curve
 from .errors import StartError
 from .runtime.base import Handle, Launcher, NeverStarted
-from .source import capture
+from .source import capture, imported_modules
 from .spec import BeeSpec, GatewaySpec, Topology
 from .wire import Signer, traceback_token
 from .wiring import Member, Wiring, death_error, exit_cause
@@ -385,6 +385,7 @@ class Supervisor:
             "links": self._links_for(m),
             "peer_host": self.launcher.peer_host,
             "source": capture(spec.fn),
+            "imports": sorted(imported_modules(spec.fn)),
         }
 
     def _links_for(self, m: Member) -> dict[str, Any]:

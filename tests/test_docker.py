@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -331,7 +332,7 @@ def test_a_build_in_a_notebook_shows_a_progress_bar(engine: Any, tmp_path: Path)
     def uses_six(payload: Any) -> Any:
         return payload
 
-    tag, _, _ = ImageBuilder.tag_for(BeeSpec("b", uses_six, ("in",), requirements=("six",)))
+    tag = ImageBuilder(engine).tag_of(BeeSpec("b", uses_six, ("in",), requirements=("six",)))
     with contextlib.suppress(docker.errors.ImageNotFound):
         engine.images.remove(tag, force=True)  # so that this run has to build it
     nb = nbformat.v4.new_notebook()
@@ -387,3 +388,55 @@ def test_a_kernel_exit_leaves_no_container(engine: Any, tmp_path: Path, now: boo
         kc.stop_channels()
         if km.is_alive():
             km.shutdown_kernel(now=True)
+
+
+def test_a_module_imported_inside_the_bee_is_in_its_image(make_swarm: Any, engine: Any) -> None:
+    def norm(payload: list[float]) -> float:
+        import numpy as np  # imported here only: no captured value shows it
+
+        return float(np.linalg.norm(payload))
+
+    swarm = make_swarm("dk-inner", runtime="docker")
+    swarm.gateway("in")
+    swarm.bee(norm, input="in", name="norm")
+    swarm.start()
+    assert swarm.request("in", [3.0, 4.0]) == 5.0
+
+
+def test_an_image_is_built_once_and_holds_what_its_tag_promises(engine: Any, tmp_path: Path) -> None:
+    import threading
+
+    from bytewax_nb.spec import BeeSpec
+
+    def uses_six(payload: Any) -> Any:
+        return payload
+
+    spec = BeeSpec("b", uses_six, ("in",), requirements=("six",))
+    builder = ImageBuilder(engine)
+    tag = builder.tag_of(spec)
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        engine.images.remove(tag, force=True)
+    # a download cut short by an older version left a folder without its marker
+    base_id = engine.images.get(os.environ["BYTEWAX_NB_BASE_IMAGE"]).id
+    _, digest, _ = ImageBuilder.tag_for(spec, base_id)
+    stale = builder._cache / digest[:16]
+    shutil.rmtree(stale, ignore_errors=True)
+    stale.mkdir(parents=True)
+    (stale / "six-0.0.1-py3-none-any.whl").write_bytes(b"not a wheel")
+    # two owners wanting the same image at once: one builds, the other finds it
+    before = ImageBuilder.builds
+    tags: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: tags.append(ImageBuilder(engine).image_for(spec))) for _ in "ab"
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert tags == [tag, tag] and ImageBuilder.builds == before + 1
+    out = engine.containers.run(tag, ["python3", "-c", "import six; print(six.__name__)"], remove=True)
+    assert out.decode().strip() == "six"
+    # a tag that does not hold what it promises (here: another image under that name) is built again
+    engine.images.get(os.environ["BYTEWAX_NB_BASE_IMAGE"]).tag(tag)
+    assert ImageBuilder(engine).image_for(spec) == tag and ImageBuilder.builds == before + 2
+    assert engine.images.get(tag).labels["bytewax-nb.requirements"].startswith("cloudpickle==")

@@ -212,3 +212,19 @@ def test_stopping_with_untaken_submits_says_how_many(
         swarm.submit("in", i)
     swarm.stop(drain_timeout=0.5)
     assert "stopped with 5 accepted submit(s) that no bee had taken yet" in capsys.readouterr().err
+
+
+def test_a_bee_importing_what_its_replica_lacks_fails_the_start_not_its_first_caller(make_swarm: Any) -> None:
+    from bytewax_nb import StartError
+
+    swarm = make_swarm()
+    swarm.gateway("in")
+
+    @swarm.bee(input="in")
+    def fancy(payload: Any) -> Any:
+        import not_a_module_anywhere  # noqa: F401
+
+        return payload
+
+    with pytest.raises(StartError, match=r"imports 'not_a_module_anywhere'.*requirements"):
+        swarm.start(timeout=30)

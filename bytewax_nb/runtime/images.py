@@ -11,6 +11,8 @@ starts.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata as metadata
 import os
@@ -21,20 +23,21 @@ import subprocess
 import sys
 import tempfile
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
 from ..errors import BytewaxNBError
-from ..source import functions
+from ..source import functions, imported_modules
 from ..spec import BeeSpec
 
 __all__ = [
     "BASE_ENV",
     "IMAGE_LABEL",
     "RUNNER_LABEL",
+    "REQUIREMENTS_LABEL",
     "BuildError",
     "ImageBuilder",
     "base_image",
@@ -46,8 +49,22 @@ BASE_ENV = "BYTEWAX_NB_BASE_IMAGE"
 RUNNER_NEEDS = ("pyzmq", "cloudpickle")
 IMAGE_LABEL = "bytewax-nb.image"  # on every bee image
 RUNNER_LABEL = "bytewax-nb.runner"  # the runner_hash() it was built with: `gc` drops the others
+REQUIREMENTS_LABEL = "bytewax-nb.requirements"  # the pinned requirements it holds
+_COMPLETE = ".complete"  # in a wheel folder: the download finished
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 Progress = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` across the processes of this machine (flock)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class BuildError(BytewaxNBError):
@@ -65,7 +82,7 @@ def base_image(spec: BeeSpec) -> str:
 
 def _top_modules(fn: Callable[..., Any]) -> set[str]:
     """Top-level modules the bee's code and captured values come from."""
-    tops: set[str] = set()
+    tops: set[str] = imported_modules(fn)
 
     def note(value: Any) -> None:
         module = value.__name__ if isinstance(value, types.ModuleType) else type(value).__module__
@@ -136,26 +153,56 @@ class ImageBuilder:
         self._cache = Path(platformdirs.user_cache_dir("bytewax-nb")) / "wheels"
 
     @staticmethod
-    def tag_for(spec: BeeSpec) -> tuple[str, str, list[str]]:
-        """(tag, digest, pinned requirements) of the image this bee needs."""
+    def tag_for(spec: BeeSpec, base_id: str = "") -> tuple[str, str, list[str]]:
+        """(tag, digest, pinned requirements) of the image this bee needs.
+
+        The digest covers the base image's id (not only its name: a base rebuilt under
+        the same tag makes new images), every pinned requirement, and bytewax-nb's
+        own source."""
         requirements = requirements_for(spec)
         digest = hashlib.sha256(
-            "\n".join([base_image(spec), *requirements, runner_hash()]).encode()
+            "\n".join([base_image(spec), base_id, *requirements, runner_hash()]).encode()
         ).hexdigest()
         return f"bytewax-nb-bee:{digest[:16]}", digest, requirements
 
     def image_for(self, spec: BeeSpec) -> str:
         base = base_image(spec)
         self.check_python(base)
-        tag, digest, requirements = self.tag_for(spec)
-        if self._exists(tag):
+        tag, digest, requirements = self.tag_for(spec, self._id(base))
+        if self._holds(tag, requirements):
             return tag
-        self._progress(f"building {tag} for bee {spec.name!r}: {' '.join(requirements)}")
-        wheels = self._wheels(requirements, digest)
-        self._build(tag, base, wheels)
-        type(self).builds += 1
+        # one build per tag on this machine at a time: a second owner (another kernel,
+        # a CLI run) building the same image waits here and then finds it
+        with _locked(self._cache.parent / "locks" / f"{digest[:16]}.lock"):
+            if self._holds(tag, requirements):
+                return tag
+            self._progress(f"building {tag} for bee {spec.name!r}: {' '.join(requirements)}")
+            wheels = self._wheels(requirements, digest)
+            self._build(tag, base, wheels, requirements)
+            type(self).builds += 1
         self._progress(f"built {tag}")
         return tag
+
+    def tag_of(self, spec: BeeSpec) -> str:
+        """The tag this bee's image has (or will have) on this engine."""
+        return self.tag_for(spec, self._id(base_image(spec)))[0]
+
+    def _id(self, image: str) -> str:
+        return str(self._docker.images.get(image).id)
+
+    def _holds(self, tag: str, requirements: list[str]) -> bool:
+        """The image exists and holds what its tag promises (labels written by a build
+        that finished; an image without them is built again)."""
+        import docker.errors
+
+        try:
+            labels = self._docker.images.get(tag).labels or {}
+        except docker.errors.ImageNotFound:
+            return False
+        return bool(
+            labels.get(RUNNER_LABEL) == runner_hash()
+            and labels.get(REQUIREMENTS_LABEL) == " ".join(requirements)
+        )
 
     def _exists(self, tag: str) -> bool:
         import docker.errors
@@ -198,11 +245,17 @@ class ImageBuilder:
             ) from None
 
     def _wheels(self, requirements: list[str], digest: str) -> Path:
-        """Download wheels for the image's platform, once per requirement set."""
+        """Download wheels for the image's platform, once per requirement set.
+
+        Into a fresh folder renamed into place only once pip succeeded, so a download
+        that was cut short (or another owner's, still running) is never taken for a
+        complete one: the folder exists only whole."""
         folder = self._cache / digest[:16]
-        if folder.exists() and any(folder.glob("*.whl")):
+        if (folder / _COMPLETE).exists():
             return folder
-        folder.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)  # what an older, interrupted download left
+        self._cache.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}-", dir=self._cache))
         machine = platform.machine()
         abi = f"cp{sys.version_info.major}{sys.version_info.minor}"
         command = [
@@ -213,7 +266,7 @@ class ImageBuilder:
             "--quiet",
             "--only-binary=:all:",
             "-d",
-            str(folder),
+            str(partial),
         ]
         command += ["--python-version", kernel_python(), "--implementation", "cp", "--abi", abi]
         for tag in ("manylinux_2_28", "manylinux_2_17", "manylinux2014"):
@@ -221,14 +274,16 @@ class ImageBuilder:
         self._progress(f"downloading wheels: {' '.join(requirements)}")
         result = subprocess.run([*command, *requirements], capture_output=True, text=True)
         if result.returncode != 0:
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(partial, ignore_errors=True)
             raise BuildError(f"downloading wheels failed:\n{result.stderr.strip()[-3000:]}")
+        (partial / _COMPLETE).write_text(" ".join(requirements))
+        partial.rename(folder)
         return folder
 
-    def _build(self, tag: str, base: str, wheels: Path) -> None:
+    def _build(self, tag: str, base: str, wheels: Path, requirements: list[str]) -> None:
         with tempfile.TemporaryDirectory(prefix="bytewax-nb-build-") as ctx:
             root = Path(ctx)
-            shutil.copytree(wheels, root / "wheels")
+            shutil.copytree(wheels, root / "wheels", ignore=shutil.ignore_patterns(_COMPLETE))
             shutil.copytree(PACKAGE_DIR, root / "bytewax_nb", ignore=shutil.ignore_patterns("__pycache__"))
             (root / "Dockerfile").write_text(
                 f"FROM {base}\n"
@@ -237,7 +292,8 @@ class ImageBuilder:
                 "/tmp/wheels/*.whl && rm -rf /tmp/wheels\n"
                 "COPY bytewax_nb /opt/bytewax-nb/bytewax_nb\n"
                 "ENV PYTHONPATH=/opt/bytewax-nb PYTHONUNBUFFERED=1\n"
-                f"LABEL {IMAGE_LABEL}=1 {RUNNER_LABEL}={runner_hash()}\n"
+                f"LABEL {IMAGE_LABEL}=1 {RUNNER_LABEL}={runner_hash()} "
+                f'{REQUIREMENTS_LABEL}="{" ".join(requirements)}"\n'
             )
             output: list[str] = []
             for chunk in self._docker.api.build(
