@@ -69,6 +69,8 @@ def graph(
                 "p50_ms": round(float(st.get("p50_ms", 0.0)), 3),
                 "p99_ms": round(float(st.get("p99_ms", 0.0)), 3),
                 "errors": int(st.get("errors", 0)),
+                "deaths": int(st.get("deaths", 0)),
+                "dropped": int(st.get("dropped", 0)),
                 "batch": round(float(st.get("batch", 1.0)), 2),
                 "join": spec.join,
             }

@@ -21,6 +21,7 @@ from IPython.display import Pretty, display
 
 from . import client
 from .errors import BytewaxNBError, TopologyError
+from .spec import DEFAULT_BEE_TIMEOUT
 from .swarm import Swarm
 from .table import status_table
 
@@ -171,7 +172,14 @@ class SwarmMagics(Magics):
     @argument("--cpus", type=float, default=None)
     @argument("--memory", default=None)
     @argument("--gpus", type=int, default=None)
-    @argument("--timeout", type=float, default=None, help="seconds a call may run; then its replica restarts")
+    @argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_BEE_TIMEOUT,
+        help="seconds a call may run; then its callers get BeeTimeout and its replica restarts",
+    )
+    @argument("--no-timeout", action="store_true", help="no limit on a call's time")
+    @argument("--retries", type=int, default=1, help="times a message is sent again after its replica died")
     @line_cell_magic
     def bee(self, line: str, cell: str | None = None) -> Any:
         """%%bee [NAME] --input SRC [SRC ...] [options]: run the cell, deploy its function.
@@ -239,7 +247,8 @@ class SwarmMagics(Magics):
             cpus=args.cpus,
             memory=args.memory,
             gpus=args.gpus,
-            timeout=args.timeout,
+            timeout=None if args.no_timeout else args.timeout,
+            retries=args.retries,
         )
         if not swarm.running and swarm.topology.gateways:
             swarm.start()

@@ -72,6 +72,7 @@ class Supervisor:
         self.hub_stats: dict[str, Any] = {}  # the gateways' counters, as the hub last reported them
         self.hub_restarts = 0
         self.unprocessed = 0  # accepted submits no bee had taken when the swarm stopped
+        self._launches = 0  # processes launched so far: the last part of each identity
         self._unconfigured: list[Member] = []  # bee replicas that said hello before the hub was up
         self._key = secrets.token_bytes(32)
         self._codec = ControlCodec(Signer(self._key))
@@ -502,8 +503,12 @@ class Supervisor:
 
     def _launch(self, role: str, name: str, replica: int) -> None:
         slot = self.wiring.slots[(role, name, replica)]
-        slot.generation += 1
-        identity = f"{role}:{name}:{replica}:{slot.generation}"
+        # never reused within the swarm, even by a slot made again after a scale down:
+        # every process remembers the sequence numbers it saw from each identity, and a
+        # newcomer under an old name would be taken for a replay of it
+        self._launches += 1
+        slot.generation = self._launches
+        identity = f"{role}:{name}:{replica}:{self._launches}"
         bee = self.topology.bees.get(name) if role == "bee" else None
         control = self.launcher.advertise(self.control_address, bee)
         boot = Boot(self._key, control, identity, self._bus_keys)

@@ -22,7 +22,7 @@ def status_table(st: dict[str, Any], runtime: str) -> str:
         gateways.append([name, g.get("url") or "-"])
     if len(gateways) > 1:
         lines += _grid(gateways)
-    bees = [["bee", "input", "replicas", "handled", "errors", "p50 ms"]]
+    bees = [["bee", "input", "replicas", "handled", "errors", "deaths", "retried", "dropped", "p50 ms"]]
     for name, b in st.get("bees", {}).items():
         inputs = ("join " if b.get("join") else "") + ", ".join(b.get("input", []))
         bees.append(
@@ -32,9 +32,20 @@ def status_table(st: dict[str, Any], runtime: str) -> str:
                 f"{b.get('ready', 0)}/{b.get('wanted', 0)}",
                 str(b.get("handled", 0)),
                 str(b.get("errors", 0)),
+                str(b.get("deaths", 0)),
+                str(b.get("retried", 0)),
+                str(b.get("dropped", 0)),
                 f"{b.get('p50_ms', 0.0):.2f}",
             ]
         )
     if len(bees) > 1:
         lines += ["", *_grid(bees)]
+    hub = st.get("hub") or {}
+    if hub.get("restarts") or hub.get("dropped_by"):
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(hub.get("dropped_by", {}).items())) or "none"
+        lines += ["", f"hub: {hub.get('restarts', 0)} restarts; frames dropped: {dropped}"]
+    for name, b in st.get("bees", {}).items():
+        err = b.get("last_error")
+        if err:
+            lines.append(f"last error of {name}: {err.get('type')}: {err.get('message')}")
     return "\n".join(lines)

@@ -228,3 +228,20 @@ def test_a_bee_importing_what_its_replica_lacks_fails_the_start_not_its_first_ca
 
     with pytest.raises(StartError, match=r"imports 'not_a_module_anywhere'.*requirements"):
         swarm.start(timeout=30)
+
+
+@pytest.mark.slow
+def test_scaling_down_and_up_again_under_load_loses_nothing(make_swarm: Any) -> None:
+    swarm = make_swarm()
+    swarm.gateway("in")
+    swarm.bee(lambda p: p, input="in", name="model", replicas=3)
+    swarm.start()
+    with Load(swarm.url("in")) as load:
+        swarm.scale("model", 2)
+        swarm.scale("model", 3)  # replica 2 again: a new process, never mistaken for the old one
+        before = len(load.outcomes)
+        wait_until(lambda: len(load.outcomes) > before + 50, what="load after scaling up again")
+    assert load.failed() == []
+    assert swarm.status()["bees"]["model"]["ready"] == 3
+    dropped = swarm.status()["bees"]["model"]["dropped_by"]
+    assert "replayed" not in dropped and "replayed" not in swarm.status()["hub"]["dropped_by"]

@@ -159,6 +159,11 @@ def test_bee_timeout_from_the_cell_magic(ip: Any) -> None:
     with pytest.raises(RemoteError) as err:
         run(ip, "%send in 3600")
     assert err.value.ename == "BeeTimeout" and "time.sleep(p)" in err.value.traceback
+    run(ip, "%%bee --input in --retries 0\ndef plain(p):\n    return None\n")
+    run(ip, "%%bee --input in --no-timeout\ndef patient(p):\n    return None\n")
+    bees = swarm.topology.bees
+    assert (bees["plain"].timeout, bees["plain"].retries) == (60.0, 0)  # the default limit
+    assert bees["patient"].timeout is None
 
 
 def test_a_refused_bee_cell_leaves_the_swarm_as_it_was(ip: Any) -> None:

@@ -32,6 +32,8 @@ function bee(id: string, join = false): BeeNode {
     p50_ms: 0,
     p99_ms: 0,
     errors: 0,
+    deaths: 0,
+    dropped: 0,
     batch: 1,
     join
   };

@@ -26,6 +26,8 @@ export interface BeeNode {
   p50_ms: number;
   p99_ms: number;
   errors: number;
+  deaths: number;
+  dropped: number;
   batch: number;
   join: boolean;
 }

@@ -119,6 +119,16 @@ function BeeNodeView({ data }: NodeProps<Node<BeeData>>): JSX.Element {
         <span title="exceptions raised" className={n.errors ? 'bxnb-bad' : ''}>
           {n.errors} errors
         </span>
+        {n.deaths ? (
+          <span title="replicas that died and were restarted" className="bxnb-bad">
+            {n.deaths} restarts
+          </span>
+        ) : null}
+        {n.dropped ? (
+          <span title="bus frames dropped (bad signature, replayed, expired, undeliverable)" className="bxnb-bad">
+            {n.dropped} dropped
+          </span>
+        ) : null}
         {n.batch > 1 || n.join ? (
           <span>{n.join ? 'join' : `batch ${n.batch.toFixed(1)}`}</span>
         ) : null}
