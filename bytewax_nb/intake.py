@@ -59,6 +59,8 @@ class Intake:
         self.retiring = False
         self.paused = False
         self.changed = False  # links were added or removed: the poller must be rebuilt
+        self.news = False  # a link was welcomed, revoked, added or removed: tell the supervisor
+        self.by_socket: dict[zmq.Socket[bytes], InLink] = {}
         self._returns: dict[InLink, list[int]] = {}
         self.unacked = 0  # messages handled and not yet said DONE
 
@@ -68,8 +70,9 @@ class Intake:
         """Read from exactly these producers (identity -> address); new ones get a window."""
         for identity in [i for i in self.links if i not in wanted]:
             link = self.links.pop(identity)
+            del self.by_socket[link.sock]
             link.sock.close(linger=0)
-            self.changed = True
+            self.changed = self.news = True
         for identity, address in wanted.items():
             if identity in self.links:
                 continue
@@ -82,7 +85,8 @@ class Intake:
                 decorate(sock)  # the bus's encryption, when on
             sock.connect(address)
             link = self.links[identity] = InLink(identity, address, sock)
-            self.changed = True
+            self.by_socket[sock] = link
+            self.changed = self.news = True
             if self.retiring:
                 self._send(link, Kind.REVOKE, b"")
             else:
@@ -92,10 +96,7 @@ class Intake:
         return [k.sock for k in self.links.values()]
 
     def link_of(self, sock: zmq.Socket[bytes]) -> InLink | None:
-        for k in self.links.values():
-            if k.sock is sock:
-                return k
-        return None
+        return self.by_socket.get(sock)
 
     @property
     def welcomed(self) -> set[str]:
@@ -121,9 +122,9 @@ class Intake:
                 if kind == Kind.DATA:
                     self.queue.append((link, msg))
                 elif kind == Kind.WELCOME:
-                    link.welcomed = True
+                    link.welcomed = self.news = True
                 elif kind == Kind.REVOKED:
-                    link.revoked = True
+                    link.revoked = self.news = True
                 else:
                     self.guard.drop("unexpected")
 
@@ -182,7 +183,7 @@ class Intake:
 
     def revoke(self) -> None:
         """Retiring: ask every producer for nothing more."""
-        self.retiring = True
+        self.retiring = self.news = True
         for link in self.links.values():
             self._send(link, Kind.REVOKE, b"")
 
@@ -213,3 +214,4 @@ class Intake:
         for link in self.links.values():
             link.sock.close(linger=0)
         self.links.clear()
+        self.by_socket.clear()

@@ -187,14 +187,18 @@ class Replica:
                     link = self.intake.link_of(sock)
                     if link is not None:
                         self.intake.read(link, clock)
-            linked = (self.intake.welcomed, self.intake.revoked)
-            if linked != self._linked:
-                self._linked = linked
-                self.child.send(Msg.LINKED, {"producers": sorted(linked[0]), "revoked": linked[1]})
+            if self.intake.news:  # a link was welcomed or revoked: the supervisor counts them
+                self.intake.news = False
+                linked = (self.intake.welcomed, self.intake.revoked)
+                if linked != self._linked:
+                    self._linked = linked
+                    self.child.send(Msg.LINKED, {"producers": sorted(linked[0]), "revoked": linked[1]})
             self._work()
             now = time.monotonic()
             if self.batch and now >= self.batch_due:
                 self._flush_batch()
+            if self.intake.paused:  # a long call (a batch's, say) is over: ask for work again
+                self.intake.resume()
             self._flush()
             if now >= next_tick:
                 next_tick = now + _STATS_EVERY

@@ -128,6 +128,10 @@ class Topology:
     def consumers(self, producer: str) -> list[BeeSpec]:
         return [b for b in self.bees.values() if producer in b.inputs]
 
+    def upstream(self, spec: BeeSpec) -> list[BeeSpec]:
+        """The bees `spec` listens to (its gateways aside)."""
+        return [self.bees[i] for i in spec.inputs if i in self.bees]
+
     def is_sink(self, bee: str) -> bool:
         return not self.consumers(bee)
 

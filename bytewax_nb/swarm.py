@@ -184,7 +184,7 @@ class Swarm:
             self._topology.add_bee(spec, replace=True)
             return
         trial.validate()
-        supervisor.launcher.prepare(spec)
+        supervisor.launcher.prepare(spec, trial.upstream(spec))
         supervisor.deploy(spec, _START_TIMEOUT)
 
     # -- editing the graph (also what the widget's gestures call) ---------------------
@@ -282,7 +282,9 @@ class Swarm:
         self._topology.validate()
         launcher = make_launcher(self.kind, self.name, BuildProgress(self.name))
         for spec in self._topology.bees.values():
-            launcher.prepare(spec)  # image builds happen here, before anything starts
+            launcher.prepare(
+                spec, self._topology.upstream(spec)
+            )  # builds happen here, before anything starts
         supervisor = Supervisor(self.name, self._topology, launcher, self.on_log)
         self._supervisor = supervisor
         _RUNNING.add(self)

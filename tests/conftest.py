@@ -27,6 +27,21 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["BYTEWAX_NB_STATE_DIR"] = folder
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Close ZeroMQ contexts a library left open (a kernel client's, say) while their
+    sockets are still reachable. Left to the garbage collector, a context and its open
+    sockets can be collected together, the sockets' weak references cleared first, and
+    the context's finalizer then waits forever for sockets it can no longer close (a
+    run hung that way in the terminal summary)."""
+    import gc
+
+    import zmq
+
+    for obj in gc.get_objects():
+        if isinstance(obj, zmq.Context) and not obj.closed and not obj._shadow:
+            obj.destroy(linger=0)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     folder = config.stash.get(_STATE_DIR, None)
     if folder:

@@ -440,3 +440,20 @@ def test_an_image_is_built_once_and_holds_what_its_tag_promises(engine: Any, tmp
     engine.images.get(os.environ["BYTEWAX_NB_BASE_IMAGE"]).tag(tag)
     assert ImageBuilder(engine).image_for(spec) == tag and ImageBuilder.builds == before + 2
     assert engine.images.get(tag).labels["bytewax-nb.requirements"].startswith("cloudpickle==")
+
+
+def test_a_bee_gets_what_it_needs_to_read_its_producers_results(make_swarm: Any, engine: Any) -> None:
+    scale = np.array([1.0, 2.0])
+
+    def scaled(payload: list[float]) -> Any:
+        return scale * payload  # a numpy array travels to the next bee
+
+    def biggest(values: Any) -> float:  # never names numpy, yet unpickles its array
+        return float(values.max())
+
+    swarm = make_swarm("dk-up", runtime="docker")
+    swarm.gateway("in")
+    swarm.bee(scaled, input="in", name="scaled")
+    swarm.bee(biggest, input="scaled", name="biggest")
+    swarm.start()
+    assert swarm.request("in", [3.0, 1.0]) == 3.0

@@ -55,6 +55,7 @@ def kernel(tmp_path: Path) -> Iterator[tuple[KernelManager, Any]]:
     kc.stop_channels()
     if km.is_alive():
         km.shutdown_kernel(now=True)
+    km.context.destroy(linger=0)  # its sockets closed now, not by a garbage collection later
 
 
 def _start_swarm(kc: Any) -> dict[str, Any]:

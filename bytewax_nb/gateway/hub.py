@@ -60,6 +60,7 @@ class Hub:
         self.sites: list[web.TCPSite] = []
         self.ports: dict[str, int] = dict(config.get("ports", {}))
         self.pending: dict[str, tuple[str, asyncio.Future[Reply] | None]] = {}
+        self.open: dict[str, int] = {}  # per gateway: how many of `pending` are its
         self.healthy = False  # every wanted replica is ready
         self.serving = False  # every bee has a ready replica
         self.not_ready: list[str] = []
@@ -77,7 +78,12 @@ class Hub:
     # -- requests --------------------------------------------------------------------
 
     def in_flight(self, gateway: str) -> int:
-        return sum(1 for g, _ in self.pending.values() if g == gateway)
+        return self.open.get(gateway, 0)
+
+    def _track(self, rid: str, gateway: str, fut: asyncio.Future[Reply] | None) -> None:
+        self.pending[rid] = (gateway, fut)
+        self.open[gateway] = self.open.get(gateway, 0) + 1
+        self.idle.clear()
 
     def refusal(self, gw: GatewayApp) -> tuple[int, str] | None:
         """Why a new request to `gw` must be refused at once (status, message), if it must.
@@ -109,8 +115,7 @@ class Hub:
         self._resubmit(rid, gw.name, body, t0)
 
     def _resubmit(self, rid: str, gateway: str, body: bytes, t0: float) -> None:
-        self.pending[rid] = (gateway, None)
-        self.idle.clear()
+        self._track(rid, gateway, None)
         header = Header(Kind.DATA, rid, gateway, gateway, t0, 0.0, Enc.JSON)
         self.submits[rid] = len(self.dispatcher.consumers(gateway))
         self._publish(gateway, header, body)
@@ -133,8 +138,7 @@ class Hub:
     async def request(self, gw: GatewayApp, rid: str, body: bytes) -> Reply:
         """Publish and wait for the first response (TimeoutError after the timeout)."""
         fut: asyncio.Future[Reply] = self.loop.create_future()
-        self.pending[rid] = (gw.name, fut)
-        self.idle.clear()
+        self._track(rid, gw.name, fut)
         timer = self.loop.call_later(gw.spec.timeout, self._expire, rid)
         self._publish(gw.name, self._header(gw, rid), body)
         try:
@@ -175,7 +179,9 @@ class Hub:
             entry[1].set_exception(TimeoutError())
 
     def _forget(self, rid: str) -> None:
-        self.pending.pop(rid, None)
+        entry = self.pending.pop(rid, None)
+        if entry is not None:
+            self.open[entry[0]] -= 1
         if not self.pending:
             self.idle.set()
 
@@ -284,6 +290,7 @@ class Hub:
             self.loop.remove_reader(self.child.stdin_fd)
             self.accepting = False
             self.pending.clear()
+            self.open.clear()
             self.idle.set()
             self.drain_s = 0
             self.stop_event.set()

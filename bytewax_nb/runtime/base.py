@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from ..child import Boot
 from ..spec import BeeSpec
@@ -81,8 +81,9 @@ class Launcher(ABC):
     ) -> Handle:
         """Start `python -m module`; `spec` is the bee's (None for the hub)."""
 
-    def prepare(self, spec: BeeSpec) -> None:  # noqa: B027 - only containers need it
-        """Get ready to launch this bee (build its image); may take long, runs off-loop."""
+    def prepare(self, spec: BeeSpec, upstream: Sequence[BeeSpec] = ()) -> None:  # noqa: B027
+        """Get ready to launch this bee, which listens to the bees `upstream` (build its
+        image); may take long, runs off-loop. Only containers need it."""
 
     def close(self) -> None:  # noqa: B027 - most launchers hold nothing
         """Release what the launcher itself holds."""

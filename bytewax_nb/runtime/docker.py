@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import docker
@@ -142,9 +142,9 @@ class DockerLauncher(Launcher):
             return f"tcp://host.docker.internal:{port}"
         return super().advertise(address, spec)
 
-    def prepare(self, spec: BeeSpec) -> None:
+    def prepare(self, spec: BeeSpec, upstream: Sequence[BeeSpec] = ()) -> None:
         """Build (or find) the bee's image before its replicas start."""
-        self._images[spec.name] = self._builder.image_for(spec)
+        self._images[spec.name] = self._builder.image_for(spec, upstream)
 
     def launch(
         self,

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +117,17 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def requirements_for(spec: BeeSpec) -> list[str]:
-    """The bee's requirements, each pinned to the kernel's version where it has one."""
+def requirements_for(spec: BeeSpec, upstream: Sequence[BeeSpec] = ()) -> list[str]:
+    """The bee's requirements, each pinned to the kernel's version where it has one.
+
+    What the bees it listens to need is needed here too: their results arrive as
+    pickles of their own types (a numpy array from a model bee), which this bee's
+    replica must import to unpickle, whatever its own code mentions."""
     wanted: dict[str, str] = {}
-    for req in (*RUNNER_NEEDS, *_distributions(_top_modules(spec.fn)), *spec.requirements):
+    needs: list[str] = []
+    for s in (spec, *upstream):
+        needs += [*_distributions(_top_modules(s.fn)), *s.requirements]
+    for req in (*RUNNER_NEEDS, *needs):
         name = re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0]
         wanted.setdefault(_canonical(name), req)
     pinned = []
@@ -153,22 +160,25 @@ class ImageBuilder:
         self._cache = Path(platformdirs.user_cache_dir("bytewax-nb")) / "wheels"
 
     @staticmethod
-    def tag_for(spec: BeeSpec, base_id: str = "") -> tuple[str, str, list[str]]:
+    def tag_for(
+        spec: BeeSpec, base_id: str = "", upstream: Sequence[BeeSpec] = ()
+    ) -> tuple[str, str, list[str]]:
         """(tag, digest, pinned requirements) of the image this bee needs.
 
         The digest covers the base image's id (not only its name: a base rebuilt under
         the same tag makes new images), every pinned requirement, and bytewax-nb's
         own source."""
-        requirements = requirements_for(spec)
+        requirements = requirements_for(spec, upstream)
         digest = hashlib.sha256(
             "\n".join([base_image(spec), base_id, *requirements, runner_hash()]).encode()
         ).hexdigest()
         return f"bytewax-nb-bee:{digest[:16]}", digest, requirements
 
-    def image_for(self, spec: BeeSpec) -> str:
+    def image_for(self, spec: BeeSpec, upstream: Sequence[BeeSpec] = ()) -> str:
+        """The image for a bee that listens to the bees `upstream`: found, or built."""
         base = base_image(spec)
         self.check_python(base)
-        tag, digest, requirements = self.tag_for(spec, self._id(base))
+        tag, digest, requirements = self.tag_for(spec, self._id(base), upstream)
         if self._holds(tag, requirements):
             return tag
         # one build per tag on this machine at a time: a second owner (another kernel,
@@ -183,9 +193,9 @@ class ImageBuilder:
         self._progress(f"built {tag}")
         return tag
 
-    def tag_of(self, spec: BeeSpec) -> str:
+    def tag_of(self, spec: BeeSpec, upstream: Sequence[BeeSpec] = ()) -> str:
         """The tag this bee's image has (or will have) on this engine."""
-        return self.tag_for(spec, self._id(base_image(spec)))[0]
+        return self.tag_for(spec, self._id(base_image(spec)), upstream)[0]
 
     def _id(self, image: str) -> str:
         return str(self._docker.images.get(image).id)
