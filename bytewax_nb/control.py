@@ -1,7 +1,7 @@
 """The control channel: supervisor (ROUTER) <-> each process (DEALER).
 
 Reliable and point to point, unlike the bus, so it carries what must not be lost:
-configuration (the pickled bee), readiness, probes, stats and stop orders. Every
+configuration (the pickled bee), links and routes, deaths, stats and stop orders. Every
 message is signed with the swarm key; only the configuration is a pickle, and it is
 verified before it is loaded.
 """

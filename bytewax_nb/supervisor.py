@@ -3,13 +3,14 @@
 It runs in one thread of the owner (kernel or CLI) and owns the control ROUTER, so
 every socket is used by the thread that made it. The API thread talks to it through
 a command queue and waits on events, never on sleeps. It launches the hub first (the
-bus and the gateways); bee replicas get their configuration once the bus has an
+gateways); bee replicas get their configuration once the hub's link socket has an
 address.
 
-Readiness is proven, not assumed (see `wiring`): producers publish probe frames
-until each consumer reports one arrived; only then does a replica get a shard of
-its bee's messages, and `start()` returns once every gateway has heard that the
-swarm serves. No message is lost to a slow joiner.
+Readiness is proven, not assumed (see `wiring`): each bee replica dials its producers
+and reports which of them welcomed it; `start()` and every live change return once
+every bee has its wanted replicas linked to all their producers and the hub has
+heard the new status. No message is lost to a slow joiner: a producer sends to a
+replica only once it has its window.
 """
 
 from __future__ import annotations
@@ -308,7 +309,7 @@ class Supervisor:
         return {"ok": True, "status": self.status(), "runtime": self.launcher.name}
 
     def _send(self, m: Member, kind: str, body: Any = None, *, pickled: bool = False) -> None:
-        # not connected yet, or gone: probes are retried and deaths are noticed
+        # not connected yet, or gone: it says hello again, or its death is noticed
         with contextlib.suppress(zmq.ZMQError):
             self._router.send_multipart([m.identity.encode(), *self._codec.pack(kind, body, pickled=pickled)])
 
@@ -533,7 +534,7 @@ class Supervisor:
             self.on_log(role, name, int(replica), line)
 
     def _tick(self) -> bool:
-        """Reap, refill, re-probe, report; True while there is something to hurry for."""
+        """Reap, refill, report; True while there is something to hurry for."""
         now = time.monotonic()
         for m in list(self.wiring.members.values()):
             code = m.handle.exit_code() if m.handle is not None else None

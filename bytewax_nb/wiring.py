@@ -65,6 +65,7 @@ class Slot:
     deaths: int = 0  # processes of this slot that exited unasked
     last_death: dict[str, Any] | None = None  # how the last one died, as a bee's last error
     carried: dict[str, int] = field(default_factory=dict)  # counters of dead processes
+    carried_drops: dict[str, int] = field(default_factory=dict)  # their dropped frames, by reason
 
 
 HUB = ("hub", "hub", 0)  # the slot of the hub process
@@ -109,6 +110,7 @@ class Wiring:
         if slot is not None and m.role == "bee":
             for k in _COUNTERS:
                 slot.carried[k] = slot.carried.get(k, 0) + int(m.stats.get(k, 0))
+            slot.carried_drops = _sum_counts([slot.carried_drops, m.stats.get("dropped_by") or {}])
         self.retried_before = _sum_counts([self.retried_before, m.stats.get("retried") or {}])
         return m
 
@@ -231,7 +233,9 @@ class Wiring:
                 batch=max((s.get("batch", 1.0) for s in reps), default=1.0),
                 pending_joins=sum(s.get("pending_joins", 0) for s in reps),
                 queued=sum(s.get("queued", 0) for s in reps),
-                dropped_by=_sum_counts(s.get("dropped_by") or {} for s in reps),
+                dropped_by=_sum_counts(
+                    [*(s.get("dropped_by") or {} for s in reps), *(s.carried_drops for s in slots)]
+                ),
                 deaths=sum(s.deaths for s in slots),
                 retried=retried.get(name, 0),
                 ready=min(ready, spec.replicas),

@@ -177,3 +177,20 @@ class Load:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=30)
+
+
+class Gate:
+    """Unpickling this blocks while a file exists: holds a replica in start-up (its
+    configuration carries the bee, and the bee captures a gate)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (_wait_absent, (self.path,))
+
+
+def _wait_absent(path: str) -> str:
+    while os.path.exists(path):
+        threading.Event().wait(0.02)
+    return path

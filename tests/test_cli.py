@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import hello_swarm, wait_until
+from conftest import Gate, hello_swarm, wait_until
 
 import bytewax_nb
 from bytewax_nb import state
@@ -154,31 +154,13 @@ def test_a_gateway_nobody_listens_to_answers_503_at_once(make_swarm: Any) -> Non
     assert status == 503 and "no bee listens to gateway 'lonely'" in body["error"]
 
 
-class _Gate:
-    """Unpickling this blocks while a file exists: holds a replica in start-up."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> Any:
-        return (_wait_absent, (self.path,))
-
-
-def _wait_absent(path: str) -> str:
-    import threading
-
-    while os.path.exists(path):
-        threading.Event().wait(0.02)
-    return path
-
-
 @pytest.mark.slow
 def test_send_wait_waits_until_the_gateway_serves(make_swarm: Any, state_dir: Path, tmp_path: Path) -> None:
     import threading
 
     gate = tmp_path / "gate"
     gate.touch()
-    holder = _Gate(str(gate))
+    holder = Gate(str(gate))
     swarm = make_swarm("late")
     swarm.gateway("late-in")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Load, hello_swarm, port_open, swarm_pids, wait_until
+from conftest import Gate, Load, hello_swarm, port_open, swarm_pids, wait_until
 
 from bytewax_nb import GatewayError, RemoteError, RequestTimeout
 from bytewax_nb.client import post
@@ -479,26 +479,10 @@ def test_a_process_without_the_swarms_keys_cannot_even_connect(make_swarm: Any, 
     assert swarm.request("in", "still fine") == "still fine"
 
 
-class _Gate:
-    """Unpickling this blocks while a file exists: holds a restarted replica in start-up."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> Any:
-        return (_wait_absent, (self.path,))
-
-
-def _wait_absent(path: str) -> str:
-    while os.path.exists(path):
-        threading.Event().wait(0.02)
-    return path
-
-
 @pytest.mark.slow
 def test_a_request_waits_while_the_only_replica_restarts(make_swarm: Any, tmp_path: Path) -> None:
     gate = str(tmp_path / "gate")
-    holder = _Gate(gate)
+    holder = Gate(gate)
     swarm = make_swarm()
     swarm.gateway("in")
 

@@ -1,1 +1,1 @@
-"""The hub process: the bus proxy and the swarm's HTTP gateways."""
+"""The hub process: the swarm's HTTP gateways and the producer of their requests."""
