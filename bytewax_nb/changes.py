@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .protocol import MemberState, Role
 from .spec import BeeSpec, Topology
 from .wiring import Member, Slot, Wiring
 
@@ -28,8 +29,8 @@ class Change:
     undo: Callable[[], None] | None = None  # what a change that cannot settle goes back to
 
 
-def _bee_slots(wiring: Wiring, name: str) -> list[tuple[str, str, int]]:
-    return [k for k in wiring.slots if k[:2] == ("bee", name)]
+def _bee_slots(wiring: Wiring, name: str) -> list[tuple[Role, str, int]]:
+    return [k for k in wiring.slots if k[:2] == (Role.BEE, name)]
 
 
 def reslot(wiring: Wiring, spec: BeeSpec) -> None:
@@ -38,7 +39,7 @@ def reslot(wiring: Wiring, spec: BeeSpec) -> None:
         if key[2] >= spec.replicas:
             del wiring.slots[key]
     for r in range(spec.replicas):
-        slot = wiring.slots.setdefault(("bee", spec.name, r), Slot())
+        slot = wiring.slots.setdefault((Role.BEE, spec.name, r), Slot())
         slot.failures, slot.restart_at, slot.ever_ready = 0, 0.0, False
 
 
@@ -60,13 +61,13 @@ def set_replicas(topology: Topology, wiring: Wiring, spec: BeeSpec) -> list[Memb
             del wiring.slots[key]
     kill = []
     for m in wiring.members.values():
-        if m.role == "bee" and m.name == spec.name and m.replica >= spec.replicas and not m.retiring:
-            if m.state == "up":
+        if m.role == Role.BEE and m.name == spec.name and m.replica >= spec.replicas and not m.retiring:
+            if m.state == MemberState.UP:
                 m.retiring = True
             else:
                 kill.append(m)
     for r in range(spec.replicas):
-        wiring.slots.setdefault(("bee", spec.name, r), Slot())
+        wiring.slots.setdefault((Role.BEE, spec.name, r), Slot())
     return kill
 
 
@@ -78,8 +79,8 @@ def remove(topology: Topology, wiring: Wiring, name: str) -> list[Member]:
         del wiring.slots[key]
     kill = []
     for m in wiring.members.values():
-        if m.role == "bee" and m.name == name and not m.retiring:
-            if m.state == "up":
+        if m.role == Role.BEE and m.name == name and not m.retiring:
+            if m.state == MemberState.UP:
                 m.retiring = True
             else:
                 kill.append(m)
@@ -89,7 +90,7 @@ def remove(topology: Topology, wiring: Wiring, name: str) -> list[Member]:
 def undo_deploy(topology: Topology, wiring: Wiring, name: str, previous: BeeSpec | None) -> list[Member]:
     """A (re)deploy whose replicas cannot start: the old version serves on (a new bee
     goes away). Returns the new version's replicas, to kill."""
-    kill = [m for m in wiring.members.values() if m.role == "bee" and m.name == name and not m.retiring]
+    kill = [m for m in wiring.members.values() if m.role == Role.BEE and m.name == name and not m.retiring]
     if previous is None:
         del topology.bees[name]
         for key in _bee_slots(wiring, name):
@@ -98,7 +99,7 @@ def undo_deploy(topology: Topology, wiring: Wiring, name: str, previous: BeeSpec
     topology.bees[name] = previous
     reslot(wiring, previous)
     for m in wiring.members.values():
-        if m.role == "bee" and m.name == name and m.retiring and not m.retire_sent:
+        if m.role == Role.BEE and m.name == name and m.retiring and not m.retire_sent:
             m.retiring = False
     for key in _bee_slots(wiring, name):
         wiring.slots[key].ever_ready = True

@@ -69,7 +69,7 @@ class Child:
         self.stdin_fd = sys.stdin.fileno()
         os.set_blocking(self.stdin_fd, False)
 
-    def send(self, kind: str, body: Any = None) -> None:
+    def send(self, kind: Msg, body: Any = None) -> None:
         self.control.send_multipart(self.codec.pack(kind, body))
 
     def recv_config(self, timeout_s: float = 60.0) -> dict[str, Any]:

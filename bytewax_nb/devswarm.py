@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import BytewaxNBError, RemoteError
 from .invoke import Context, Invoker
+from .protocol import CallStyle
 from .source import user_traceback
 from .spec import BeeSpec, Topology
 from .wire import dump_json
@@ -62,7 +63,9 @@ def run_in_process(topology: Topology, gateway: str, payload: Any) -> Any:
         invoker = Invoker(bee.fn)
         try:
             if bee.batch_size > 1:
-                results = invoker.fn([data]) if invoker.style == 1 else invoker.fn([data], [ctx])
+                results = (
+                    invoker.fn([data]) if invoker.style == CallStyle.PAYLOAD else invoker.fn([data], [ctx])
+                )
                 result = next(iter(results))
             else:
                 result = invoker(data, ctx)

@@ -10,6 +10,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from .protocol import CallStyle
+
 __all__ = ["Context", "Invoker", "call_style"]
 
 Callback = Callable[[Any], None]
@@ -48,7 +50,7 @@ class Context:
         self._on_respond(data)
 
 
-def call_style(fn: Callable[..., Any]) -> int:
+def call_style(fn: Callable[..., Any]) -> CallStyle:
     """How many positional arguments `fn` wants: 1, 2 (payload, ctx) or 3 (legacy).
 
     Only parameters without defaults count, so `def f(x, model=model)` is still a
@@ -57,10 +59,10 @@ def call_style(fn: Callable[..., Any]) -> int:
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        return 1
+        return CallStyle.PAYLOAD
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     required = sum(1 for p in params if p.kind in positional and p.default is p.empty)
-    return min(max(required, 1), 3)
+    return CallStyle(min(max(required, 1), 3))
 
 
 class Invoker:
@@ -73,8 +75,8 @@ class Invoker:
         self.style = call_style(fn)
 
     def __call__(self, payload: Any, ctx: Any) -> Any:
-        if self.style == 1:
+        if self.style == CallStyle.PAYLOAD:
             return self.fn(payload)
-        if self.style == 2:
+        if self.style == CallStyle.CONTEXT:
             return self.fn(payload, ctx)
         return self.fn(ctx, payload, ctx)

@@ -25,29 +25,12 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
 
+from .protocol import Route
 from .wire import Enc, Header, Kind, Signer, next_seq, unpack_seqs
 
-__all__ = ["Dispatcher", "Link", "Parcel", "Route", "died_answer", "routes_from", "routes_to"]
+__all__ = ["Dispatcher", "Link", "Parcel", "died_answer"]
 
 Send = Callable[[str, list[Any]], None]  # (consumer identity, frames of one message)
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A bee that listens to one of this producer's topics."""
-
-    bee: str
-    join: bool = False
-    retries: int = 1
-
-
-def routes_to(routes: Mapping[str, Iterable[Route]]) -> dict[str, list[list[Any]]]:
-    """Routes as the control channel carries them: per topic, [bee, join, retries]."""
-    return {topic: [[r.bee, r.join, r.retries] for r in rs] for topic, rs in routes.items()}
-
-
-def routes_from(body: dict[str, list[list[Any]]]) -> dict[str, list[Route]]:
-    return {topic: [Route(str(b), bool(j), int(n)) for b, j, n in rs] for topic, rs in body.items()}
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from IPython.display import Pretty, display
 
 from . import client
 from .errors import BytewaxNBError, TopologyError
+from .protocol import Runtime
 from .spec import DEFAULT_BEE_TIMEOUT
 from .swarm import Swarm
 from .table import status_table
@@ -76,14 +77,14 @@ class SwarmMagics(Magics):
         return swarm
 
     def _swarm(self) -> Swarm:
-        return current_swarm() or self._new(_notebook_swarm_name(), "auto")
+        return current_swarm() or self._new(_notebook_swarm_name(), Runtime.AUTO)
 
     # -- %swarm ------------------------------------------------------------------------
 
     @magic_arguments()
     @argument("action", nargs="?", default="", help="new | status | stop (nothing: the live graph)")
     @argument("name", nargs="?", help="the new swarm's name")
-    @argument("--runtime", default="auto", choices=["auto", "process", "docker"])
+    @argument("--runtime", default=Runtime.AUTO, choices=[str(r) for r in Runtime])
     @line_magic
     def swarm(self, line: str) -> Any:
         """%swarm new NAME [--runtime R] | %swarm | %swarm status | %swarm stop"""

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import cast
 
+from .protocol import BeeView, GatewayCounts, GatewayView, HubStats, HubView, ReplicaView, Role, SwarmStatus
 from .spec import GatewaySpec, Topology
 from .wiring import Member, Wiring
 
@@ -33,40 +34,41 @@ def snapshot(
     topology: Topology,
     wiring: Wiring,
     ports: Mapping[str, int],
-    hub_stats: Mapping[str, Any],
+    hub_stats: HubStats | None,
     hub_restarts: int = 0,
-) -> dict[str, Any]:
-    """The status dict of `Swarm.status()`, `%swarm status` and `bytewax-nb status`."""
+) -> SwarmStatus:
+    """The status of `Swarm.status()`, `%swarm status` and `bytewax-nb status`."""
     hub = wiring.hub()
-    counts = hub_stats.get("gateways", {})
+    counts: dict[str, GatewayCounts] = hub_stats["gateways"] if hub_stats else {}
+    none = GatewayCounts(requests=0, errors=0)
     gateways = {
-        name: {
-            "port": ports.get(name),
-            "host": g.host,
-            "timeout": g.timeout,
-            "pid": _pid(hub),
-            "url": gateway_url(g, ports[name]) if name in ports else None,
-            "requests": int(counts.get(name, {}).get("requests", 0)),
-            "errors": int(counts.get(name, {}).get("errors", 0)),
-        }
+        name: GatewayView(
+            port=ports.get(name),
+            host=g.host,
+            timeout=g.timeout,
+            pid=_pid(hub),
+            url=gateway_url(g, ports[name]) if name in ports else None,
+            requests=counts.get(name, none)["requests"],
+            errors=counts.get(name, none)["errors"],
+        )
         for name, g in topology.gateways.items()
     }
     members = sorted(wiring.members.values(), key=lambda m: m.replica)
-    bees = {}
+    bees: dict[str, BeeView] = {}
     for name, st in wiring.bee_stats().items():
         replicas = [
-            {"replica": m.replica, "pid": _pid(m), "state": m.state, **m.stats}
+            cast(ReplicaView, {"replica": m.replica, "pid": _pid(m), "state": m.state, **m.stats})
             for m in members
-            if m.role == "bee" and m.name == name
+            if m.role == Role.BEE and m.name == name
         ]
-        bees[name] = {**st, "join": topology.bees[name].join, "replicas": replicas}
-    hub_view = {
-        "pid": _pid(hub),
-        "restarts": hub_restarts,
-        "dropped_by": dict(hub_stats.get("dropped_by", {})),
-        "waiting": int(hub_stats.get("waiting", 0)),
-    }
-    return {"swarm": swarm, "ready": ready, "gateways": gateways, "bees": bees, "hub": hub_view}
+        bees[name] = BeeView(**st, join=topology.bees[name].join, replicas=replicas)
+    hub_view = HubView(
+        pid=_pid(hub),
+        restarts=hub_restarts,
+        dropped_by=dict(hub_stats["dropped_by"]) if hub_stats else {},
+        waiting=hub_stats["waiting"] if hub_stats else 0,
+    )
+    return SwarmStatus(swarm=swarm, ready=ready, gateways=gateways, bees=bees, hub=hub_view)
 
 
 def record_fields(
@@ -86,7 +88,7 @@ def not_ready_report(wiring: Wiring, logs: Logs) -> str:
         here = [m for m in wiring.members.values() if m.slot_key == (role, name, replica)]
         state = here[0].state if here else f"exited (code {slot.last_exit})"
         lines.append(f"  {role} {name}/{replica}: {state}")
-        key = name if role == "bee" else "hub"
+        key = name if role == Role.BEE else "hub"
         tail = [line for _, r, line in list(logs.get(key, ())) if r == replica][-15:]
         lines += [f"    | {t}" for t in tail]
     return "\n".join(lines)

@@ -17,21 +17,32 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
 from .child import Child, read_boot
-from .control import Msg
 from .errors import BadRequest
 from .intake import InLink, Intake
 from .invoke import Context, Invoker
-from .links import Dispatcher, routes_from
+from .links import Dispatcher, died_answer
+from .protocol import (
+    BeeConfig,
+    BeeError,
+    BeeStats,
+    CallStyle,
+    LinksBody,
+    Lost,
+    Msg,
+    RoutesBody,
+    bee_error,
+    routes_from,
+)
 from .sockio import readable, recv_routed, send_frames, send_routed
 from .source import restore, user_traceback
 from .spec import BeeSpec
 from .watchdog import Watchdog
-from .wire import Enc, Header, Kind, Message, dump_json, error_body, next_seq, pickled
+from .wire import Enc, Header, Kind, Message, dump_json, next_seq, pickled
 
 __all__ = ["Replica", "main"]
 
@@ -66,24 +77,24 @@ class _ReplicaContext(Context):
 class Replica:
     """One replica of one bee, linked to its producers, its consumers and the supervisor."""
 
-    def __init__(self, child: Child, config: dict[str, Any]) -> None:
+    def __init__(self, child: Child, config: BeeConfig) -> None:
         self.child = child
         self.signer = child.signer
         spec: BeeSpec = config["spec"]
-        _check_imports(spec.name, config.get("imports", ()))
-        restore(spec.fn, config.get("source", {}))
+        _check_imports(spec.name, config["imports"])
+        restore(spec.fn, config["source"])
         self.spec = spec
         self.name = spec.name
         self.me = child.boot.identity
         self.replica: int = config["replica"]
         self.invoke = Invoker(spec.fn)
         # consumers dial this ROUTER; producers are dialled by the intake's DEALERs
-        self.router, self.address = child.link_router(config.get("peer_host", "127.0.0.1"))
+        self.router, self.address = child.link_router(config["peer_host"])
         self.bursts: dict[str, list[Any]] = {}  # consumer identity -> frames of this round
         self.to_hub: list[Any] = []  # answers, to the hub's link
         self.dispatcher = Dispatcher(self.me, self.signer, self._to_consumer)
         self.dispatcher.set_routes(routes_from(config["routes"]))
-        self.intake = Intake(child.ctx, self.me, self.name, self.signer, int(config.get("window", WINDOW)))
+        self.intake = Intake(child.ctx, self.me, self.name, self.signer, WINDOW)
         self.hub_id: str | None = None
         # what the supervisor knows: the producers that welcomed us, and whether all of
         # them have stopped sending (after a RETIRE)
@@ -98,7 +109,7 @@ class Replica:
         self.latencies: deque[float] = deque(maxlen=1024)
         self.batch_sizes: deque[int] = deque(maxlen=256)
         self._last_stats: tuple[Any, ...] = ()
-        self.last_error: dict[str, Any] | None = None  # what the widget shows of a bee's last failure
+        self.last_error: BeeError | None = None  # what the widget shows of a bee's last failure
         self.running = True
         self.out_since = 0.0
         self.watchdog = Watchdog(child, spec.timeout, self.give_up, self.give_back)
@@ -110,9 +121,9 @@ class Replica:
 
     # -- links -----------------------------------------------------------------------
 
-    def _set_links(self, body: dict[str, Any]) -> None:
-        self.intake.set_links(dict(body["links"]), self.child.secure_client)
-        self.hub_id = body.get("hub")
+    def _set_links(self, body: LinksBody) -> None:
+        self.intake.set_links(body["links"], self.child.secure_client)
+        self.hub_id = body["hub"]
 
     def _to_consumer(self, identity: str, frames: list[Any]) -> None:
         if not self.out_since:
@@ -248,11 +259,11 @@ class Replica:
                 continue
             kind, body = msg
             if kind == Msg.LINKS:
-                self._set_links(body)
+                self._set_links(cast(LinksBody, body))
             elif kind == Msg.ROUTES:
-                self.dispatcher.set_routes(routes_from(body))
+                self.dispatcher.set_routes(routes_from(cast(RoutesBody, body)))
             elif kind == Msg.LOST:
-                self._lost(body)
+                self._lost(cast(Lost, body))
             elif kind == Msg.REPORT:
                 self._send_stats(force=True)
             elif kind == Msg.RETIRE:
@@ -260,14 +271,15 @@ class Replica:
             elif kind == Msg.STOP:
                 self.running = False
 
-    def _lost(self, body: dict[str, Any]) -> None:
+    def _lost(self, body: Lost) -> None:
         """A process died: retry what it held of ours, or answer its callers."""
-        if body.get("clean"):  # retired and drained: everything it held was done
-            self.dispatcher.drop(str(body["identity"]))
+        if body["clean"]:  # retired and drained: everything it held was done
+            self.dispatcher.drop(body["identity"])
             return
-        for parcel in self.dispatcher.lost(str(body["identity"])):
-            text = "\n".join(body["tail"])
-            self.to_hub += self._error_frames(parcel.header, parcel.bee, "ReplicaDied", body["message"], text)
+        text = "\n".join(body["tail"])
+        for parcel in self.dispatcher.lost(body["identity"]):
+            why = died_answer(body["message"], parcel)
+            self.to_hub += self._error_frames(parcel.header, bee_error(parcel.bee, "ReplicaDied", why, text))
 
     def _retired(self) -> bool:
         """Retiring, and everything sent to it before its producers' last word is handled:
@@ -355,30 +367,24 @@ class Replica:
             self.out_since = time.perf_counter()
         return self.signer.frames(out, body)
 
-    def _error_frames(
-        self, header: Header, bee: str, ename: str, message: str, text: str, status: int = 500
-    ) -> list[Any]:
-        body = error_body(header.request_id, bee, ename, message, text, status)
-        return self._hub_frames(Kind.ERROR, header, bee, body)
+    def _error_frames(self, header: Header, err: BeeError) -> list[Any]:
+        err["request_id"] = header.request_id
+        return self._hub_frames(Kind.ERROR, header, err["bee"], dump_json(err))
 
     def _fail(self, header: Header, exc: BaseException) -> None:
         if isinstance(exc, BadRequest):  # the caller's mistake, not the bee's: a 400, no traceback
-            self.to_hub += self._error_frames(header, self.name, "BadRequest", str(exc), "", 400)
+            self.to_hub += self._error_frames(
+                header, bee_error(self.name, "BadRequest", str(exc), status=400)
+            )
             return
         self.errors += 1
         text = "".join(traceback.format_exception(type(exc), exc, user_traceback(exc.__traceback__)))
         print(f"[{self.name}] request {header.request_id} failed:\n{text}", file=sys.stderr, end="")
-        self.last_error = {
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "traceback": text,
-            "request_id": header.request_id,
-            "time": time.time(),
-        }
+        self.last_error = bee_error(self.name, type(exc).__name__, str(exc), text, header.request_id)
         self._send_error(header, exc, text)
 
     def _send_error(self, header: Header, exc: BaseException, text: str) -> None:
-        self.to_hub += self._error_frames(header, self.name, type(exc).__name__, str(exc), text)
+        self.to_hub += self._error_frames(header, bee_error(self.name, type(exc).__name__, str(exc), text))
 
     # -- while a call runs long (the watchdog's thread, holding the sockets) ------------
 
@@ -393,7 +399,7 @@ class Replica:
         why = f"bee {self.name!r} did not return within its timeout of {timeout:g} s; replica restarted"
         text = stack + f"BeeTimeout: {why}\n"
         for header in stuck:
-            self.to_hub += self._error_frames(header, self.name, "BeeTimeout", why, text)
+            self.to_hub += self._error_frames(header, bee_error(self.name, "BeeTimeout", why, text))
             print(f"[{self.name}] request {header.request_id}: {why}", file=sys.stderr)
         print(text, file=sys.stderr, end="")
         for link, seq in acks:  # answered: no producer may send them again
@@ -436,7 +442,7 @@ class Replica:
         self.watchdog.enter(t, headers, acks)
         results: list[Any] | None = None
         try:
-            if self.invoke.style == 1:
+            if self.invoke.style == CallStyle.PAYLOAD:
                 out = self.invoke.fn(payloads)
             else:
                 out = self.invoke.fn(payloads, [self._context(h) for h in headers])
@@ -483,19 +489,19 @@ class Replica:
         sizes = self.batch_sizes
         self.child.send(
             Msg.STATS,
-            {
-                "handled": self.handled,
-                "errors": self.errors,
-                "dropped": sum(dropped.values()),
-                "dropped_by": dropped,
-                "retried": dict(self.dispatcher.retried),
-                "queued": len(self.intake.queue),
-                "p50_ms": p50,
-                "p99_ms": p99,
-                "batch": (sum(sizes) / len(sizes)) if sizes else 1.0,
-                "pending_joins": len(self.joins),
-                "last_error": self.last_error,
-            },
+            BeeStats(
+                handled=self.handled,
+                errors=self.errors,
+                dropped=sum(dropped.values()),
+                dropped_by=dropped,
+                retried=dict(self.dispatcher.retried),
+                queued=len(self.intake.queue),
+                p50_ms=p50,
+                p99_ms=p99,
+                batch=(sum(sizes) / len(sizes)) if sizes else 1.0,
+                pending_joins=len(self.joins),
+                last_error=self.last_error,
+            ),
         )
 
 
@@ -517,7 +523,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     child = Child(read_boot())
     try:
-        config = child.recv_config()
+        config = cast(BeeConfig, child.recv_config())
         replica = Replica(child, config)
         try:
             replica.run()

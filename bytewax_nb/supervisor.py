@@ -26,7 +26,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import zmq
 
@@ -34,9 +34,28 @@ from . import changes, reports, state
 from .changes import Change
 from .child import Boot
 from .commands import CommandSocket
-from .control import ControlCodec, Msg
+from .control import ControlCodec
 from .curve import BusKeys, Curve
 from .errors import StartError
+from .protocol import (
+    BeeConfig,
+    BeeStats,
+    Bye,
+    HubConfig,
+    HubStats,
+    Linked,
+    LinksBody,
+    Lost,
+    MemberState,
+    Msg,
+    Role,
+    Status,
+    StatusOk,
+    StopOrder,
+    StopPhase,
+    SwarmStatus,
+    Up,
+)
 from .runtime.base import Handle, Launcher, NeverStarted
 from .source import capture, imported_modules
 from .spec import BeeSpec, GatewaySpec, Topology
@@ -70,7 +89,7 @@ class Supervisor:
         self.wiring = Wiring(topology)
         self.logs: dict[str, deque[tuple[float, int, str]]] = {}
         self.ports: dict[str, int] = {}
-        self.hub_stats: dict[str, Any] = {}  # the gateways' counters, as the hub last reported them
+        self.hub_stats: HubStats | None = None  # the gateways' counters, as the hub last reported them
         self.hub_restarts = 0
         self.unprocessed = 0  # accepted submits no bee had taken when the swarm stopped
         self._launches = 0  # processes launched so far: the last part of each identity
@@ -101,7 +120,7 @@ class Supervisor:
         self._change_lock = threading.RLock()
         self._stats_wanted: tuple[set[str], threading.Event] = (set(), threading.Event())
         self._stopping = False
-        self._stop_phase = ""
+        self._stop_phase = StopPhase.RUNNING
         self._stop_deadline = 0.0
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
@@ -220,7 +239,7 @@ class Supervisor:
         """What `swarm.request` shows the gateways to get bees' tracebacks (see http.py)."""
         return traceback_token(self._key).decode()
 
-    def status(self, fresh: float = 0.5) -> dict[str, Any]:
+    def status(self, fresh: float = 0.5) -> SwarmStatus:
         """The swarm's state; first asks every replica for its counters (up to `fresh` s)."""
         reported = threading.Event()
         self.call(lambda: self._ask_stats(reported))
@@ -228,7 +247,7 @@ class Supervisor:
         return self.call(self._snapshot)
 
     def _ask_stats(self, reported: threading.Event) -> None:
-        members = [m for m in self.wiring.members.values() if m.state == "up"]
+        members = [m for m in self.wiring.members.values() if m.state == MemberState.UP]
         self._stats_wanted = ({m.identity for m in members}, reported)
         for m in members:
             self._send(m, Msg.REPORT)
@@ -308,7 +327,7 @@ class Supervisor:
     def _cli_status(self) -> dict[str, Any]:
         return {"ok": True, "status": self.status(), "runtime": self.launcher.name}
 
-    def _send(self, m: Member, kind: str, body: Any = None, *, pickled: bool = False) -> None:
+    def _send(self, m: Member, kind: Msg, body: Any = None, *, pickled: bool = False) -> None:
         # not connected yet, or gone: it says hello again, or its death is noticed
         with contextlib.suppress(zmq.ZMQError):
             self._router.send_multipart([m.identity.encode(), *self._codec.pack(kind, body, pickled=pickled)])
@@ -324,73 +343,77 @@ class Supervisor:
             if m is not None and msg is not None:
                 self._on_message(m, *msg)
 
-    def _on_message(self, m: Member, kind: str, body: Any) -> None:
+    def _on_message(self, m: Member, kind: Msg, body: Any) -> None:
+        """One verified control message from `m`; `body` is what `protocol` names for it."""
         if kind == Msg.HELLO:
             hub = self.wiring.hub()
-            if m.role == "bee" and (hub is None or hub.address is None):
+            if m.role == Role.BEE and (hub is None or hub.address is None):
                 self._unconfigured.append(m)  # configured once the hub's address is known
             else:
                 self._configure(m)
         elif kind == Msg.UP:
-            m.state = "up"
-            m.address = str(body["address"])
-            if m.role == "hub":
-                self.ports.update({k: int(v) for k, v in body["ports"].items()})
-                waiting, self._unconfigured = self._unconfigured, []
-                for w in waiting:
-                    if w.identity in self.wiring.members:
-                        self._configure(w)
-            self._after_change()
+            self._up(m, cast(Up, body))
         elif kind == Msg.LINKED:
-            m.linked = frozenset(body["producers"])
-            m.revoked = bool(body.get("revoked"))
+            linked = cast(Linked, body)
+            m.linked, m.revoked = frozenset(linked["producers"]), linked["revoked"]
             self._after_change()
         elif kind == Msg.STATUS_OK:
-            m.status_ok = int(body["version"])
+            m.status_ok = cast(StatusOk, body)["version"]
             self._check_change()
         elif kind == Msg.STATS:
-            m.stats = body
-            if m.role == "hub":
-                self.hub_stats = body
+            m.stats = cast("BeeStats | HubStats", body)
+            if m.role == Role.HUB:
+                self.hub_stats = cast(HubStats, body)
             wanted, reported = self._stats_wanted
             wanted.discard(m.identity)
             if not wanted:
                 reported.set()
         elif kind == Msg.BYE:
-            m.state = "stopping"
-            if m.role == "hub" and self._stopping:
-                self.unprocessed = int(body.get("journal", 0))
+            m.state = MemberState.STOPPING
+            if m.role == Role.HUB and self._stopping:
+                self.unprocessed = cast(Bye, body).get("journal", 0)
+
+    def _up(self, m: Member, up: Up) -> None:
+        m.state = MemberState.UP
+        m.address = up["address"]
+        if m.role == Role.HUB:
+            self.ports.update(up.get("ports", {}))
+            waiting, self._unconfigured = self._unconfigured, []
+            for w in waiting:
+                if w.identity in self.wiring.members:
+                    self._configure(w)
+        self._after_change()
 
     def _configure(self, m: Member) -> None:
         self._send(m, Msg.CONFIG, self._config_for(m), pickled=True)
         m.routes_sent = self.wiring.routes_for(m)
-        if m.role == "bee":
+        if m.role == Role.BEE:
             m.links_sent = self._links_for(m)
-        m.state = "configured"
+        m.state = MemberState.CONFIGURED
 
-    def _config_for(self, m: Member) -> dict[str, Any]:
+    def _config_for(self, m: Member) -> HubConfig | BeeConfig:
         routes = self.wiring.routes_for(m)
-        if m.role == "hub":
+        if m.role == Role.HUB:
             # a restarted hub takes the same ports: URLs hold
-            return {
-                "gateways": list(self.topology.gateways.values()),
-                "bus_host": self.launcher.bind_host,
-                "ports": dict(self.ports),
-                "routes": routes,
-                "journal": str(self.record.log_dir / "journal.sqlite"),
-            }
+            return HubConfig(
+                gateways=list(self.topology.gateways.values()),
+                bus_host=self.launcher.bind_host,
+                ports=dict(self.ports),
+                routes=routes,
+                journal=str(self.record.log_dir / "journal.sqlite"),
+            )
         spec = self.topology.bees[m.name]
-        return {
-            "replica": m.replica,
-            "spec": spec,
-            "routes": routes,
-            "links": self._links_for(m),
-            "peer_host": self.launcher.peer_host,
-            "source": capture(spec.fn),
-            "imports": sorted(imported_modules(spec.fn)),
-        }
+        return BeeConfig(
+            replica=m.replica,
+            spec=spec,
+            routes=routes,
+            links=self._links_for(m),
+            peer_host=self.launcher.peer_host,
+            source=capture(spec.fn),
+            imports=sorted(imported_modules(spec.fn)),
+        )
 
-    def _links_for(self, m: Member) -> dict[str, Any]:
+    def _links_for(self, m: Member) -> LinksBody:
         """The LINKS body of a bee replica; the hub's address as this runtime's replicas dial it."""
         body = self.wiring.links_for(m)
         hub = self.wiring.hub()
@@ -404,13 +427,13 @@ class Supervisor:
     def _after_change(self) -> None:
         """Tell every process what changed for it, retire what is replaced, report."""
         for m in list(self.wiring.members.values()):
-            if m.state != "up":
+            if m.state != MemberState.UP:
                 continue
             routes = self.wiring.routes_for(m)
             if routes != m.routes_sent:
                 m.routes_sent = routes
                 self._send(m, Msg.ROUTES, routes)
-            if m.role == "bee":
+            if m.role == Role.BEE:
                 links = self._links_for(m)
                 if links != m.links_sent:
                     m.links_sent = links
@@ -434,8 +457,18 @@ class Supervisor:
         bees = self.wiring.bee_stats()
         not_ready = sorted(n for n, st in bees.items() if st["ready"] == 0)
         short = sorted(n for n, st in bees.items() if st["ready"] < st["wanted"])
-        figures = ("handled", "errors", "deaths", "retried", "dropped", "state", "failing")
-        bee_figures = [[st[f] for f in figures] for _, st in sorted(bees.items())]
+        bee_figures = [
+            (
+                st["handled"],
+                st["errors"],
+                st["deaths"],
+                st["retried"],
+                st["dropped"],
+                st["state"],
+                st["failing"],
+            )
+            for _, st in sorted(bees.items())
+        ]
         key = (not_ready, short, self.hub_restarts, bee_figures)
         now = time.monotonic()
         since = now - self._status_sent
@@ -447,16 +480,16 @@ class Supervisor:
         self._status_key = key
         self._status_sent = now
         self._status_version += 1
-        body = {
-            "version": self._status_version,
-            "serving": not not_ready,
-            "healthy": not short,
-            "not_ready": short,
-            "bees": bees,
-            "hub_restarts": self.hub_restarts,
-        }
+        body = Status(
+            version=self._status_version,
+            serving=not not_ready,
+            healthy=not short,
+            not_ready=short,
+            bees=bees,
+            hub_restarts=self.hub_restarts,
+        )
         hub = self.wiring.hub()
-        if hub is not None and hub.state == "up":
+        if hub is not None and hub.state == MemberState.UP:
             self._send(hub, Msg.STATUS, body)
 
     def _check_change(self) -> None:
@@ -502,7 +535,7 @@ class Supervisor:
         for key in self.wiring.want():
             self._launch(*key)
 
-    def _launch(self, role: str, name: str, replica: int) -> None:
+    def _launch(self, role: Role, name: str, replica: int) -> None:
         slot = self.wiring.slots[(role, name, replica)]
         # never reused within the swarm, even by a slot made again after a scale down:
         # every process remembers the sequence numbers it saw from each identity, and a
@@ -510,11 +543,11 @@ class Supervisor:
         self._launches += 1
         slot.generation = self._launches
         identity = f"{role}:{name}:{replica}:{self._launches}"
-        bee = self.topology.bees.get(name) if role == "bee" else None
+        bee = self.topology.bees.get(name) if role == Role.BEE else None
         control = self.launcher.advertise(self.control_address, bee)
         boot = Boot(self._key, control, identity, self._bus_keys)
-        module = "bytewax_nb.runner" if role == "bee" else "bytewax_nb.gateway"  # the hub
-        spec = self.topology.bees[name] if role == "bee" else None
+        module = "bytewax_nb.runner" if role == Role.BEE else "bytewax_nb.gateway"  # the hub
+        spec = self.topology.bees[name] if role == Role.BEE else None
         env = spec.env if spec is not None else {}
         handle: Handle
         try:
@@ -527,7 +560,7 @@ class Supervisor:
     def _on_line(self, identity: str, line: str) -> None:
         # called from reader threads: deque.append is atomic; the callback is the user's
         role, name, replica, _ = identity.split(":")
-        key = name if role == "bee" else "hub"
+        key = name if role == Role.BEE else "hub"
         self.logs.setdefault(key, deque(maxlen=_LOG_LINES)).append((time.time(), int(replica), line))
         self._log_files.write(key, f"[{key}/{replica}] {line}")
         if self.on_log is not None:
@@ -564,7 +597,7 @@ class Supervisor:
         slot.failures += 1  # back to 0 once a replica of the slot is wired again
         slot.restart_at = now + min(0.1 * 2 ** (slot.failures - 1), 5.0)
         slot.deaths += 1
-        if m.role == "hub":
+        if m.role == Role.HUB:
             self.hub_restarts += 1
         else:
             slot.last_death = death_error(m.name, m.replica, exit_cause(code), self._tail(m))
@@ -580,23 +613,23 @@ class Supervisor:
         self._after_change()
 
     def _tail(self, m: Member, lines: int = 10) -> list[str]:
-        key = m.name if m.role == "bee" else "hub"
+        key = m.name if m.role == Role.BEE else "hub"
         return [line for _, r, line in list(self.logs.get(key, ())) if r == m.replica][-lines:]
 
     def _tell_lost(self, m: Member, code: int, clean: bool) -> None:
         """Every process that may have sent it work hears it died: what it held is sent
         again elsewhere, or its callers are told how it died."""
-        spec = self.topology.bees.get(m.name) if m.role == "bee" else None
-        body = {
-            "identity": m.identity,
-            "bee": m.name,
-            "message": f"replica {m.replica} of bee {m.name!r} {exit_cause(code)}",
-            "tail": self._tail(m),
-            "clean": clean,
-            "retries": spec.retries if spec is not None else 0,
-        }
+        spec = self.topology.bees.get(m.name) if m.role == Role.BEE else None
+        body = Lost(
+            identity=m.identity,
+            bee=m.name,
+            message=f"replica {m.replica} of bee {m.name!r} {exit_cause(code)}",
+            tail=self._tail(m),
+            clean=clean,
+            retries=spec.retries if spec is not None else 0,
+        )
         for other in self.wiring.members.values():
-            if other.state in ("up", "stopping") and other.identity != m.identity:
+            if other.state in (MemberState.UP, MemberState.STOPPING) and other.identity != m.identity:
                 self._send(other, Msg.LOST, body)
 
     def _refill(self, now: float) -> None:
@@ -615,40 +648,40 @@ class Supervisor:
         if self._stopping:
             return
         self._stopping = True
-        self._stop_phase = "gateways"
+        self._stop_phase = StopPhase.GATEWAYS
         self._stop_deadline = time.monotonic() + drain_timeout + 2
         hub = self.wiring.hub()
         if hub is not None:
-            self._send(hub, Msg.STOP, {"drain": drain_timeout})
+            self._send(hub, Msg.STOP, StopOrder(drain=drain_timeout))
 
     def _stop_step(self, now: float) -> None:
         members = self.wiring.members.values()
-        if self._stop_phase == "gateways":
+        if self._stop_phase == StopPhase.GATEWAYS:
             if self.wiring.hub() is not None and now < self._stop_deadline:
                 return
-            self._stop_phase, self._stop_deadline = "bees", now + 5
+            self._stop_phase, self._stop_deadline = StopPhase.BEES, now + 5
             for m in members:
                 self._send(m, Msg.STOP)
-        elif self._stop_phase == "bees":
+        elif self._stop_phase == StopPhase.BEES:
             if members and now < self._stop_deadline:
                 return
-            self._stop_phase, self._stop_deadline = "terminate", now + 3
+            self._stop_phase, self._stop_deadline = StopPhase.TERMINATE, now + 3
             for m in members:
                 if m.handle is not None:
                     m.handle.terminate()
-        elif self._stop_phase == "terminate":
+        elif self._stop_phase == StopPhase.TERMINATE:
             if members and now < self._stop_deadline:
                 return
             for m in members:
                 if m.handle is not None:
                     m.handle.kill()
-            self._stop_phase = "done"
-        if self._stop_phase == "done" or not members:
+            self._stop_phase = StopPhase.DONE
+        if self._stop_phase == StopPhase.DONE or not members:
             self._stopped.set()
 
     # -- reports ---------------------------------------------------------------------
 
-    def _snapshot(self) -> dict[str, Any]:
+    def _snapshot(self) -> SwarmStatus:
         return reports.snapshot(
             self.swarm,
             self._ready.is_set(),

@@ -17,6 +17,7 @@ from . import client
 from .devswarm import run_in_process
 from .errors import BytewaxNBError, TopologyError
 from .progress import BuildProgress
+from .protocol import Runtime, SwarmStatus
 from .reports import gateway_url
 from .runtime import make_launcher, resolve, runtime_unsupported
 from .shipping import check_picklable
@@ -60,15 +61,17 @@ class Swarm:
     def __init__(
         self,
         name: str,
-        runtime: str = "auto",
+        runtime: str = Runtime.AUTO,
         *,
         on_log: Callable[[str, str, int, str], None] | None = _print_line,
     ) -> None:
         self.name = check_name("swarm", name)
-        if runtime not in ("auto", "process", "docker"):
-            raise ValueError(f"unknown runtime {runtime!r}: use 'process', 'docker' or 'auto'")
-        self.runtime = runtime
-        self._kind: str | None = None
+        if runtime not in tuple(Runtime):
+            raise ValueError(
+                f"unknown runtime {runtime!r}: use one of {', '.join(map(repr, map(str, Runtime)))}"
+            )
+        self.runtime = str(runtime)
+        self._kind: Runtime | None = None
         self.on_log = on_log
         self._topology = Topology()
         self._supervisor: Supervisor | None = None
@@ -261,11 +264,11 @@ class Swarm:
         return self._widget
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Runtime:
         """The runtime in use: "process" or "docker" ("auto" decides once, and says so)."""
         if self._kind is None:
             self._kind, why = resolve(self.runtime)
-            if self.runtime == "auto":
+            if self.runtime == Runtime.AUTO:
                 print(f"bytewax-nb: runtime auto -> {self._kind} ({why})", flush=True)
         return self._kind
 
@@ -380,13 +383,15 @@ class Swarm:
 
     # -- watching --------------------------------------------------------------------
 
-    def status(self, fresh: float = 0.5) -> dict[str, Any]:
+    def status(self, fresh: float = 0.5) -> SwarmStatus:
         """Gateways and bees with readiness and counters (asked of every replica, waiting
         up to `fresh` seconds for their answers)."""
         supervisor = self._live()
         if supervisor is None:
-            return {"swarm": self.name, "ready": False, "running": False}
-        return {**supervisor.status(fresh), "running": True}
+            return SwarmStatus(swarm=self.name, ready=False, running=False)
+        status = supervisor.status(fresh)
+        status["running"] = True
+        return status
 
     def logs(self, bee: str) -> list[str]:
         """Every recent output line of a bee's replicas, crashed ones included ("hub": the gateways')."""

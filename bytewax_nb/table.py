@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["status_table"]
@@ -12,7 +13,7 @@ def _grid(rows: list[list[str]]) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
-def status_table(st: dict[str, Any], runtime: str) -> str:
+def status_table(st: Mapping[str, Any], runtime: str) -> str:
     """Render a status snapshot (`Swarm.status()`, or one the CLI fetched)."""
     running = st.get("running", True)
     state = ("ready" if st.get("ready") else "starting") if running else "stopped"

@@ -40,7 +40,6 @@ __all__ = [
     "ReplayGuard",
     "Signer",
     "dump_json",
-    "error_body",
     "n_buffers",
     "new_request_id",
     "next_seq",
@@ -280,19 +279,3 @@ class ReplayGuard:
             self.drop("expired")  # nobody waits for it any more: never run its side effects
             return False
         return True
-
-
-def error_body(
-    request_id: str, bee: str, ename: str, message: str, text: str = "", status: int = 500
-) -> bytes:
-    """The one schema of a bee's failure, as the hub turns it into an HTTP answer."""
-    return dump_json(
-        {
-            "error": message,
-            "type": ename,
-            "bee": bee,
-            "traceback": text,
-            "request_id": request_id,
-            "status": status,
-        }
-    )

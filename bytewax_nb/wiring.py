@@ -12,11 +12,22 @@ joins takes work at once and one that leaves (`retire`) first asks for nothing m
 from __future__ import annotations
 
 import signal
-import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .protocol import (
+    BeeError,
+    BeeFigures,
+    BeeState,
+    LinksBody,
+    MemberState,
+    Role,
+    Route,
+    RoutesBody,
+    bee_error,
+    routes_to,
+)
 from .runtime.base import Handle
 from .spec import Topology
 from .watchdog import EXIT_TIMEOUT
@@ -32,24 +43,24 @@ class Member:
     """One running bee replica (role "bee") or the hub (role "hub": bus and gateways)."""
 
     identity: str
-    role: str
+    role: Role
     name: str
     replica: int
     handle: Handle | None = None
-    state: str = "starting"  # starting -> configured -> up -> stopping
+    state: MemberState = MemberState.STARTING
     address: str | None = None  # where its link socket (ROUTER) listens, once up
     retiring: bool = False  # an old version, a surplus replica or a removed bee: goes once replaced
     retire_sent: bool = False  # told to retire (it drains, then exits)
     served: bool = False  # was wired once: counts as ready while it links to new producers
     revoked: bool = False  # retiring, and no producer sends it anything more
     linked: frozenset[str] = frozenset()  # producers that welcomed it
-    links_sent: dict[str, Any] | None = None  # the LINKS body it was last sent
-    routes_sent: dict[str, Any] | None = None  # the ROUTES body it was last sent
+    links_sent: LinksBody | None = None  # the LINKS body it was last sent
+    routes_sent: RoutesBody | None = None  # the ROUTES body it was last sent
     status_ok: int = -1
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: Mapping[str, Any] = field(default_factory=dict)  # its last BeeStats or HubStats
 
     @property
-    def slot_key(self) -> tuple[str, str, int]:
+    def slot_key(self) -> tuple[Role, str, int]:
         return (self.role, self.name, self.replica)
 
 
@@ -63,12 +74,12 @@ class Slot:
     ever_ready: bool = False
     last_exit: int | None = None
     deaths: int = 0  # processes of this slot that exited unasked
-    last_death: dict[str, Any] | None = None  # how the last one died, as a bee's last error
+    last_death: BeeError | None = None  # how the last one died, as a bee's last error
     carried: dict[str, int] = field(default_factory=dict)  # counters of dead processes
     carried_drops: dict[str, int] = field(default_factory=dict)  # their dropped frames, by reason
 
 
-HUB = ("hub", "hub", 0)  # the slot of the hub process
+HUB = (Role.HUB, "hub", 0)  # the slot of the hub process
 
 
 def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -85,17 +96,17 @@ class Wiring:
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self.members: dict[str, Member] = {}
-        self.slots: dict[tuple[str, str, int], Slot] = {}
+        self.slots: dict[tuple[Role, str, int], Slot] = {}
         self.retried_before: dict[str, int] = {}  # per consumer bee, counted by producers now gone
 
     # -- membership ------------------------------------------------------------------
 
-    def want(self) -> list[tuple[str, str, int]]:
+    def want(self) -> list[tuple[Role, str, int]]:
         """Create a slot for the hub and for every replica the topology asks for."""
         self.slots.setdefault(HUB, Slot())
         for name, bee in self.topology.bees.items():
             for r in range(bee.replicas):
-                self.slots.setdefault(("bee", name, r), Slot())
+                self.slots.setdefault((Role.BEE, name, r), Slot())
         return list(self.slots)
 
     def add(self, member: Member) -> None:
@@ -107,7 +118,7 @@ class Wiring:
         if m is None:
             return None
         slot = self.slots.get(m.slot_key)
-        if slot is not None and m.role == "bee":
+        if slot is not None and m.role == Role.BEE:
             for k in _COUNTERS:
                 slot.carried[k] = slot.carried.get(k, 0) + int(m.stats.get(k, 0))
             slot.carried_drops = _sum_counts([slot.carried_drops, m.stats.get("dropped_by") or {}])
@@ -115,11 +126,15 @@ class Wiring:
         return m
 
     def hub(self) -> Member | None:
-        return next((m for m in self.members.values() if m.role == "hub"), None)
+        return next((m for m in self.members.values() if m.role == Role.HUB), None)
 
     def of_bee(self, name: str) -> list[Member]:
         """A bee's replicas that are up (old and surplus ones included)."""
-        return [m for m in self.members.values() if m.role == "bee" and m.name == name and m.state == "up"]
+        return [
+            m
+            for m in self.members.values()
+            if m.role == Role.BEE and m.name == name and m.state == MemberState.UP
+        ]
 
     # -- links -----------------------------------------------------------------------
 
@@ -127,7 +142,7 @@ class Wiring:
         """identity -> address of every process a bee replica must read from: the hub, and
         the live replicas of the bees it listens to (stopping ones too: their last
         results may still come)."""
-        spec = self.topology.bees.get(m.name) if m.role == "bee" else None
+        spec = self.topology.bees.get(m.name) if m.role == Role.BEE else None
         if spec is None:
             return {}
         inputs = set(spec.inputs)
@@ -135,27 +150,30 @@ class Wiring:
             p.identity: p.address
             for p in self.members.values()
             if p.address is not None
-            and p.state in ("up", "stopping")
-            and (p.role == "hub" or (p.role == "bee" and p.name in inputs))
+            and p.state in (MemberState.UP, MemberState.STOPPING)
+            and (p.role == Role.HUB or (p.role == Role.BEE and p.name in inputs))
         }
 
-    def links_for(self, m: Member) -> dict[str, Any]:
+    def links_for(self, m: Member) -> LinksBody:
         hub = self.hub()
-        return {
-            "links": self.producers_of(m),
-            "hub": hub.identity if hub is not None and hub.address is not None else None,
-        }
+        return LinksBody(
+            links=self.producers_of(m),
+            hub=hub.identity if hub is not None and hub.address is not None else None,
+        )
 
-    def routes_for(self, m: Member) -> dict[str, list[list[Any]]]:
-        """The bees that listen to what `m` produces: per topic, [bee, join, retries]."""
-        topics = list(self.topology.gateways) if m.role == "hub" else [m.name]
-        return {
-            topic: [[b.name, b.join, b.retries] for b in self.topology.consumers(topic)] for topic in topics
-        }
+    def routes_for(self, m: Member) -> RoutesBody:
+        """The bees that listen to what `m` produces, per topic."""
+        topics = list(self.topology.gateways) if m.role == Role.HUB else [m.name]
+        return routes_to(
+            {
+                topic: [Route(b.name, b.join, b.retries) for b in self.topology.consumers(topic)]
+                for topic in topics
+            }
+        )
 
     def wired(self, m: Member) -> bool:
         """Up, and welcomed by every producer it must read from."""
-        return m.state == "up" and set(self.producers_of(m)) <= m.linked
+        return m.state == MemberState.UP and set(self.producers_of(m)) <= m.linked
 
     # -- serving ---------------------------------------------------------------------
 
@@ -168,7 +186,7 @@ class Wiring:
         """Mark replicas that are wired as serving; a slot whose replica serves is
         healthy again: its failures start anew."""
         for m in self.members.values():
-            if m.role == "bee" and not m.retiring and self.wired(m):
+            if m.role == Role.BEE and not m.retiring and self.wired(m):
                 m.served = True
                 slot = self.slots.get(m.slot_key)
                 if slot is not None:
@@ -180,7 +198,7 @@ class Wiring:
         (or is gone). Until then the old ones serve on, so nobody waits for a replica."""
         out = []
         for m in self.members.values():
-            if m.role != "bee" or not m.retiring or m.retire_sent or m.state != "up":
+            if m.role != Role.BEE or not m.retiring or m.retire_sent or m.state != MemberState.UP:
                 continue
             spec = self.topology.bees.get(m.name)
             if spec is None or len(self.ready(m.name)) >= spec.replicas:
@@ -190,7 +208,7 @@ class Wiring:
     def retire(self, name: str) -> None:
         """The bee is redeployed (or removed): its replicas serve on until replaced."""
         for m in self.members.values():
-            if m.role == "bee" and m.name == name:
+            if m.role == Role.BEE and m.name == name:
                 m.retiring = True
 
     def settled(self) -> bool:
@@ -199,62 +217,64 @@ class Wiring:
         more messages (its producers have confirmed: later requests meet the new version)."""
         return (
             all(len(self.ready(name)) >= bee.replicas for name, bee in self.topology.bees.items())
-            and all(self.wired(m) for m in self.members.values() if m.role == "bee" and not m.retiring)
+            and all(self.wired(m) for m in self.members.values() if m.role == Role.BEE and not m.retiring)
             and not self.to_retire()
-            and all(m.revoked for m in self.members.values() if m.retire_sent and m.state == "up")
+            and all(m.revoked for m in self.members.values() if m.retire_sent and m.state == MemberState.UP)
         )
 
     def hub_acked(self, version: int) -> bool:
         """The hub is up and has applied status `version`."""
         hub = self.hub()
-        return hub is not None and hub.state == "up" and hub.status_ok == version
+        return hub is not None and hub.state == MemberState.UP and hub.status_ok == version
 
     # -- figures ---------------------------------------------------------------------
 
-    def bee_stats(self) -> dict[str, dict[str, Any]]:
+    def bee_stats(self) -> dict[str, BeeFigures]:
         """Per bee: counters (dead replicas' included), latency, readiness, how it last failed."""
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, BeeFigures] = {}
         retried = _sum_counts(
             [self.retried_before, *(m.stats.get("retried") or {} for m in self.members.values())]
         )
         for name, spec in self.topology.bees.items():
-            reps = [m.stats for m in self.members.values() if m.role == "bee" and m.name == name]
-            slots = [s for (role, n, _), s in self.slots.items() if role == "bee" and n == name]
-            st: dict[str, Any] = {
+            reps = [m.stats for m in self.members.values() if m.role == Role.BEE and m.name == name]
+            slots = [s for (role, n, _), s in self.slots.items() if role == Role.BEE and n == name]
+            counts = {
                 k: sum(int(s.get(k, 0)) for s in reps) + sum(s.carried.get(k, 0) for s in slots)
                 for k in _COUNTERS
             }
-            errors = [s["last_error"] for s in reps if s.get("last_error")]
+            errors: list[BeeError] = [s["last_error"] for s in reps if s.get("last_error")]
             errors += [s.last_death for s in slots if s.last_death]
-            ready = len(self.ready(name))
-            st.update(
-                p50_ms=max((s.get("p50_ms", 0.0) for s in reps), default=0.0),
-                p99_ms=max((s.get("p99_ms", 0.0) for s in reps), default=0.0),
-                batch=max((s.get("batch", 1.0) for s in reps), default=1.0),
-                pending_joins=sum(s.get("pending_joins", 0) for s in reps),
-                queued=sum(s.get("queued", 0) for s in reps),
+            ready = min(len(self.ready(name)), spec.replicas)
+            out[name] = BeeFigures(
+                handled=counts["handled"],
+                errors=counts["errors"],
+                dropped=counts["dropped"],
                 dropped_by=_sum_counts(
                     [*(s.get("dropped_by") or {} for s in reps), *(s.carried_drops for s in slots)]
                 ),
                 deaths=sum(s.deaths for s in slots),
                 retried=retried.get(name, 0),
-                ready=min(ready, spec.replicas),
+                queued=sum(int(s.get("queued", 0)) for s in reps),
+                p50_ms=max((float(s.get("p50_ms", 0.0)) for s in reps), default=0.0),
+                p99_ms=max((float(s.get("p99_ms", 0.0)) for s in reps), default=0.0),
+                batch=max((float(s.get("batch", 1.0)) for s in reps), default=1.0),
+                pending_joins=sum(int(s.get("pending_joins", 0)) for s in reps),
+                ready=ready,
                 wanted=spec.replicas,
                 input=list(spec.inputs),
                 failing=ready == 0 and any(s.failures >= _FAILING_AFTER for s in slots),
                 last_error=max(errors, key=lambda e: float(e.get("time", 0)), default=None),
+                state=self._bee_state(name, ready, spec.replicas, slots),
             )
-            st["state"] = self._bee_state(name, st["ready"], spec.replicas, slots)
-            out[name] = st
         return out
 
-    def _bee_state(self, name: str, ready: int, wanted: int, slots: list[Slot]) -> str:
+    def _bee_state(self, name: str, ready: int, wanted: int, slots: list[Slot]) -> BeeState:
         """starting, ready, redeploying (old replicas handing over) or error (crashing)."""
-        if any(m.retiring for m in self.members.values() if m.role == "bee" and m.name == name):
-            return "redeploying"
+        if any(m.retiring for m in self.members.values() if m.role == Role.BEE and m.name == name):
+            return BeeState.REDEPLOYING
         if ready >= wanted:
-            return "ready"
-        return "error" if any(s.failures for s in slots) else "starting"
+            return BeeState.READY
+        return BeeState.ERROR if any(s.failures for s in slots) else BeeState.STARTING
 
 
 def exit_cause(code: int) -> str:
@@ -275,12 +295,6 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def death_error(bee: str, replica: int, cause: str, tail: list[str]) -> dict[str, Any]:
+def death_error(bee: str, replica: int, cause: str, tail: list[str]) -> BeeError:
     """How a replica died, shaped as a bee's last error (status, widget, callers)."""
-    return {
-        "type": "ReplicaDied",
-        "message": f"replica {replica} of bee {bee!r} {cause}",
-        "traceback": "\n".join(tail),
-        "request_id": None,
-        "time": time.time(),
-    }
+    return bee_error(bee, "ReplicaDied", f"replica {replica} of bee {bee!r} {cause}", "\n".join(tail))

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import cast
 
 from ..child import Child, read_boot
+from ..protocol import HubConfig
 from .hub import Hub
 
 
-async def _serve(child: Child, config: dict[str, Any]) -> None:
+async def _serve(child: Child, config: HubConfig) -> None:
     await Hub(child, config).run()
 
 
 def main() -> None:
     child = Child(read_boot())
     try:
-        config = child.recv_config()
+        config = cast(HubConfig, child.recv_config())
         try:
             import uvloop
         except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

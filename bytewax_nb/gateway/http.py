@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..protocol import BeeError, http_error_body
 from ..spec import GatewaySpec
 from ..wire import TRACEBACK_HEADER, Kind, new_request_id
 from .metrics import GatewayMetrics
@@ -147,21 +148,15 @@ class GatewayApp:
             hub.submit(self, rid, body)
             return _json(202, {"request_id": rid}, rid)
         try:
-            kind, reply, sender = await hub.request(self, rid, body)
+            kind, reply, _ = await hub.request(self, rid, body)
         except TimeoutError:
             return _error(504, f"no response within {self.spec.timeout:g} s", rid)
         if kind == Kind.RESPONSE:
             return web.Response(body=reply, content_type=_JSON, headers={"X-Request-Id": rid})
-        return self._bee_error(json.loads(reply), sender, rid, self._tracebacks(request))
-
-    @staticmethod
-    def _bee_error(err: dict[str, Any], sender: str, rid: str, tracebacks: bool) -> web.Response:
-        """A bee's error report as an HTTP answer: 400 for BadRequest, else 500."""
-        status = int(err.get("status") or 500)
-        extra: dict[str, Any] = {"bee": err.get("bee", sender), "type": err.get("type", "Exception")}
-        if tracebacks and err.get("traceback"):
-            extra["traceback"] = err["traceback"]
-        return _error(status if 400 <= status < 600 else 500, str(err.get("error", "")), rid, **extra)
+        err: BeeError = json.loads(reply)
+        status = err.get("status", 500)
+        answer = http_error_body(err, rid, tracebacks=self._tracebacks(request))
+        return _json(status if 400 <= status < 600 else 500, answer, rid)
 
     def healthz(self) -> web.Response:
         hub = self.hub

@@ -12,17 +12,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from typing import Any, cast
 
 import zmq
 from aiohttp import web
 
 from ..child import Child
-from ..control import Msg
-from ..links import Dispatcher, Parcel, died_answer, routes_from
+from ..links import Dispatcher, Parcel, died_answer
+from ..protocol import (
+    BeeFigures,
+    Bye,
+    HubConfig,
+    HubStats,
+    Lost,
+    Msg,
+    RoutesBody,
+    Status,
+    StatusOk,
+    StopOrder,
+    Up,
+    bee_error,
+    routes_from,
+)
 from ..sockio import readable, recv_routed, send_routed
 from ..spec import GatewaySpec
-from ..wire import Enc, Header, Kind, ReplayGuard, error_body, traceback_token
+from ..wire import Enc, Header, Kind, ReplayGuard, dump_json, traceback_token
 from .http import GatewayApp
 from .journal import Journal
 from .metrics import HubMetrics, downstream
@@ -37,34 +51,33 @@ _TICK = 0.5  # seconds between looks at requests whose callers stopped waiting
 class Hub:
     """Owns the gateways of one swarm and their link socket, inside one asyncio loop."""
 
-    def __init__(self, child: Child, config: dict[str, Any]) -> None:
+    def __init__(self, child: Child, config: HubConfig) -> None:
         self.child = child
         self.signer = child.signer
         self.me = child.boot.identity
         self.loop = asyncio.get_running_loop()
-        self.router, self.address = child.link_router(config.get("bus_host", "127.0.0.1"))
+        self.router, self.address = child.link_router(config["bus_host"])
         self.guard = ReplayGuard(self.me)
         self.bursts: dict[str, list[Any]] = {}
         self.flushing = False
         self.queued = 0  # requests in `bursts`
         self.dispatcher = Dispatcher(self.me, self.signer, self._to_consumer, self._taken)
-        path = config.get("journal")
-        self.journal = Journal(path) if path else None
+        self.journal = Journal(config["journal"])
         self.submits: dict[str, int] = {}  # accepted submit -> bees that have yet to handle it
-        self.dispatcher.set_routes(routes_from(config.get("routes", {})))
+        self.dispatcher.set_routes(routes_from(config["routes"]))
         specs: list[GatewaySpec] = config["gateways"]
         self.metrics = HubMetrics()
         self.guard.dropped = self.metrics.dropped  # one count of dropped frames, by reason
         self.gateways: dict[str, GatewayApp] = {}
         self.runners: list[web.ServerRunner] = []
         self.sites: list[web.TCPSite] = []
-        self.ports: dict[str, int] = dict(config.get("ports", {}))
+        self.ports: dict[str, int] = dict(config["ports"])
         self.pending: dict[str, tuple[str, asyncio.Future[Reply] | None]] = {}
         self.open: dict[str, int] = {}  # per gateway: how many of `pending` are its
         self.healthy = False  # every wanted replica is ready
         self.serving = False  # every bee has a ready replica
         self.not_ready: list[str] = []
-        self.bees: dict[str, dict[str, Any]] = {}  # the supervisor's last figures per bee
+        self.bees: dict[str, BeeFigures] = {}  # the supervisor's last figures per bee
         self.failing: dict[str, str | None] = {}  # per gateway: a bee it reaches that keeps failing
         self.accepting = True
         self.stop_event = asyncio.Event()
@@ -73,7 +86,7 @@ class Hub:
         self.idle = asyncio.Event()  # set whenever nothing is pending: what a drain waits for
         self.idle.set()
         self.traceback_token = traceback_token(child.boot.key)
-        self._last_stats: dict[str, Any] = {}
+        self._last_stats: HubStats | None = None
 
     # -- requests --------------------------------------------------------------------
 
@@ -96,8 +109,9 @@ class Hub:
             return 503, f"not ready: no bee listens to gateway {gw.name!r}"
         failing = self.failing.get(gw.name)
         if failing:
-            why = self.bees[failing].get("last_error") or {}
-            return 503, f"not ready: bee {failing!r} keeps failing ({why.get('message', 'no replica')})"
+            err = self.bees[failing]["last_error"]
+            why = err["message"] if err else "no replica"
+            return 503, f"not ready: bee {failing!r} keeps failing ({why})"
         if self.in_flight(gw.name) >= gw.spec.max_in_flight:
             return 503, f"too busy: {gw.spec.max_in_flight} requests in flight; retry shortly"
         return None
@@ -110,8 +124,7 @@ class Hub:
         """Journal, then publish without a waiter: kept until every bee that listens has
         handled it (no deadline: promised work waits for a replica, however long)."""
         t0 = time.time()
-        if self.journal is not None:
-            self.journal.add(rid, gw.name, body, t0)
+        self.journal.add(rid, gw.name, body, t0)
         self._resubmit(rid, gw.name, body, t0)
 
     def _resubmit(self, rid: str, gateway: str, body: bytes, t0: float) -> None:
@@ -130,8 +143,7 @@ class Hub:
             self.submits[rid] = left - 1
             return
         del self.submits[rid]
-        if self.journal is not None:
-            self.journal.taken(rid)
+        self.journal.taken(rid)
         if self.pending.get(rid, ("", 1))[1] is None:
             self._forget(rid)
 
@@ -220,21 +232,22 @@ class Hub:
                 else:
                     self.dispatcher.on_frame(identity, header, msg.payload)
 
-    def _lost(self, body: dict[str, Any]) -> None:
+    def _lost(self, body: Lost) -> None:
         """A replica died: its requests go to another one, or their callers hear how it died."""
-        identity = str(body["identity"])
-        if body.get("clean"):  # retired and drained: everything it held was done
+        identity = body["identity"]
+        if body["clean"]:  # retired and drained: everything it held was done
             self.dispatcher.drop(identity)
             return
-        text = "\n".join(body.get("tail", ()))
+        text = "\n".join(body["tail"])
         for parcel in self.dispatcher.lost(identity):
-            message = died_answer(str(body["message"]), parcel)
-            if parcel.header.request_id in self.submits:  # promised, and cannot be kept: say so
+            rid = parcel.header.request_id
+            message = died_answer(body["message"], parcel)
+            if rid in self.submits:  # promised, and cannot be kept: say so
                 self.metrics.drop("submit failed")
-                print(f"bytewax-nb: submitted request {parcel.header.request_id}: {message}", flush=True)
+                print(f"bytewax-nb: submitted request {rid}: {message}", flush=True)
                 self._taken(parcel)
-            answer = error_body(parcel.header.request_id, parcel.bee, "ReplicaDied", message, text)
-            self._answer(parcel.header.request_id, (Kind.ERROR, answer, parcel.bee))
+            err = bee_error(parcel.bee, "ReplicaDied", message, text, rid)
+            self._answer(rid, (Kind.ERROR, dump_json(err), parcel.bee))
 
     def _drain_control(self) -> None:
         ctl = self.child.control
@@ -245,42 +258,46 @@ class Hub:
                 continue
             kind, body = msg
             if kind == Msg.STATUS:
-                self.serving = bool(body["serving"])
-                self.healthy = bool(body["healthy"])
-                self.not_ready = list(body["not_ready"])
-                self.bees = dict(body["bees"])
-                self.failing = {
-                    g: next((b for b in downstream(g, self.bees) if self.bees[b].get("failing")), None)
-                    for g in self.gateways
-                }
-                self.metrics.snapshot = body
-                self._send(Msg.STATUS_OK, {"version": body["version"]})
+                self._status(cast(Status, body))
             elif kind == Msg.ROUTES:
-                self.dispatcher.set_routes(routes_from(body))
+                self.dispatcher.set_routes(routes_from(cast(RoutesBody, body)))
             elif kind == Msg.LOST:
-                self._lost(body)
+                self._lost(cast(Lost, body))
             elif kind == Msg.REPORT:
                 self._send(Msg.STATS, self._stats())
             elif kind == Msg.GATEWAYS:
-                self.loop.create_task(self._serve_all(body))
+                self.loop.create_task(self._serve_all(cast("list[GatewaySpec]", body)))
             elif kind == Msg.STOP:
-                self.drain_s = min(self.drain_s, float((body or {}).get("drain", self.drain_s)))
+                order = cast("StopOrder | None", body) or StopOrder()
+                self.drain_s = min(self.drain_s, order.get("drain", self.drain_s))
                 self.stop_event.set()
         if self.bursts:
             self._flush()
 
-    def _stats(self) -> dict[str, Any]:
+    def _status(self, status: Status) -> None:
+        self.serving = status["serving"]
+        self.healthy = status["healthy"]
+        self.not_ready = status["not_ready"]
+        self.bees = status["bees"]
+        self.failing = {
+            g: next((b for b in downstream(g, self.bees) if self.bees[b]["failing"]), None)
+            for g in self.gateways
+        }
+        self.metrics.snapshot = status
+        self._send(Msg.STATUS_OK, StatusOk(version=status["version"]))
+
+    def _stats(self) -> HubStats:
         dropped = dict(self.metrics.dropped)
         if self.dispatcher.expired:
             dropped["expired"] = dropped.get("expired", 0) + self.dispatcher.expired
-        return {
-            "gateways": self.metrics.counts(),
-            "dropped_by": dropped,
-            "retried": dict(self.dispatcher.retried),
-            "waiting": sum(len(q) for q in self.dispatcher.waiting.values()),
-        }
+        return HubStats(
+            gateways=self.metrics.counts(),
+            dropped_by=dropped,
+            retried=dict(self.dispatcher.retried),
+            waiting=sum(len(q) for q in self.dispatcher.waiting.values()),
+        )
 
-    def _send(self, kind: str, body: Any) -> None:
+    def _send(self, kind: Msg, body: Any) -> None:
         self.child.send(kind, body)
         # a send can swallow the DEALER's read edge: look again soon
         self.loop.call_soon(self._drain_control)
@@ -324,7 +341,7 @@ class Hub:
         for spec in specs:
             if spec.name not in self.gateways:
                 await self._serve(spec)
-        self._send(Msg.UP, {"ports": self.ports, "address": self.address})
+        self._send(Msg.UP, Up(ports=self.ports, address=self.address))
 
     async def run(self) -> None:
         loop = self.loop
@@ -333,10 +350,9 @@ class Hub:
         loop.add_reader(fds[1], self._drain_control)
         loop.add_reader(self.child.stdin_fd, self._on_stdin)
         await self._serve_all(self.specs)
-        if self.journal is not None:  # what a hub before this one accepted and no bee took
-            for rid, gateway, body, t0 in self.journal.pending():
-                if gateway in self.gateways:
-                    self._resubmit(rid, gateway, body, t0)
+        for rid, gateway, body, t0 in self.journal.pending():  # accepted by a hub before this one
+            if gateway in self.gateways:
+                self._resubmit(rid, gateway, body, t0)
         self._drain_router()
         self._drain_control()
         self._tick()
@@ -354,8 +370,7 @@ class Hub:
         for fd in (*fds, self.child.stdin_fd):
             loop.remove_reader(fd)  # a no-op for one already removed
         self._flush()
-        left = len(self.journal) if self.journal is not None else 0
-        self.child.send(Msg.BYE, {"unanswered": len(self.pending), "journal": left})
+        left = len(self.journal)
+        self.child.send(Msg.BYE, Bye(unanswered=len(self.pending), journal=left))
         self.router.close(linger=0)
-        if self.journal is not None:
-            self.journal.close()
+        self.journal.close()

@@ -8,19 +8,21 @@ gateway must not show what a token-protected one serves).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..protocol import GatewayCounts, Status
+
 __all__ = ["GatewayMetrics", "HubMetrics", "downstream"]
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-def downstream(gateway: str, bees: dict[str, dict[str, Any]]) -> list[str]:
+def downstream(gateway: str, bees: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """The bees a gateway's requests can reach (through any chain of inputs)."""
     reached: set[str] = set()
     frontier = {gateway}
@@ -39,7 +41,7 @@ class _SwarmCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._owner.snapshot
-        bees: dict[str, dict[str, Any]] = snapshot.get("bees", {})
+        bees: Mapping[str, Mapping[str, Any]] = snapshot["bees"] if snapshot else {}
         names = downstream(self._gateway, bees)
         handled = CounterMetricFamily("bytewax_nb_bee_handled", "Messages a bee handled", labels=["bee"])
         errors = CounterMetricFamily("bytewax_nb_bee_errors", "Exceptions a bee raised", labels=["bee"])
@@ -75,7 +77,7 @@ class _SwarmCollector(Collector):
         restarts = CounterMetricFamily(
             "bytewax_nb_hub_restarts", "Times the hub (bus and gateways) was restarted after dying"
         )
-        restarts.add_metric([], snapshot.get("hub_restarts", 0))
+        restarts.add_metric([], snapshot["hub_restarts"] if snapshot else 0)
         yield from (handled, errors, deaths, retried, ready, wanted, p50, p99, dropped, restarts)
 
 
@@ -139,13 +141,13 @@ class HubMetrics:
     """What the hub knows beyond its gateways: the supervisor's snapshot, dropped frames."""
 
     def __init__(self) -> None:
-        self.snapshot: dict[str, Any] = {}
+        self.snapshot: Status | None = None
         self.dropped: dict[str, int] = {}  # reason -> frames
         self.gateways: dict[str, GatewayMetrics] = {}
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + n
 
-    def counts(self) -> dict[str, dict[str, int]]:
+    def counts(self) -> dict[str, GatewayCounts]:
         """Requests and error answers per gateway, for the supervisor's status."""
-        return {name: {"requests": g.requests, "errors": g.errors} for name, g in self.gateways.items()}
+        return {n: GatewayCounts(requests=g.requests, errors=g.errors) for n, g in self.gateways.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from ..protocol import Runtime
 from ..spec import BeeSpec
 from .base import Handle, Launcher, LogSink
 from .process import ProcessLauncher
@@ -16,6 +17,7 @@ __all__ = [
     "ProcessLauncher",
     "make_launcher",
     "RUNTIME_ENV",
+    "Runtime",
     "resolve",
     "runtime_unsupported",
 ]
@@ -25,7 +27,7 @@ _CONTAINER_ONLY = ("requirements", "image", "cpus", "memory", "gpus")
 
 def runtime_unsupported(runtime: str, spec: BeeSpec) -> list[str]:
     """The bee options this runtime would have to ignore (an error, never silence)."""
-    if runtime == "docker":
+    if runtime == Runtime.DOCKER:
         return []
     return [opt for opt in _CONTAINER_ONLY if getattr(spec, opt)]
 
@@ -33,29 +35,32 @@ def runtime_unsupported(runtime: str, spec: BeeSpec) -> list[str]:
 RUNTIME_ENV = "BYTEWAX_NB_RUNTIME"  # what "auto" means on this machine, if set
 
 
-def resolve(runtime: str) -> tuple[str, str]:
+def resolve(runtime: str) -> tuple[Runtime, str]:
     """(runtime, why): "auto" is $BYTEWAX_NB_RUNTIME, else docker when a daemon answers and
     the base image is on this machine (nothing is pulled behind the user's back), else process."""
-    if runtime not in ("auto", "process", "docker"):
-        raise ValueError(f"unknown runtime {runtime!r}: use 'process', 'docker' or 'auto'")
-    if runtime != "auto":
-        return runtime, "asked for"
+    try:
+        asked = Runtime(runtime)
+    except ValueError:
+        names = ", ".join(repr(str(r)) for r in Runtime)
+        raise ValueError(f"unknown runtime {runtime!r}: use one of {names}") from None
+    if asked != Runtime.AUTO:
+        return asked, "asked for"
     chosen = os.environ.get(RUNTIME_ENV, "")
-    if chosen in ("process", "docker"):
-        return chosen, f"{RUNTIME_ENV}={chosen}"
+    if chosen in (Runtime.PROCESS, Runtime.DOCKER):
+        return Runtime(chosen), f"{RUNTIME_ENV}={chosen}"
     from .docker import base_image_here, daemon_answers
 
     if not daemon_answers():
-        return "process", "no Docker daemon"
+        return Runtime.PROCESS, "no Docker daemon"
     base = base_image_here()
     if base is None:
-        return "process", "no base image here: pull python:X.Y-slim or set BYTEWAX_NB_BASE_IMAGE"
-    return "docker", f"a Docker daemon answers, base image {base}"
+        return Runtime.PROCESS, "no base image here: pull python:X.Y-slim or set BYTEWAX_NB_BASE_IMAGE"
+    return Runtime.DOCKER, f"a Docker daemon answers, base image {base}"
 
 
 def make_launcher(runtime: str, swarm: str, progress: Callable[[str], None] | None = None) -> Launcher:
     """The launcher for a resolved runtime name."""
-    if runtime == "docker":
+    if runtime == Runtime.DOCKER:
         from .docker import DockerLauncher
 
         return DockerLauncher(swarm, progress)

@@ -21,6 +21,7 @@ import docker.errors
 from docker.types import DeviceRequest
 
 from ..child import Boot
+from ..protocol import Runtime
 from ..spec import BeeSpec
 from .base import Handle, Launcher, LogSink
 from .images import ImageBuilder, Progress
@@ -119,7 +120,7 @@ class _ContainerHandle(Handle):
 class DockerLauncher(Launcher):
     """Bee replicas as containers from images built for them; the hub as a process."""
 
-    name = "docker"
+    name = Runtime.DOCKER
 
     def __init__(self, swarm: str, progress: Progress | None = None) -> None:
         self.network = os.environ.get(NETWORK_ENV, "host")

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Mapping
 
 from ..child import Boot
+from ..protocol import Runtime
 from ..spec import BeeSpec
 from .base import Handle, Launcher, LogSink
 from .leftovers import OWNER_ENV
@@ -59,7 +60,7 @@ class _ProcessHandle(Handle):
 class ProcessLauncher(Launcher):
     """Subprocesses with the owner's interpreter and import path."""
 
-    name = "process"
+    name = Runtime.PROCESS
 
     def launch(
         self,
