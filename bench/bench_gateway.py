@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 from bytewax_nb import Swarm
-from bytewax_nb.curve import ENCRYPT_ENV
+from bytewax_nb.settings import ENCRYPT
 
 _ECHO = textwrap.dedent(
     """
@@ -137,12 +137,12 @@ def main() -> None:
         with _chain(n) as swarm:
             run(f"swarm-{n}bee", swarm.url("in"))
     # the same 3-bee chain with the bus's CurveZMQ encryption off: what encryption costs
-    os.environ[ENCRYPT_ENV] = "0"
+    os.environ[ENCRYPT.name] = "0"
     try:
         with _chain(3) as swarm:
             run("3bee-plain", swarm.url("in"))
     finally:
-        del os.environ[ENCRYPT_ENV]
+        del os.environ[ENCRYPT.name]
 
     print(f"{'case':<12}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
     for r in results:

@@ -9,7 +9,27 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version (taken from the widget's package.json at
+    build time, the one place it lives); a source tree without metadata reads that file."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("bytewax-nb")
+    except metadata.PackageNotFoundError:
+        import json
+        import pathlib
+
+        here = pathlib.Path(__file__).resolve().parent
+        for folder in (here, here.parent):  # built into the package, or the source checkout's
+            candidate = folder / "labextension" / "package.json"
+            if candidate.is_file():
+                return str(json.loads(candidate.read_text())["version"])
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "BadRequest",

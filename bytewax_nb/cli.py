@@ -1,12 +1,14 @@
-"""The `bytewax-nb` command: run a notebook headless, and watch or stop swarms.
+"""The `bytewax-nb` command: run a notebook headless, and watch, change or stop swarms.
 
-Swarms started anywhere on this machine (a kernel, a script, `bytewax-nb run`) leave
-a record under the user's state directory (see `state`); the commands read those.
+Swarms started anywhere on this machine (a kernel, a script, `bytewax-nb run`) keep a
+record, their logs and a control socket under $BYTEWAX_NB_STATE_DIR (by default the
+user's state directory, e.g. ~/.local/state/bytewax-nb); the commands read those.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -14,10 +16,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from . import __version__, client, state
 from .errors import BytewaxNBError
+from .settings import secret_from
 
 __all__ = ["main"]
 
@@ -39,10 +43,7 @@ def _one(swarm: str) -> state.Record:
 def _token(var: str | None) -> str | None:
     if not var:
         return None
-    value = os.environ.get(var)
-    if not value:
-        raise BytewaxNBError(f"the variable {var} is not set (or empty)")
-    return value
+    return secret_from(var)
 
 
 # -- commands ------------------------------------------------------------------------
@@ -50,6 +51,10 @@ def _token(var: str | None) -> str | None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     records = state.read_all()
+    if args.json:
+        rows = [{**dataclasses.asdict(r), "running": state.owner_alive(r)} for r in records]
+        print(json.dumps(rows, indent=1))
+        return 0
     if not records:
         print("no swarms")
         return 0
@@ -63,7 +68,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ask(record: state.Record, cmd: str, timeout: float = 10.0) -> dict[str, Any]:
+def _ask(record: state.Record, cmd: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
     """One request over the owner's local control socket."""
     import zmq
 
@@ -72,7 +77,7 @@ def _ask(record: state.Record, cmd: str, timeout: float = 10.0) -> dict[str, Any
         sock = ctx.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(record.control)
-        sock.send(json.dumps({"cmd": cmd}).encode())
+        sock.send(json.dumps({"cmd": cmd, **fields}).encode())
         if not sock.poll(int(timeout * 1000)):
             raise BytewaxNBError(f"swarm {record.swarm!r} (owner {record.owner}) did not answer {cmd!r}")
         reply: dict[str, Any] = json.loads(sock.recv())
@@ -88,7 +93,24 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     r = _one(args.swarm)
     reply = _ask(r, "status")
-    print(status_table(reply["status"], reply["runtime"]))
+    if args.json:
+        print(json.dumps(reply["status"], indent=1))
+    else:
+        print(status_table(reply["status"], reply["runtime"]))
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    r = _one(args.swarm)
+    _ask(r, "scale", timeout=args.timeout, bee=args.bee, replicas=args.replicas)
+    print(f"bee {args.bee!r} of swarm {r.swarm!r}: {args.replicas} replica(s) serving")
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    r = _one(args.swarm)
+    _ask(r, "restart", timeout=args.timeout, bee=args.bee)
+    print(f"bee {args.bee!r} of swarm {r.swarm!r}: every replica replaced")
     return 0
 
 
@@ -101,8 +123,25 @@ def cmd_logs(args: argparse.Namespace) -> int:
         print(f"(no output from {args.bee!r} yet)")
         return 0
     lines = path.read_text().splitlines()
-    print("\n".join(lines[-args.lines :] if args.lines else lines))
+    print("\n".join(lines[-args.lines :] if args.lines else lines), flush=True)
+    if args.follow:
+        _follow(path, r)
     return 0
+
+
+def _follow(path: Path, record: state.Record) -> None:
+    """Print lines as the swarm writes them, until Ctrl-C or until the swarm stops."""
+    with open(path) as f:
+        f.seek(0, os.SEEK_END)
+        try:
+            while state.owner_alive(record) and path.exists():
+                line = f.readline()
+                if line:
+                    print(line, end="", flush=True)
+                else:
+                    time.sleep(0.2)  # a file has no event to wait on; tail -f polls too
+        except KeyboardInterrupt:
+            pass
 
 
 def _find_url(gateway: str, swarm: str | None) -> str:
@@ -189,46 +228,62 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bytewax-nb", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"bytewax-nb {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser(
-        "run", help="execute a notebook headless and keep its swarms serving until SIGINT/SIGTERM"
+    parser = argparse.ArgumentParser(
+        prog="bytewax-nb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("notebook")
+    parser.add_argument("--version", action="version", version=f"bytewax-nb {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="execute a notebook headless; its swarms serve until SIGINT/SIGTERM")
+    p.add_argument("notebook", help="the .ipynb file")
     p.add_argument("--kernel", default=None, help="kernel name (default: the notebook's)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds a cell may run")
+    p.add_argument("--timeout", type=float, default=600, help="seconds a cell may run (default 600)")
     p.add_argument("--detach", action="store_true", help="serve in the background, return once all cells ran")
     p.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("list", help="swarms on this machine")
+    p.add_argument("--json", action="store_true", help="one JSON list, for scripts")
     p.set_defaults(fn=cmd_list)
 
     p = sub.add_parser("status", help="readiness and counters of a swarm")
-    p.add_argument("swarm")
+    p.add_argument("swarm", help="the swarm's name (see `bytewax-nb list`)")
+    p.add_argument("--json", action="store_true", help="the whole status as JSON, for scripts")
     p.set_defaults(fn=cmd_status)
 
     p = sub.add_parser("logs", help="a bee's output, crashed replicas included")
-    p.add_argument("swarm")
-    p.add_argument("bee")
+    p.add_argument("swarm", help="the swarm's name")
+    p.add_argument("bee", help="the bee's name, or `hub` for the gateways'")
     p.add_argument("-n", "--lines", type=int, default=0, help="only the last N lines")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C ends)")
     p.set_defaults(fn=cmd_logs)
 
     p = sub.add_parser("send", help="send a JSON payload to a gateway and print the answer")
-    p.add_argument("gateway")
-    p.add_argument("json")
+    p.add_argument("gateway", help="the gateway's name")
+    p.add_argument("json", help="the payload, as JSON text")
     p.add_argument("--url", default=None, help="the gateway's URL (default: found by name)")
     p.add_argument("--swarm", default=None, help="the swarm, when several have that gateway")
     p.add_argument("--token-env", default=None, help="variable holding the bearer token")
-    p.add_argument("--timeout", type=float, default=35)
-    p.add_argument("--wait", type=float, default=0, help="seconds to wait for the gateway to appear")
+    p.add_argument("--timeout", type=float, default=35, help="seconds to wait for the answer (default 35)")
+    p.add_argument("--wait", type=float, default=0, help="seconds to wait for the gateway to serve first")
     p.set_defaults(fn=cmd_send)
 
+    p = sub.add_parser("scale", help="run N replicas of a bee (no request lost)")
+    p.add_argument("swarm", help="the swarm's name")
+    p.add_argument("bee", help="the bee's name")
+    p.add_argument("replicas", type=int, help="how many replicas")
+    p.add_argument("--timeout", type=float, default=70, help="seconds to wait for them to serve")
+    p.set_defaults(fn=cmd_scale)
+
+    p = sub.add_parser("restart", help="replace every replica of a bee (no request lost)")
+    p.add_argument("swarm", help="the swarm's name")
+    p.add_argument("bee", help="the bee's name")
+    p.add_argument("--timeout", type=float, default=70, help="seconds to wait for the new ones to serve")
+    p.set_defaults(fn=cmd_restart)
+
     p = sub.add_parser("stop", help="drain and stop a swarm, wherever it runs")
-    p.add_argument("swarm")
-    p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("swarm", help="the swarm's name")
+    p.add_argument("--timeout", type=float, default=60, help="seconds to wait for the drain (default 60)")
     p.set_defaults(fn=cmd_stop)
 
     p = sub.add_parser("gc", help="remove what dead owners and older installs left behind")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import GatewayError, NotReady, RemoteError, RequestTimeout
 from .wire import dump_json
 
-__all__ = ["post", "raise_for", "request", "submit"]
+__all__ = ["Answer", "call", "post", "raise_for", "request", "submit"]
 
 
 def post(
@@ -55,6 +57,31 @@ def raise_for(status: int, body: Any, rid: str | None) -> None:
     if status == 503:
         raise NotReady(status, message, rid)
     raise GatewayError(status, message, rid)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The swarm's answer to one request, with what `%send` shows of it."""
+
+    value: Any
+    request_id: str | None
+    seconds: float  # from sending the request to reading the answer
+
+
+def call(
+    url: str,
+    payload: Any,
+    *,
+    token: str | None = None,
+    timeout: float = 35.0,
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    """POST `payload`; the answer, or RemoteError, RequestTimeout, NotReady, GatewayError."""
+    t = time.perf_counter()
+    status, body, rid = post(url, payload, token=token, timeout=timeout, headers=headers)
+    if status != 200:
+        raise_for(status, body, rid)
+    return Answer(body, rid, time.perf_counter() - t)
 
 
 def request(

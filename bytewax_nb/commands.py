@@ -1,26 +1,29 @@
-"""The socket `bytewax-nb stop` and `bytewax-nb status` talk to, served by the supervisor.
+"""The socket the `bytewax-nb` command talks to, served by the supervisor.
 
-A REP socket on the swarm's state record (a unix socket). Requests are read on the
-supervisor's thread; answers that need that same thread (a status waits for the
-replicas' counters) are computed on a helper thread and sent back through `post`.
+A REP socket on the swarm's state record (a unix socket in a folder only this user can
+read). Requests are read on the supervisor's thread; answers that need that same
+thread to work (a status waits for the replicas' counters, a scale for the change to
+settle) are computed on a helper thread and sent back through `post`.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
 
-__all__ = ["CommandSocket"]
+__all__ = ["Action", "CommandSocket"]
 
 Post = Callable[[Callable[[], None]], None]
+# what a command does, given the request's fields: an answer (merged into {"ok": True})
+Action = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 class CommandSocket:
-    """Serves `stop` and `status`; `socket` is None when the address cannot be bound."""
+    """Serves the commands it is given; `socket` is None when the address cannot be bound."""
 
     def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], address: str) -> None:
         self.socket: zmq.Socket[bytes] | None = ctx.socket(zmq.REP)
@@ -37,32 +40,32 @@ class CommandSocket:
         return self.socket is not None and not self._busy
 
     def handle(
-        self,
-        *,
-        stopping: bool,
-        stop: Callable[[], None],
-        status: Callable[[], dict[str, Any]],
-        post: Post,
+        self, *, stopping: bool, stop: Callable[[], None], actions: Mapping[str, Action], post: Post
     ) -> None:
-        """Answer one request. `stop` runs on its own thread: it waits for the caller's loop."""
+        """Answer one request. Each action runs on its own thread: it may wait for the
+        caller's loop (the supervisor's), which must go on meanwhile."""
         if self.socket is None:
             return
         try:
             request = json.loads(self.socket.recv())
         except ValueError:
             request = {}
-        cmd = request.get("cmd")
+        cmd = request.get("cmd") if isinstance(request, dict) else None
         if cmd == "stop" and not stopping:
             self.reply({"ok": True})
             threading.Thread(target=stop, name="bytewax-nb-cli-stop", daemon=True).start()
-        elif cmd == "status" and not stopping:
+        elif isinstance(cmd, str) and cmd in actions and not stopping:
             self._busy = True
+            action = actions[cmd]
 
             def answer() -> None:
-                body = status()
+                try:
+                    body = {"ok": True, **action(request)}
+                except Exception as exc:  # noqa: BLE001 - the CLI prints it; the swarm serves on
+                    body = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
                 post(lambda: self.reply(body))
 
-            threading.Thread(target=answer, name="bytewax-nb-cli-status", daemon=True).start()
+            threading.Thread(target=answer, name=f"bytewax-nb-cli-{cmd}", daemon=True).start()
         else:
             self.reply({"ok": False, "error": f"cannot {cmd!r} now"})
 

@@ -13,15 +13,14 @@ process without it fails the handshake.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
-__all__ = ["ENCRYPT_ENV", "BusKeys", "Curve"]
+from .settings import ENCRYPT
 
-ENCRYPT_ENV = "BYTEWAX_NB_ENCRYPT"
+__all__ = ["BusKeys", "Curve"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class BusKeys:
     @classmethod
     def make(cls) -> BusKeys | None:
         """Fresh keys, or None when encryption is off (or libzmq has no CURVE)."""
-        if os.environ.get(ENCRYPT_ENV, "1") == "0" or not zmq.has("curve"):
+        if ENCRYPT.get() == "0" or not zmq.has("curve"):
             return None
         server_public, server_secret = zmq.curve_keypair()
         client_public, client_secret = zmq.curve_keypair()

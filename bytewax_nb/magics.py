@@ -12,19 +12,19 @@ import json
 import os
 import re
 import shlex
-import time
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import Pretty, display
 
-from . import client
 from .errors import BytewaxNBError, TopologyError
 from .protocol import Runtime
+from .settings import secret_from
 from .spec import DEFAULT_BEE_TIMEOUT
 from .swarm import Swarm
 from .table import status_table
+from .widget import SwarmWidget
 
 __all__ = ["SwarmMagics", "current_swarm", "live_output"]
 
@@ -97,7 +97,7 @@ class SwarmMagics(Magics):
             return None
         swarm = self._swarm()
         if args.action == "":
-            return swarm.widget()
+            return SwarmWidget.of(swarm)
         if args.action == "status":
             st = swarm.status() if swarm.running else self._declared(swarm)
             display(Pretty(status_table(st, swarm.runtime)))
@@ -139,9 +139,7 @@ class SwarmMagics(Magics):
         args = parse_argstring(self.gateway, line)
         token = None
         if args.token_env:
-            token = os.environ.get(args.token_env)
-            if not token:
-                raise BytewaxNBError(f"the variable {args.token_env} is not set (or empty)")
+            token = secret_from(args.token_env)
         swarm = self._swarm()
         extra: dict[str, Any] = {"max_body": args.max_body} if args.max_body else {}
         if args.max_in_flight:
@@ -295,22 +293,9 @@ class SwarmMagics(Magics):
             if not swarm.topology.gateways:
                 raise TopologyError("the swarm has no gateway yet: %gateway NAME")
             swarm.start()
-        spec = swarm.topology.gateways.get(gateway)
-        if spec is None:
-            raise BytewaxNBError(f"swarm {swarm.name!r} has no gateway {gateway!r}")
-        t = time.perf_counter()
-        status, body, rid = client.post(
-            swarm.url(gateway),
-            payload,
-            token=spec.token,
-            timeout=spec.timeout + 5,
-            headers=swarm._owner_headers(),
-        )
-        ms = (time.perf_counter() - t) * 1000
-        if status != 200:
-            client.raise_for(status, body, rid)
-        print(f"request {rid} answered in {ms:.1f} ms")
-        return body
+        answer = swarm.call(gateway, payload)
+        print(f"request {answer.request_id} answered in {answer.seconds * 1000:.1f} ms")
+        return answer.value
 
 
 def load(shell: Any) -> None:

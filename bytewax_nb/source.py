@@ -19,7 +19,10 @@ from typing import Any
 __all__ = ["capture", "functions", "imported_modules", "restore", "user_traceback"]
 
 Captured = dict[str, Any]  # {"files": {name: lines}, "codes": {(code name, first line): name}}
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# bytewax-nb's own code: what tracebacks and stacks shown to users leave out, and what
+# every bee image carries
+PACKAGE_PATH = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = PACKAGE_PATH + os.sep  # as a prefix of file names
 
 
 def functions(fn: Callable[..., Any]) -> Iterator[types.FunctionType]:

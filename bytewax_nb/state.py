@@ -16,12 +16,14 @@ from typing import Any
 
 import platformdirs
 
+from .settings import STATE_DIR
+
 __all__ = ["LogFiles", "Record", "owner_alive", "read_all", "remove", "state_dir", "write"]
 
 
 def state_dir() -> Path:
     """`$BYTEWAX_NB_STATE_DIR`, else the platform's user state directory."""
-    path = Path(os.environ.get("BYTEWAX_NB_STATE_DIR") or platformdirs.user_state_dir("bytewax-nb"))
+    path = Path(STATE_DIR.get() or platformdirs.user_state_dir("bytewax-nb"))
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 

@@ -33,10 +33,11 @@ import zmq
 from . import changes, reports, state
 from .changes import Change
 from .child import Boot
-from .commands import CommandSocket
+from .commands import Action, CommandSocket
 from .control import ControlCodec
 from .curve import BusKeys, Curve
 from .errors import StartError
+from .policy import RESTARTS
 from .protocol import (
     BeeConfig,
     BeeStats,
@@ -67,8 +68,8 @@ __all__ = ["Supervisor"]
 T = TypeVar("T")
 LogCallback = Callable[[str, str, int, str], None]  # (role, name, replica, line)
 _LOG_LINES = 2000
-_MAX_START_FAILURES = 3
 _STATUS_EVERY = 0.25  # seconds between status pushes for counters alone
+_CLI_CHANGE_TIMEOUT = 60.0  # seconds a scale or restart asked by the command line may take
 _STATUS_REFRESH = 5.0  # an unchanged status is still re-sent this often (latency figures)
 
 
@@ -295,7 +296,7 @@ class Supervisor:
                 self._guarded(
                     "answering the command line",
                     lambda: cli.handle(
-                        stopping=self._stopping, stop=self.stop, status=self._cli_status, post=self._post
+                        stopping=self._stopping, stop=self.stop, actions=self._cli_actions, post=self._post
                     ),
                 )
             busy = self._guarded("watching the processes", self._tick) is not False
@@ -324,8 +325,32 @@ class Supervisor:
                 change.done.set()
             return None
 
-    def _cli_status(self) -> dict[str, Any]:
-        return {"ok": True, "status": self.status(), "runtime": self.launcher.name}
+    @property
+    def _cli_actions(self) -> dict[str, Action]:
+        """What `bytewax-nb status|scale|restart SWARM ...` does to this swarm."""
+        return {
+            "status": lambda _: {"status": self.status(), "runtime": str(self.launcher.name)},
+            "scale": lambda r: self._cli_scale(str(r.get("bee")), r.get("replicas")),
+            "restart": lambda r: self._cli_restart(str(r.get("bee"))),
+        }
+
+    def _known(self, bee: str) -> BeeSpec:
+        spec = self.topology.bees.get(bee)
+        if spec is None:
+            raise StartError(f"swarm {self.swarm!r} has no bee {bee!r}")
+        return spec
+
+    def _cli_scale(self, bee: str, replicas: Any) -> dict[str, Any]:
+        self._known(bee)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+            raise ValueError(f"replicas must be an integer >= 1, not {replicas!r}")
+        self.scale(bee, replicas, _CLI_CHANGE_TIMEOUT)
+        return {}
+
+    def _cli_restart(self, bee: str) -> dict[str, Any]:
+        """Replace every replica of a bee, the same way a redeploy does: no request lost."""
+        self.deploy(self._known(bee), _CLI_CHANGE_TIMEOUT)
+        return {}
 
     def _send(self, m: Member, kind: Msg, body: Any = None, *, pickled: bool = False) -> None:
         # not connected yet, or gone: it says hello again, or its death is noticed
@@ -595,7 +620,7 @@ class Supervisor:
             return
         slot.last_exit = code
         slot.failures += 1  # back to 0 once a replica of the slot is wired again
-        slot.restart_at = now + min(0.1 * 2 ** (slot.failures - 1), 5.0)
+        slot.restart_at = now + RESTARTS.delay(slot.failures)
         slot.deaths += 1
         if m.role == Role.HUB:
             self.hub_restarts += 1
@@ -603,7 +628,7 @@ class Supervisor:
             slot.last_death = death_error(m.name, m.replica, exit_cause(code), self._tail(m))
         self._on_line(m.identity, f"bytewax-nb: process exited with code {code}; restarting")
         change = self._change
-        if change is not None and not slot.ever_ready and slot.failures >= _MAX_START_FAILURES:
+        if change is not None and RESTARTS.gives_up(slot):
             change.error = (
                 f"{m.role} {m.name!r} replica {m.replica} exited {slot.failures} times (last code {code})"
             )

@@ -11,7 +11,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from . import client
 from .devswarm import run_in_process
@@ -33,9 +33,6 @@ from .spec import (
 )
 from .supervisor import Supervisor
 from .wire import TRACEBACK_HEADER
-
-if TYPE_CHECKING:
-    from .widget import SwarmWidget
 
 __all__ = ["Swarm"]
 
@@ -75,7 +72,6 @@ class Swarm:
         self.on_log = on_log
         self._topology = Topology()
         self._supervisor: Supervisor | None = None
-        self._widget: SwarmWidget | None = None  # the live graph, made by widget()
         # edits read a spec and write a changed one: the widget's thread and the user's
         # cells must not interleave (a connect would bring back code a %%bee replaced)
         self._edit_lock = threading.RLock()
@@ -255,14 +251,6 @@ class Swarm:
             else:
                 supervisor.remove(name, _START_TIMEOUT)
 
-    def widget(self) -> SwarmWidget:
-        """The live graph of this swarm (one per swarm; display it as often as you like)."""
-        from .widget import SwarmWidget
-
-        if self._widget is None or self._widget.closed:
-            self._widget = SwarmWidget(self)
-        return self._widget
-
     @property
     def kind(self) -> Runtime:
         """The runtime in use: "process" or "docker" ("auto" decides once, and says so)."""
@@ -362,15 +350,17 @@ class Swarm:
 
     def request(self, gateway: str | None, payload: Any, *, timeout: float | None = None) -> Any:
         """Send `payload` over HTTP and return the response (RemoteError if a bee raised)."""
+        return self.call(gateway, payload, timeout=timeout).value
+
+    def call(self, gateway: str | None, payload: Any, *, timeout: float | None = None) -> client.Answer:
+        """`request`, with the request id and the time it took (what `%send` prints).
+
+        As the owner it shows the gateways a token derived from the swarm's key, so bees'
+        tracebacks come back to it (and to no plain HTTP caller)."""
         spec = self._gateway(gateway)
         wait = timeout if timeout is not None else spec.timeout + 5
-        return client.request(
-            self.url(spec.name), payload, token=spec.token, timeout=wait, headers=self._owner_headers()
-        )
-
-    def _owner_headers(self) -> dict[str, str]:
-        """What the owner adds to its own requests: bees' tracebacks come back to it only."""
-        return {TRACEBACK_HEADER: self._require().traceback_token}
+        owner = {TRACEBACK_HEADER: self._require().traceback_token}
+        return client.call(self.url(spec.name), payload, token=spec.token, timeout=wait, headers=owner)
 
     def submit(self, gateway: str | None, payload: Any) -> str:
         """Send without waiting for the answer; returns the request id."""

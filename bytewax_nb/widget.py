@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ MODULE_VERSION = f"^{__version__}"
 _INTERVAL = 1.0
 _EDITS = ("connect", "disconnect", "replicas", "remove")
 _SAY_AFTER = 3  # failed refreshes in a row before the widget shows the error
+_ONE_PER_SWARM: weakref.WeakKeyDictionary[Swarm, SwarmWidget] = weakref.WeakKeyDictionary()
 
 
 class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
@@ -70,6 +72,14 @@ class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
         self.refresh()
         self._poller = threading.Thread(target=self._poll, name=thread, daemon=True)
         self._poller.start()
+
+    @classmethod
+    def of(cls, swarm: Swarm) -> SwarmWidget:
+        """The live graph of `swarm`: one per swarm (display it as often as you like)."""
+        widget = _ONE_PER_SWARM.get(swarm)
+        if widget is None or widget.closed:
+            widget = _ONE_PER_SWARM[swarm] = cls(swarm)
+        return widget
 
     def __repr__(self) -> str:  # stable text for notebooks (nbval compares it)
         return f"<SwarmWidget of swarm {self.swarm!r}>"

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .policy import RESTARTS
 from .protocol import (
     BeeError,
     BeeFigures,
@@ -35,7 +36,6 @@ from .watchdog import EXIT_TIMEOUT
 __all__ = ["HUB", "Member", "Slot", "Wiring", "death_error", "exit_cause"]
 
 _COUNTERS = ("handled", "errors", "dropped")
-_FAILING_AFTER = 3  # failures in a row after which a bee with no ready replica is failing
 
 
 @dataclass
@@ -262,7 +262,7 @@ class Wiring:
                 ready=ready,
                 wanted=spec.replicas,
                 input=list(spec.inputs),
-                failing=ready == 0 and any(s.failures >= _FAILING_AFTER for s in slots),
+                failing=RESTARTS.failing(slots, ready),
                 last_error=max(errors, key=lambda e: float(e.get("time", 0)), default=None),
                 state=self._bee_state(name, ready, spec.replicas, slots),
             )

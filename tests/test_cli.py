@@ -51,6 +51,32 @@ def test_list_status_send_logs_and_stop_a_swarm_run_elsewhere(make_swarm: Any, s
     rows = [ln.split()[:5] for ln in status.splitlines() if ln.startswith(("hello ", "goodbye "))]
     assert rows == [["hello", "hello-world", "1/1", "1", "0"], ["goodbye", "hello", "1/1", "1", "0"]]
     assert "[hello/0] hello Bee" in cli("logs", "clitest", "hello").stdout
+    (listed,) = json.loads(cli("list", "--json").stdout)
+    assert (listed["swarm"], listed["running"], listed["owner"]) == ("clitest", True, os.getpid())
+    as_json = json.loads(cli("status", "clitest", "--json").stdout)
+    assert as_json["bees"]["hello"]["handled"] == 1 and as_json["gateways"]["hello-world"]["requests"] == 1
+    # a change from the command line: the kernel's swarm sees it, the other bee is untouched
+    goodbye_pid = swarm.status()["bees"]["goodbye"]["replicas"][0]["pid"]
+    hello_pid = swarm.status()["bees"]["hello"]["replicas"][0]["pid"]
+    assert "2 replica(s) serving" in cli("scale", "clitest", "hello", "2").stdout
+    assert swarm.status()["bees"]["hello"]["ready"] == 2 and swarm.topology.bees["hello"].replicas == 2
+    assert "every replica replaced" in cli("restart", "clitest", "goodbye").stdout
+    after = swarm.status()["bees"]
+    assert [r["pid"] for r in after["goodbye"]["replicas"] if r["state"] == "up"] != [goodbye_pid]
+    assert hello_pid in [r["pid"] for r in after["hello"]["replicas"]]
+    assert swarm.request("hello-world", {"name": "Again"}) == "goodbye Again"
+    wrong = cli("scale", "clitest", "nosuch", "2", check=False)
+    assert wrong.returncode == 1 and "no bee 'nosuch'" in wrong.stderr
+    follow = subprocess.Popen(
+        ["bytewax-nb", "logs", "clitest", "hello", "-f"], stdout=subprocess.PIPE, text=True
+    )
+    assert follow.stdout is not None
+    assert "hello Bee" in follow.stdout.readline()  # what was there
+    swarm.request("hello-world", {"name": "Followed"})
+    while "Followed" not in follow.stdout.readline():  # and what comes after
+        pass
+    follow.terminate()
+    follow.wait()
     bad = cli("send", "hello-world", "{nope", check=False)
     assert bad.returncode == 1 and "not JSON" in bad.stderr
     assert "stopped" in cli("stop", "clitest").stdout

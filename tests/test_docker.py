@@ -26,8 +26,9 @@ import pytest
 from conftest import Load, hello_swarm, wait_until
 
 from bytewax_nb import RemoteError
-from bytewax_nb.runtime.docker import daemon_answers
+from bytewax_nb.runtime.docker import base_image_here, daemon_answers
 from bytewax_nb.runtime.images import ImageBuilder
+from bytewax_nb.settings import BASE_IMAGE
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,18 +36,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Any]:
-    missing = []
+    """The Docker engine, with a base image found as `runtime="auto"` finds one; images
+    the tests built are removed at the end (the ones that were there stay)."""
+    missing = ""
     if not daemon_answers():
-        missing.append("no Docker engine answers")
-    if not os.environ.get("BYTEWAX_NB_BASE_IMAGE"):
-        missing.append("BYTEWAX_NB_BASE_IMAGE is not set (scripts/base-image.sh builds one)")
+        missing = "no Docker engine answers (start dockerd)"
+    elif base_image_here() is None:
+        missing = (
+            f"no base image: neither {BASE_IMAGE.name} names one present here nor is "
+            "python:3.11-slim pulled (scripts/base-image.sh builds one without a registry)"
+        )
     if missing:
-        why = "; ".join(missing)
         if os.environ.get("CI"):
-            pytest.fail(f"CI must run the docker tests: {why}")
-        pytest.skip(f"{why} (bash .ci/run sets both up; --no-docker skips these quietly)")
+            pytest.fail(f"CI must run the docker tests: {missing}")
+        pytest.skip(f"{missing}; bash .ci/run sets both up; --no-docker skips these quietly")
     client = docker.from_env()
+    before = len(ImageBuilder.built)
     yield client
+    for tag in ImageBuilder.built[before:]:
+        with contextlib.suppress(docker.errors.APIError):  # one a container still uses stays
+            client.images.remove(tag, force=False)
     client.close()
 
 
@@ -63,6 +72,8 @@ def test_hello_world_runs_in_labeled_containers_and_leaves_none(make_swarm: Any,
     wait_until(lambda: any("hello Bee" in line for line in swarm.logs("hello")), what="the container's print")
     containers = ours(engine, "dk-hello")
     assert sorted(c["Labels"]["bytewax-nb.bee"] for c in containers) == ["goodbye", "hello"]
+    names = sorted(c["Names"][0].rsplit(".", 1)[0] for c in containers)  # named as Compose does
+    assert names == ["/dk-hello-goodbye-0", "/dk-hello-hello-0"]
     assert {c["Labels"]["bytewax-nb.owner"] for c in containers} == {str(os.getpid())}
     assert all(c["HostConfig"]["NetworkMode"] == "host" for c in containers)
     swarm.stop()
@@ -133,8 +144,11 @@ def test_a_base_image_with_another_python_is_refused_clearly(make_swarm: Any, en
     swarm.gateway("in")
     swarm.bee(lambda p: p, input="in", name="b", image="bytewax-nb-test:other-python")
     want = f"{sys.version_info.major}.{sys.version_info.minor}"
-    with pytest.raises(Exception, match=rf"has Python 3\.99 but the kernel runs Python {want}"):
-        swarm.start()
+    try:
+        with pytest.raises(Exception, match=rf"has Python 3\.99 but the kernel runs Python {want}"):
+            swarm.start()
+    finally:
+        engine.images.remove("bytewax-nb-test:other-python", force=True)
 
 
 @pytest.mark.slow

@@ -56,3 +56,13 @@ def test_the_install_puts_the_prebuilt_extension_where_jupyterlab_finds_it() -> 
     )
     plain = re.sub(r"\x1b\[[0-9;]*m", "", listed.stdout + listed.stderr)
     assert re.search(rf"{entry['dest']} v{bytewax_nb.__version__} enabled\s+OK", plain), plain
+
+
+def test_python_npm_and_the_widget_share_one_version() -> None:
+    from bytewax_nb.widget import MODULE_VERSION
+
+    source = json.loads((LABEXT / "package.json").read_text())["version"]
+    assert bytewax_nb.__version__ == source
+    assert f"^{source}" == MODULE_VERSION  # what the kernel asks of the front-end
+    written = (LABEXT / "src" / "version.ts").read_text()  # what the front-end registers
+    assert f"export const VERSION = {json.dumps(source)};" in written

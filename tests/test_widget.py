@@ -93,7 +93,7 @@ def chain(make_swarm: Callable[..., Swarm], name: str = "w") -> Swarm:
 
 
 def open_widget(swarm: Swarm, recording: list[RecordingComm]) -> tuple[SwarmWidget, RecordingComm]:
-    w = swarm.widget()
+    w = SwarmWidget.of(swarm)
     return w, recording[-1]
 
 
@@ -200,7 +200,7 @@ def test_widget_syncs_the_running_graph_with_live_figures(
         assert gw["url"] == swarm.url("in") and gw["errors"] == 0
         # each refresh is one message: figures of several nodes change together
         assert any(len(u.get("nodes", [])) == 4 for u in front.updates())
-        assert swarm.widget() is w  # one widget per swarm
+        assert SwarmWidget.of(swarm) is w  # one widget per swarm
     finally:
         w.close()
 

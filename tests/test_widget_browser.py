@@ -30,7 +30,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 SETUP = """\
-from bytewax_nb import Swarm
+from bytewax_nb import Swarm, SwarmWidget
 
 swarm = Swarm("browser", runtime="process", on_log=None)
 swarm.gateway("in")
@@ -49,7 +49,7 @@ def c(p):
     return p["path"] + ["c"]
 
 swarm.start()
-swarm.widget()
+SwarmWidget.of(swarm)
 """
 
 CHECK = """\
@@ -67,7 +67,7 @@ print("FLOWED", any("c saw gateway 42" in x for x in swarm.logs("c")))
 # React Flow new node objects, which must not lose their size (nodes hidden, edges gone)
 STRESS = """\
 import time
-w = swarm.widget()
+w = SwarmWidget.of(swarm)
 for i in range(150):
     with w._sync_lock, w.hold_sync():
         w.nodes = [dict(n, rate=float(i)) for n in w.nodes]

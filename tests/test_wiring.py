@@ -116,3 +116,18 @@ def test_exit_causes_in_words() -> None:
     assert exit_cause(3) == "exited with code 3"
     assert exit_cause(137) == "exited with code 137 (killed by SIGKILL)"
     assert exit_cause(70) == "was restarted: a call ran past the bee's timeout"
+
+
+def test_restarts_back_off_and_a_process_that_never_served_is_given_up_on() -> None:
+    from bytewax_nb.policy import RestartPolicy
+    from bytewax_nb.wiring import Slot
+
+    policy = RestartPolicy()
+    assert [policy.delay(n) for n in (1, 2, 3, 7, 20)] == [0.1, 0.2, 0.4, 5.0, 5.0]
+    slot = Slot(failures=2)
+    assert not policy.gives_up(slot)
+    slot.failures = 3
+    assert policy.gives_up(slot)
+    slot.ever_ready = True  # it served once: a crash later is restarted, never given up on
+    assert not policy.gives_up(slot)
+    assert policy.failing([slot], ready=0) and not policy.failing([slot], ready=1)

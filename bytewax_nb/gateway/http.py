@@ -11,7 +11,7 @@ import asyncio
 import hmac
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,12 +19,31 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..protocol import BeeError, http_error_body
 from ..spec import GatewaySpec
 from ..wire import TRACEBACK_HEADER, Kind, new_request_id
-from .metrics import GatewayMetrics
+from .metrics import GatewayMetrics, HubMetrics
 
-if TYPE_CHECKING:
-    from .hub import Hub
+Reply = tuple[int, bytes, str]  # a bus message kind (response or error), its JSON body, its bee
 
-__all__ = ["GatewayApp"]
+
+class Serving(Protocol):
+    """What a gateway needs of the process that serves it (the hub): whether to take a
+    request, and where to send it. A view, not the whole hub."""
+
+    healthy: bool  # every wanted replica is ready
+    serving: bool  # every bee has a ready replica
+    not_ready: list[str]
+    metrics: HubMetrics
+    traceback_token: bytes
+
+    def in_flight(self, gateway: str) -> int: ...
+
+    def refusal(self, gw: GatewayApp) -> tuple[int, str] | None: ...
+
+    def submit(self, gw: GatewayApp, rid: str, body: bytes) -> None: ...
+
+    async def request(self, gw: GatewayApp, rid: str, body: bytes) -> Reply: ...
+
+
+__all__ = ["GatewayApp", "Reply", "Serving"]
 
 _JSON = "application/json"
 _PREFIX = "/gateways/"
@@ -50,7 +69,7 @@ def _not_allowed(method: str, path: str, allow: str) -> web.Response:
 class GatewayApp:
     """The aiohttp application of one gateway, publishing through the hub."""
 
-    def __init__(self, hub: Hub, spec: GatewaySpec) -> None:
+    def __init__(self, hub: Serving, spec: GatewaySpec) -> None:
         self.hub = hub
         self.spec = spec
         self.name = spec.name

@@ -37,13 +37,12 @@ from ..protocol import (
 from ..sockio import readable, recv_routed, send_routed
 from ..spec import GatewaySpec
 from ..wire import Enc, Header, Kind, ReplayGuard, dump_json, traceback_token
-from .http import GatewayApp
+from .http import GatewayApp, Reply
 from .journal import Journal
 from .metrics import HubMetrics, downstream
 
 __all__ = ["Hub"]
 
-Reply = tuple[int, bytes, str]  # kind, JSON body, sender
 _FLUSH_AT = 8  # requests that leave at once, so the bees start while more arrive
 _TICK = 0.5  # seconds between looks at requests whose callers stopped waiting
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from ..protocol import Runtime
+from ..settings import RUNTIME
 from ..spec import BeeSpec
 from .base import Handle, Launcher, LogSink
 from .process import ProcessLauncher
@@ -16,7 +16,6 @@ __all__ = [
     "LogSink",
     "ProcessLauncher",
     "make_launcher",
-    "RUNTIME_ENV",
     "Runtime",
     "resolve",
     "runtime_unsupported",
@@ -32,9 +31,6 @@ def runtime_unsupported(runtime: str, spec: BeeSpec) -> list[str]:
     return [opt for opt in _CONTAINER_ONLY if getattr(spec, opt)]
 
 
-RUNTIME_ENV = "BYTEWAX_NB_RUNTIME"  # what "auto" means on this machine, if set
-
-
 def resolve(runtime: str) -> tuple[Runtime, str]:
     """(runtime, why): "auto" is $BYTEWAX_NB_RUNTIME, else docker when a daemon answers and
     the base image is on this machine (nothing is pulled behind the user's back), else process."""
@@ -45,9 +41,9 @@ def resolve(runtime: str) -> tuple[Runtime, str]:
         raise ValueError(f"unknown runtime {runtime!r}: use one of {names}") from None
     if asked != Runtime.AUTO:
         return asked, "asked for"
-    chosen = os.environ.get(RUNTIME_ENV, "")
+    chosen = RUNTIME.get()
     if chosen in (Runtime.PROCESS, Runtime.DOCKER):
-        return Runtime(chosen), f"{RUNTIME_ENV}={chosen}"
+        return Runtime(chosen), f"{RUNTIME.name}={chosen}"
     from .docker import base_image_here, daemon_answers
 
     if not daemon_answers():

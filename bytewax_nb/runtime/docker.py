@@ -22,17 +22,15 @@ from docker.types import DeviceRequest
 
 from ..child import Boot
 from ..protocol import Runtime
+from ..settings import BASE_IMAGE, BIND_HOST, DOCKER_NETWORK, OWNER
 from ..spec import BeeSpec
 from .base import Handle, Launcher, LogSink
 from .images import ImageBuilder, Progress
-from .leftovers import OWNER_ENV
 from .process import ProcessLauncher
 
 __all__ = ["LABEL", "DockerLauncher", "base_image_here", "daemon_answers"]
 
 LABEL = "bytewax-nb"  # every container: bytewax-nb.swarm, .bee, .replica, .owner
-NETWORK_ENV = "BYTEWAX_NB_DOCKER_NETWORK"  # "host" (Linux, default) or "bridge" (Docker Desktop)
-BIND_ENV = "BYTEWAX_NB_BIND_HOST"  # with "bridge": where the owner's sockets listen (0.0.0.0)
 
 
 def daemon_answers() -> bool:
@@ -45,9 +43,9 @@ def daemon_answers() -> bool:
 
 def base_image_here() -> str | None:
     """The default base image, if this machine already has it."""
-    from .images import BASE_ENV, kernel_python
+    from .images import kernel_python
 
-    base = os.environ.get(BASE_ENV) or f"python:{kernel_python()}-slim"
+    base = BASE_IMAGE.get() or f"python:{kernel_python()}-slim"
     try:
         docker.from_env(timeout=3).images.get(base)
     except Exception:  # noqa: BLE001 - missing, or no daemon after all
@@ -123,13 +121,13 @@ class DockerLauncher(Launcher):
     name = Runtime.DOCKER
 
     def __init__(self, swarm: str, progress: Progress | None = None) -> None:
-        self.network = os.environ.get(NETWORK_ENV, "host")
+        self.network = DOCKER_NETWORK.get()
         if self.network not in ("host", "bridge"):
-            raise ValueError(f"{NETWORK_ENV} must be 'host' or 'bridge', not {self.network!r}")
+            raise ValueError(f"{DOCKER_NETWORK.name} must be 'host' or 'bridge', not {self.network!r}")
         if self.network == "bridge":
             # containers dial host.docker.internal: the owner's sockets must listen beyond
             # loopback (every frame on them is still signed and verified)
-            self.bind_host = os.environ.get(BIND_ENV, "0.0.0.0")
+            self.bind_host = BIND_HOST.get()
             self.peer_host = "auto"
         self._docker = docker.from_env()
         self._swarm = swarm
@@ -159,7 +157,7 @@ class DockerLauncher(Launcher):
         if spec is None:  # the hub
             return self._processes.launch(identity, module, boot, env, on_line)
         image = self._images.get(spec.name) or self._builder.image_for(spec)
-        _, name, replica, _ = identity.split(":")
+        _, name, replica, launch = identity.split(":")
         owner = str(os.getpid())
         limits: dict[str, Any] = {}
         if spec.cpus:
@@ -172,9 +170,12 @@ class DockerLauncher(Launcher):
         created = api.create_container(
             image,
             ["python3", "-m", module],
+            # named as Compose names containers (swarm, bee, replica), plus what keeps two
+            # generations or two owners of one swarm apart
+            name=f"{self._swarm}-{name}-{replica}.{launch}-{owner}",
             stdin_open=True,
             detach=False,  # docker-py's way to set StdinOnce: our attach closing ends stdin
-            environment={**env, OWNER_ENV: owner},
+            environment={**env, OWNER.name: owner},
             labels={
                 f"{LABEL}.swarm": self._swarm,
                 f"{LABEL}.bee": name,

@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.metadata as metadata
-import os
 import platform
 import re
 import shutil
@@ -25,16 +24,16 @@ import tempfile
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import platformdirs
 
 from ..errors import BytewaxNBError
-from ..source import functions, imported_modules
+from ..settings import BASE_IMAGE
+from ..source import PACKAGE_PATH, functions, imported_modules
 from ..spec import BeeSpec
 
 __all__ = [
-    "BASE_ENV",
     "IMAGE_LABEL",
     "RUNNER_LABEL",
     "REQUIREMENTS_LABEL",
@@ -45,13 +44,12 @@ __all__ = [
     "runner_hash",
 ]
 
-BASE_ENV = "BYTEWAX_NB_BASE_IMAGE"
 RUNNER_NEEDS = ("pyzmq", "cloudpickle")
 IMAGE_LABEL = "bytewax-nb.image"  # on every bee image
 RUNNER_LABEL = "bytewax-nb.runner"  # the runner_hash() it was built with: `gc` drops the others
 REQUIREMENTS_LABEL = "bytewax-nb.requirements"  # the pinned requirements it holds
 _COMPLETE = ".complete"  # in a wheel folder: the download finished
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(PACKAGE_PATH)
 Progress = Callable[[str], None]
 
 
@@ -77,7 +75,7 @@ def kernel_python() -> str:
 
 def base_image(spec: BeeSpec) -> str:
     """`image=`, else $BYTEWAX_NB_BASE_IMAGE, else python:<major>.<minor>-slim."""
-    return spec.image or os.environ.get(BASE_ENV) or f"python:{kernel_python()}-slim"
+    return spec.image or BASE_IMAGE.get() or f"python:{kernel_python()}-slim"
 
 
 def _top_modules(fn: Callable[..., Any]) -> set[str]:
@@ -152,6 +150,7 @@ class ImageBuilder:
     """Builds (or finds) the image for a bee; counts real builds for tests and figures."""
 
     builds = 0  # images actually built in this process
+    built: ClassVar[list[str]] = []  # their tags, in order
 
     def __init__(self, client: Any, progress: Progress | None = None) -> None:
         self._docker = client
@@ -190,6 +189,7 @@ class ImageBuilder:
             wheels = self._wheels(requirements, digest)
             self._build(tag, base, wheels, requirements)
             type(self).builds += 1
+            type(self).built.append(tag)
         self._progress(f"built {tag}")
         return tag
 
@@ -240,7 +240,7 @@ class ImageBuilder:
             raise BuildError(
                 f"the base image {base!r} has Python {found} but the kernel runs Python {want}; "
                 f"cloudpickle needs the same major.minor: use an image with Python {want} "
-                f"(e.g. python:{want}-slim) via {BASE_ENV} or image="
+                f"(e.g. python:{want}-slim) via {BASE_IMAGE.name} or image="
             )
 
     def _pull(self, base: str) -> None:
@@ -250,7 +250,7 @@ class ImageBuilder:
         except Exception as exc:  # noqa: BLE001 - no registry, no such image, no network
             raise BuildError(
                 f"the base image {base!r} is not on this machine and could not be pulled ({exc}); "
-                f"pull or build one with Python {kernel_python()}, then set {BASE_ENV} "
+                f"pull or build one with Python {kernel_python()}, then set {BASE_IMAGE.name} "
                 "(scripts/base-image.sh builds one without a registry)"
             ) from None
 
@@ -294,7 +294,9 @@ class ImageBuilder:
         with tempfile.TemporaryDirectory(prefix="bytewax-nb-build-") as ctx:
             root = Path(ctx)
             shutil.copytree(wheels, root / "wheels", ignore=shutil.ignore_patterns(_COMPLETE))
-            shutil.copytree(PACKAGE_DIR, root / "bytewax_nb", ignore=shutil.ignore_patterns("__pycache__"))
+            # the widget's front-end is the kernel's business, not a replica's
+            skip = shutil.ignore_patterns("__pycache__", "labextension")
+            shutil.copytree(PACKAGE_DIR, root / "bytewax_nb", ignore=skip)
             (root / "Dockerfile").write_text(
                 f"FROM {base}\n"
                 "COPY wheels /tmp/wheels\n"

@@ -16,10 +16,10 @@ from typing import Any
 import psutil
 
 from .. import state
+from ..settings import OWNER
 
-__all__ = ["OWNER_ENV", "collect"]
+__all__ = ["collect"]
 
-OWNER_ENV = "BYTEWAX_NB_OWNER"  # set on every child: the pid of the process that owns it
 _MODULES = ("bytewax_nb.runner", "bytewax_nb.gateway")
 
 
@@ -57,7 +57,7 @@ def collect() -> list[str]:
         if proc.pid == me or not _ours(proc):
             continue
         try:
-            owner = proc.environ().get(OWNER_ENV)
+            owner = proc.environ().get(OWNER.name)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
         if owner and owner.isdigit() and not _alive(int(owner)):

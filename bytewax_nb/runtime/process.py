@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 from ..child import Boot
 from ..protocol import Runtime
+from ..settings import OWNER
 from ..spec import BeeSpec
 from .base import Handle, Launcher, LogSink
-from .leftovers import OWNER_ENV
 
 __all__ = ["ProcessLauncher"]
 
@@ -74,7 +74,7 @@ class ProcessLauncher(Launcher):
         child_env = dict(os.environ)
         child_env.update(env)
         child_env["PYTHONUNBUFFERED"] = "1"
-        child_env[OWNER_ENV] = str(os.getpid())  # what `bytewax-nb gc` recognises
+        child_env[OWNER.name] = str(os.getpid())  # what `bytewax-nb gc` recognises
         # functions pickled by reference must import in the child as in the owner
         child_env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         proc = subprocess.Popen(

@@ -43,9 +43,10 @@ import {
   layout,
   structureKey
 } from './graph';
+import { VERSION } from './version';
 
 export const MODULE_NAME = 'bytewax-nb-widget';
-export const MODULE_VERSION = '0.1.0';
+export const MODULE_VERSION = VERSION; // package.json's, as the Python package's
 
 interface Message {
   text?: string;

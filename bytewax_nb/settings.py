@@ -1,0 +1,91 @@
+"""Every `BYTEWAX_NB_*` environment variable, in one place (the docs' table is made from it).
+
+Modules read a variable through its `Setting`, never by spelling its name, so a name
+and its meaning cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import BytewaxNBError
+
+__all__ = [
+    "BASE_IMAGE",
+    "BIND_HOST",
+    "DOCKER_NETWORK",
+    "ENCRYPT",
+    "OWNER",
+    "RUNTIME",
+    "SETTINGS",
+    "STATE_DIR",
+    "Setting",
+    "secret_from",
+]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, what it is when unset, and what it does."""
+
+    name: str
+    default: str
+    meaning: str
+
+    def get(self) -> str:
+        """Its value, or the default when unset or empty."""
+        return os.environ.get(self.name) or self.default
+
+
+RUNTIME = Setting(
+    "BYTEWAX_NB_RUNTIME",
+    "",
+    'What `runtime="auto"` means here: `process` or `docker`. Unset: docker when a Docker '
+    "daemon answers and the base image is on this machine, else process.",
+)
+BASE_IMAGE = Setting(
+    "BYTEWAX_NB_BASE_IMAGE",
+    "",
+    "The image bee images are built FROM; its Python must have the kernel's major.minor. "
+    "Unset: `python:<major>.<minor>-slim` (pulled if missing).",
+)
+DOCKER_NETWORK = Setting(
+    "BYTEWAX_NB_DOCKER_NETWORK",
+    "host",
+    "`host` (Linux) or `bridge` (Docker Desktop, where the host network is the VM's): "
+    "containers then dial the owner as `host.docker.internal`.",
+)
+BIND_HOST = Setting(
+    "BYTEWAX_NB_BIND_HOST",
+    "0.0.0.0",
+    "With `BYTEWAX_NB_DOCKER_NETWORK=bridge`: where the owner's control and link sockets "
+    "listen so containers reach them (every frame on them stays signed and encrypted).",
+)
+ENCRYPT = Setting(
+    "BYTEWAX_NB_ENCRYPT",
+    "1",
+    "`0` turns the bus's CurveZMQ encryption off (it costs a few percent of throughput).",
+)
+STATE_DIR = Setting(
+    "BYTEWAX_NB_STATE_DIR",
+    "",
+    "Where swarms keep their records, logs, control sockets and journals for the "
+    "`bytewax-nb` command. Unset: the platform's user state directory.",
+)
+OWNER = Setting(
+    "BYTEWAX_NB_OWNER",
+    "",
+    "Set by bytewax-nb on every process and container it starts (the owner's pid), so "
+    "`bytewax-nb gc` finds what a dead owner left. Not for users to set.",
+)
+SETTINGS = (RUNTIME, BASE_IMAGE, DOCKER_NETWORK, BIND_HOST, ENCRYPT, STATE_DIR, OWNER)
+
+
+def secret_from(variable: str) -> str:
+    """The value of a variable the user named for a secret (a gateway's token): it must be
+    set, and it is never printed."""
+    value = os.environ.get(variable)
+    if not value:
+        raise BytewaxNBError(f"the variable {variable} is not set (or empty)")
+    return value
