@@ -159,7 +159,7 @@ def test_each_gateway_serves_only_its_own_counters_and_the_bees_it_reaches() -> 
             "a": {"input": ["open"], "handled": 4, "dropped_by": {"replayed": 2}},
             "b": {"input": ["a"], "handled": 4},
             "secret": {"input": ["closed"], "handled": 9},
-        }
+        },
     }
     hub.drop("signature")
     shown = generate_latest(open_gw.registry).decode()
