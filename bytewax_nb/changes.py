@@ -8,15 +8,16 @@ settled (see `Change`), or calls the change's `undo`.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from .protocol import MemberState, Role
 from .spec import BeeSpec, Topology
 from .wiring import Member, Slot, Wiring
 
-__all__ = ["Change", "redeploy", "remove", "reslot", "set_replicas", "undo_deploy"]
+__all__ = ["Change", "redeploy", "remove", "replan", "reslot", "set_replicas", "undo_deploy", "unplan"]
 
 
 @dataclass
@@ -103,4 +104,51 @@ def undo_deploy(topology: Topology, wiring: Wiring, name: str, previous: BeeSpec
             m.retiring = False
     for key in _bee_slots(wiring, name):
         wiring.slots[key].ever_ready = True
+    return kill
+
+
+def _only_replicas(a: BeeSpec, b: BeeSpec) -> bool:
+    """`b` is `a` with another number of replicas (a scale, not a new version)."""
+    return dataclasses.replace(a, replicas=b.replicas) == b
+
+
+def replan(
+    topology: Topology, wiring: Wiring, new: Mapping[str, BeeSpec], forced: Collection[str] = ()
+) -> list[Member]:
+    """Go from the process-level bees of `topology` to `new` (a `fusion.plan`): bees
+    gone are removed, bees that only changed their replicas are scaled, new and changed
+    ones (and `forced` ones: a restart) are redeployed; the others are not touched.
+    Returns replicas to kill."""
+    old = dict(topology.bees)
+    kill = []
+    for name in old.keys() - new.keys():
+        kill += remove(topology, wiring, name)
+    for name, spec in new.items():
+        prev = old.get(name)
+        if prev is None or name in forced or not _only_replicas(prev, spec):
+            redeploy(topology, wiring, spec)
+        elif prev.replicas != spec.replicas:
+            kill += set_replicas(topology, wiring, spec)
+    topology.bees = {name: topology.bees[name] for name in new}
+    return kill
+
+
+def unplan(
+    topology: Topology,
+    wiring: Wiring,
+    old: Mapping[str, BeeSpec],
+    tried: Mapping[str, BeeSpec],
+    forced: Collection[str] = (),
+) -> list[Member]:
+    """Undo a `replan` from `old` to `tried` that could not settle: the old version of
+    each bee it touched serves on. Returns the new versions' replicas, to kill."""
+    kill = []
+    for name in old.keys() | tried.keys():
+        prev, cur = old.get(name), tried.get(name)
+        if prev is not None and cur is not None and name not in forced and _only_replicas(prev, cur):
+            if prev.replicas != cur.replicas:
+                kill += set_replicas(topology, wiring, prev)
+            continue
+        kill += undo_deploy(topology, wiring, name, prev)
+    topology.bees = {name: topology.bees[name] for name in old}
     return kill

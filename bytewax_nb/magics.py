@@ -68,11 +68,12 @@ class SwarmMagics(Magics):
 
     # -- the current swarm -------------------------------------------------------------
 
-    def _new(self, name: str, runtime: str) -> Swarm:
+    def _new(self, name: str, runtime: str, fuse: bool = True) -> Swarm:
         old = current_swarm()
         if old is not None and old.running:
             old.stop()
-        swarm = Swarm(name, runtime=runtime, on_log=self._live.on_log if self._live else Swarm.default_log)
+        on_log = self._live.on_log if self._live else Swarm.default_log
+        swarm = Swarm(name, runtime=runtime, on_log=on_log, fuse=fuse)
         _CURRENT["swarm"] = swarm
         return swarm
 
@@ -85,14 +86,15 @@ class SwarmMagics(Magics):
     @argument("action", nargs="?", default="", help="new | status | stop (nothing: the live graph)")
     @argument("name", nargs="?", help="the new swarm's name")
     @argument("--runtime", default=Runtime.AUTO, choices=[str(r) for r in Runtime])
+    @argument("--no-fuse", action="store_true", help="every bee in processes of its own (no fused chains)")
     @line_magic
     def swarm(self, line: str) -> Any:
-        """%swarm new NAME [--runtime R] | %swarm | %swarm status | %swarm stop"""
+        """%swarm new NAME [--runtime R] [--no-fuse] | %swarm | %swarm status | %swarm stop"""
         args = parse_argstring(self.swarm, line)
         if args.action == "new":
             if not args.name:
                 raise BytewaxNBError("%swarm new needs a name: %swarm new NAME")
-            swarm = self._new(args.name, args.runtime)
+            swarm = self._new(args.name, args.runtime, fuse=not args.no_fuse)
             print(f"swarm {swarm.name!r} (runtime {swarm.runtime})")
             return None
         swarm = self._swarm()
@@ -179,6 +181,7 @@ class SwarmMagics(Magics):
     )
     @argument("--no-timeout", action="store_true", help="no limit on a call's time")
     @argument("--retries", type=int, default=1, help="times a message is sent again after its replica died")
+    @argument("--no-fuse", action="store_true", help="keep this bee in processes of its own")
     @line_cell_magic
     def bee(self, line: str, cell: str | None = None) -> Any:
         """%%bee [NAME] --input SRC [SRC ...] [options]: run the cell, deploy its function.
@@ -248,6 +251,7 @@ class SwarmMagics(Magics):
             gpus=args.gpus,
             timeout=None if args.no_timeout else args.timeout,
             retries=args.retries,
+            fuse=not args.no_fuse,
         )
         if not swarm.running and swarm.topology.gateways:
             swarm.start()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 if TYPE_CHECKING:
     from .source import Captured
@@ -180,8 +180,8 @@ class BeeConfig(TypedDict):
     routes: RoutesBody
     links: LinksBody
     peer_host: str  # where its link socket binds ("auto": all interfaces, its own address)
-    source: Captured  # file names and lines of the bee's code, for its tracebacks
-    imports: list[str]  # modules its code imports: checked before it reports up
+    sources: dict[str, Captured]  # per bee it runs: its code's file names and lines (tracebacks)
+    imports: list[str]  # modules its bees' code imports: checked before it reports up
 
 
 class Up(TypedDict, total=False):
@@ -273,6 +273,9 @@ class BeeStats(TypedDict):
     batch: float
     pending_joins: int
     last_error: BeeError | None
+    # a fused group's replica: each of its bees' own figures (what the replica counts as
+    # a whole, drops and queue, with its first bee's)
+    stages: NotRequired[dict[str, BeeStats]]
 
 
 class GatewayCounts(TypedDict):
@@ -309,6 +312,7 @@ class BeeFigures(TypedDict):
     failing: bool  # keeps dying with no replica ready: its gateways refuse at once
     last_error: BeeError | None
     state: BeeState
+    group: list[str]  # the bees that share its processes, in order ([] when it runs alone)
 
 
 class Status(TypedDict):

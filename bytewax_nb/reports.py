@@ -57,9 +57,9 @@ def snapshot(
     bees: dict[str, BeeView] = {}
     for name, st in wiring.bee_stats().items():
         replicas = [
-            cast(ReplicaView, {"replica": m.replica, "pid": _pid(m), "state": m.state, **m.stats})
+            cast(ReplicaView, {"replica": m.replica, "pid": _pid(m), "state": m.state, **m.stats_of(name)})
             for m in members
-            if m.role == Role.BEE and m.name == name
+            if m.role == Role.BEE and name in m.bees  # a group's processes run it too
         ]
         bees[name] = BeeView(**st, join=topology.bees[name].join, replicas=replicas)
     hub_view = HubView(
@@ -88,7 +88,8 @@ def not_ready_report(wiring: Wiring, logs: Logs) -> str:
         here = [m for m in wiring.members.values() if m.slot_key == (role, name, replica)]
         state = here[0].state if here else f"exited (code {slot.last_exit})"
         lines.append(f"  {role} {name}/{replica}: {state}")
-        key = name if role == Role.BEE else "hub"
-        tail = [line for _, r, line in list(logs.get(key, ())) if r == replica][-15:]
+        keys = wiring.bees_of(name) if role == Role.BEE else ["hub"]
+        said = [(t, text) for k in keys for t, r, text in list(logs.get(k, ())) if r == replica]
+        tail = [text for _, text in sorted(said, key=lambda tl: tl[0])][-15:]
         lines += [f"    | {t}" for t in tail]
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 
 A single-threaded loop: poll, take what arrived on the links (verified before
 anything is unpickled), call the bee, send results to the consumers with room and
-answers to the hub, then tell each producer which messages are done. The watchdog
+answers to the hub, then tell each producer which messages are done. A fused group
+(see `fusion`) runs its bees as stages of one replica: what a stage produces is the
+next stage's call, and only the last stage's results leave the process. The watchdog
 thread (see `watchdog`) steps in while a call runs long: it hands the queue back so
 nothing waits behind a busy replica, and past the bee's timeout it answers the
 call's callers and ends the process.
@@ -23,6 +25,7 @@ import zmq
 
 from .child import Child, read_boot
 from .errors import BadRequest
+from .fusion import handoff
 from .intake import InLink, Intake
 from .invoke import Context, Invoker
 from .links import Dispatcher, died_answer
@@ -41,6 +44,7 @@ from .protocol import (
 from .sockio import readable, recv_routed, send_frames, send_routed
 from .source import restore, user_traceback
 from .spec import BeeSpec
+from .stagelog import Tagger
 from .watchdog import Watchdog
 from .wire import Enc, Header, Kind, Message, dump_json, next_seq, pickled
 
@@ -55,23 +59,43 @@ WINDOW = 128  # messages each producer may send before this replica says which a
 Ack = tuple[InLink, int]  # the link a message came on, and its sequence number there
 
 
+class _Stage:
+    """One bee of the replica (the only one, unless fused) and its own figures."""
+
+    __slots__ = ("errors", "handled", "index", "invoke", "last", "last_error", "latencies", "name")
+
+    def __init__(self, spec: BeeSpec, index: int, last: bool) -> None:
+        self.name = spec.name
+        self.invoke = Invoker(spec.fn)
+        self.index = index
+        self.last = last  # its results leave the process
+        self.handled = 0
+        self.errors = 0
+        self.latencies: deque[float] = deque(maxlen=1024)
+        self.last_error: BeeError | None = None  # what the widget shows of a bee's last failure
+
+
 class _ReplicaContext(Context):
-    """A context bound to one message; no closures are built per message."""
+    """A context bound to one message and stage; no closures are built per message."""
 
-    __slots__ = ("_header", "_replica")
+    __slots__ = ("_header", "_replica", "_stage")
 
-    def __init__(self, replica: Replica, header: Header) -> None:
+    def __init__(self, replica: Replica, stage: _Stage, header: Header) -> None:
         self.request_id = header.request_id
         self.gateway = header.origin
-        self.bee = replica.name
+        self.bee = stage.name
         self._replica = replica
+        self._stage = stage
         self._header = header
 
     def publish(self, data: Any, context: Any = None) -> None:
-        self._replica._publish(self._header, data)
+        if self._stage.last:
+            self._replica._publish(self._header, data)
+        else:
+            self._replica._pass_on(self._stage, self._header, data)
 
     def respond(self, data: Any, context: Any = None) -> None:
-        self._replica._respond(self._header, data)
+        self._replica._respond(self._header, data, self._stage.name)
 
 
 class Replica:
@@ -81,13 +105,20 @@ class Replica:
         self.child = child
         self.signer = child.signer
         spec: BeeSpec = config["spec"]
+        members = spec.stages or (spec,)
         _check_imports(spec.name, config["imports"])
-        restore(spec.fn, config["source"])
+        for member in members:
+            restore(member.fn, config["sources"][member.name])
         self.spec = spec
-        self.name = spec.name
+        self.name = spec.name  # what producers send to (a fused group's: its first bee's)
+        self.topic = members[-1].name  # what its consumers listen to: its last bee's results
         self.me = child.boot.identity
         self.replica: int = config["replica"]
-        self.invoke = Invoker(spec.fn)
+        self.stages = [_Stage(m, i, i == len(members) - 1) for i, m in enumerate(members)]
+        self.pending: deque[tuple[_Stage, Header, Any]] = deque()  # stages' results for the next
+        self.current = self.stages[0]  # the stage whose code runs (or ran last)
+        # who prints: the output of a fused group's bees is marked with their names
+        self.taggers = [t for t in (sys.stdout, sys.stderr) if isinstance(t, Tagger)]
         # consumers dial this ROUTER; producers are dialled by the intake's DEALERs
         self.router, self.address = child.link_router(config["peer_host"])
         self.bursts: dict[str, list[Any]] = {}  # consumer identity -> frames of this round
@@ -103,13 +134,9 @@ class Replica:
         self.joins: dict[str, tuple[float, dict[str, tuple[Ack, Any]]]] = {}
         self.batch: list[tuple[Ack, Header, Any]] = []
         self.batch_due = 0.0
-        self.handled = 0
-        self.errors = 0
         self.unreachable = 0
-        self.latencies: deque[float] = deque(maxlen=1024)
         self.batch_sizes: deque[int] = deque(maxlen=256)
         self._last_stats: tuple[Any, ...] = ()
-        self.last_error: BeeError | None = None  # what the widget shows of a bee's last failure
         self.running = True
         self.out_since = 0.0
         self.watchdog = Watchdog(child, spec.timeout, self.give_up, self.give_back)
@@ -117,7 +144,7 @@ class Replica:
     @property
     def sink(self) -> bool:
         """Nothing listens to this bee: its return value is the answer."""
-        return not self.dispatcher.consumers(self.name)
+        return not self.dispatcher.consumers(self.topic)
 
     # -- links -----------------------------------------------------------------------
 
@@ -301,7 +328,7 @@ class Replica:
         try:
             payload = msg.load()
         except Exception as exc:  # noqa: BLE001 - a bad payload is the caller's error
-            self._fail(header, exc)
+            self._fail(header, exc, self.stages[0])
             self.intake.done(link, header.seq)
             return
         if self.spec.join:
@@ -315,50 +342,74 @@ class Replica:
         else:
             self._call(header, payload, [ack])
 
-    def _context(self, header: Header) -> Context:
-        return _ReplicaContext(self, header)
+    def _speaking(self, stage: _Stage | None) -> None:
+        """Lines printed from now on are `stage`'s (None: the process's own)."""
+        for t in self.taggers:
+            t.bee = stage.name if stage is not None else None
 
     def _call(self, header: Header, payload: Any, acks: list[Ack]) -> None:
-        t = time.perf_counter()
-        self.watchdog.enter(t, [header], acks)
-        try:
-            result = self.invoke(payload, self._context(header))
-        except Exception as exc:  # noqa: BLE001 - a bee's error goes to its caller
-            self._fail(header, exc)
-            result = None
-        else:
-            self.handled += 1
-        finally:
-            self.watchdog.leave()
-            self.latencies.append(time.perf_counter() - t)
-        if result is not None:
-            self._deliver(header, result)
+        """The first stage's call, then every call it leads to within the process."""
+        self._invoke(self.stages[0], header, payload, acks)
+        self._run_pending(acks)
         for link, seq in acks:
             self.intake.done(link, seq)
 
-    def _deliver(self, header: Header, result: Any) -> None:
-        if self.sink:
-            self._respond(header, result)
+    def _run_pending(self, acks: list[Ack]) -> None:
+        pending = self.pending
+        while pending:
+            stage, header, value = pending.popleft()
+            self._invoke(stage, header, value, acks)
+
+    def _invoke(self, stage: _Stage, header: Header, payload: Any, acks: list[Ack]) -> None:
+        t = time.perf_counter()
+        self.current = stage
+        if self.taggers:
+            self._speaking(stage)
+        self.watchdog.enter(t, [header], acks)
+        try:
+            result = stage.invoke(payload, _ReplicaContext(self, stage, header))
+        except Exception as exc:  # noqa: BLE001 - a bee's error goes to its caller
+            self._fail(header, exc, stage)
+            result = None
+        else:
+            stage.handled += 1
+        finally:
+            self.watchdog.leave()
+            stage.latencies.append(time.perf_counter() - t)
+            if self.taggers:
+                self._speaking(None)
+        if result is not None:
+            self._deliver(stage, header, result)
+
+    def _deliver(self, stage: _Stage, header: Header, result: Any) -> None:
+        if not stage.last:
+            self._pass_on(stage, header, result)
+        elif self.sink:
+            self._respond(header, result, stage.name)
         else:
             self._publish(header, result)
 
+    def _pass_on(self, stage: _Stage, header: Header, data: Any) -> None:
+        """A fused stage's result: the next stage's call, on a value no other bee can change."""
+        self.pending.append((self.stages[stage.index + 1], header, handoff(data)))
+
     def _publish(self, header: Header, data: Any) -> None:
         payload, buffers = pickled(data)
-        out = Header(Kind.DATA, header.request_id, header.origin, self.name, header.t0, header.deadline)
-        self.dispatcher.publish(self.name, out, payload, buffers)
+        out = Header(Kind.DATA, header.request_id, header.origin, self.topic, header.t0, header.deadline)
+        self.dispatcher.publish(self.topic, out, payload, buffers)
 
-    def _respond(self, header: Header, data: Any) -> None:
+    def _respond(self, header: Header, data: Any, bee: str) -> None:
         try:
             body = dump_json(data)
         except TypeError as exc:
-            msg = f"the response of bee {self.name!r} is not JSON serializable: {exc}"
-            self._send_error(header, TypeError(msg), "")
+            msg = f"the response of bee {bee!r} is not JSON serializable: {exc}"
+            self._send_error(header, bee, TypeError(msg), "")
             return
         except ValueError:
-            msg = f"the response of bee {self.name!r} holds NaN or Infinity, which JSON cannot carry"
-            self._send_error(header, ValueError(msg + " (use None, or a string)"), "")
+            msg = f"the response of bee {bee!r} holds NaN or Infinity, which JSON cannot carry"
+            self._send_error(header, bee, ValueError(msg + " (use None, or a string)"), "")
             return
-        self.to_hub += self._hub_frames(Kind.RESPONSE, header, self.name, body)
+        self.to_hub += self._hub_frames(Kind.RESPONSE, header, bee, body)
 
     def _hub_frames(self, kind: int, header: Header, bee: str, body: bytes) -> list[Any]:
         out = Header(kind, header.request_id, header.origin, bee, header.t0, enc=Enc.JSON)
@@ -371,20 +422,20 @@ class Replica:
         err["request_id"] = header.request_id
         return self._hub_frames(Kind.ERROR, header, err["bee"], dump_json(err))
 
-    def _fail(self, header: Header, exc: BaseException) -> None:
+    def _fail(self, header: Header, exc: BaseException, stage: _Stage) -> None:
         if isinstance(exc, BadRequest):  # the caller's mistake, not the bee's: a 400, no traceback
             self.to_hub += self._error_frames(
-                header, bee_error(self.name, "BadRequest", str(exc), status=400)
+                header, bee_error(stage.name, "BadRequest", str(exc), status=400)
             )
             return
-        self.errors += 1
+        stage.errors += 1
         text = "".join(traceback.format_exception(type(exc), exc, user_traceback(exc.__traceback__)))
-        print(f"[{self.name}] request {header.request_id} failed:\n{text}", file=sys.stderr, end="")
-        self.last_error = bee_error(self.name, type(exc).__name__, str(exc), text, header.request_id)
-        self._send_error(header, exc, text)
+        print(f"[{stage.name}] request {header.request_id} failed:\n{text}", file=sys.stderr, end="")
+        stage.last_error = bee_error(stage.name, type(exc).__name__, str(exc), text, header.request_id)
+        self._send_error(header, stage.name, exc, text)
 
-    def _send_error(self, header: Header, exc: BaseException, text: str) -> None:
-        self.to_hub += self._error_frames(header, bee_error(self.name, type(exc).__name__, str(exc), text))
+    def _send_error(self, header: Header, bee: str, exc: BaseException, text: str) -> None:
+        self.to_hub += self._error_frames(header, bee_error(bee, type(exc).__name__, str(exc), text))
 
     # -- while a call runs long (the watchdog's thread, holding the sockets) ------------
 
@@ -396,12 +447,18 @@ class Replica:
     def give_up(self, stuck: list[Header], acks: list[Ack], timeout: float, stack: str) -> None:
         """The watchdog's last act, past the bee's timeout: answer the stuck call's
         callers, send what is already made, hand back what waits, then the process ends."""
-        why = f"bee {self.name!r} did not return within its timeout of {timeout:g} s; replica restarted"
+        bee = self.current.name
+        why = f"bee {bee!r} did not return within its timeout of {timeout:g} s; replica restarted"
         text = stack + f"BeeTimeout: {why}\n"
         for header in stuck:
-            self.to_hub += self._error_frames(header, bee_error(self.name, "BeeTimeout", why, text))
-            print(f"[{self.name}] request {header.request_id}: {why}", file=sys.stderr)
+            self.to_hub += self._error_frames(header, bee_error(bee, "BeeTimeout", why, text))
+            print(f"[{bee}] request {header.request_id}: {why}", file=sys.stderr)
         print(text, file=sys.stderr, end="")
+        # what a fused stage made for the next stages of this process dies with it
+        gone = f"not processed: bee {bee!r}, in the same process, hung on another request; replica restarted"
+        for stage, header, _ in self.pending:
+            self.to_hub += self._error_frames(header, bee_error(stage.name, "BeeTimeout", gone))
+        self.pending.clear()
         for link, seq in acks:  # answered: no producer may send them again
             self.intake.done(link, seq)
         self.give_back()
@@ -438,31 +495,39 @@ class Replica:
         payloads = [p for _, _, p in batch]
         acks = [a for a, _, _ in batch]
         self.batch_sizes.append(len(batch))
+        stage = self.stages[0]  # only a group's first bee may batch
         t = time.perf_counter()
+        self.current = stage
+        if self.taggers:
+            self._speaking(stage)
         self.watchdog.enter(t, headers, acks)
         results: list[Any] | None = None
         try:
-            if self.invoke.style == CallStyle.PAYLOAD:
-                out = self.invoke.fn(payloads)
+            invoke = stage.invoke
+            if invoke.style == CallStyle.PAYLOAD:
+                out = invoke.fn(payloads)
             else:
-                out = self.invoke.fn(payloads, [self._context(h) for h in headers])
+                out = invoke.fn(payloads, [_ReplicaContext(self, stage, h) for h in headers])
             results = list(out)
             if len(results) != len(payloads):
                 raise ValueError(
-                    f"batch bee {self.name!r} returned {len(results)} results for {len(payloads)} payloads"
+                    f"batch bee {stage.name!r} returned {len(results)} results for {len(payloads)} payloads"
                 )
         except Exception as exc:  # noqa: BLE001
             for h in headers:
-                self._fail(h, exc)
+                self._fail(h, exc, stage)
             results = None
         finally:
             self.watchdog.leave()
-            self.latencies.append(time.perf_counter() - t)
+            stage.latencies.append(time.perf_counter() - t)
+            if self.taggers:
+                self._speaking(None)
         if results is not None:
-            self.handled += len(batch)
+            stage.handled += len(batch)
             for h, r in zip(headers, results, strict=True):
                 if r is not None:
-                    self._deliver(h, r)
+                    self._deliver(stage, h, r)
+        self._run_pending(acks)
         for link, seq in acks:
             self.intake.done(link, seq)
 
@@ -478,31 +543,48 @@ class Replica:
 
     def _send_stats(self, force: bool = False) -> None:
         dropped = self._dropped()
-        key = (self.handled, self.errors, sum(dropped.values()), len(self.joins), len(self.intake.queue))
+        key = (
+            [(st.handled, st.errors) for st in self.stages],
+            sum(dropped.values()),
+            len(self.joins),
+            len(self.intake.queue),
+        )
         if key == self._last_stats and not force:
             return
         self._last_stats = key
-        lat = sorted(self.latencies)
-        p50 = lat[len(lat) // 2] * 1000 if lat else 0.0
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0.0
-        self.watchdog.busy_after = max(0.5, 4 * p99 / 1000)
         sizes = self.batch_sizes
-        self.child.send(
-            Msg.STATS,
-            BeeStats(
-                handled=self.handled,
-                errors=self.errors,
-                dropped=sum(dropped.values()),
-                dropped_by=dropped,
-                retried=dict(self.dispatcher.retried),
-                queued=len(self.intake.queue),
-                p50_ms=p50,
-                p99_ms=p99,
-                batch=(sum(sizes) / len(sizes)) if sizes else 1.0,
-                pending_joins=len(self.joins),
-                last_error=self.last_error,
-            ),
-        )
+        head = _stage_stats(self.stages[0])
+        head["dropped"] = sum(dropped.values())
+        head["dropped_by"] = dropped
+        head["retried"] = dict(self.dispatcher.retried)
+        head["queued"] = len(self.intake.queue)
+        head["batch"] = (sum(sizes) / len(sizes)) if sizes else 1.0
+        head["pending_joins"] = len(self.joins)
+        p99 = head["p99_ms"]
+        if len(self.stages) > 1:
+            rest = {st.name: _stage_stats(st) for st in self.stages[1:]}
+            head["stages"] = {self.stages[0].name: BeeStats(**head)} | rest
+            p99 = max(p99, *(st["p99_ms"] for st in rest.values()))
+        self.watchdog.busy_after = max(0.5, 4 * p99 / 1000)
+        self.child.send(Msg.STATS, head)
+
+
+def _stage_stats(stage: _Stage) -> BeeStats:
+    """One bee's figures; what the replica counts as a whole is added to its first bee's."""
+    lat = sorted(stage.latencies)
+    return BeeStats(
+        handled=stage.handled,
+        errors=stage.errors,
+        dropped=0,
+        dropped_by={},
+        retried={},
+        queued=0,
+        p50_ms=lat[len(lat) // 2] * 1000 if lat else 0.0,
+        p99_ms=lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0.0,
+        batch=1.0,
+        pending_joins=0,
+        last_error=stage.last_error,
+    )
 
 
 def _check_imports(bee: str, modules: Iterable[str]) -> None:
@@ -519,11 +601,15 @@ def _check_imports(bee: str, modules: Iterable[str]) -> None:
 
 
 def main() -> None:
-    # a bee's logging goes where its prints go: the owner's live output and `logs`
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     child = Child(read_boot())
     try:
         config = cast(BeeConfig, child.recv_config())
+        if config["spec"].stages:  # a fused group: each line says which bee printed it
+            sys.stdout, sys.stderr = Tagger(sys.stdout), Tagger(sys.stderr)
+        # a bee's logging goes where its prints go: the owner's live output and `logs`
+        logging.basicConfig(
+            level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout
+        )
         replica = Replica(child, config)
         try:
             replica.run()

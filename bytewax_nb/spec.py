@@ -80,6 +80,10 @@ class BeeSpec:
     gpus: int | None = None
     timeout: float | None = DEFAULT_BEE_TIMEOUT  # seconds a call may run; None: no limit
     retries: int = 1  # times a message is sent again after the replica handling it died
+    fuse: bool = True  # may share its processes with the bees next to it (see `fusion`)
+    # a fused group, as the processes that run it see it (`fusion.plan` makes these):
+    # the bees it runs, in order; empty for a bee that runs alone
+    stages: tuple[BeeSpec, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         check_name("bee", self.name)

@@ -11,6 +11,10 @@ and reports which of them welcomed it; `start()` and every live change return on
 every bee has its wanted replicas linked to all their producers and the hub has
 heard the new status. No message is lost to a slow joiner: a producer sends to a
 replica only once it has its window.
+
+Processes run the graph of `fusion.plan` (a fused group of bees is one process-level
+bee); every change to the user's graph is planned anew and applied as the difference
+between the two plans, so a regrouping is a redeploy like any other.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any, TypeVar, cast
 
 import zmq
 
-from . import changes, reports, state
+from . import changes, fusion, reports, state
 from .changes import Change
 from .child import Boot
 from .commands import Action, CommandSocket
@@ -60,8 +64,9 @@ from .protocol import (
 from .runtime.base import Handle, Launcher, NeverStarted
 from .source import capture, imported_modules
 from .spec import BeeSpec, GatewaySpec, Topology
+from .stagelog import untag
 from .wire import Signer, traceback_token
-from .wiring import Member, Wiring, death_error, exit_cause
+from .wiring import Member, Wiring, death_error, describe, exit_cause
 
 __all__ = ["Supervisor"]
 
@@ -82,12 +87,16 @@ class Supervisor:
         topology: Topology,
         launcher: Launcher,
         on_log: LogCallback | None = None,
+        *,
+        fuse: bool = True,
     ) -> None:
         self.swarm = swarm
-        self.topology = topology
+        self.topology = topology  # the user's graph (the Swarm's own object)
+        self.fuse = fuse
+        self.units = fusion.plan(topology, fuse)  # the graph of processes
         self.launcher = launcher
         self.on_log = on_log
-        self.wiring = Wiring(topology)
+        self.wiring = Wiring(self.units, topology)
         self.logs: dict[str, deque[tuple[float, int, str]]] = {}
         self.ports: dict[str, int] = {}
         self.hub_stats: HubStats | None = None  # the gateways' counters, as the hub last reported them
@@ -148,43 +157,59 @@ class Supervisor:
         self._post(run)
         return fut.result(timeout=30)
 
+    def prepare(self) -> None:
+        """Get every process-level bee's image ready (builds happen here, in the caller's
+        thread, before anything starts)."""
+        for spec in self.units.bees.values():
+            self.launcher.prepare(spec, self.units.upstream(spec))
+
     def start(self, timeout: float) -> None:
         """Launch everything and wait until the swarm serves (or raise StartError)."""
         self._await(Change("start"), self._launch_all, timeout)
         self._ready.set()
 
     def deploy(self, spec: BeeSpec, timeout: float) -> None:
-        """Add a bee, or replace a running one with new code or options.
+        """Add a bee, or replace a running one with new code or options (its processes
+        are replaced even if nothing changed: a restart).
 
         New replicas are proven wired before the old ones give up their share, so no
         message goes unhandled; a new version that cannot start is rolled back and the
         old replicas go on serving.
         """
-        with self._change_lock:  # `previous` must be what this change replaces
-            previous = self.topology.bees.get(spec.name)
-            change = Change(
-                f"deploy of bee {spec.name!r}", undo=lambda: self._undo_deploy(spec.name, previous)
-            )
-            self._await(change, lambda: self._deploy(spec), timeout)
+        with self._change_lock:  # what it replaces must be what the change started from
+            bees = dict(self.topology.bees)
+            bees[spec.name] = spec
+            self._replan(f"deploy of bee {spec.name!r}", bees, timeout, restart=spec.name)
 
     def scale(self, name: str, replicas: int, timeout: float) -> None:
         """Start or retire replicas of a running bee; the others serve on untouched.
 
         New replicas take a share once wired; removed ones give theirs up first (the
-        same gap-free hand-over as a redeploy), then drain and stop.
+        same gap-free hand-over as a redeploy), then drain and stop. A bee of a fused
+        group leaves it (the group is redeployed), as its processes differ now.
         """
-        with self._change_lock:  # scale the current version, not one a change is replacing
-            previous = self.topology.bees[name]
-            wanted = dataclasses.replace(previous, replicas=replicas)
-            change = Change(f"scaling bee {name!r} to {replicas}", undo=lambda: self._set_replicas(previous))
-            self._await(change, lambda: self._set_replicas(wanted), timeout)
+        with self._change_lock:
+            bees = dict(self.topology.bees)
+            bees[name] = dataclasses.replace(bees[name], replicas=replicas)
+            self._replan(f"scaling bee {name!r} to {replicas}", bees, timeout)
 
     def remove(self, name: str, timeout: float) -> None:
         """Take a bee out: its replicas ask for nothing more, finish what they hold, exit."""
         with self._change_lock:
-            previous = self.topology.bees[name]
-            change = Change(f"removing bee {name!r}", undo=lambda: self._undo_deploy(name, previous))
-            self._await(change, lambda: self._remove(name), timeout)
+            bees = {n: b for n, b in self.topology.bees.items() if n != name}
+            self._replan(f"removing bee {name!r}", bees, timeout)
+
+    def _replan(self, what: str, bees: dict[str, BeeSpec], timeout: float, restart: str = "") -> None:
+        """Apply a new user's graph: plan its processes, build what they need, then go
+        from the running plan to the new one (or back, if it cannot settle)."""
+        old_bees, old_units = dict(self.topology.bees), dict(self.units.bees)
+        units = fusion.plan(Topology(self.topology.gateways, bees), self.fuse)
+        forced = {n for n, spec in units.bees.items() if restart in fusion.members(spec)}
+        for name, spec in units.bees.items():
+            if name in forced or old_units.get(name) != spec:
+                self.launcher.prepare(spec, units.upstream(spec))
+        change = Change(what, undo=lambda: self._unset_plan(old_bees, old_units, units.bees, forced))
+        self._await(change, lambda: self._set_plan(bees, units.bees, forced), timeout)
 
     def add_gateway(self, spec: GatewaySpec, timeout: float) -> None:
         """Serve one more gateway from the running hub."""
@@ -427,15 +452,16 @@ class Supervisor:
                 routes=routes,
                 journal=str(self.record.log_dir / "journal.sqlite"),
             )
-        spec = self.topology.bees[m.name]
+        spec = self.units.bees[m.name]
+        stages = spec.stages or (spec,)
         return BeeConfig(
             replica=m.replica,
             spec=spec,
             routes=routes,
             links=self._links_for(m),
             peer_host=self.launcher.peer_host,
-            source=capture(spec.fn),
-            imports=sorted(imported_modules(spec.fn)),
+            sources={s.name: capture(s.fn) for s in stages},
+            imports=sorted(set().union(*(imported_modules(s.fn) for s in stages))),
         )
 
     def _links_for(self, m: Member) -> LinksBody:
@@ -443,7 +469,7 @@ class Supervisor:
         body = self.wiring.links_for(m)
         hub = self.wiring.hub()
         if hub is not None and hub.identity in body["links"]:
-            spec = self.topology.bees.get(m.name)
+            spec = self.units.bees.get(m.name)
             body["links"][hub.identity] = self.launcher.advertise(body["links"][hub.identity], spec)
         return body
 
@@ -455,7 +481,9 @@ class Supervisor:
             if m.state != MemberState.UP:
                 continue
             routes = self.wiring.routes_for(m)
-            if routes != m.routes_sent:
+            # a replaced replica keeps its routes: what it still makes goes where it did
+            # (after a regroup, the bees it fed may exist only inside the new group)
+            if routes != m.routes_sent and not m.retiring:
                 m.routes_sent = routes
                 self._send(m, Msg.ROUTES, routes)
             if m.role == Role.BEE:
@@ -524,22 +552,22 @@ class Supervisor:
         if self.wiring.settled() and self.wiring.hub_acked(self._status_version):
             change.done.set()
 
-    def _deploy(self, spec: BeeSpec) -> None:
-        changes.redeploy(self.topology, self.wiring, spec)
+    def _set_plan(self, bees: dict[str, BeeSpec], units: dict[str, BeeSpec], forced: set[str]) -> None:
+        self.topology.bees = bees
+        self._kill(changes.replan(self.units, self.wiring, units, forced))
         self._refill(time.monotonic())
         self._after_change()
 
-    def _set_replicas(self, spec: BeeSpec) -> None:
-        self._kill(changes.set_replicas(self.topology, self.wiring, spec))
+    def _unset_plan(
+        self,
+        bees: dict[str, BeeSpec],
+        units: dict[str, BeeSpec],
+        tried: dict[str, BeeSpec],
+        forced: set[str],
+    ) -> None:
+        self.topology.bees = bees
+        self._kill(changes.unplan(self.units, self.wiring, units, tried, forced))
         self._refill(time.monotonic())
-        self._after_change()
-
-    def _remove(self, name: str) -> None:
-        self._kill(changes.remove(self.topology, self.wiring, name))
-        self._after_change()
-
-    def _undo_deploy(self, name: str, previous: BeeSpec | None) -> None:
-        self._kill(changes.undo_deploy(self.topology, self.wiring, name, previous))
         self._after_change()
 
     @staticmethod
@@ -568,11 +596,10 @@ class Supervisor:
         self._launches += 1
         slot.generation = self._launches
         identity = f"{role}:{name}:{replica}:{self._launches}"
-        bee = self.topology.bees.get(name) if role == Role.BEE else None
-        control = self.launcher.advertise(self.control_address, bee)
+        spec = self.units.bees[name] if role == Role.BEE else None
+        control = self.launcher.advertise(self.control_address, spec)
         boot = Boot(self._key, control, identity, self._bus_keys)
         module = "bytewax_nb.runner" if role == Role.BEE else "bytewax_nb.gateway"  # the hub
-        spec = self.topology.bees[name] if role == Role.BEE else None
         env = spec.env if spec is not None else {}
         handle: Handle
         try:
@@ -580,11 +607,14 @@ class Supervisor:
         except Exception as exc:  # noqa: BLE001 - a launch that fails is a replica that died
             self._on_line(identity, f"bytewax-nb: could not launch: {type(exc).__name__}: {exc}")
             handle = NeverStarted(identity)
-        self.wiring.add(Member(identity, role, name, replica, handle))
+        group = tuple(fusion.members(spec)) if spec is not None and spec.stages else ()
+        self.wiring.add(Member(identity, role, name, replica, handle, group=group))
 
     def _on_line(self, identity: str, line: str) -> None:
         # called from reader threads: deque.append is atomic; the callback is the user's
         role, name, replica, _ = identity.split(":")
+        bee, line = untag(line)  # a fused group's process says which of its bees printed
+        name = bee or name
         key = name if role == Role.BEE else "hub"
         self.logs.setdefault(key, deque(maxlen=_LOG_LINES)).append((time.time(), int(replica), line))
         self._log_files.write(key, f"[{key}/{replica}] {line}")
@@ -621,11 +651,11 @@ class Supervisor:
         slot.last_exit = code
         slot.failures += 1  # back to 0 once a replica of the slot is wired again
         slot.restart_at = now + RESTARTS.delay(slot.failures)
-        slot.deaths += 1
         if m.role == Role.HUB:
             self.hub_restarts += 1
         else:
-            slot.last_death = death_error(m.name, m.replica, exit_cause(code), self._tail(m))
+            how = death_error(list(m.bees), m.replica, exit_cause(code), self._tail(m))
+            self.wiring.note_death(m, how)
         self._on_line(m.identity, f"bytewax-nb: process exited with code {code}; restarting")
         change = self._change
         if change is not None and RESTARTS.gives_up(slot):
@@ -638,17 +668,19 @@ class Supervisor:
         self._after_change()
 
     def _tail(self, m: Member, lines: int = 10) -> list[str]:
-        key = m.name if m.role == Role.BEE else "hub"
-        return [line for _, r, line in list(self.logs.get(key, ())) if r == m.replica][-lines:]
+        """Its last lines (a fused group's: all its bees', in the order they came)."""
+        keys = m.bees if m.role == Role.BEE else ["hub"]
+        here = [(t, line) for k in keys for t, r, line in list(self.logs.get(k, ())) if r == m.replica]
+        return [line for _, line in sorted(here, key=lambda tl: tl[0])][-lines:]
 
     def _tell_lost(self, m: Member, code: int, clean: bool) -> None:
         """Every process that may have sent it work hears it died: what it held is sent
         again elsewhere, or its callers are told how it died."""
-        spec = self.topology.bees.get(m.name) if m.role == Role.BEE else None
+        spec = self.units.bees.get(m.name) if m.role == Role.BEE else None
         body = Lost(
             identity=m.identity,
             bee=m.name,
-            message=f"replica {m.replica} of bee {m.name!r} {exit_cause(code)}",
+            message=f"replica {m.replica} of {describe(list(m.bees))} {exit_cause(code)}",
             tail=self._tail(m),
             clean=clean,
             retries=spec.retries if spec is not None else 0,

@@ -51,6 +51,8 @@ class Swarm:
 
     Declaring is cheap and local; `start()` launches every replica and returns once
     requests can flow. Bees added with `@swarm.bee` stay ordinary functions.
+    Consecutive bees of a chain with the same runtime settings share their processes
+    (a message passes between them as a call); `fuse=False` gives every bee its own.
     """
 
     default_log = staticmethod(_print_line)
@@ -61,8 +63,10 @@ class Swarm:
         runtime: str = Runtime.AUTO,
         *,
         on_log: Callable[[str, str, int, str], None] | None = _print_line,
+        fuse: bool = True,
     ) -> None:
         self.name = check_name("swarm", name)
+        self.fuse = fuse
         if runtime not in tuple(Runtime):
             raise ValueError(
                 f"unknown runtime {runtime!r}: use one of {', '.join(map(repr, map(str, Runtime)))}"
@@ -127,6 +131,7 @@ class Swarm:
         gpus: int | None = None,
         timeout: float | None = DEFAULT_BEE_TIMEOUT,
         retries: int = 1,
+        fuse: bool = True,
     ) -> Any:
         """Register a bee (decorator); the function is returned unchanged.
 
@@ -135,7 +140,9 @@ class Swarm:
         request is lost. A call running past `timeout` seconds (None: no limit) is
         answered with BeeTimeout and its replica restarted. A message whose replica
         died while it held it is sent again up to `retries` times (it may then run
-        twice: use `retries=0` for side effects that must not repeat).
+        twice: use `retries=0` for side effects that must not repeat). With `fuse=False`
+        the bee keeps processes of its own even where it could share its neighbours'
+        (to isolate a crash, a memory leak or a GIL-heavy model).
         """
 
         def register(f: F) -> F:
@@ -156,6 +163,7 @@ class Swarm:
                 gpus=gpus,
                 timeout=timeout,
                 retries=retries,
+                fuse=fuse,
             )
             self.deploy(spec)
             return f
@@ -183,8 +191,7 @@ class Swarm:
             self._topology.add_bee(spec, replace=True)
             return
         trial.validate()
-        supervisor.launcher.prepare(spec, trial.upstream(spec))
-        supervisor.deploy(spec, _START_TIMEOUT)
+        supervisor.deploy(spec, _START_TIMEOUT)  # builds what its processes need first
 
     # -- editing the graph (also what the widget's gestures call) ---------------------
 
@@ -272,15 +279,12 @@ class Swarm:
             return self
         self._topology.validate()
         launcher = make_launcher(self.kind, self.name, BuildProgress(self.name))
-        for spec in self._topology.bees.values():
-            launcher.prepare(
-                spec, self._topology.upstream(spec)
-            )  # builds happen here, before anything starts
-        supervisor = Supervisor(self.name, self._topology, launcher, self.on_log)
+        supervisor = Supervisor(self.name, self._topology, launcher, self.on_log, fuse=self.fuse)
         self._supervisor = supervisor
         _RUNNING.add(self)
         _install_exit_hooks()
         try:
+            supervisor.prepare()  # builds happen here, before anything starts
             supervisor.start(timeout)
         except BaseException:
             self.stop(drain_timeout=0)

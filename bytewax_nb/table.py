@@ -41,6 +41,10 @@ def status_table(st: Mapping[str, Any], runtime: str) -> str:
         )
     if len(bees) > 1:
         lines += ["", *_grid(bees)]
+    groups = {tuple(b["group"]) for b in st.get("bees", {}).values() if b.get("group")}
+    if groups:
+        lines.append("")
+        lines += [f"fused (one process per replica): {' -> '.join(g)}" for g in sorted(groups)]
     hub = st.get("hub") or {}
     if hub.get("restarts") or hub.get("dropped_by"):
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(hub.get("dropped_by", {}).items())) or "none"

@@ -7,6 +7,9 @@ gateways' requests, and to send answers), and each live replica of the bees it
 listens to. A replica serves once each of them has welcomed it; from then on
 producers send it messages whenever it has room in its window, so a replica that
 joins takes work at once and one that leaves (`retire`) first asks for nothing more.
+
+Processes run the graph of `fusion.plan`: a fused group is one process-level bee. The
+figures stay per bee of the user's graph (`bee_stats`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from .fusion import members
 from .policy import RESTARTS
 from .protocol import (
     BeeError,
@@ -33,7 +37,7 @@ from .runtime.base import Handle
 from .spec import Topology
 from .watchdog import EXIT_TIMEOUT
 
-__all__ = ["HUB", "Member", "Slot", "Wiring", "death_error", "exit_cause"]
+__all__ = ["HUB", "Member", "Slot", "Wiring", "death_error", "describe", "exit_cause"]
 
 _COUNTERS = ("handled", "errors", "dropped")
 
@@ -58,6 +62,22 @@ class Member:
     routes_sent: RoutesBody | None = None  # the ROUTES body it was last sent
     status_ok: int = -1
     stats: Mapping[str, Any] = field(default_factory=dict)  # its last BeeStats or HubStats
+    group: tuple[str, ...] = ()  # the bees it runs, if not just `name` (a fused group's)
+
+    @property
+    def bees(self) -> tuple[str, ...]:
+        """The bees whose code it runs: fixed at its launch, whatever its bee's group is now."""
+        return self.group or (self.name,)
+
+    @property
+    def topic(self) -> str:
+        """What its consumers listen to: its last bee's name (a group is named after its first)."""
+        return self.bees[-1]
+
+    def stats_of(self, bee: str) -> Mapping[str, Any]:
+        """The figures of one of the bees it runs (a fused group's replica runs several)."""
+        stages = self.stats.get("stages")
+        return cast(Mapping[str, Any], stages.get(bee, {})) if stages else self.stats
 
     @property
     def slot_key(self) -> tuple[Role, str, int]:
@@ -73,10 +93,17 @@ class Slot:
     generation: int = 0
     ever_ready: bool = False
     last_exit: int | None = None
-    deaths: int = 0  # processes of this slot that exited unasked
+
+
+@dataclass
+class Past:
+    """What a bee's processes that are gone did: it stays in the bee's figures, whatever
+    slot or group (`fusion`) the processes had."""
+
+    counts: dict[str, int] = field(default_factory=dict)  # their counters
+    drops: dict[str, int] = field(default_factory=dict)  # their dropped frames, by reason
+    deaths: int = 0  # processes that exited unasked
     last_death: BeeError | None = None  # how the last one died, as a bee's last error
-    carried: dict[str, int] = field(default_factory=dict)  # counters of dead processes
-    carried_drops: dict[str, int] = field(default_factory=dict)  # their dropped frames, by reason
 
 
 HUB = (Role.HUB, "hub", 0)  # the slot of the hub process
@@ -93,11 +120,13 @@ def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
 class Wiring:
     """Members, links and readiness of one swarm."""
 
-    def __init__(self, topology: Topology) -> None:
-        self.topology = topology
+    def __init__(self, topology: Topology, user: Topology | None = None) -> None:
+        self.topology = topology  # the graph of processes (`fusion.plan`)
+        self.user = user if user is not None else topology  # the graph of bees the user made
         self.members: dict[str, Member] = {}
         self.slots: dict[tuple[Role, str, int], Slot] = {}
         self.retried_before: dict[str, int] = {}  # per consumer bee, counted by producers now gone
+        self.past: dict[str, Past] = {}  # per bee
 
     # -- membership ------------------------------------------------------------------
 
@@ -113,17 +142,33 @@ class Wiring:
         self.members[member.identity] = member
 
     def remove(self, identity: str) -> Member | None:
-        """Forget a dead process; keep its counters for its slot."""
+        """Forget a dead process; keep its counters for its bees."""
         m = self.members.pop(identity, None)
         if m is None:
             return None
-        slot = self.slots.get(m.slot_key)
-        if slot is not None and m.role == Role.BEE:
-            for k in _COUNTERS:
-                slot.carried[k] = slot.carried.get(k, 0) + int(m.stats.get(k, 0))
-            slot.carried_drops = _sum_counts([slot.carried_drops, m.stats.get("dropped_by") or {}])
+        if m.role == Role.BEE:
+            for bee in m.bees:
+                past, stats = self.past.setdefault(bee, Past()), m.stats_of(bee)
+                past.counts = _sum_counts([past.counts, {k: int(stats.get(k, 0)) for k in _COUNTERS}])
+                past.drops = _sum_counts([past.drops, stats.get("dropped_by") or {}])
         self.retried_before = _sum_counts([self.retried_before, m.stats.get("retried") or {}])
         return m
+
+    def note_death(self, m: Member, error: BeeError) -> None:
+        """A replica died unasked: each bee it ran counts it, and shows how."""
+        for bee in m.bees:
+            past = self.past.setdefault(bee, Past())
+            past.deaths += 1
+            past.last_death = error
+
+    def bees_of(self, unit: str) -> list[str]:
+        """The bees a process-level bee runs: itself, or its fused group."""
+        spec = self.topology.bees.get(unit)
+        return members(spec) if spec is not None else [unit]
+
+    def unit_of(self) -> dict[str, str]:
+        """bee -> the process-level bee that runs it."""
+        return {bee: unit for unit in self.topology.bees for bee in self.bees_of(unit)}
 
     def hub(self) -> Member | None:
         return next((m for m in self.members.values() if m.role == Role.HUB), None)
@@ -151,19 +196,31 @@ class Wiring:
             for p in self.members.values()
             if p.address is not None
             and p.state in (MemberState.UP, MemberState.STOPPING)
-            and (p.role == Role.HUB or (p.role == Role.BEE and p.name in inputs))
+            and (p.role == Role.HUB or (p.role == Role.BEE and p.topic in inputs))
         }
 
     def links_for(self, m: Member) -> LinksBody:
         hub = self.hub()
+        links = self.producers_of(m)
+        if m.retiring and m.links_sent is not None:
+            # a replaced replica reads on from the producers it had while they live (and
+            # from a new hub): after a regroup its bee may not be in the plan any more,
+            # yet its old producers still send it what they hold
+            links = {
+                i: address
+                for i, address in m.links_sent["links"].items()
+                if i in self.members and self.members[i].role == Role.BEE
+            }
+            if hub is not None and hub.address is not None:
+                links[hub.identity] = hub.address
         return LinksBody(
-            links=self.producers_of(m),
+            links=links,
             hub=hub.identity if hub is not None and hub.address is not None else None,
         )
 
     def routes_for(self, m: Member) -> RoutesBody:
         """The bees that listen to what `m` produces, per topic."""
-        topics = list(self.topology.gateways) if m.role == Role.HUB else [m.name]
+        topics = list(self.topology.gateways) if m.role == Role.HUB else [m.topic]
         return routes_to(
             {
                 topic: [Route(b.name, b.join, b.retries) for b in self.topology.consumers(topic)]
@@ -201,9 +258,24 @@ class Wiring:
             if m.role != Role.BEE or not m.retiring or m.retire_sent or m.state != MemberState.UP:
                 continue
             spec = self.topology.bees.get(m.name)
-            if spec is None or len(self.ready(m.name)) >= spec.replicas:
+            if spec is None:  # gone: once no process sends it anything any more
+                if not self._routed_to(m):
+                    out.append(m)
+            elif len(self.ready(m.name)) >= spec.replicas:
                 out.append(m)
         return out
+
+    def _routed_to(self, m: Member) -> bool:
+        """Some other process may still send `m`'s bee messages: a replaced group's
+        replicas keep the routes they had until they are gone, so what they hold still
+        reaches the bees that listened to them (see `Supervisor._after_change`)."""
+        return any(
+            p is not m
+            and p.state == MemberState.UP
+            and p.routes_sent is not None
+            and any(r[0] == m.name for rs in p.routes_sent.values() for r in rs)
+            for p in self.members.values()
+        )
 
     def retire(self, name: str) -> None:
         """The bee is redeployed (or removed): its replicas serve on until replaced."""
@@ -230,30 +302,34 @@ class Wiring:
     # -- figures ---------------------------------------------------------------------
 
     def bee_stats(self) -> dict[str, BeeFigures]:
-        """Per bee: counters (dead replicas' included), latency, readiness, how it last failed."""
+        """Per bee of the user's graph: counters (dead replicas' included), latency,
+        readiness, how it last failed, and the bees it shares its processes with."""
         out: dict[str, BeeFigures] = {}
         retried = _sum_counts(
             [self.retried_before, *(m.stats.get("retried") or {} for m in self.members.values())]
         )
-        for name, spec in self.topology.bees.items():
-            reps = [m.stats for m in self.members.values() if m.role == Role.BEE and m.name == name]
-            slots = [s for (role, n, _), s in self.slots.items() if role == Role.BEE and n == name]
-            counts = {
-                k: sum(int(s.get(k, 0)) for s in reps) + sum(s.carried.get(k, 0) for s in slots)
-                for k in _COUNTERS
-            }
+        unit_of = self.unit_of()
+        for name, user_spec in self.user.bees.items():
+            unit = unit_of.get(name, name)
+            spec = self.topology.bees.get(unit, user_spec)
+            group = self.bees_of(unit)
+            # every process running its code: a group's old processes too, while they drain
+            reps = [m.stats_of(name) for m in self.members.values() if m.role == Role.BEE and name in m.bees]
+            slots = [s for (role, n, _), s in self.slots.items() if role == Role.BEE and n == unit]
+            past = self.past.get(name, Past())
+            counts = {k: sum(int(s.get(k, 0)) for s in reps) + past.counts.get(k, 0) for k in _COUNTERS}
             errors: list[BeeError] = [s["last_error"] for s in reps if s.get("last_error")]
-            errors += [s.last_death for s in slots if s.last_death]
-            ready = min(len(self.ready(name)), spec.replicas)
+            if past.last_death:
+                errors.append(past.last_death)
+            ready = min(len(self.ready(unit)), spec.replicas)
+            first = group[0] == name  # what reaches the process is counted with its first bee
             out[name] = BeeFigures(
                 handled=counts["handled"],
                 errors=counts["errors"],
                 dropped=counts["dropped"],
-                dropped_by=_sum_counts(
-                    [*(s.get("dropped_by") or {} for s in reps), *(s.carried_drops for s in slots)]
-                ),
-                deaths=sum(s.deaths for s in slots),
-                retried=retried.get(name, 0),
+                dropped_by=_sum_counts([*(s.get("dropped_by") or {} for s in reps), past.drops]),
+                deaths=past.deaths,
+                retried=retried.get(unit, 0) if first else 0,
                 queued=sum(int(s.get("queued", 0)) for s in reps),
                 p50_ms=max((float(s.get("p50_ms", 0.0)) for s in reps), default=0.0),
                 p99_ms=max((float(s.get("p99_ms", 0.0)) for s in reps), default=0.0),
@@ -261,10 +337,11 @@ class Wiring:
                 pending_joins=sum(int(s.get("pending_joins", 0)) for s in reps),
                 ready=ready,
                 wanted=spec.replicas,
-                input=list(spec.inputs),
+                input=list(user_spec.inputs),
                 failing=RESTARTS.failing(slots, ready),
                 last_error=max(errors, key=lambda e: float(e.get("time", 0)), default=None),
-                state=self._bee_state(name, ready, spec.replicas, slots),
+                state=self._bee_state(unit, ready, spec.replicas, slots),
+                group=group if len(group) > 1 else [],
             )
         return out
 
@@ -295,6 +372,14 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def death_error(bee: str, replica: int, cause: str, tail: list[str]) -> BeeError:
+def describe(bees: list[str]) -> str:
+    """'bee 'x'', or 'bees 'a', 'b' (fused: one process)' for a group."""
+    if len(bees) == 1:
+        return f"bee {bees[0]!r}"
+    return f"bees {', '.join(map(repr, bees))} (fused: one process)"
+
+
+def death_error(bees: list[str], replica: int, cause: str, tail: list[str]) -> BeeError:
     """How a replica died, shaped as a bee's last error (status, widget, callers)."""
-    return bee_error(bee, "ReplicaDied", f"replica {replica} of bee {bee!r} {cause}", "\n".join(tail))
+    why = f"replica {replica} of {describe(bees)} {cause}"
+    return bee_error(bees[-1], "ReplicaDied", why, "\n".join(tail))

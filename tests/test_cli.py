@@ -56,10 +56,16 @@ def test_list_status_send_logs_and_stop_a_swarm_run_elsewhere(make_swarm: Any, s
     as_json = json.loads(cli("status", "clitest", "--json").stdout)
     assert as_json["bees"]["hello"]["handled"] == 1 and as_json["gateways"]["hello-world"]["requests"] == 1
     # a change from the command line: the kernel's swarm sees it, the other bee is untouched
-    goodbye_pid = swarm.status()["bees"]["goodbye"]["replicas"][0]["pid"]
-    hello_pid = swarm.status()["bees"]["hello"]["replicas"][0]["pid"]
+    assert swarm.status()["bees"]["hello"]["group"] == ["hello", "goodbye"]  # fused: one process
     assert "2 replica(s) serving" in cli("scale", "clitest", "hello", "2").stdout
-    assert swarm.status()["bees"]["hello"]["ready"] == 2 and swarm.topology.bees["hello"].replicas == 2
+    scaled = swarm.status()["bees"]
+    assert scaled["hello"]["ready"] == 2 and swarm.topology.bees["hello"].replicas == 2
+    assert scaled["hello"]["group"] == scaled["goodbye"]["group"] == []  # their processes differ now
+    # the old group's process serves until the new ones do, then drains and goes
+    wait_until(lambda: len(swarm.status()["bees"]["hello"]["replicas"]) == 2, what="the old group gone")
+    scaled = swarm.status()["bees"]
+    goodbye_pid = scaled["goodbye"]["replicas"][0]["pid"]
+    hello_pid = scaled["hello"]["replicas"][0]["pid"]
     assert "every replica replaced" in cli("restart", "clitest", "goodbye").stdout
     after = swarm.status()["bees"]
     assert [r["pid"] for r in after["goodbye"]["replicas"] if r["state"] == "up"] != [goodbye_pid]

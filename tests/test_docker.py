@@ -465,7 +465,7 @@ def test_a_bee_gets_what_it_needs_to_read_its_producers_results(make_swarm: Any,
     def biggest(values: Any) -> float:  # never names numpy, yet unpickles its array
         return float(values.max())
 
-    swarm = make_swarm("dk-up", runtime="docker")
+    swarm = make_swarm("dk-up", runtime="docker", fuse=False)  # the array crosses processes
     swarm.gateway("in")
     swarm.bee(scaled, input="in", name="scaled")
     swarm.bee(biggest, input="scaled", name="biggest")

@@ -47,7 +47,7 @@ def test_stop_leaves_no_process_and_no_port(make_swarm: Any) -> None:
 
 def test_ready_means_no_message_is_lost_to_slow_joiners(make_swarm: Any) -> None:
     for i in range(3):
-        swarm = make_swarm(f"sj{i}")
+        swarm = make_swarm(f"sj{i}", fuse=False)  # b reads a over a link
         swarm.gateway("in")
         swarm.bee(lambda p: p + 1, input="in", name="a")
         swarm.bee(lambda p: p * 10, input="a", name="b")
@@ -153,6 +153,7 @@ def test_replicas_handle_each_message_exactly_once(make_swarm: Any, tmp_path: Pa
     def work(payload: int, ctx: Any) -> int:
         with open(os.path.join(folder, f"{os.getpid()}.log"), "a") as f:
             f.write(ctx.request_id + "\n")
+        time.sleep(0.005)  # some work: callers overlap, so every replica gets a share
         return payload
 
     swarm.start()
@@ -162,7 +163,7 @@ def test_replicas_handle_each_message_exactly_once(make_swarm: Any, tmp_path: Pa
     per_replica = [p.read_text().split() for p in tmp_path.glob("*.log")]
     ids = [rid for ids in per_replica for rid in ids]
     assert len(ids) == 120 and len(set(ids)) == 120
-    assert len(per_replica) == 3 and min(len(x) for x in per_replica) >= 15  # spread over all
+    assert len(per_replica) == 3 and min(len(x) for x in per_replica) >= 10  # spread over all
 
 
 def test_batches_collect_concurrent_messages(make_swarm: Any) -> None:
@@ -180,8 +181,9 @@ def test_batches_collect_concurrent_messages(make_swarm: Any) -> None:
     assert max(a["n"] for a in answers) > 1
 
 
-def test_numpy_arrays_flow_between_bees(make_swarm: Any) -> None:
-    swarm = make_swarm()
+@pytest.mark.parametrize("fuse", [False, True])
+def test_numpy_arrays_flow_between_bees(make_swarm: Any, fuse: bool) -> None:
+    swarm = make_swarm(fuse=fuse)
     swarm.gateway("in")
     swarm.bee(lambda n: np.arange(n, dtype=np.float64), input="in", name="make")
 
@@ -617,7 +619,7 @@ def test_killing_a_replica_under_load_loses_no_caller(make_swarm: Any) -> None:
 @pytest.mark.slow
 def test_a_restarted_producer_is_found_again_by_its_consumers(make_swarm: Any) -> None:
     # bees read each other directly: a producer that comes back on a new port is re-dialled
-    swarm = make_swarm()
+    swarm = make_swarm(fuse=False)
     swarm.gateway("in", timeout=2)
     swarm.bee(lambda p: p, input="in", name="first")
     swarm.bee(lambda p: p, input="first", name="second")

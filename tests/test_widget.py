@@ -77,9 +77,9 @@ def _path(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return step
 
 
-def chain(make_swarm: Callable[..., Swarm], name: str = "w") -> Swarm:
+def chain(make_swarm: Callable[..., Swarm], name: str = "w", **kw: Any) -> Swarm:
     """in -> a -> b -> c; c says where each message came from and answers its path."""
-    swarm = make_swarm(name)
+    swarm = make_swarm(name, **kw)
     swarm.gateway("in")
     swarm.bee(_path("a"), input="in", name="a")
     swarm.bee(_path("b"), input="a", name="b")
@@ -209,7 +209,9 @@ def test_widget_syncs_the_running_graph_with_live_figures(
 def test_front_end_edits_change_the_running_swarm_and_leave_other_bees_alone(
     make_swarm: Callable[..., Swarm], recording: list[RecordingComm]
 ) -> None:
-    swarm = chain(make_swarm).start()
+    # a bee each in its own processes: an edit restarts only the bee it edits (in a fused
+    # group it regroups the group: see test_fusion)
+    swarm = chain(make_swarm, fuse=False).start()
     w, front = open_widget(swarm, recording)
     try:
         before = {b: pids(swarm, b) for b in ("a", "b")}
