@@ -1,5 +1,6 @@
-"""Gateway throughput and latency: a raw aiohttp echo server vs swarms of 1 and 3 bees
-(and the 3-bee chain once more with the bus's encryption off).
+"""Gateway throughput and latency: a raw aiohttp echo server vs swarms of 1 and 3 bees,
+each bee in its own processes, then the 3-bee chain fused into one process per replica
+(the default), and unfused once more with the bus's encryption off.
 
 Not a test: prints figures. The same closed-loop load (wrk, a C load generator) at
 concurrency 1 and 32 drives each server in one run, so the ratios compare like
@@ -90,8 +91,8 @@ def _wrk(url: str, concurrency: int, seconds: float, script: str) -> tuple[float
     return rps, _latency(out, "50"), _latency(out, "99"), int(bad.group(1)) if bad else 0
 
 
-def _chain(n: int) -> Swarm:
-    swarm = Swarm(f"bench{n}", runtime="process", on_log=None)
+def _chain(n: int, fuse: bool = False) -> Swarm:
+    swarm = Swarm(f"bench{n}", runtime="process", on_log=None, fuse=fuse)
     swarm.gateway("in")
     src = "in"
     for i in range(n):
@@ -136,6 +137,9 @@ def main() -> None:
     for n in (1, 3):
         with _chain(n) as swarm:
             run(f"swarm-{n}bee", swarm.url("in"))
+    # the same chain fused (the default): one process per replica, bees called in turn
+    with _chain(3, fuse=True) as swarm:
+        run("3bee-fused", swarm.url("in"))
     # the same 3-bee chain with the bus's CurveZMQ encryption off: what encryption costs
     os.environ[ENCRYPT.name] = "0"
     try:
@@ -149,10 +153,10 @@ def main() -> None:
         print(f"{r.case:<12}{r.concurrency:>5}{r.rps:>10.0f}{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.errors:>9}")
     by = {(r.case, r.concurrency): r for r in results}
     echo32, echo1 = by[("echo", 32)], by[("echo", 1)]
-    for n in (1, 3):
-        s32, s1 = by[(f"swarm-{n}bee", 32)], by[(f"swarm-{n}bee", 1)]
+    for case in ("swarm-1bee", "swarm-3bee", "3bee-fused"):
+        s32, s1 = by[(case, 32)], by[(case, 1)]
         print(
-            f"swarm-{n}bee / echo: req/s at c=32 {s32.rps / echo32.rps:.0%}, "
+            f"{case} / echo: req/s at c=32 {s32.rps / echo32.rps:.0%}, "
             f"p50 at c=1 +{s1.p50_ms - echo1.p50_ms:.3f} ms"
         )
     plain32, plain1 = by[("3bee-plain", 32)], by[("3bee-plain", 1)]

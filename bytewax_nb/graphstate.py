@@ -73,6 +73,7 @@ def graph(
                 "dropped": int(st.get("dropped", 0)),
                 "batch": round(float(st.get("batch", 1.0)), 2),
                 "join": spec.join,
+                "group": [str(b) for b in st.get("group", [])],  # the bees sharing its processes
             }
         )
     edges = [

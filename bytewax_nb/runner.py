@@ -367,7 +367,8 @@ class Replica:
             self._speaking(stage)
         self.watchdog.enter(t, [header], acks)
         try:
-            result = stage.invoke(payload, _ReplicaContext(self, stage, header))
+            ctx = None if stage.invoke.style == CallStyle.PAYLOAD else _ReplicaContext(self, stage, header)
+            result = stage.invoke(payload, ctx)
         except Exception as exc:  # noqa: BLE001 - a bee's error goes to its caller
             self._fail(header, exc, stage)
             result = None

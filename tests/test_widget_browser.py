@@ -260,6 +260,8 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
                 graph.locator(f".react-flow__node[data-id='{name}']").wait_for(timeout=90_000)
             c_status = graph.locator(".react-flow__node[data-id='c'] .bxnb-status")
             c_status.filter(has_text="ready").wait_for(timeout=60_000)
+            # a chain of bees with the same settings is fused: a frame says they share a process
+            graph.locator(".bxnb-frame[data-bees='a b c']").wait_for(timeout=30_000)
 
             # an edge that would close a cycle is refused on the spot, and nothing changes
             _drag_edge(page, graph, "c", "a")
@@ -269,6 +271,9 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             _drag_edge(page, graph, "in", "c")
             graph.locator(".bxnb-message", has_text="done: connect in -> c").wait_for(timeout=60_000)
             graph.locator(".react-flow__edge[data-id='in->c']").wait_for(state="attached", timeout=10_000)
+            # c reads two inputs now: it leaves the chain, the frame holds a and b only
+            graph.locator(".bxnb-frame[data-bees='a b']").wait_for(timeout=30_000)
+            graph.locator(".bxnb-frame[data-bees='a b c']").wait_for(state="detached", timeout=10_000)
 
             cell = _run_cell(page, 1)
             out = cell.locator(".jp-OutputArea-output", has_text="FLOWED")

@@ -13,6 +13,7 @@ import {
   checkReplicas,
   formatMs,
   formatRate,
+  frames,
   layout,
   structureKey
 } from './graph';
@@ -135,6 +136,26 @@ describe('layout', () => {
   it('places a node that has no edges', () => {
     const pos = layout([gateway('lonely')], []);
     expect(pos.get('lonely')).toBeDefined();
+  });
+});
+
+describe('frames', () => {
+  it('draws one box around the bees of each fused chain, none for a bee alone', () => {
+    const fused = nodes.map(n =>
+      n.kind === 'bee' && (n.id === 'a' || n.id === 'b') ? { ...n, group: ['a', 'b'] } : n
+    );
+    const pos = layout(fused, edges);
+    const boxes = frames(fused, pos);
+    expect(boxes.map(f => f.bees)).toEqual([['a', 'b']]);
+    const [box] = boxes;
+    for (const b of ['a', 'b']) {
+      const p = pos.get(b)!;
+      expect(p.x).toBeGreaterThan(box.x);
+      expect(p.y).toBeGreaterThan(box.y);
+      expect(p.x + NODE_WIDTH).toBeLessThan(box.x + box.width);
+      expect(p.y + NODE_HEIGHT).toBeLessThan(box.y + box.height);
+    }
+    expect(frames(nodes, pos)).toEqual([]);
   });
 });
 

@@ -30,6 +30,8 @@ export interface BeeNode {
   dropped: number;
   batch: number;
   join: boolean;
+  /** The bees that share its processes (a fused chain), in order; empty when alone. */
+  group?: string[];
 }
 
 export type SwarmNode = GatewayNode | BeeNode;
@@ -83,6 +85,41 @@ export function layout(
   for (const n of nodes) {
     const p = g.node(n.id);
     out.set(n.id, { x: p.x - NODE_WIDTH / 2, y: p.y - NODE_HEIGHT / 2 });
+  }
+  return out;
+}
+
+/** A box drawn around the bees of a fused chain: they run in one process per replica. */
+export interface Frame {
+  id: string;
+  bees: string[];
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+export const FRAME_PAD = 14;
+
+/** One frame per fused chain, around the laid-out positions of its bees. */
+export function frames(nodes: SwarmNode[], positions: Map<string, { x: number; y: number }>): Frame[] {
+  const seen = new Map<string, string[]>();
+  for (const n of nodes) {
+    if (n.kind === 'bee' && n.group && n.group.length > 1) {
+      seen.set(n.group.join('+'), n.group);
+    }
+  }
+  const out: Frame[] = [];
+  for (const [id, bees] of seen) {
+    const at = bees.map(b => positions.get(b)).filter((p): p is { x: number; y: number } => !!p);
+    if (at.length === 0) {
+      continue;
+    }
+    const x = Math.min(...at.map(p => p.x)) - FRAME_PAD;
+    const y = Math.min(...at.map(p => p.y)) - FRAME_PAD - 12; // room for its label
+    const right = Math.max(...at.map(p => p.x)) + NODE_WIDTH + FRAME_PAD;
+    const bottom = Math.max(...at.map(p => p.y)) + NODE_HEIGHT + FRAME_PAD;
+    out.push({ id: `frame:${id}`, bees, x, y, width: right - x, height: bottom - y });
   }
   return out;
 }

@@ -30,6 +30,7 @@ import '../style/index.css';
 import {
   BeeNode,
   Edit,
+  Frame,
   GatewayNode,
   SwarmEdge,
   SwarmNode,
@@ -40,6 +41,7 @@ import {
   edgeId,
   formatMs,
   formatRate,
+  frames,
   layout,
   structureKey
 } from './graph';
@@ -159,7 +161,24 @@ function GatewayNodeView({ data }: NodeProps<Node<GatewayData>>): JSX.Element {
   );
 }
 
-const nodeTypes = { bee: BeeNodeView, gateway: GatewayNodeView };
+type FrameData = { frame: Frame };
+
+/** Drawn behind the bees of a fused chain: they share one process per replica. */
+function FrameView({ data }: NodeProps<Node<FrameData>>): JSX.Element {
+  const f = data.frame;
+  return (
+    <div
+      className="bxnb-frame"
+      data-bees={f.bees.join(' ')}
+      title={`${f.bees.join(', ')}: fused, one process per replica`}
+      style={{ width: f.width, height: f.height }}
+    >
+      <span className="bxnb-frame-label">one process: {f.bees.join(' → ')}</span>
+    </div>
+  );
+}
+
+const nodeTypes = { bee: BeeNodeView, gateway: GatewayNodeView, frame: FrameView };
 
 function BeePanel(props: {
   bee: BeeNode;
@@ -292,14 +311,30 @@ function SwarmApp({ model }: { model: WidgetModel }): JSX.Element {
       }
     }
   };
-  const rfNodes: Node[] = nodes.map(n => ({
-    id: n.id,
-    type: n.kind,
-    position: positions.get(n.id) ?? { x: 0, y: 0 },
-    data: { node: n, picked: n.id === selected },
+  const boxes: Node[] = frames(nodes, positions).map(f => ({
+    id: f.id,
+    type: 'frame',
+    position: { x: f.x, y: f.y },
+    data: { frame: f },
     draggable: false,
-    measured: sizes.current.get(n.id)
+    selectable: false,
+    connectable: false,
+    zIndex: -1,
+    width: f.width,
+    height: f.height,
+    measured: { width: f.width, height: f.height } // its size is ours: never hidden unmeasured
   }));
+  const rfNodes: Node[] = [
+    ...boxes,
+    ...nodes.map(n => ({
+      id: n.id,
+      type: n.kind,
+      position: positions.get(n.id) ?? { x: 0, y: 0 },
+      data: { node: n, picked: n.id === selected },
+      draggable: false,
+      measured: sizes.current.get(n.id)
+    }))
+  ];
   const rfEdges: Edge[] = edges.map(e => ({
     id: edgeId(e),
     source: e.source,
