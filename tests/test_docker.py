@@ -67,13 +67,18 @@ def ours(engine: Any, swarm: str | None = None) -> list[dict[str, Any]]:
 
 
 def test_hello_world_runs_in_labeled_containers_and_leaves_none(make_swarm: Any, engine: Any) -> None:
+    # hello -> goodbye is a fused pair: one container per replica runs both bees
     swarm = hello_swarm(make_swarm, name="dk-hello", runtime="docker").start()
+    assert swarm.status()["bees"]["goodbye"]["group"] == ["hello", "goodbye"]
     assert swarm.request("hello-world", {"name": "Bee"}) == "goodbye Bee"
     wait_until(lambda: any("hello Bee" in line for line in swarm.logs("hello")), what="the container's print")
+    assert not any("hello Bee" in line for line in swarm.logs("goodbye"))  # each bee's lines its own
+    bees = swarm.status()["bees"]
+    assert (bees["hello"]["handled"], bees["goodbye"]["handled"]) == (1, 1)
     containers = ours(engine, "dk-hello")
-    assert sorted(c["Labels"]["bytewax-nb.bee"] for c in containers) == ["goodbye", "hello"]
+    assert sorted(c["Labels"]["bytewax-nb.bee"] for c in containers) == ["hello"]
     names = sorted(c["Names"][0].rsplit(".", 1)[0] for c in containers)  # named as Compose does
-    assert names == ["/dk-hello-goodbye-0", "/dk-hello-hello-0"]
+    assert names == ["/dk-hello-hello-0"]
     assert {c["Labels"]["bytewax-nb.owner"] for c in containers} == {str(os.getpid())}
     assert all(c["HostConfig"]["NetworkMode"] == "host" for c in containers)
     swarm.stop()
