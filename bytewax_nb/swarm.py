@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
-from . import client
+from . import client, state
 from .devswarm import run_in_process
-from .errors import BytewaxNBError, TopologyError
+from .errors import BytewaxNBError, StartError, TopologyError
 from .progress import BuildProgress
 from .protocol import Runtime, SwarmStatus
 from .reports import gateway_url
@@ -278,6 +278,14 @@ class Swarm:
         if self._live() is not None:
             return self
         self._topology.validate()
+        # the command line and the records find a swarm by its name: two of one name
+        # could be told apart by nobody
+        running = [r for r in state.read_all() if r.swarm == self.name and state.owner_alive(r)]
+        if running:
+            raise StartError(
+                f"a swarm named {self.name!r} already runs (owner pid {running[0].owner}): stop it "
+                f"(`bytewax-nb stop {self.name}`, or its owner's swarm.stop()) or pick another name"
+            )
         launcher = make_launcher(self.kind, self.name, BuildProgress(self.name))
         supervisor = Supervisor(self.name, self._topology, launcher, self.on_log, fuse=self.fuse)
         self._supervisor = supervisor

@@ -30,18 +30,23 @@ def test_a_bee_prints_and_logs_live_under_its_cell(tmp_path: Path) -> None:
         "%load_ext bytewax_nb\n%swarm new live --runtime process\n%gateway in",
         "%%bee --input in\nimport logging\ndef talk(p):\n    print('said', p)\n"
         "    logging.getLogger('talk').info('logged %s', p)\n    return p",
+        # fused with talk (one process): its lines still go under its own cell
+        "%%bee --input talk\ndef answer(p):\n    print('answering', p)\n    return p",
         '%send in "hi"',
-        "from bytewax_nb.magics import live_output\nassert live_output().wait_shown('talk', 'logged hi')",
+        "from bytewax_nb.magics import live_output\nassert live_output().wait_shown('talk', 'logged hi')\n"
+        "assert live_output().wait_shown('answer', 'answering hi')",
         "%swarm stop",
     )
     NotebookClient(
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
-    panel = [o for o in nb.cells[1].outputs if o.output_type == "display_data"]
-    assert len(panel) == 1
-    text = panel[0].data["text/plain"]
-    assert "talk/0 | said hi" in text
-    assert "talk/0 | INFO talk: logged hi" in text
+    panels = [[o for o in nb.cells[i].outputs if o.output_type == "display_data"] for i in (1, 2)]
+    assert [len(p) for p in panels] == [1, 1]
+    talk, answer = (p[0].data["text/plain"] for p in panels)
+    assert "talk/0 | said hi" in talk
+    assert "talk/0 | INFO talk: logged hi" in talk
+    assert "answer/0 | answering hi" in answer
+    assert "answering" not in talk and "said" not in answer
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import Gate, Load, hello_swarm, port_open, swarm_pids, wait_until
 
-from bytewax_nb import GatewayError, RemoteError, RequestTimeout
+from bytewax_nb import GatewayError, RemoteError, RequestTimeout, StartError
 from bytewax_nb.client import post
 
 
@@ -749,7 +749,6 @@ def _refuse() -> None:
 
 
 def test_a_redeploy_that_cannot_start_is_rolled_back(make_swarm: Any) -> None:
-    from bytewax_nb import StartError
 
     swarm = make_swarm()
     swarm.gateway("in")
@@ -779,7 +778,6 @@ class _Fickle:
 
 
 def test_an_error_inside_the_supervisor_fails_the_change_and_the_swarm_serves_on(make_swarm: Any) -> None:
-    from bytewax_nb import StartError
 
     swarm = make_swarm()
     swarm.gateway("in")
@@ -798,3 +796,19 @@ def test_an_error_inside_the_supervisor_fails_the_change_and_the_swarm_serves_on
     assert swarm.status()["bees"]["model"]["ready"] == 1
     swarm.bee(_version("v3"), input="in", name="model")  # later changes work
     assert swarm.request("in", 6) == {"n": 6, "version": "v3"}
+
+
+def test_a_second_swarm_of_a_running_ones_name_is_refused(make_swarm: Any) -> None:
+    # the command line finds swarms by name: two of one name could be told apart by nobody
+    first = make_swarm("twin")
+    first.gateway("in")
+    first.bee(lambda p: p, input="in", name="echo")
+    first.start()
+    second = make_swarm("twin")
+    second.gateway("in")
+    second.bee(lambda p: p, input="in", name="echo")
+    with pytest.raises(StartError, match="a swarm named 'twin' already runs"):
+        second.start()
+    assert first.request("in", 4) == 4 and not second.running
+    first.stop()
+    assert second.start().request("in", 5) == 5  # the name is free again
