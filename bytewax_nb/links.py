@@ -42,6 +42,7 @@ class Parcel:
     buffers: list[Any]
     bee: str
     attempts: int = 0  # replicas that died while they held it
+    signed: Any = None  # the MAC's state over its buffers, shared by the copies of a fan-out
 
 
 @dataclass(slots=True)
@@ -101,10 +102,12 @@ class Dispatcher:
     def publish(self, topic: str, header: Header, payload: bytes, buffers: list[Any]) -> int:
         """Send (or keep) one message for every bee listening to `topic`; how many there are."""
         routes = self.routes.get(topic, ())
+        # buffers (numpy arrays) sent to several bees are hashed for the signature once
+        signed = self._signer.over_buffers(buffers) if buffers and len(routes) > 1 else None
         for i, route in enumerate(routes):
             # each consumer bee's parcel carries its own header: seq and dst differ per send
             own = header if i == len(routes) - 1 else _copy(header)
-            self._place(Parcel(own, payload, buffers, route.bee), route)
+            self._place(Parcel(own, payload, buffers, route.bee, signed=signed), route)
         return len(routes)
 
     def _place(self, parcel: Parcel, route: Route | None) -> None:
@@ -136,7 +139,7 @@ class Dispatcher:
         header = parcel.header
         header.seq, header.src, header.dst = next_seq(), self.me, link.identity
         link.out[header.seq] = parcel
-        self._send(link.identity, self._signer.frames(header, parcel.payload, parcel.buffers))
+        self._send(link.identity, self._signer.frames(header, parcel.payload, parcel.buffers, parcel.signed))
 
     def _control(self, identity: str, kind: int) -> None:
         header = Header(kind, "", "", self.me, enc=Enc.RAW, seq=next_seq(), src=self.me, dst=identity)

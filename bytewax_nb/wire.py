@@ -181,28 +181,37 @@ class Signer:
         keyed = hmac.new(key, digestmod=sha256)
         self._keyed: Any = getattr(keyed, "_hmac", None) or keyed
 
-    def mac(self, body: bytes | memoryview, buffers: Sequence[Any] = ()) -> bytes:
+    def over_buffers(self, buffers: Sequence[Any]) -> Any:
+        """The MAC's state after a message's buffers (hashed first): a value sent to
+        several consumers has its buffers hashed once, whatever their headers."""
         h = self._keyed.copy()
-        h.update(body)
         for buf in buffers:
             view = memoryview(buf)
             h.update(_LEN.pack(view.nbytes))
             h.update(view)
+        return h
+
+    def mac(self, body: bytes | memoryview, buffers: Sequence[Any] = (), state: Any = None) -> bytes:
+        h = (state if state is not None else self.over_buffers(buffers)).copy()
+        h.update(body)
         digest: bytes = h.digest()
         return digest
 
     def verify(self, sig: bytes, body: bytes, buffers: Sequence[Any] = ()) -> bool:
         return hmac.compare_digest(sig, self.mac(body, buffers))
 
-    def frames(self, header: Header, payload: bytes, buffers: Sequence[Any] = ()) -> list[Any]:
-        """The frame list for one message, signed."""
+    def frames(
+        self, header: Header, payload: bytes, buffers: Sequence[Any] = (), state: Any = None
+    ) -> list[Any]:
+        """The frame list for one message, signed (`state`: `over_buffers(buffers)`, if
+        already computed)."""
         names = f"{header.request_id}\0{header.origin}\0{header.sender}\0{header.src}\0{header.dst}".encode()
         fixed = _FIXED.pack(
             header.kind, header.enc, len(buffers), header.t0, header.deadline, header.seq, len(names)
         )
         body = b"".join((fixed, names, payload))
         raws = [memoryview(b).cast("B") for b in buffers]
-        return [body + self.mac(body, raws), *raws]
+        return [body + self.mac(body, raws, state), *raws]
 
     def open(self, frames: Sequence[Any]) -> Message | None:
         """Verify a received message; None if its signature or shape is wrong."""
