@@ -30,6 +30,7 @@ from hashlib import sha256
 from typing import Any
 
 import zmq
+from blake3 import blake3
 
 __all__ = [
     "TRACEBACK_HEADER",
@@ -180,15 +181,21 @@ class Signer:
         # Python wrapper per call (the wrapper stands in where it is missing).
         keyed = hmac.new(key, digestmod=sha256)
         self._keyed: Any = getattr(keyed, "_hmac", None) or keyed
+        # buffers (numpy arrays: megabytes) go through keyed BLAKE3, about five times
+        # faster than HMAC-SHA256 here (0.11 vs 0.51 ms per MB); the HMAC covers its digest
+        self._buffers_key = blake3(key, derive_key_context="bytewax-nb bus buffers v1").digest()
 
     def over_buffers(self, buffers: Sequence[Any]) -> Any:
         """The MAC's state after a message's buffers (hashed first): a value sent to
         several consumers has its buffers hashed once, whatever their headers."""
         h = self._keyed.copy()
-        for buf in buffers:
-            view = memoryview(buf)
-            h.update(_LEN.pack(view.nbytes))
-            h.update(view)
+        if buffers:
+            d = blake3(key=self._buffers_key)
+            for buf in buffers:
+                view = memoryview(buf)
+                d.update(_LEN.pack(view.nbytes))
+                d.update(view)
+            h.update(d.digest())
         return h
 
     def mac(self, body: bytes | memoryview, buffers: Sequence[Any] = (), state: Any = None) -> bytes:

@@ -1,6 +1,6 @@
 """Images for bee replicas: FROM a base image, plus pinned wheels, plus the runner.
 
-Requirements are the runner's own (pyzmq, cloudpickle), the bee's `requirements=`,
+Requirements are the runner's own (pyzmq, cloudpickle, blake3), the bee's `requirements=`,
 and the distributions its code and captured values come from; each is pinned to the
 version the kernel has, so what is pickled here unpickles there. Wheels are downloaded
 on the host (its pip settings apply) into a cache and installed offline in a build
@@ -44,7 +44,7 @@ __all__ = [
     "runner_hash",
 ]
 
-RUNNER_NEEDS = ("pyzmq", "cloudpickle")
+RUNNER_NEEDS = ("pyzmq", "cloudpickle", "blake3")
 IMAGE_LABEL = "bytewax-nb.image"  # on every bee image
 RUNNER_LABEL = "bytewax-nb.runner"  # the runner_hash() it was built with: `gc` drops the others
 REQUIREMENTS_LABEL = "bytewax-nb.requirements"  # the pinned requirements it holds
