@@ -23,7 +23,7 @@ __all__ = ["groups", "handoff", "members", "plan", "same_processes"]
 # what must match for two bees to share processes: where and how they run
 _SHARED = ("replicas", "requirements", "image", "env", "cpus", "memory", "gpus", "timeout", "retries")
 # values that cannot change once handed on (`handoff` passes them as they are)
-_IMMUTABLE = (str, bytes, int, float, bool, complex, type(None))
+_IMMUTABLE = frozenset({str, bytes, int, float, bool, complex, type(None)})
 
 
 def same_processes(a: BeeSpec, b: BeeSpec) -> bool:
@@ -85,8 +85,14 @@ def handoff(value: Any) -> Any:
     crossed a process. Immutable scalars pass as they are; anything else is copied by a
     pickle round trip (the same types survive that a socket would carry), its large
     buffers (numpy arrays) out of band: one memory copy each, not two."""
-    if type(value) in _IMMUTABLE:
+    kind = type(value)
+    if kind in _IMMUTABLE:
         return value
+    # a flat record or list (what JSON requests mostly are): a shallow copy is a full one
+    if kind is dict and all(type(v) in _IMMUTABLE for v in value.values()):
+        return dict(value)
+    if kind is list and all(type(v) in _IMMUTABLE for v in value):
+        return list(value)
     buffers: list[pickle.PickleBuffer] = []
     data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     return pickle.loads(data, buffers=[bytearray(b.raw()) for b in buffers])

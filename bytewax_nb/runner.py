@@ -118,7 +118,9 @@ class Replica:
         self.pending: deque[tuple[_Stage, Header, Any]] = deque()  # stages' results for the next
         self.current = self.stages[0]  # the stage whose code runs (or ran last)
         # who prints: the output of a fused group's bees is marked with their names
-        self.taggers = [t for t in (sys.stdout, sys.stderr) if isinstance(t, Tagger)]
+        for t in (sys.stdout, sys.stderr):
+            if isinstance(t, Tagger):
+                t.who = lambda: self.current.name
         # consumers dial this ROUTER; producers are dialled by the intake's DEALERs
         self.router, self.address = child.link_router(config["peer_host"])
         self.bursts: dict[str, list[Any]] = {}  # consumer identity -> frames of this round
@@ -342,11 +344,6 @@ class Replica:
         else:
             self._call(header, payload, [ack])
 
-    def _speaking(self, stage: _Stage | None) -> None:
-        """Lines printed from now on are `stage`'s (None: the process's own)."""
-        for t in self.taggers:
-            t.bee = stage.name if stage is not None else None
-
     def _call(self, header: Header, payload: Any, acks: list[Ack]) -> None:
         """The first stage's call, then every call it leads to within the process."""
         self._invoke(self.stages[0], header, payload, acks)
@@ -363,8 +360,6 @@ class Replica:
     def _invoke(self, stage: _Stage, header: Header, payload: Any, acks: list[Ack]) -> None:
         t = time.perf_counter()
         self.current = stage
-        if self.taggers:
-            self._speaking(stage)
         self.watchdog.enter(t, [header], acks)
         try:
             ctx = None if stage.invoke.style == CallStyle.PAYLOAD else _ReplicaContext(self, stage, header)
@@ -377,8 +372,6 @@ class Replica:
         finally:
             self.watchdog.leave()
             stage.latencies.append(time.perf_counter() - t)
-            if self.taggers:
-                self._speaking(None)
         if result is not None:
             self._deliver(stage, header, result)
 
@@ -499,8 +492,6 @@ class Replica:
         stage = self.stages[0]  # only a group's first bee may batch
         t = time.perf_counter()
         self.current = stage
-        if self.taggers:
-            self._speaking(stage)
         self.watchdog.enter(t, headers, acks)
         results: list[Any] | None = None
         try:
@@ -521,8 +512,6 @@ class Replica:
         finally:
             self.watchdog.leave()
             stage.latencies.append(time.perf_counter() - t)
-            if self.taggers:
-                self._speaking(None)
         if results is not None:
             stage.handled += len(batch)
             for h, r in zip(headers, results, strict=True):

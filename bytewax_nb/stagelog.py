@@ -1,7 +1,8 @@
 """Whose output a line is, when several bees share a process.
 
 A fused group's process prints for all of its bees, through one stdout and one stderr.
-While a bee's code runs, every line it starts is prefixed with a mark naming the bee;
+Every line is prefixed with a mark naming the bee whose code runs (or ran last: what
+the replica prints about a call, its error or its timeout, is that bee's too);
 the owner reads the mark off (`untag`) and files the line under that bee: its cell, its
 `%bee logs`, its log file. A bee alone in its process needs no marks.
 """
@@ -9,6 +10,7 @@ the owner reads the mark off (`untag`) and files the line under that bee: its ce
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import TextIO
 
 __all__ = ["Tagger", "tag", "untag"]
@@ -30,11 +32,12 @@ def untag(line: str) -> tuple[str | None, str]:
 
 
 class Tagger(io.TextIOBase):
-    """A text stream that marks the lines started while `bee` is set."""
+    """A text stream that marks each line it starts with the name `who()` gives, asked
+    only when something is printed (nothing is done per call of a bee)."""
 
-    def __init__(self, raw: TextIO) -> None:
+    def __init__(self, raw: TextIO, who: Callable[[], str | None] = lambda: None) -> None:
         self.raw = raw
-        self.bee: str | None = None
+        self.who = who
         self._at_start = True
 
     def writable(self) -> bool:
@@ -43,7 +46,7 @@ class Tagger(io.TextIOBase):
     def write(self, s: str) -> int:
         if not s:
             return 0
-        bee = self.bee
+        bee = self.who()
         if bee is None:
             self.raw.write(s)
         else:

@@ -111,6 +111,9 @@ def test_a_handed_on_value_is_a_copy_unless_it_cannot_change() -> None:
     assert copy == value and copy is not value and copy["xs"] is not value["xs"]
     text = "unchanged"
     assert handoff(text) is text and handoff(7) == 7
+    flat = {"name": "Bee", "n": 1}  # a flat record: a shallow copy is a full one
+    assert handoff(flat) == flat and handoff(flat) is not flat
+    assert handoff([1, "a"]) == [1, "a"]
 
 
 # -- running ----------------------------------------------------------------------------
