@@ -238,7 +238,9 @@ def main() -> None:
         p50 = statistics.median(ok) * 1000
         p99 = ok[min(len(ok) - 1, int(len(ok) * 0.99))] * 1000
         print(f"{'p50 / p99 ms (2xx)':<28}{p50:>10.2f} / {p99:.2f}")
-    print(f"{'replica deaths (restarts)':<28}{deaths:>10}")
+    print(f"{'replicas killed (SIGKILL)':<28}{sum('killed a replica' in line for line in log):>10}")
+    # a fused chain's process counts its death for each of its bees
+    print(f"{'deaths, summed per bee':<28}{deaths:>10}")
     print(f"{'messages sent again':<28}{retried:>10}")
     print(f"{'hub restarts':<28}{status.get('hub', {}).get('restarts', 0):>10}")
     # "unreachable": sent to a replica in the instant between its death and the news of it
