@@ -11,6 +11,7 @@ import os
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import Load, wait_until
 
@@ -18,6 +19,7 @@ from bytewax_nb import RemoteError, Swarm
 from bytewax_nb.changes import replan, unplan
 from bytewax_nb.fusion import groups, handoff, plan
 from bytewax_nb.protocol import MemberState
+from bytewax_nb.runtime.images import requirements_for
 from bytewax_nb.spec import BeeSpec, GatewaySpec, Topology
 from bytewax_nb.table import status_table
 from bytewax_nb.wiring import Member, Wiring
@@ -103,6 +105,16 @@ def test_a_regroup_redeploys_the_groups_it_changes_and_only_those() -> None:
     more = dataclasses.replace(units.bees["other"], replicas=3)
     replan(units, w, {**units.bees, "other": more})
     assert not w.members["bee:other:0:1"].retiring and ("bee", "other", 2) in w.slots
+
+
+def _total(p: Any) -> float:
+    return float(np.sum(p))
+
+
+def test_a_fused_groups_image_holds_what_each_of_its_bees_imports() -> None:
+    (unit,) = plan(_graph(_bee("a", "in"), BeeSpec("b", _total, ("a",)))).bees.values()
+    assert unit.stages and unit.fn is _same  # the group runs as its first bee...
+    assert any(r.startswith("numpy==") for r in requirements_for(unit))  # ...with b's needs
 
 
 def test_a_handed_on_value_is_a_copy_unless_it_cannot_change() -> None:

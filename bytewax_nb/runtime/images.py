@@ -123,8 +123,9 @@ def requirements_for(spec: BeeSpec, upstream: Sequence[BeeSpec] = ()) -> list[st
     replica must import to unpickle, whatever its own code mentions."""
     wanted: dict[str, str] = {}
     needs: list[str] = []
-    for s in (spec, *upstream):
-        needs += [*_distributions(_top_modules(s.fn)), *s.requirements]
+    for unit in (spec, *upstream):
+        for s in unit.stages or (unit,):  # a fused group: every bee's code it runs
+            needs += [*_distributions(_top_modules(s.fn)), *s.requirements]
     for req in (*RUNNER_NEEDS, *needs):
         name = re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0]
         wanted.setdefault(_canonical(name), req)
