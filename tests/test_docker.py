@@ -251,33 +251,36 @@ def test_gc_removes_containers_of_a_dead_owner(
 def test_gc_removes_bee_images_of_another_bytewax_nb_and_keeps_the_rest(engine: Any) -> None:
     from io import BytesIO
 
-    from bytewax_nb.runtime.images import IMAGE_LABEL, RUNNER_LABEL, runner_hash
+    from bytewax_nb.runtime.images import IMAGE_LABEL, INSTALL_LABEL, RUNNER_LABEL, install_id, runner_hash
 
     dockerfile = f"FROM {os.environ['BYTEWAX_NB_BASE_IMAGE']}\n".encode()
 
-    def image(tag: str, runner: str) -> None:
-        labels = {IMAGE_LABEL: "1", RUNNER_LABEL: runner}
+    def image(tag: str, runner: str, install: str = install_id()) -> None:
+        labels = {IMAGE_LABEL: "1", RUNNER_LABEL: runner, INSTALL_LABEL: install}
         engine.images.build(fileobj=BytesIO(dockerfile), tag=tag, labels=labels, network_mode="none", rm=True)
 
-    stale, used, current = (f"bytewax-nb-bee:gc-{what}" for what in ("stale", "used", "current"))
+    names = ("stale", "used", "current", "elsewhere")
+    stale, used, current, elsewhere = (f"bytewax-nb-bee:gc-{what}" for what in names)
     image(stale, "0" * 64)
     image(used, "1" * 64)
     image(current, runner_hash())
+    image(elsewhere, "2" * 64, install="f" * 16)  # another venv's: its own gc decides
     user = engine.containers.create(used, ["true"])
     try:
         out = subprocess.run(["bytewax-nb", "gc"], capture_output=True, text=True, check=True).stdout
         assert f"removed image {stale}, built for another bytewax-nb" in out
         assert f"kept image {used}: a container uses it" in out
         tags = {t for i in engine.images.list(filters={"label": IMAGE_LABEL}) for t in i.tags}
-        assert stale not in tags and {used, current} <= tags
+        assert stale not in tags and {used, current, elsewhere} <= tags
+        assert elsewhere not in out
         assert all(
             i.labels.get(RUNNER_LABEL) == runner_hash()
             for i in engine.images.list(filters={"label": IMAGE_LABEL})
-            if used not in i.tags
+            if used not in i.tags and i.labels.get(INSTALL_LABEL, install_id()) == install_id()
         )
     finally:
         user.remove(force=True)
-        for tag in (stale, used, current):
+        for tag in (stale, used, current, elsewhere):
             with contextlib.suppress(docker.errors.ImageNotFound):
                 engine.images.remove(tag)
 

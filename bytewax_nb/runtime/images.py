@@ -35,18 +35,22 @@ from ..spec import BeeSpec
 
 __all__ = [
     "IMAGE_LABEL",
+    "INSTALL_LABEL",
     "RUNNER_LABEL",
     "REQUIREMENTS_LABEL",
     "BuildError",
     "ImageBuilder",
     "base_image",
     "requirements_for",
+    "install_id",
     "runner_hash",
 ]
 
 RUNNER_NEEDS = ("pyzmq", "cloudpickle", "blake3")
 IMAGE_LABEL = "bytewax-nb.image"  # on every bee image
 RUNNER_LABEL = "bytewax-nb.runner"  # the runner_hash() it was built with: `gc` drops the others
+# the installation that built it: `gc` leaves other installations' images (another venv's)
+INSTALL_LABEL = "bytewax-nb.install"
 REQUIREMENTS_LABEL = "bytewax-nb.requirements"  # the pinned requirements it holds
 _COMPLETE = ".complete"  # in a wheel folder: the download finished
 PACKAGE_DIR = Path(PACKAGE_PATH)
@@ -136,6 +140,11 @@ def requirements_for(spec: BeeSpec, upstream: Sequence[BeeSpec] = ()) -> list[st
         except metadata.PackageNotFoundError:
             pinned.append(req)  # not in the kernel: the user's own spelling decides
     return pinned
+
+
+def install_id() -> str:
+    """Which installation of bytewax-nb this is (its package's folder)."""
+    return hashlib.sha256(str(PACKAGE_DIR.resolve()).encode()).hexdigest()[:16]
 
 
 def runner_hash() -> str:
@@ -305,7 +314,7 @@ class ImageBuilder:
                 "/tmp/wheels/*.whl && rm -rf /tmp/wheels\n"
                 "COPY bytewax_nb /opt/bytewax-nb/bytewax_nb\n"
                 "ENV PYTHONPATH=/opt/bytewax-nb PYTHONUNBUFFERED=1\n"
-                f"LABEL {IMAGE_LABEL}=1 {RUNNER_LABEL}={runner_hash()} "
+                f"LABEL {IMAGE_LABEL}=1 {RUNNER_LABEL}={runner_hash()} {INSTALL_LABEL}={install_id()} "
                 f'{REQUIREMENTS_LABEL}="{" ".join(requirements)}"\n'
             )
             output: list[str] = []

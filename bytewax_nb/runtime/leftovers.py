@@ -100,15 +100,17 @@ def _containers(client: Any) -> list[str]:
 
 
 def _images(client: Any) -> list[str]:
-    """Bee images built from another bytewax-nb source: no tag this installation makes names them."""
+    """Bee images this installation built from an older source of its own: no tag it
+    makes names them. Another installation's (another venv's) are left to its own gc."""
     import docker.errors
 
-    from .images import IMAGE_LABEL, RUNNER_LABEL, runner_hash
+    from .images import IMAGE_LABEL, INSTALL_LABEL, RUNNER_LABEL, install_id, runner_hash
 
-    current = runner_hash()
+    current, me = runner_hash(), install_id()
     done = []
     for image in client.api.images(filters={"label": IMAGE_LABEL}):
-        if (image.get("Labels") or {}).get(RUNNER_LABEL) == current:
+        labels = image.get("Labels") or {}
+        if labels.get(RUNNER_LABEL) == current or labels.get(INSTALL_LABEL, me) != me:
             continue
         names = image.get("RepoTags") or [image["Id"]]
         try:
