@@ -72,7 +72,12 @@ def test_every_page_is_in_the_site_and_no_page_points_outside_the_repository() -
     for page in (ROOT / "docs").glob("*.md"):
         assert page.name in nav, f"{page.name} is not in mkdocs.yml's nav"
     for page in [*PAGES, *(ROOT / "notebooks").glob("*.ipynb")]:
-        assert "../shared" not in page.read_text(), f"{page.name} points outside the repository"
+        for target in re.findall(r"\]\(([^)\s#]+)", page.read_text()):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:: the web, not the repository
+                continue
+            path = (page.parent / target).resolve()
+            assert path.is_relative_to(ROOT), f"{page.name} points outside the repository: {target}"
+            assert path.exists(), f"{page.name} links to {target}, which does not exist"
 
 
 @pytest.mark.slow
