@@ -322,14 +322,15 @@ class Wiring:
             if past.last_death:
                 errors.append(past.last_death)
             ready = min(len(self.ready(unit)), spec.replicas)
-            first = group[0] == name  # what reaches the process is counted with its first bee
             out[name] = BeeFigures(
                 handled=counts["handled"],
                 errors=counts["errors"],
                 dropped=counts["dropped"],
                 dropped_by=_sum_counts([*(s.get("dropped_by") or {} for s in reps), past.drops]),
                 deaths=past.deaths,
-                retried=retried.get(unit, 0) if first else 0,
+                # counted per process-level bee, named after its group's first bee: what
+                # reaches a group is counted with that bee
+                retried=retried.get(name, 0),
                 queued=sum(int(s.get("queued", 0)) for s in reps),
                 p50_ms=max((float(s.get("p50_ms", 0.0)) for s in reps), default=0.0),
                 p99_ms=max((float(s.get("p99_ms", 0.0)) for s in reps), default=0.0),
