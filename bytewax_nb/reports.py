@@ -6,14 +6,14 @@ Pure functions over the supervisor's state, called on its thread.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import cast
 
 from .protocol import BeeView, GatewayCounts, GatewayView, HubStats, HubView, ReplicaView, Role, SwarmStatus
 from .spec import GatewaySpec, Topology
 from .wiring import Member, Wiring
 
-__all__ = ["gateway_url", "not_ready_report", "record_fields", "snapshot"]
+__all__ = ["gateway_url", "last_lines", "not_ready_report", "record_fields", "snapshot"]
 
 Logs = Mapping[str, deque[tuple[float, int, str]]]
 
@@ -81,6 +81,13 @@ def record_fields(
     return gateways, bees, pids
 
 
+def last_lines(logs: Logs, keys: Iterable[str], replica: int, count: int) -> list[str]:
+    """A replica's last lines under `keys` (a fused group's: all its bees'), in the order
+    they came."""
+    said = [(t, text) for k in keys for t, r, text in list(logs.get(k, ())) if r == replica]
+    return [text for _, text in sorted(said, key=lambda tl: tl[0])][-count:]
+
+
 def not_ready_report(wiring: Wiring, logs: Logs) -> str:
     """Each wanted process's state and last lines: what a failed start shows."""
     lines = []
@@ -89,7 +96,5 @@ def not_ready_report(wiring: Wiring, logs: Logs) -> str:
         state = here[0].state if here else f"exited (code {slot.last_exit})"
         lines.append(f"  {role} {name}/{replica}: {state}")
         keys = wiring.bees_of(name) if role == Role.BEE else ["hub"]
-        said = [(t, text) for k in keys for t, r, text in list(logs.get(k, ())) if r == replica]
-        tail = [text for _, text in sorted(said, key=lambda tl: tl[0])][-15:]
-        lines += [f"    | {t}" for t in tail]
+        lines += [f"    | {t}" for t in last_lines(logs, keys, replica, 15)]
     return "\n".join(lines)

@@ -669,9 +669,7 @@ class Supervisor:
 
     def _tail(self, m: Member, lines: int = 10) -> list[str]:
         """Its last lines (a fused group's: all its bees', in the order they came)."""
-        keys = m.bees if m.role == Role.BEE else ["hub"]
-        here = [(t, line) for k in keys for t, r, line in list(self.logs.get(k, ())) if r == m.replica]
-        return [line for _, line in sorted(here, key=lambda tl: tl[0])][-lines:]
+        return reports.last_lines(self.logs, m.bees if m.role == Role.BEE else ["hub"], m.replica, lines)
 
     def _tell_lost(self, m: Member, code: int, clean: bool) -> None:
         """Every process that may have sent it work hears it died: what it held is sent
