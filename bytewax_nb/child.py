@@ -3,6 +3,10 @@
 The boot line arrives on stdin (so the key never appears in argv, the environment
 or `docker inspect`); stdin then stays open and its end means the owner is gone, so
 no process outlives the kernel or CLI that started it.
+
+A service of a deployed stack (see `bytewax_nb.stack`) has no owner: it reads the same
+boot from the stack's Docker secret, names itself after its task, outlives any
+controller, and proves it is alive with heartbeats on the control channel instead.
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ import zmq
 
 from .control import ControlCodec, Msg
 from .curve import BusKeys, Curve
+from .settings import STACK, TASK
 from .wire import Signer
 
-__all__ = ["Boot", "Child", "read_boot"]
+__all__ = ["BOOT_SECRET", "CONTROLLER_PORT", "Boot", "Child", "read_boot"]
+
+BOOT_SECRET = "/run/secrets/bytewax-nb-boot"  # where a stack's services find their boot
+CONTROLLER_PORT = 7600  # a stack's controller: its control socket, on the stack's network
 
 
 @dataclass
@@ -32,24 +40,37 @@ class Boot:
     control: str
     identity: str
     curve: BusKeys | None = field(default=None, repr=False)
+    stack: str = ""  # a service of this deployed stack: no owner, heartbeats
 
     def line(self) -> bytes:
-        body = {
+        return json.dumps(self.secrets()).encode() + b"\n"
+
+    def secrets(self) -> dict[str, Any]:
+        """What a boot line (or a stack's boot secret) holds."""
+        return {
             "key": self.key.hex(),
             "control": self.control,
             "identity": self.identity,
             "curve": self.curve.to_boot() if self.curve is not None else None,
         }
-        return json.dumps(body).encode() + b"\n"
 
 
 def read_boot() -> Boot:
-    line = sys.stdin.buffer.readline()
-    if not line:
-        raise SystemExit("bytewax-nb: no boot line on stdin (this is started by a Swarm)")
-    body = json.loads(line)
+    """The boot line on stdin, or, in a stack's service, the stack's secret."""
+    stack = STACK.get()
+    if stack:
+        with open(BOOT_SECRET, "rb") as f:
+            body = json.loads(f.read())
+        identity = TASK.get()
+        control = f"tcp://controller:{CONTROLLER_PORT}"
+    else:
+        line = sys.stdin.buffer.readline()
+        if not line:
+            raise SystemExit("bytewax-nb: no boot line on stdin (this is started by a Swarm)")
+        body = json.loads(line)
+        identity, control = body["identity"], body["control"]
     curve = BusKeys.from_boot(body.get("curve"))
-    return Boot(bytes.fromhex(body["key"]), body["control"], body["identity"], curve)
+    return Boot(bytes.fromhex(body["key"]), control, identity, curve, stack)
 
 
 class Child:
@@ -66,8 +87,11 @@ class Child:
         self.control.setsockopt(zmq.LINGER, 1000)
         self.curve.client(self.control)
         self.control.connect(boot.control)
-        self.stdin_fd = sys.stdin.fileno()
-        os.set_blocking(self.stdin_fd, False)
+        # a stack's service has no owner to watch: stdin is /dev/null there
+        self.stdin_fd: int | None = None
+        if not boot.stack:
+            self.stdin_fd = sys.stdin.fileno()
+            os.set_blocking(self.stdin_fd, False)
 
     def send(self, kind: Msg, body: Any = None) -> None:
         self.control.send_multipart(self.codec.pack(kind, body))
@@ -77,9 +101,11 @@ class Child:
         self.send(Msg.HELLO, {"pid": os.getpid()})
         poller = zmq.Poller()
         poller.register(self.control, zmq.POLLIN)
-        poller.register(self.stdin_fd, zmq.POLLIN)
+        if self.stdin_fd is not None:
+            poller.register(self.stdin_fd, zmq.POLLIN)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        asked = time.monotonic()
+        while time.monotonic() < deadline or self.boot.stack:  # a stack's controller may come later
             events = dict(poller.poll(250))
             if self.stdin_fd in events and self.owner_gone():
                 raise SystemExit(0)
@@ -88,9 +114,15 @@ class Child:
                 if msg and msg[0] == Msg.CONFIG:
                     config: dict[str, Any] = msg[1]
                     return config
+            elif self.boot.stack and time.monotonic() - asked > 2:
+                # a controller restarted meanwhile has never heard of us: say it again
+                asked = time.monotonic()
+                self.send(Msg.HELLO, {"pid": os.getpid()})
         raise SystemExit("bytewax-nb: no configuration from the supervisor")
 
     def owner_gone(self) -> bool:
+        if self.stdin_fd is None:
+            return False
         try:
             return os.read(self.stdin_fd, 4096) == b""
         except BlockingIOError:
@@ -112,10 +144,18 @@ class Child:
         self.secure_server(sock)
         if host == "auto":  # a container on a bridge network: others dial its own address
             port = sock.bind_to_random_port("tcp://0.0.0.0")
-            host = socket.gethostbyname(socket.gethostname())
+            host = socket.gethostbyname(socket.gethostname()) if not self.boot.stack else self._own_address()
         else:
             port = sock.bind_to_random_port(f"tcp://{host}")
         return sock, f"tcp://{host}:{port}"
+
+    @staticmethod
+    def _own_address() -> str:
+        """This task's address on the stack's network: the one its route to the controller
+        leaves from (a task has one per network it is on; only that one is reachable)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((socket.gethostbyname("controller"), CONTROLLER_PORT))  # no packet is sent
+            return str(probe.getsockname()[0])
 
     def secure_server(self, sock: zmq.Socket[bytes]) -> None:
         """Encrypt and authenticate what this socket accepts (the bus's CurveZMQ, when on)."""

@@ -227,6 +227,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_notebook(args.notebook, kernel=args.kernel, timeout=args.timeout, ready_fd=args.ready_fd)
 
 
+def _in_kernel(args: argparse.Namespace, action: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Run the notebook's cells, then deploy or export its swarm from its kernel."""
+    from .headless import run_then
+    from .stack.fromkernel import MARK
+
+    call = f"run({action!r}, {args.stack!r}, {args.swarm!r}, {options!r})"
+    code = f"from bytewax_nb.stack.fromkernel import run\n{call}"
+    printed = run_then(args.notebook, code, kernel=args.kernel, timeout=args.timeout)
+    for line in printed.splitlines():
+        if line.startswith(MARK):
+            result: dict[str, Any] = json.loads(line[len(MARK) :])
+            return result
+        print(line)
+    raise BytewaxNBError(f"{action} printed no result")
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    options = {"encrypt_overlay": not args.no_overlay_encryption, "timeout": args.deploy_timeout}
+    result = _in_kernel(args, "deploy", options)
+    print(f"stack {args.stack!r} serving ({result['seconds']} s):")
+    for gateway, url in result["urls"].items():
+        print(f"  gateway {gateway} at {url}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    options = {"encrypt_overlay": not args.no_overlay_encryption, "folder": os.path.abspath(args.output)}
+    result = _in_kernel(args, "export", options)
+    folder = result["folder"]
+    print(f"wrote {folder}: deploy with `docker stack deploy -c {folder}/compose.yaml {args.stack}`")
+    return 0
+
+
+def cmd_undeploy(args: argparse.Namespace) -> int:
+    from .stack.deploy import undeploy
+
+    removed = undeploy(args.stack)
+    print(f"removed stack {args.stack!r}: {', '.join(removed)}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bytewax-nb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -285,6 +326,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("swarm", help="the swarm's name")
     p.add_argument("--timeout", type=float, default=60, help="seconds to wait for the drain (default 60)")
     p.set_defaults(fn=cmd_stop)
+
+    for name, what in (
+        ("deploy", "run a notebook's swarm as a stack on the Docker Swarm mode cluster"),
+        ("export", "write a notebook's swarm as files for `docker stack deploy`"),
+    ):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("notebook", help="the .ipynb file (its cells run first, as `run` does)")
+        p.add_argument("--stack", required=True, help="the stack's name")
+        p.add_argument("--swarm", default=None, help="the notebook's swarm, if it has several")
+        p.add_argument("--kernel", default=None, help="kernel name (default: the notebook's)")
+        p.add_argument("--timeout", type=float, default=600, help="seconds a cell may run (default 600)")
+        p.add_argument(
+            "--no-overlay-encryption",
+            action="store_true",
+            help="a plain overlay network (for kernels without IPsec ESP; the bus stays encrypted)",
+        )
+        if name == "deploy":
+            p.add_argument(
+                "--deploy-timeout",
+                type=float,
+                default=300,
+                help="seconds to wait for the gateways",
+            )
+            p.set_defaults(fn=cmd_deploy)
+        else:
+            p.add_argument("-o", "--output", required=True, help="the folder to write")
+            p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("undeploy", help="remove a deployed stack: everything it made, nothing else")
+    p.add_argument("stack", help="the stack's name")
+    p.set_defaults(fn=cmd_undeploy)
 
     p = sub.add_parser("gc", help="remove what dead owners and older installs left behind")
     p.set_defaults(fn=cmd_gc)

@@ -7,6 +7,7 @@ flight) and shuts the kernel down.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from nbclient.exceptions import CellExecutionError
 from . import state
 from .errors import BytewaxNBError
 
-__all__ = ["detach", "run_notebook"]
+__all__ = ["detach", "run_notebook", "run_then"]
 
 _WATCH_S = 1.0  # how often a serving run checks whether its swarms were stopped elsewhere
 _STOP_CODE = "import bytewax_nb.swarm as _bytewax_nb_swarm\n_bytewax_nb_swarm.stop_all()"
@@ -129,3 +130,35 @@ def detach(path: str, *, kernel: str | None, timeout: float) -> int:
     for swarm, gateway, url in served:
         print(f"swarm {swarm!r}: gateway {gateway} at {url}")
     return 0
+
+
+def run_then(path: str, code: str, *, kernel: str | None = None, timeout: float = 600) -> str:
+    """Execute the notebook's cells (as `run`, `%swarm stop` cells skipped), then `code`
+    in the same kernel; return what `code` printed. Its swarms are stopped at the end.
+
+    Raises BytewaxNBError with the cell's error if a cell, or `code`, fails."""
+    if not os.path.exists(path):
+        raise BytewaxNBError(f"no notebook at {path}")
+    nb = nbformat.read(path, as_version=4)
+    name = kernel or nb.metadata.get("kernelspec", {}).get("name", "python3")
+    folder = os.path.dirname(os.path.abspath(path))
+    client = NotebookClient(
+        nb, timeout=int(timeout), kernel_name=name, resources={"metadata": {"path": folder}}
+    )
+    with client.setup_kernel():
+        try:
+            for index, cell in enumerate(list(nb.cells)):
+                if cell.cell_type == "code" and not _skipped(cell):
+                    client.execute_cell(cell, index)
+            last = nbformat.v4.new_code_cell(code)
+            nb.cells.append(last)
+            client.execute_cell(last, len(nb.cells) - 1)
+        except CellExecutionError as exc:
+            raise BytewaxNBError(str(exc)) from None
+        finally:
+            nb.cells.append(nbformat.v4.new_code_cell(_STOP_CODE))
+            with contextlib.suppress(Exception):  # the kernel may be gone already
+                client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
+    return "".join(
+        out.get("text", "") for out in last.get("outputs", []) if out.get("output_type") == "stream"
+    )

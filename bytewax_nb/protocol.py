@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .spec import BeeSpec, GatewaySpec
 
 __all__ = [
+    "Beat",
     "BeeConfig",
     "BeeError",
     "BeeFigures",
@@ -79,6 +80,8 @@ class Msg(StrEnum):
     REPORT = "report"  # sup -> child: send your counters now (no body)
     STOP = "stop"  # sup -> child: drain and exit (StopOrder, or no body)
     BYE = "bye"  # child -> sup: drained, exiting (Bye)
+    BEAT = "beat"  # a stack's task -> controller: alive, and what it runs with (Beat)
+    SNAPSHOT = "snapshot"  # controller -> a stack's hub: the swarm's status for `GET /swarm` (SwarmStatus)
 
 
 class Role(StrEnum):
@@ -201,6 +204,19 @@ class Lost(TypedDict):
     tail: list[str]  # its last log lines
     clean: bool  # retired and drained: what it held was done
     retries: int
+
+
+class Beat(TypedDict, total=False):
+    """A stack's task, every heartbeat: enough for a restarted controller to know it
+    again without disturbing it (see `bytewax_nb.stack`)."""
+
+    address: str | None  # its link socket, once it listens
+    links: LinksBody | None  # what it reads from (a bee replica)
+    routes: RoutesBody | None  # where what it makes goes
+    linked: list[str]  # producers that welcomed it
+    revoked: bool
+    leaving: bool  # told to stop by the engine (SIGTERM): it drains, then exits
+    ports: dict[str, int]  # the hub: its gateways' ports
 
 
 class StopOrder(TypedDict, total=False):

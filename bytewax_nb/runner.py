@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pickle
+import signal
 import sys
 import time
 import traceback
@@ -30,6 +32,7 @@ from .intake import InLink, Intake
 from .invoke import Context, Invoker
 from .links import Dispatcher, died_answer
 from .protocol import (
+    Beat,
     BeeConfig,
     BeeError,
     BeeStats,
@@ -40,7 +43,9 @@ from .protocol import (
     RoutesBody,
     bee_error,
     routes_from,
+    routes_to,
 )
+from .settings import HEARTBEAT
 from .sockio import readable, recv_routed, send_frames, send_routed
 from .source import restore, user_traceback
 from .spec import BeeSpec
@@ -55,6 +60,8 @@ _STATS_EVERY = 0.5
 _DRAIN_MAX = 64  # messages handled before what they produced is sent
 _HOLD_MAX = 0.0002  # seconds a finished result may wait for the rest of its drain
 WINDOW = 128  # messages each producer may send before this replica says which are done
+BUNDLE = "/opt/bytewax-nb/bee.pkl"  # in a stack's bee image: the bee's code (see `bytewax_nb.stack`)
+READY = "/tmp/bytewax-nb-ready"  # a stack's task: made once wired (its healthcheck: start-first updates)
 
 Ack = tuple[InLink, int]  # the link a message came on, and its sequence number there
 
@@ -141,7 +148,10 @@ class Replica:
         self._last_stats: tuple[Any, ...] = ()
         self.running = True
         self.out_since = 0.0
-        self.watchdog = Watchdog(child, spec.timeout, self.give_up, self.give_back)
+        self.leaving = False  # a stack's task the engine stops (SIGTERM): drain, then exit
+        self.beat_every = float(HEARTBEAT.get()) if child.boot.stack else 0.0
+        beat = self.beat if self.beat_every else None
+        self.watchdog = Watchdog(child, spec.timeout, self.give_up, self.give_back, beat, self.beat_every)
 
     @property
     def sink(self) -> bool:
@@ -196,7 +206,8 @@ class Replica:
         poller = zmq.Poller()
         for sock in (*self.intake.sockets(), self.router, self.child.control):
             poller.register(sock, zmq.POLLIN)
-        poller.register(self.child.stdin_fd, zmq.POLLIN)
+        if self.child.stdin_fd is not None:
+            poller.register(self.child.stdin_fd, zmq.POLLIN)
         self.intake.changed = False
         return poller
 
@@ -204,6 +215,7 @@ class Replica:
         poller = self._poller()
         self.child.send(Msg.UP, {"address": self.address})
         next_tick = time.monotonic() + _STATS_EVERY
+        next_beat = 0.0
         while self.running:
             if self.intake.changed:
                 poller = self._poller()
@@ -227,12 +239,20 @@ class Replica:
                     link = self.intake.link_of(sock)
                     if link is not None:
                         self.intake.read(link, clock)
+            if self.leaving and not self.intake.retiring:  # as a RETIRE, with nobody to ask
+                self.intake.revoke()
+                next_beat = 0.0  # the controller hears it at once
             if self.intake.news:  # a link was welcomed or revoked: the supervisor counts them
                 self.intake.news = False
                 linked = (self.intake.welcomed, self.intake.revoked)
                 if linked != self._linked:
                     self._linked = linked
                     self.child.send(Msg.LINKED, {"producers": sorted(linked[0]), "revoked": linked[1]})
+                    if self.beat_every and self.hub_id and set(self.intake.links) <= linked[0]:
+                        open(READY, "w").close()  # the engine may now stop the task it replaces
+            if self.beat_every and now >= next_beat:
+                next_beat = now + self.beat_every
+                self.beat()
             self._work()
             now = time.monotonic()
             if self.batch and now >= self.batch_due:
@@ -299,6 +319,20 @@ class Replica:
                 self.intake.revoke()
             elif kind == Msg.STOP:
                 self.running = False
+
+    def beat(self) -> None:
+        """A stack's heartbeat: alive, and what this replica runs with (for a restarted
+        controller, which learns the swarm again from these)."""
+        linked, revoked = self._linked
+        body = Beat(
+            address=self.address,
+            links=LinksBody(links={i: k.address for i, k in self.intake.links.items()}, hub=self.hub_id),
+            routes=routes_to(self.dispatcher.routes),
+            linked=sorted(linked),
+            revoked=revoked,
+            leaving=self.leaving or self.intake.retiring,
+        )
+        self.child.send(Msg.BEAT, body)
 
     def _lost(self, body: Lost) -> None:
         """A process died: retry what it held of ours, or answer its callers."""
@@ -590,10 +624,31 @@ def _check_imports(bee: str, modules: Iterable[str]) -> None:
             ) from None
 
 
+def _from_image(config: BeeConfig) -> BeeConfig:
+    """A stack's replica runs the code its image holds (the controller has none to send):
+    the image is what the deployer built, trusted as any code in it."""
+    with open(BUNDLE, "rb") as f:
+        bundle = pickle.load(f)
+    spec: BeeSpec = bundle["spec"]
+    if spec.name != config["spec"].name:
+        raise SystemExit(f"bytewax-nb: this image runs bee {spec.name!r}, not {config['spec'].name!r}")
+    return BeeConfig(
+        replica=config["replica"],
+        spec=spec,
+        routes=config["routes"],
+        links=config["links"],
+        peer_host=config["peer_host"],
+        sources=bundle["sources"],
+        imports=bundle["imports"],
+    )
+
+
 def main() -> None:
     child = Child(read_boot())
     try:
         config = cast(BeeConfig, child.recv_config())
+        if child.boot.stack:
+            config = _from_image(config)
         if config["spec"].stages:  # a fused group: each line says which bee printed it
             sys.stdout, sys.stderr = Tagger(sys.stdout), Tagger(sys.stderr)
         # a bee's logging goes where its prints go: the owner's live output and `logs`
@@ -601,6 +656,8 @@ def main() -> None:
             level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout
         )
         replica = Replica(child, config)
+        if child.boot.stack:  # the engine stops a task (scale down, update) with SIGTERM
+            signal.signal(signal.SIGTERM, lambda *_: setattr(replica, "leaving", True))
         try:
             replica.run()
         finally:

@@ -16,10 +16,13 @@ __all__ = [
     "BIND_HOST",
     "DOCKER_NETWORK",
     "ENCRYPT",
+    "HEARTBEAT",
     "OWNER",
     "RUNTIME",
     "SETTINGS",
+    "STACK",
     "STATE_DIR",
+    "TASK",
     "Setting",
     "secret_from",
 ]
@@ -79,7 +82,25 @@ OWNER = Setting(
     "Set by bytewax-nb on every process and container it starts (the owner's pid), so "
     "`bytewax-nb gc` finds what a dead owner left. Not for users to set.",
 )
-SETTINGS = (RUNTIME, BASE_IMAGE, DOCKER_NETWORK, BIND_HOST, ENCRYPT, STATE_DIR, OWNER)
+STACK = Setting(
+    "BYTEWAX_NB_STACK",
+    "",
+    "Set by a deployed stack's Compose file on every service (the stack's name): the "
+    "process boots from the stack's Docker secret and reports by heartbeats. Not for users to set.",
+)
+TASK = Setting(
+    "BYTEWAX_NB_TASK",
+    "",
+    "Set by a deployed stack's Compose file: the identity of a task on the control "
+    "channel, made by the engine from the task's slot and id. Not for users to set.",
+)
+HEARTBEAT = Setting(
+    "BYTEWAX_NB_HEARTBEAT",
+    "0.5",
+    "Seconds between a stack's tasks' heartbeats; a task silent for six of them is taken for dead "
+    "(what it held is sent elsewhere).",
+)
+SETTINGS = (RUNTIME, BASE_IMAGE, DOCKER_NETWORK, BIND_HOST, ENCRYPT, STATE_DIR, OWNER, STACK, TASK, HEARTBEAT)
 
 
 def secret_from(variable: str) -> str:

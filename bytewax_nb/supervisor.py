@@ -15,6 +15,9 @@ replica only once it has its window.
 Processes run the graph of `fusion.plan` (a fused group of bees is one process-level
 bee); every change to the user's graph is planned anew and applied as the difference
 between the two plans, so a regrouping is a redeploy like any other.
+
+In a deployed stack the same class is the controller (`adopt`): the engine starts the
+processes, and they register with it (see `bytewax_nb.stack`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from .curve import BusKeys, Curve
 from .errors import StartError
 from .policy import RESTARTS
 from .protocol import (
+    Beat,
     BeeConfig,
     BeeStats,
     Bye,
@@ -64,6 +68,7 @@ from .protocol import (
 from .runtime.base import Handle, Launcher, NeverStarted
 from .source import capture, imported_modules
 from .spec import BeeSpec, GatewaySpec, Topology
+from .stack.adopt import Adopt, BeatHandle, Beats
 from .stagelog import untag
 from .wire import Signer, traceback_token
 from .wiring import Member, Wiring, death_error, describe, exit_cause
@@ -89,8 +94,10 @@ class Supervisor:
         on_log: LogCallback | None = None,
         *,
         fuse: bool = True,
+        adopt: Adopt | None = None,
     ) -> None:
         self.swarm = swarm
+        self.adopt = adopt  # a stack's controller: processes register, none is launched
         self.topology = topology  # the user's graph (the Swarm's own object)
         self.fuse = fuse
         self.units = fusion.plan(topology, fuse)  # the graph of processes
@@ -104,17 +111,24 @@ class Supervisor:
         self.unprocessed = 0  # accepted submits no bee had taken when the swarm stopped
         self._launches = 0  # processes launched so far: the last part of each identity
         self._unconfigured: list[Member] = []  # bee replicas that said hello before the hub was up
-        self._key = secrets.token_bytes(32)
+        self._key = adopt.key if adopt is not None else secrets.token_bytes(32)
         self._codec = ControlCodec(Signer(self._key))
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self._bus_keys = BusKeys.make()
+        self._bus_keys = adopt.curve if adopt is not None else BusKeys.make()
         self._curve = Curve(self.ctx, self._bus_keys)
         self._router = self.ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # a task that dials again (its controller restarted) takes its identity back
+        self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self._curve.server(self._router)
-        port = self._router.bind_to_random_port(f"tcp://{launcher.bind_host}")
+        if adopt is not None:
+            self._router.bind(f"tcp://{launcher.bind_host}:{adopt.port}")
+            port = adopt.port
+        else:
+            port = self._router.bind_to_random_port(f"tcp://{launcher.bind_host}")
         self.control_address = f"tcp://{launcher.bind_host}:{port}"
+        self._beats = Beats(adopt) if adopt is not None else None
         wake = f"inproc://bytewax-nb-wake-{id(self)}"
         self._wake_in = self.ctx.socket(zmq.PULL)
         self._wake_in.bind(wake)
@@ -265,6 +279,24 @@ class Supervisor:
         """What `swarm.request` shows the gateways to get bees' tracebacks (see http.py)."""
         return traceback_token(self._key).decode()
 
+    def serve(self) -> None:
+        """A controller's start: nothing to launch, the swarm registers as it comes."""
+        self._ready.set()
+
+    def detach(self) -> None:
+        """A controller's end: close our sockets and leave every task running (the engine
+        owns them; a new controller adopts them)."""
+        with self._stop_lock:
+            if self._closed:
+                return
+            self._post(lambda: setattr(self, "_closed", True))
+            self._thread.join(timeout=10)
+            self._closed = True
+            self._log_files.close()
+            state.remove(self.record, logs=True)
+            self._curve.close()
+            self.ctx.destroy(linger=0)
+
     def status(self, fresh: float = 0.5) -> SwarmStatus:
         """The swarm's state; first asks every replica for its counters (up to `fresh` s)."""
         reported = threading.Event()
@@ -388,9 +420,16 @@ class Supervisor:
                 frames = self._router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            m = self.wiring.members.get(frames[0].decode(errors="replace"))
+            identity = frames[0].decode(errors="replace")
+            m = self.wiring.members.get(identity)
             msg = self._codec.unpack(frames[1:])
-            if m is not None and msg is not None:
+            if msg is None:
+                continue
+            if m is None and self._beats is not None:  # a stack's task registers
+                m = self._beats.member(identity, *msg, self.wiring, self.units)
+                if m is not None:
+                    self._on_line(identity, f"bytewax-nb: {identity} registered ({msg[0]})")
+            if m is not None:
                 self._on_message(m, *msg)
 
     def _on_message(self, m: Member, kind: Msg, body: Any) -> None:
@@ -418,7 +457,15 @@ class Supervisor:
             wanted.discard(m.identity)
             if not wanted:
                 reported.set()
+        elif kind == Msg.BEAT and self._beats is not None:
+            beat = cast(Beat, body)
+            if m.role == Role.HUB and beat.get("ports"):
+                self.ports.update(beat.get("ports", {}))
+            if self._beats.on_beat(m, beat, self.wiring, self.units):
+                self._after_change()
         elif kind == Msg.BYE:
+            if isinstance(m.handle, BeatHandle):  # a stack's task: drained, it exits now
+                m.handle.bye()
             m.state = MemberState.STOPPING
             if m.role == Role.HUB and self._stopping:
                 self.unprocessed = cast(Bye, body).get("journal", 0)
@@ -447,21 +494,22 @@ class Supervisor:
             # a restarted hub takes the same ports: URLs hold
             return HubConfig(
                 gateways=list(self.topology.gateways.values()),
-                bus_host=self.launcher.bind_host,
+                bus_host=self.launcher.peer_host if self.adopt else self.launcher.bind_host,
                 ports=dict(self.ports),
                 routes=routes,
-                journal=str(self.record.log_dir / "journal.sqlite"),
+                journal=self.adopt.journal if self.adopt else str(self.record.log_dir / "journal.sqlite"),
             )
         spec = self.units.bees[m.name]
         stages = spec.stages or (spec,)
+        stack = self.adopt is not None  # a stack's replica has its code in its image
         return BeeConfig(
             replica=m.replica,
             spec=spec,
             routes=routes,
             links=self._links_for(m),
             peer_host=self.launcher.peer_host,
-            sources={s.name: capture(s.fn) for s in stages},
-            imports=sorted(set().union(*(imported_modules(s.fn) for s in stages))),
+            sources={} if stack else {s.name: capture(s.fn) for s in stages},
+            imports=[] if stack else sorted(set().union(*(imported_modules(s.fn) for s in stages))),
         )
 
     def _links_for(self, m: Member) -> LinksBody:
@@ -477,6 +525,10 @@ class Supervisor:
 
     def _after_change(self) -> None:
         """Tell every process what changed for it, retire what is replaced, report."""
+        if self._beats is not None and self._beats.quiet():  # learning the swarm: listen only
+            self.wiring.note_ready()
+            self._push_status(force=True)
+            return
         for m in list(self.wiring.members.values()):
             if m.state != MemberState.UP:
                 continue
@@ -635,9 +687,23 @@ class Supervisor:
                 self._on_death(m, code, now)
         self._refill(now)
         self._push_status()
+        if self._beats is not None:
+            self._stack_tick(now)
         if self._stopping:
             self._stop_step(now)
         return self._stopping or self._change is not None
+
+    def _stack_tick(self, now: float) -> None:
+        """A controller's: rewire once the quiet start is over; the hub's `/swarm` view."""
+        beats = self._beats
+        if beats is None:
+            return
+        if beats.quiet_ended():
+            self._after_change()
+        hub = self.wiring.hub()
+        if now >= beats.snapshot_at and hub is not None and hub.state == MemberState.UP:
+            beats.snapshot_at = now + 1.0
+            self._send(hub, Msg.SNAPSHOT, self._snapshot())
 
     def _on_death(self, m: Member, code: int, now: float) -> None:
         clean = m.retiring and m.retire_sent and code == 0  # retired, drained, gone as asked
@@ -691,6 +757,8 @@ class Supervisor:
         """Launch a process for every empty slot whose back-off has passed."""
         change = self._change
         if self._stopping or (change is not None and change.error is not None and change.what == "start"):
+            return
+        if self.adopt is not None:  # the engine fills a stack's slots
             return
         filled = {m.slot_key for m in self.wiring.members.values() if not m.retiring}
         for key, slot in self.wiring.slots.items():

@@ -4,6 +4,7 @@ The loop is single-threaded, so a call that does not return leaves it deaf: to t
 owner's exit (stdin closing) and to every message queued behind the call. This
 thread looks a few times a second and, while a call runs,
 - ends the process when the owner is gone (nothing outlives its kernel, hung or not);
+- in a deployed stack, sends the heartbeats the loop cannot (a slow call is no death);
 - once the call has run long (`busy_after`, well past this bee's usual time), hands
   every message waiting in the replica back to its producer, which sends it to a
   replica that is free: nothing waits behind a long or stuck call;
@@ -35,12 +36,21 @@ _PERIOD = 0.1  # seconds between looks; also how late an owner's exit is noticed
 
 GiveUp = Callable[[list[Header], list[Any], float, str], None]  # (headers, acks, timeout, stack)
 GiveBack = Callable[[], int]  # hand the queue back; how many messages went
+Beat = Callable[[], None]  # a stack's heartbeat
 
 
 class Watchdog(threading.Thread):
     """Watches the loop's calls into bee code; the loop marks them with enter/leave."""
 
-    def __init__(self, child: Child, timeout: float | None, give_up: GiveUp, give_back: GiveBack) -> None:
+    def __init__(
+        self,
+        child: Child,
+        timeout: float | None,
+        give_up: GiveUp,
+        give_back: GiveBack,
+        beat: Beat | None = None,
+        beat_every: float = 0.0,
+    ) -> None:
         super().__init__(name="bytewax-nb-watchdog", daemon=True)
         self._calling: tuple[float, list[Header], list[Any]] | None = None
         # the loop's sockets: held by the loop except while bee code runs, so whoever
@@ -51,6 +61,9 @@ class Watchdog(threading.Thread):
         self._timeout = timeout
         self._give_up = give_up
         self._give_back = give_back
+        self._beat = beat  # a stack's task stays alive to its controller through a long call
+        self._beat_every = beat_every
+        self._beat_at = 0.0
         # seconds after which a call counts as long (the loop raises it for a slow bee)
         self.busy_after = 0.5
         self._main = threading.main_thread().ident
@@ -88,9 +101,14 @@ class Watchdog(threading.Thread):
                 sys.stderr.flush()
                 self._child.close()  # returns once the answers have left (or a second passed)
                 os._exit(EXIT_TIMEOUT)
-            if elapsed > self.busy_after and self._sockets.acquire(blocking=False):
+            beat = self._beat is not None and time.monotonic() >= self._beat_at
+            if (elapsed > self.busy_after or beat) and self._sockets.acquire(blocking=False):
                 try:
-                    self._give_back()  # again each look: messages that were on their way
+                    if elapsed > self.busy_after:
+                        self._give_back()  # again each look: messages that were on their way
+                    if beat and self._beat is not None:
+                        self._beat_at = time.monotonic() + self._beat_every
+                        self._beat()
                 finally:
                     self._sockets.release()
 

@@ -37,8 +37,9 @@ from .runtime.base import Handle
 from .spec import Topology
 from .watchdog import EXIT_TIMEOUT
 
-__all__ = ["HUB", "Member", "Slot", "Wiring", "death_error", "describe", "exit_cause"]
+__all__ = ["HUB", "NO_HEARTBEAT", "Member", "Slot", "Wiring", "death_error", "describe", "exit_cause"]
 
+NO_HEARTBEAT = 1000  # no process exits with it: a stack's task that went silent (see `stack.adopt`)
 _COUNTERS = ("handled", "errors", "dropped")
 
 
@@ -359,6 +360,8 @@ def exit_cause(code: int) -> str:
     """How a process ended, in words: 'was killed by SIGKILL', 'exited with code 3'."""
     if code == EXIT_TIMEOUT:
         return "was restarted: a call ran past the bee's timeout"
+    if code == NO_HEARTBEAT:
+        return "went silent (no heartbeat): its task died or was replaced"
     if code < 0:
         return f"was killed by {_signal_name(-code)}"
     if code > 128 and _signal_name(code - 128).startswith("SIG"):  # a container's exit code

@@ -1,4 +1,4 @@
-"""One HTTP gateway: `POST /gateways/<name>`, `/healthz`, `/metrics`, clear JSON errors.
+"""One HTTP gateway: `POST /gateways/<name>`, `/healthz`, `/metrics`, `/swarm`, clear JSON errors.
 
 The body is validated as JSON and published as those bytes (nothing from HTTP is
 ever unpickled); the handler then waits for the first response with the request's
@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..protocol import BeeError, http_error_body
+from ..protocol import BeeError, SwarmStatus, http_error_body
 from ..spec import GatewaySpec
 from ..wire import TRACEBACK_HEADER, Kind, new_request_id
 from .metrics import GatewayMetrics, HubMetrics
@@ -33,6 +33,7 @@ class Serving(Protocol):
     not_ready: list[str]
     metrics: HubMetrics
     traceback_token: bytes
+    swarm_status: SwarmStatus | None  # a deployed stack's, from its controller
 
     def in_flight(self, gateway: str) -> int: ...
 
@@ -48,6 +49,17 @@ __all__ = ["GatewayApp", "Reply", "Serving"]
 _JSON = "application/json"
 _PREFIX = "/gateways/"
 _RETRY_AFTER = "1"  # seconds a client told "too busy" should wait
+
+
+def without_tracebacks(status: SwarmStatus) -> SwarmStatus:
+    """The status with every bee's last error's traceback left out."""
+    out: SwarmStatus = json.loads(json.dumps(status))
+    for bee in out.get("bees", {}).values():
+        errors: list[Any] = [bee.get("last_error"), *(r.get("last_error") for r in bee.get("replicas", []))]
+        for err in errors:
+            if err:
+                err["traceback"] = ""
+    return out
 
 
 def _json(status: int, body: Any, request_id: str | None = None, **headers: str) -> web.Response:
@@ -101,9 +113,11 @@ class GatewayApp:
             if method == "POST":
                 return await self.handle(request, path[len(_PREFIX) :])
             return _not_allowed(method, path, "POST")
-        if path in ("/healthz", "/metrics"):
+        if path in ("/healthz", "/metrics", "/swarm"):
             if method not in ("GET", "HEAD"):
                 return _not_allowed(method, path, "GET, HEAD")
+            if path == "/swarm":
+                return self.swarm_view(request)
             return self.healthz() if path == "/healthz" else self.metrics_view(request)
         return _error(404, f"no route {method} {path}")
 
@@ -181,6 +195,18 @@ class GatewayApp:
         hub = self.hub
         body = {"ready": hub.healthy, "serving": hub.serving, "not_ready": hub.not_ready}
         return _json(200 if hub.healthy else 503, body)
+
+    def swarm_view(self, request: web.BaseRequest) -> web.Response:
+        """A deployed stack's status, as its controller last sent it (what an attached
+        notebook shows); bees' tracebacks only for who may see them."""
+        if not self._authorized(request):
+            return _error(401, "missing or bad bearer token")
+        status = self.hub.swarm_status
+        if status is None:
+            return _error(404, "no swarm status here: only a deployed stack's gateways have one")
+        if not self._tracebacks(request):
+            status = without_tracebacks(status)
+        return _json(200, status)
 
     def metrics_view(self, request: web.BaseRequest) -> web.Response:
         if not self._authorized(request):

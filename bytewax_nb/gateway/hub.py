@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ from aiohttp import web
 from ..child import Child
 from ..links import Dispatcher, Parcel, died_answer
 from ..protocol import (
+    Beat,
     BeeFigures,
     Bye,
     HubConfig,
@@ -30,10 +32,13 @@ from ..protocol import (
     Status,
     StatusOk,
     StopOrder,
+    SwarmStatus,
     Up,
     bee_error,
     routes_from,
+    routes_to,
 )
+from ..settings import HEARTBEAT
 from ..sockio import readable, recv_routed, send_routed
 from ..spec import GatewaySpec
 from ..wire import Enc, Header, Kind, ReplayGuard, dump_json, traceback_token
@@ -86,6 +91,7 @@ class Hub:
         self.idle.set()
         self.traceback_token = traceback_token(child.boot.key)
         self._last_stats: HubStats | None = None
+        self.swarm_status: SwarmStatus | None = None  # a stack's: its controller's last word
 
     # -- requests --------------------------------------------------------------------
 
@@ -264,6 +270,8 @@ class Hub:
                 self._lost(cast(Lost, body))
             elif kind == Msg.REPORT:
                 self._send(Msg.STATS, self._stats())
+            elif kind == Msg.SNAPSHOT:
+                self.swarm_status = cast(SwarmStatus, body)
             elif kind == Msg.GATEWAYS:
                 self.loop.create_task(self._serve_all(cast("list[GatewaySpec]", body)))
             elif kind == Msg.STOP:
@@ -301,8 +309,19 @@ class Hub:
         # a send can swallow the DEALER's read edge: look again soon
         self.loop.call_soon(self._drain_control)
 
+    def _beat(self, every: float) -> None:
+        """A stack's heartbeat (see `bytewax_nb.stack`): alive, and how it is wired."""
+        body = Beat(
+            address=self.address,
+            routes=routes_to(self.dispatcher.routes),
+            ports=self.ports,
+            leaving=self.stop_event.is_set(),
+        )
+        self._send(Msg.BEAT, body)
+        self.loop.call_later(every, self._beat, every)
+
     def _on_stdin(self) -> None:
-        if self.child.owner_gone():
+        if self.child.owner_gone() and self.child.stdin_fd is not None:
             self.loop.remove_reader(self.child.stdin_fd)
             self.accepting = False
             self.pending.clear()
@@ -347,8 +366,13 @@ class Hub:
         fds = (self.router.fileno(), self.child.control.fileno())
         loop.add_reader(fds[0], self._drain_router)
         loop.add_reader(fds[1], self._drain_control)
-        loop.add_reader(self.child.stdin_fd, self._on_stdin)
+        if self.child.stdin_fd is not None:
+            loop.add_reader(self.child.stdin_fd, self._on_stdin)
+        if self.child.boot.stack:  # the engine stops the task with SIGTERM: drain as on STOP
+            loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
         await self._serve_all(self.specs)
+        if self.child.boot.stack:
+            self._beat(float(HEARTBEAT.get()))
         for rid, gateway, body, t0 in self.journal.pending():  # accepted by a hub before this one
             if gateway in self.gateways:
                 self._resubmit(rid, gateway, body, t0)
@@ -366,8 +390,10 @@ class Hub:
                 await asyncio.wait_for(self.idle.wait(), self.drain_s)
         for runner in self.runners:
             await runner.cleanup()
-        for fd in (*fds, self.child.stdin_fd):
-            loop.remove_reader(fd)  # a no-op for one already removed
+        for fd in fds:
+            loop.remove_reader(fd)
+        if self.child.stdin_fd is not None:
+            loop.remove_reader(self.child.stdin_fd)  # a no-op for one already removed
         self._flush()
         left = len(self.journal)
         self.child.send(Msg.BYE, Bye(unanswered=len(self.pending), journal=left))

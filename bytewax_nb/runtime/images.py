@@ -133,13 +133,16 @@ def requirements_for(spec: BeeSpec, upstream: Sequence[BeeSpec] = ()) -> list[st
     for req in (*RUNNER_NEEDS, *needs):
         name = re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0]
         wanted.setdefault(_canonical(name), req)
-    pinned = []
-    for key, req in sorted(wanted.items()):
-        try:
-            pinned.append(f"{key}=={metadata.version(key)}")
-        except metadata.PackageNotFoundError:
-            pinned.append(req)  # not in the kernel: the user's own spelling decides
-    return pinned
+    return [_pin(req, key) for key, req in sorted(wanted.items())]
+
+
+def _pin(req: str, key: str = "") -> str:
+    """`name==the kernel's version`, or the requirement as written if the kernel lacks it."""
+    key = key or _canonical(re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0])
+    try:
+        return f"{key}=={metadata.version(key)}"
+    except metadata.PackageNotFoundError:
+        return req  # not in the kernel: the user's own spelling decides
 
 
 def install_id() -> str:
@@ -188,6 +191,20 @@ class ImageBuilder:
         base = base_image(spec)
         self.check_python(base)
         tag, digest, requirements = self.tag_for(spec, self._id(base), upstream)
+        return self._image(tag, digest, base, requirements, f"bee {spec.name!r}")
+
+    def image_with(self, requirements: Sequence[str], what: str) -> str:
+        """An image FROM the default base with these (pinned) requirements and the runner:
+        a deployed stack's hub and controller run in one."""
+        base = BASE_IMAGE.get() or f"python:{kernel_python()}-slim"
+        self.check_python(base)
+        pinned = [_pin(r) for r in sorted(set(requirements) | set(RUNNER_NEEDS))]
+        digest = hashlib.sha256(
+            "\n".join([base, self._id(base), *pinned, runner_hash()]).encode()
+        ).hexdigest()
+        return self._image(f"bytewax-nb-bee:{digest[:16]}", digest, base, pinned, what)
+
+    def _image(self, tag: str, digest: str, base: str, requirements: list[str], what: str) -> str:
         if self._holds(tag, requirements):
             return tag
         # one build per tag on this machine at a time: a second owner (another kernel,
@@ -195,7 +212,7 @@ class ImageBuilder:
         with _locked(self._cache.parent / "locks" / f"{digest[:16]}.lock"):
             if self._holds(tag, requirements):
                 return tag
-            self._progress(f"building {tag} for bee {spec.name!r}: {' '.join(requirements)}")
+            self._progress(f"building {tag} for {what}: {' '.join(requirements)}")
             wheels = self._wheels(requirements, digest)
             self._build(tag, base, wheels, requirements)
             type(self).builds += 1

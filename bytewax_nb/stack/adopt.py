@@ -1,0 +1,171 @@
+"""The controller's side of registration: tasks the engine started become members.
+
+A task says HELLO when it starts (and is configured as a launched process would be),
+then a BEAT every `BYTEWAX_NB_HEARTBEAT` seconds carrying how it is wired. A
+controller that restarts has no members: it adopts each task from its next beat, and
+for a few beats only listens (sending links or routes built from half the swarm would
+cut links that carry requests). Requests never pass through the controller, so they
+flow on meanwhile.
+
+Slots are the engine's task slots: a bee wants as many replicas as it has slots. A
+slot appears when a task of it registers and goes when its task leaves on purpose
+(SIGTERM: scale down, update); a task that dies keeps its slot, as the engine starts
+another in it. So `docker service scale` typed by hand is followed like `swarm.scale`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from ..child import CONTROLLER_PORT
+from ..curve import BusKeys
+from ..protocol import Beat, MemberState, Msg, Role
+from ..runtime.base import Handle, Launcher
+from ..spec import Topology
+from ..wiring import NO_HEARTBEAT, Member, Slot, Wiring
+
+__all__ = ["Adopt", "BeatHandle", "Beats", "Engine"]
+
+_MISSED = 6  # heartbeats missed before a task counts as dead
+_QUIET_BEATS = 4  # heartbeats a restarted controller only listens for
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """How a controller runs: the stack's secrets, its port, the heartbeat's period."""
+
+    key: bytes
+    curve: BusKeys | None = field(repr=False)
+    port: int = CONTROLLER_PORT
+    beat: float = 0.5
+    journal: str = "/var/lib/bytewax-nb/journal.sqlite"  # the hub's volume
+
+
+class Engine(Launcher):
+    """The engine launches a stack's processes: the controller never does."""
+
+    name = "stack"
+    bind_host = "0.0.0.0"  # the stack's network reaches the controller
+    peer_host = "auto"  # a task listens on its own address on that network
+
+    def launch(self, *args: Any, **kwargs: Any) -> Handle:
+        raise RuntimeError("a stack's controller launches nothing: the engine does")
+
+
+class BeatHandle(Handle):
+    """A registered task, alive while it beats; the engine, not us, ends it."""
+
+    def __init__(self, identity: str, pid: int | None, timeout: float) -> None:
+        self.identity = identity
+        self.pid = pid
+        self._timeout = timeout
+        self._last = time.monotonic()
+        self._code: int | None = None
+
+    def beat(self) -> None:
+        self._last = time.monotonic()
+
+    def bye(self) -> None:
+        """Drained and exiting on purpose."""
+        self._code = 0
+
+    def gone(self) -> None:
+        """Replaced: a new task took its place (the hub's one slot)."""
+        self._code = NO_HEARTBEAT
+
+    def exit_code(self) -> int | None:
+        if self._code is None and time.monotonic() - self._last > self._timeout:
+            self._code = NO_HEARTBEAT
+        return self._code
+
+    def terminate(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Beats:
+    """Members from registrations and heartbeats, and the wanted replicas from slots."""
+
+    def __init__(self, adopt: Adopt) -> None:
+        self.adopt = adopt
+        self.quiet_until = time.monotonic() + _QUIET_BEATS * adopt.beat
+        self._quiet_said = False
+        self.snapshot_at = 0.0
+
+    def quiet(self) -> bool:
+        """Still learning the swarm after a (re)start: send nothing that rewires."""
+        return time.monotonic() < self.quiet_until
+
+    def quiet_ended(self) -> bool:
+        """True once, when the quiet start is over."""
+        if self._quiet_said or self.quiet():
+            return False
+        self._quiet_said = True
+        return True
+
+    def member(self, identity: str, kind: Msg, body: Any, wiring: Wiring, units: Topology) -> Member | None:
+        """A task heard of for the first time, as a member; None if it is none of ours."""
+        if kind not in (Msg.HELLO, Msg.BEAT):
+            return None
+        try:
+            role_text, name, slot_text, _ = identity.split(":")
+            role, slot = Role(role_text), int(slot_text)
+        except ValueError:
+            return None
+        if (role == Role.BEE and name not in units.bees) or (role == Role.HUB and name != "hub"):
+            return None  # a task of a bee no longer deployed, on its way out
+        pid = cast(dict[str, Any], body).get("pid") if isinstance(body, dict) else None
+        m = Member(identity, role, name, slot, BeatHandle(identity, pid, _MISSED * self.adopt.beat))
+        for other in wiring.members.values():
+            if other.slot_key != m.slot_key or other.retiring:
+                continue
+            if role == Role.HUB:  # one hub: a new one means the old one is gone
+                cast(BeatHandle, other.handle).gone()
+            elif kind == Msg.HELLO:  # a new task in a live one's slot: an update (start-first)
+                other.retiring = True
+        wiring.add(m)
+        wiring.slots.setdefault(m.slot_key, Slot())
+        if kind == Msg.BEAT:  # running already: its controller restarted
+            m.state = MemberState.UP
+            m.served = True  # it served before; it counts as ready while wired
+        self.sync_wanted(wiring, units)
+        return m
+
+    def on_beat(self, m: Member, beat: Beat, wiring: Wiring, units: Topology) -> bool:
+        """Apply a heartbeat; True if the swarm must be told (a task started leaving)."""
+        handle = m.handle
+        if isinstance(handle, BeatHandle):
+            handle.beat()
+        if m.address is None and beat.get("address"):
+            m.address = beat.get("address")
+            m.links_sent = beat.get("links")
+            m.routes_sent = beat.get("routes")
+            m.linked = frozenset(beat.get("linked", ()))
+            m.revoked = bool(beat.get("revoked"))
+        if not beat.get("leaving") or (m.retiring and m.retire_sent):
+            return False
+        # the engine stops it (scale down, update, undeploy): it drains; its slot goes
+        # unless a newer task holds it
+        m.retiring = m.retire_sent = True
+        if not any(o.slot_key == m.slot_key and not o.retiring for o in wiring.members.values()):
+            wiring.slots.pop(m.slot_key, None)
+        self.sync_wanted(wiring, units)
+        return True
+
+    @staticmethod
+    def sync_wanted(wiring: Wiring, units: Topology) -> None:
+        """Each bee wants as many replicas as it has slots (none known yet: as deployed)."""
+        for name, spec in list(units.bees.items()):
+            slots = sum(1 for role, bee, _ in wiring.slots if role == Role.BEE and bee == name)
+            if slots and slots != spec.replicas:
+                units.bees[name] = dataclasses.replace(spec, replicas=slots)
+                if wiring.user is not units and name in wiring.user.bees:
+                    wiring.user.bees[name] = units.bees[name]

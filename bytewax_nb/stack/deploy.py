@@ -1,0 +1,396 @@
+"""Deploying a swarm as a stack: images, secrets, the Compose file, `docker stack deploy`.
+
+The Docker engine does the engine's work: `docker stack deploy` creates or updates the
+services (a service whose spec is unchanged is not touched, so only a changed bee rolls
+over), and `docker stack rm` removes them. We build the images, keep the stack's
+secrets (made once: every later deploy keeps the same key, so old and new tasks talk
+during an update), and wait until the gateways answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from .. import state
+from ..curve import BusKeys
+from ..errors import BytewaxNBError
+from ..source import capture, imported_modules
+from ..spec import BeeSpec, Topology
+from ..wire import traceback_token
+from . import skeleton
+from .compose import BOOT, TOKENS, Plan, compose
+
+__all__ = ["NAMESPACE", "Deployment", "StackError", "build_images", "deploy", "export", "undeploy"]
+
+NAMESPACE = "com.docker.stack.namespace"  # the label `docker stack` finds a stack's objects by
+LABEL = "bytewax-nb.stack"
+SYSTEM_NEEDS = ("aiohttp", "prometheus-client", "uvloop", "platformdirs")  # the hub's, the controller's
+Progress = Callable[[str], None]
+
+
+class StackError(BytewaxNBError):
+    """A deployment failed or its cluster is not usable; the message says what to do."""
+
+
+@dataclass
+class Deployment:
+    """A deployed stack, as `deploy` leaves it."""
+
+    stack: str
+    urls: dict[str, str]  # gateway -> URL
+    images: dict[str, str]  # service -> image
+    seconds: float  # from the call to every gateway answering
+
+
+def _client() -> Any:
+    import docker
+
+    return docker.from_env()
+
+
+def _check_swarm(client: Any) -> None:
+    info = client.info().get("Swarm", {})
+    if info.get("LocalNodeState") != "active" or not info.get("ControlAvailable"):
+        raise StackError(
+            "the Docker engine is not a Swarm mode manager: run `docker swarm init` "
+            "(or point DOCKER_HOST at a manager of your cluster)"
+        )
+
+
+def _stable(data: bytes) -> bytes:
+    """A bundle's bytes without what differs between two kernels running the same code
+    (the kernel's pid in its cells' file names): the same code, the same image."""
+    return re.sub(rb"ipykernel_\d+", b"ipykernel", data)
+
+
+def code_image(client: Any, bee_image: str, spec: BeeSpec, progress: Progress) -> str:
+    """The bee's image with its code inside (a stack's controller has none to send)."""
+    spec = dataclasses.replace(spec, stages=())
+    bundle = cloudpickle.dumps(
+        {
+            "spec": spec,
+            "sources": {spec.name: capture(spec.fn)},
+            "imports": sorted(imported_modules(spec.fn)),
+        },
+        protocol=5,
+    )
+    base_id = client.images.get(bee_image).id
+    digest = hashlib.sha256(base_id.encode() + _stable(bundle)).hexdigest()[:16]
+    tag = f"bytewax-nb-code:{spec.name.lower()}-{digest}"
+    with contextlib.suppress(Exception):
+        client.images.get(tag)
+        return tag
+    from ..runtime.images import IMAGE_LABEL, INSTALL_LABEL, install_id
+
+    with tempfile.TemporaryDirectory(prefix="bytewax-nb-code-") as ctx:
+        Path(ctx, "bee.pkl").write_bytes(bundle)
+        Path(ctx, "Dockerfile").write_text(
+            f"FROM {bee_image}\nCOPY bee.pkl /opt/bytewax-nb/bee.pkl\n"
+            f"LABEL {IMAGE_LABEL}=1 {INSTALL_LABEL}={install_id()} bytewax-nb.bee={spec.name}\n"
+        )
+        progress(f"building {tag} (bee {spec.name!r}: its code)")
+        client.images.build(path=ctx, tag=tag, network_mode="none", rm=True, forcerm=True)
+    return tag
+
+
+def build_images(topology: Topology, progress: Progress) -> tuple[str, dict[str, str]]:
+    """(the hub's and controller's image, bee -> its image), built or found."""
+    from ..runtime.images import ImageBuilder
+
+    client = _client()
+    builder = ImageBuilder(client, progress)
+    system = builder.image_with(SYSTEM_NEEDS, "the hub and the controller")
+    images = {}
+    for name, spec in topology.bees.items():
+        images[name] = code_image(client, builder.image_for(spec, topology.upstream(spec)), spec, progress)
+    return system, images
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+def _ports(client: Any, stack: str, topology: Topology) -> dict[str, int]:
+    """Each gateway's published port: its own, else the one it had, else a free one."""
+    had: dict[str, int] = {}
+    with contextlib.suppress(Exception):
+        labels = client.services.get(f"{stack}_hub").attrs["Spec"]["Labels"]
+        had = {k: int(v) for k, v in json.loads(labels.get("bytewax-nb.ports", "{}")).items()}
+    return {n: g.port or had.get(n) or _free_port() for n, g in topology.gateways.items()}
+
+
+def _boot_secret(client: Any, stack: str) -> None:
+    """The stack's keys, made on its first deploy and kept: tasks of two deploys must
+    talk during an update. The owner's traceback token is kept beside the records."""
+    name = f"{stack}_{BOOT}"
+    if client.secrets.list(filters={"name": name}):
+        return
+    key = secrets.token_bytes(32)
+    keys = BusKeys.make()
+    body = {"key": key.hex(), "curve": keys.to_boot() if keys else None}
+    client.secrets.create(name=name, data=json.dumps(body).encode(), labels={NAMESPACE: stack, LABEL: stack})
+    _save_token(stack, traceback_token(key).decode())
+
+
+def _save_token(stack: str, token: str) -> None:
+    path = state.state_dir() / "stacks" / f"{stack}.json"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"traceback_token": token}, f)
+
+
+def saved_token(stack: str) -> str | None:
+    """The traceback token of a stack deployed from here (the owner's privilege)."""
+    try:
+        return str(
+            json.loads((state.state_dir() / "stacks" / f"{stack}.json").read_text())["traceback_token"]
+        )
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _tokens(topology: Topology) -> bytes | None:
+    tokens = {n: g.token for n, g in topology.gateways.items() if g.token}
+    return json.dumps(tokens, sort_keys=True).encode() if tokens else None
+
+
+def _plan(
+    stack: str, topology: Topology, system: str, images: dict[str, str], ports: dict[str, int], **kw: Any
+) -> tuple[Plan, str]:
+    graph = skeleton.dump(topology, ports)
+    tokens = _tokens(topology)
+    plan = Plan(
+        stack=stack,
+        topology=topology,
+        system_image=system,
+        images=images,
+        ports=ports,
+        topology_config=f"{stack}_topology_{hashlib.sha256(graph.encode()).hexdigest()[:12]}",
+        tokens_secret=f"{stack}_{TOKENS}_{hashlib.sha256(tokens).hexdigest()[:12]}" if tokens else None,
+        **kw,
+    )
+    return plan, graph
+
+
+def _write(folder: Path, plan: Plan, graph: str) -> None:
+    (folder / "compose.yaml").write_text(compose(plan))
+    (folder / "topology.json").write_text(graph)
+
+
+def deploy(
+    stack: str,
+    topology: Topology,
+    *,
+    encrypt_overlay: bool = True,
+    timeout: float = 300.0,
+    progress: Progress = print,
+) -> Deployment:
+    """Build, deploy or update the stack, and return once every gateway answers."""
+    from ..spec import check_name
+
+    check_name("stack", stack)
+    topology.validate()
+    t0 = time.monotonic()
+    client = _client()
+    _check_swarm(client)
+    system, images = build_images(topology, progress)
+    ports = _ports(client, stack, topology)
+    _boot_secret(client, stack)
+    plan, graph = _plan(stack, topology, system, images, ports, encrypt_overlay=encrypt_overlay)
+    tokens = _tokens(topology)
+    if tokens and plan.tokens_secret and not client.secrets.list(filters={"name": plan.tokens_secret}):
+        client.secrets.create(name=plan.tokens_secret, data=tokens, labels={NAMESPACE: stack, LABEL: stack})
+    with tempfile.TemporaryDirectory(prefix="bytewax-nb-stack-") as folder:
+        _write(Path(folder), plan, graph)
+        _stack_deploy(Path(folder) / "compose.yaml", stack)
+    urls = wait_serving(client, stack, topology, ports, timeout - (time.monotonic() - t0))
+    _prune(client, stack, plan)
+    return Deployment(stack, urls, {"hub": system, "controller": system, **images}, time.monotonic() - t0)
+
+
+def _stack_deploy(path: Path, stack: str) -> None:
+    if shutil.which("docker") is None:
+        raise StackError("the docker command is not installed: `docker stack deploy` needs it")
+    command = ["docker", "stack", "deploy", "-c", str(path), "--prune", "--resolve-image", "never", stack]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"docker stack deploy failed:\n{result.stderr.strip()}")
+
+
+def hub_host(client: Any, stack: str) -> str:
+    """Where the hub's task runs (its node's address), as callers reach it."""
+    try:
+        tasks = client.services.get(f"{stack}_hub").tasks(filters={"desired-state": "running"})
+        node = client.nodes.get(tasks[0]["NodeID"])
+        addr = str(node.attrs["Status"]["Addr"])
+    except Exception:  # noqa: BLE001 - not scheduled yet
+        return "127.0.0.1"
+    return "127.0.0.1" if addr in ("0.0.0.0", "") else addr
+
+
+def wait_serving(
+    client: Any, stack: str, topology: Topology, ports: dict[str, int], timeout: float
+) -> dict[str, str]:
+    """Every gateway answers its health check as ready, and no service is mid-update."""
+    deadline = time.monotonic() + max(timeout, 1.0)
+    last = "nothing yet"
+    while time.monotonic() < deadline:
+        host = hub_host(client, stack)
+        urls = {n: f"http://{host}:{ports[n]}/gateways/{n}" for n in topology.gateways}
+        try:
+            for n in topology.gateways:
+                with urllib.request.urlopen(f"http://{host}:{ports[n]}/healthz", timeout=2) as r:
+                    if r.status != 200:
+                        raise OSError(f"gateway {n}: {r.status}")
+            busy = _updating(client, stack)
+            if not busy:
+                return urls
+            last = f"services still updating: {', '.join(busy)}"
+        except urllib.error.HTTPError as exc:
+            last = f"health check: {exc.code} {exc.read()[:300]!r}"
+        except OSError as exc:
+            last = f"health check: {exc}"
+        time.sleep(0.5)  # polling the engine and the gateway: nothing to wait on instead
+    raise StackError(
+        f"stack {stack!r} not serving after {timeout:.0f} s ({last})\n{task_errors(client, stack)}"
+    )
+
+
+def _updating(client: Any, stack: str) -> list[str]:
+    out = []
+    for service in client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
+        update = service.attrs.get("UpdateStatus") or {}
+        if update.get("State") in ("updating", "rollback_started"):
+            out.append(service.name)
+            continue
+        wanted = service.attrs["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas", 1)
+        running = [
+            t
+            for t in service.tasks(filters={"desired-state": "running"})
+            if t["Status"]["State"] == "running"
+        ]
+        if len(running) < wanted:
+            out.append(service.name)
+    return out
+
+
+def task_errors(client: Any, stack: str) -> str:
+    """The engine's last word on each service's failing tasks (what a user needs to fix)."""
+    lines = []
+    for service in client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
+        for task in service.tasks()[:20]:
+            status = task.get("Status", {})
+            err = status.get("Err")
+            if err:
+                lines.append(f"  {service.name}: {status.get('State')}: {err}")
+    return "\n".join(dict.fromkeys(lines)) or "  (no task error reported by the engine)"
+
+
+def _prune(client: Any, stack: str, plan: Plan) -> None:
+    """Configs and secrets of earlier deploys of this stack that no service uses now."""
+    keep = {plan.topology_config, plan.tokens_secret, f"{stack}_{BOOT}"}
+    for kind in (client.configs, client.secrets):
+        for obj in kind.list(filters={"label": f"{NAMESPACE}={stack}"}):
+            if obj.name not in keep:
+                with contextlib.suppress(Exception):  # still used by a task on its way out
+                    obj.remove()
+
+
+def undeploy(stack: str, timeout: float = 60.0) -> list[str]:
+    """Remove everything the stack made (services, networks, secrets, configs, its
+    journal volume) and nothing else; what was removed."""
+    client = _client()
+    label = {"label": f"{NAMESPACE}={stack}"}
+    services = [s.name for s in client.services.list(filters=label)]
+    if not services and not client.secrets.list(filters=label) and not client.networks.list(filters=label):
+        raise StackError(f"no stack named {stack!r} on this cluster")
+    result = subprocess.run(["docker", "stack", "rm", stack], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"docker stack rm failed:\n{result.stderr.strip()}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # the engine removes tasks and networks in the background
+        left = client.containers.list(all=True, filters=label) + client.networks.list(filters=label)
+        if not left:
+            break
+        time.sleep(0.25)
+    removed = [*services]
+    for kind in (client.secrets, client.configs, client.volumes):
+        for obj in kind.list(filters=label):
+            with contextlib.suppress(Exception):
+                obj.remove()
+                removed.append(obj.name)
+    with contextlib.suppress(FileNotFoundError):
+        (state.state_dir() / "stacks" / f"{stack}.json").unlink()
+    return removed
+
+
+def export(
+    stack: str, topology: Topology, folder: Path, *, encrypt_overlay: bool = True, progress: Progress = print
+) -> Path:
+    """Write the stack as files for `docker stack deploy -c FOLDER/compose.yaml STACK`:
+    the Compose file, the graph, the secrets (mode 600) and what the images hold."""
+    from ..spec import check_name
+
+    check_name("stack", stack)
+    topology.validate()
+    system, images = build_images(topology, progress)
+    ports = {n: g.port or 8000 + i for i, (n, g) in enumerate(topology.gateways.items())}
+    folder.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    keys = BusKeys.make()
+    files = {BOOT: json.dumps({"key": key.hex(), "curve": keys.to_boot() if keys else None})}
+    tokens = _tokens(topology)
+    if tokens:
+        files[TOKENS] = tokens.decode()
+    (folder / "secrets").mkdir(exist_ok=True, mode=0o700)
+    for name, body in files.items():
+        fd = os.open(folder / "secrets" / f"{name}.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(body)
+    plan, graph = _plan(
+        stack,
+        topology,
+        system,
+        images,
+        ports,
+        encrypt_overlay=encrypt_overlay,
+        secret_files={name: f"./secrets/{name}.json" for name in files},
+    )
+    _write(folder, plan, graph)
+    (folder / "images.txt").write_text(_images_text(client=_client(), images={"hub": system, **images}))
+    return folder
+
+
+def _images_text(client: Any, images: dict[str, str]) -> str:
+    lines = [
+        "# The images this stack runs, built on this machine. Every node that may run a",
+        "# service needs its image: push them to a registry the nodes pull from (and name",
+        "# it in compose.yaml), or copy them: docker save IMAGE | ssh NODE docker load",
+    ]
+    for service, image in images.items():
+        labels = client.images.get(image).labels or {}
+        reqs = labels.get("bytewax-nb.requirements", "")
+        lines.append(f"{service}\t{image}\t{reqs}")
+    return "\n".join(lines) + "\n"

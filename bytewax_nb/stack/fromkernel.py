@@ -1,0 +1,45 @@
+"""What `bytewax-nb deploy|export NOTEBOOK` runs in the notebook's kernel, after its cells.
+
+The swarm lives in the kernel (its bees are the kernel's functions), so the images are
+built and the stack deployed from there; the command reads one line of JSON back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import BytewaxNBError
+
+__all__ = ["MARK", "run"]
+
+MARK = "bytewax-nb-result:"  # the line the command line reads back
+
+
+def _swarm(name: str | None) -> Any:
+    from .. import swarm as swarm_module
+
+    running = sorted(swarm_module._RUNNING, key=lambda s: s.name)
+    if name is not None:
+        running = [s for s in running if s.name == name]
+    if len(running) != 1:
+        names = ", ".join(s.name for s in running) or "none"
+        raise BytewaxNBError(
+            f"the notebook must leave exactly one swarm running (found: {names}); name it with --swarm"
+        )
+    return running[0]
+
+
+def run(action: str, stack: str, swarm: str | None, options: dict[str, Any]) -> None:
+    """Deploy or export the notebook's swarm; print the result as one marked line."""
+    from .deploy import deploy, export
+
+    topology = _swarm(swarm).topology
+    if action == "deploy":
+        d = deploy(stack, topology, **options)
+        result: dict[str, Any] = {"urls": d.urls, "images": d.images, "seconds": round(d.seconds, 1)}
+    else:
+        folder = options.pop("folder")
+        result = {"folder": str(export(stack, topology, Path(folder), **options))}
+    print(MARK + json.dumps(result), flush=True)
