@@ -71,7 +71,7 @@ from .spec import BeeSpec, GatewaySpec, Topology
 from .stack.adopt import Adopt, BeatHandle, Beats
 from .stagelog import untag
 from .wire import Signer, traceback_token
-from .wiring import Member, Wiring, death_error, describe, exit_cause
+from .wiring import NO_HEARTBEAT, Member, Wiring, death_error, describe, exit_cause
 
 __all__ = ["Supervisor"]
 
@@ -708,7 +708,9 @@ class Supervisor:
     def _on_death(self, m: Member, code: int, now: float) -> None:
         clean = m.retiring and m.retire_sent and code == 0  # retired, drained, gone as asked
         self._tell_lost(m, code, clean)
-        if m.retiring:  # replaced and stopped on purpose, or dying on its way out
+        # replaced and stopped on purpose, or dying on its way out; a stack's task that went
+        # silent died unasked, whatever it was doing (one that drains says BYE)
+        if m.retiring and not (code == NO_HEARTBEAT and m.role == Role.BEE):
             self._after_change()
             return
         slot = self.wiring.slots.get(m.slot_key)
