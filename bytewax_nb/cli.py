@@ -40,6 +40,15 @@ def _one(swarm: str) -> state.Record:
     return found[0]
 
 
+def _stack(name: str) -> Any:
+    """A deployed stack of that name, when no swarm of this machine has it (None: neither)."""
+    if _alive_records(name):
+        return None
+    from .stack.attach import StackLink, stacks
+
+    return StackLink(name) if name in stacks() else None
+
+
 def _token(var: str | None) -> str | None:
     if not var:
         return None
@@ -50,14 +59,20 @@ def _token(var: str | None) -> str | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from .stack.attach import stacks
+
     records = state.read_all()
+    deployed = stacks()
     if args.json:
         rows = [{**dataclasses.asdict(r), "running": state.owner_alive(r)} for r in records]
+        rows += [{"swarm": name, "runtime": "stack", "running": True} for name in deployed]
         print(json.dumps(rows, indent=1))
         return 0
-    if not records:
+    if not records and not deployed:
         print("no swarms")
         return 0
+    for name in deployed:
+        print(f"{name}  deployed stack (bytewax-nb status {name})")
     for r in records:
         alive = "running" if state.owner_alive(r) else "owner gone (bytewax-nb gc cleans up)"
         print(f"{r.swarm}  owner {r.owner}  {r.runtime}  {alive}")
@@ -91,8 +106,11 @@ def _ask(record: state.Record, cmd: str, timeout: float = 10.0, **fields: Any) -
 def cmd_status(args: argparse.Namespace) -> int:
     from .table import status_table
 
-    r = _one(args.swarm)
-    reply = _ask(r, "status")
+    link = _stack(args.swarm)
+    if link is not None:
+        reply = {"status": link.status(), "runtime": "stack"}
+    else:
+        reply = _ask(_one(args.swarm), "status")
     if args.json:
         print(json.dumps(reply["status"], indent=1))
     else:
@@ -101,6 +119,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
+    link = _stack(args.swarm)
+    if link is not None:
+        link.scale(args.bee, args.replicas, args.timeout)
+        print(f"bee {args.bee!r} of stack {args.swarm!r}: {args.replicas} replica(s) serving")
+        return 0
     r = _one(args.swarm)
     _ask(r, "scale", timeout=args.timeout, bee=args.bee, replicas=args.replicas)
     print(f"bee {args.bee!r} of swarm {r.swarm!r}: {args.replicas} replica(s) serving")
@@ -115,6 +138,11 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    link = _stack(args.swarm)
+    if link is not None:  # the engine keeps a stack's logs: `docker service logs -f` follows them
+        lines = link.log_lines(args.bee, args.lines or 2000)
+        print("\n".join(lines[-args.lines :] if args.lines else lines), flush=True)
+        return 0
     r = _one(args.swarm)
     path = r.log_dir / f"{args.bee}.log"
     if not path.exists():
@@ -146,6 +174,10 @@ def _follow(path: Path, record: state.Record) -> None:
 
 def _find_url(gateway: str, swarm: str | None) -> str:
     found = [(r, r.gateways[gateway]) for r in _alive_records(swarm) if gateway in r.gateways]
+    if not found and swarm is not None and (link := _stack(swarm)) is not None:
+        if gateway not in link.ports:
+            raise BytewaxNBError(f"stack {swarm!r} has no gateway {gateway!r}")
+        return f"http://{link.host}:{link.ports[gateway]}/gateways/{gateway}"
     if not found:
         raise BytewaxNBError(f"no running swarm has a gateway {gateway!r} (see `bytewax-nb list`)")
     if len(found) > 1:

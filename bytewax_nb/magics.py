@@ -83,14 +83,24 @@ class SwarmMagics(Magics):
     # -- %swarm ------------------------------------------------------------------------
 
     @magic_arguments()
-    @argument("action", nargs="?", default="", help="new | status | stop (nothing: the live graph)")
-    @argument("name", nargs="?", help="the new swarm's name")
+    @argument("action", nargs="?", default="", help="new | attach | status | stop (nothing: the live graph)")
+    @argument("name", nargs="?", help="the new swarm's name, or the stack to attach to")
     @argument("--runtime", default=Runtime.AUTO, choices=[str(r) for r in Runtime])
     @argument("--no-fuse", action="store_true", help="every bee in processes of its own (no fused chains)")
     @line_magic
     def swarm(self, line: str) -> Any:
-        """%swarm new NAME [--runtime R] [--no-fuse] | %swarm | %swarm status | %swarm stop"""
+        """%swarm new NAME [--runtime R] [--no-fuse] | %swarm attach STACK | %swarm | %swarm status|stop"""
         args = parse_argstring(self.swarm, line)
+        if args.action == "attach":
+            if not args.name:
+                raise BytewaxNBError("%swarm attach needs a stack's name: %swarm attach NAME")
+            old = current_swarm()
+            if old is not None and old.running:
+                old.stop()
+            swarm = Swarm.attach(args.name)
+            _CURRENT["swarm"] = swarm
+            print(f"attached to stack {swarm.name!r}: {', '.join(swarm.topology.bees)}")
+            return None
         if args.action == "new":
             if not args.name:
                 raise BytewaxNBError("%swarm new needs a name: %swarm new NAME")
@@ -105,10 +115,15 @@ class SwarmMagics(Magics):
             display(Pretty(status_table(st, swarm.runtime)))
             return None
         if args.action == "stop":
+            attached = swarm.runtime == "stack"
             swarm.stop()
-            print(f"swarm {swarm.name!r} stopped")
+            print(
+                f"detached from stack {swarm.name!r} (it serves on)"
+                if attached
+                else f"swarm {swarm.name!r} stopped"
+            )
             return None
-        raise BytewaxNBError(f"unknown %swarm action {args.action!r}: use new, status or stop")
+        raise BytewaxNBError(f"unknown %swarm action {args.action!r}: use new, attach, status or stop")
 
     @staticmethod
     def _declared(swarm: Swarm) -> dict[str, Any]:

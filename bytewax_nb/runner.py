@@ -61,6 +61,9 @@ _DRAIN_MAX = 64  # messages handled before what they produced is sent
 _HOLD_MAX = 0.0002  # seconds a finished result may wait for the rest of its drain
 WINDOW = 128  # messages each producer may send before this replica says which are done
 BUNDLE = "/opt/bytewax-nb/bee.pkl"  # in a stack's bee image: the bee's code (see `bytewax_nb.stack`)
+# seconds a stopped stack's task waits for producers that may be gone (the whole stack
+# is stopping) to confirm they send nothing more, once it holds nothing
+_LEAVE_WAIT = 5.0
 READY = "/tmp/bytewax-nb-ready"  # a stack's task: made once wired (its healthcheck: start-first updates)
 
 Ack = tuple[InLink, int]  # the link a message came on, and its sequence number there
@@ -149,6 +152,7 @@ class Replica:
         self.running = True
         self.out_since = 0.0
         self.leaving = False  # a stack's task the engine stops (SIGTERM): drain, then exit
+        self.leave_by = 0.0
         self.beat_every = float(HEARTBEAT.get()) if child.boot.stack else 0.0
         beat = self.beat if self.beat_every else None
         self.watchdog = Watchdog(child, spec.timeout, self.give_up, self.give_back, beat, self.beat_every)
@@ -241,6 +245,7 @@ class Replica:
                         self.intake.read(link, clock)
             if self.leaving and not self.intake.retiring:  # as a RETIRE, with nobody to ask
                 self.intake.revoke()
+                self.leave_by = now + _LEAVE_WAIT
                 next_beat = 0.0  # the controller hears it at once
             if self.intake.news:  # a link was welcomed or revoked: the supervisor counts them
                 self.intake.news = False
@@ -265,7 +270,7 @@ class Replica:
                 self._purge_joins()
                 self.dispatcher.expire(time.time())
                 self._send_stats()
-            if self.intake.retiring and self._retired():
+            if self.intake.retiring and self._retired(self.leaving and now > self.leave_by):
                 break
         self._flush_batch()
         self._flush()
@@ -344,10 +349,12 @@ class Replica:
             why = died_answer(body["message"], parcel)
             self.to_hub += self._error_frames(parcel.header, bee_error(parcel.bee, "ReplicaDied", why, text))
 
-    def _retired(self) -> bool:
-        """Retiring, and everything sent to it before its producers' last word is handled:
-        parts of joins it cannot finish go back to be sent to another replica."""
-        if not self.intake.drained(self.intake.links) or self.batch or not self.dispatcher.idle:
+    def _retired(self, late: bool = False) -> bool:
+        """Retiring, and everything sent to it before its producers' last word is handled
+        (`late`: once it holds nothing, whatever they said): parts of joins it cannot
+        finish go back to be sent to another replica."""
+        drained = not self.intake.queue if late else self.intake.drained(self.intake.links)
+        if not drained or self.batch or not self.dispatcher.idle:
             return False
         for _, parts in self.joins.values():
             for (link, seq), _ in parts.values():

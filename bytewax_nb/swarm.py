@@ -11,7 +11,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import client, state
 from .devswarm import run_in_process
@@ -33,6 +33,10 @@ from .spec import (
 )
 from .supervisor import Supervisor
 from .wire import TRACEBACK_HEADER
+
+if TYPE_CHECKING:
+    from .stack.attach import StackLink
+    from .stack.deploy import Deployment
 
 __all__ = ["Swarm"]
 
@@ -75,7 +79,7 @@ class Swarm:
         self._kind: Runtime | None = None
         self.on_log = on_log
         self._topology = Topology()
-        self._supervisor: Supervisor | None = None
+        self._supervisor: Supervisor | StackLink | None = None
         # edits read a spec and write a changed one: the widget's thread and the user's
         # cells must not interleave (a connect would bring back code a %%bee replaced)
         self._edit_lock = threading.RLock()
@@ -170,10 +174,38 @@ class Swarm:
 
         return register(fn) if fn is not None else register
 
-    def deploy(self, spec: BeeSpec) -> None:
-        """Add or replace a bee; checked against the whole graph before anything changes."""
+    def deploy(self, spec: BeeSpec | str, *, encrypt_overlay: bool = True, timeout: float = 300.0) -> Any:
+        """Add or replace a bee; checked against the whole graph before anything changes.
+
+        Given a name instead, deploy the swarm as that stack on the Docker Swarm mode
+        cluster the Docker client points at (images built, a changed bee rolled over,
+        the rest untouched); returns the `Deployment` once every gateway answers."""
+        if isinstance(spec, str):
+            return self._deploy_stack(spec, encrypt_overlay, timeout)
         with self._edit_lock:
             self._deploy(spec)
+        return None
+
+    def _deploy_stack(self, stack: str, encrypt_overlay: bool, timeout: float) -> Deployment:
+        from .stack.deploy import deploy
+
+        with self._edit_lock:
+            topology = Topology(dict(self._topology.gateways), dict(self._topology.bees))
+        return deploy(stack, topology, encrypt_overlay=encrypt_overlay, timeout=timeout, progress=print)
+
+    @classmethod
+    def attach(cls, stack: str, *, token: str | None = None) -> Swarm:
+        """A swarm deployed as `stack`: status, the widget, logs, requests and scaling act
+        on the stack (its code is changed by deploying again). `token`: the gateways'."""
+        from .stack.attach import StackLink
+
+        link = StackLink(stack, token)
+        swarm = cls(stack, runtime=Runtime.DOCKER, on_log=None, fuse=False)
+        swarm._topology = link.topology
+        swarm._supervisor = link
+        swarm._kind = Runtime.DOCKER
+        swarm.runtime = "stack"
+        return swarm
 
     def _deploy(self, spec: BeeSpec) -> None:
         unsupported = runtime_unsupported(self.kind, spec)
@@ -304,7 +336,7 @@ class Swarm:
         supervisor, self._supervisor = self._supervisor, None
         _RUNNING.discard(self)
         if supervisor is not None:
-            supervisor.stop(drain_timeout)
+            supervisor.stop(drain_timeout)  # an attached stack: detach only
             if supervisor.unprocessed:
                 print(
                     f"bytewax-nb: swarm {self.name!r} stopped with {supervisor.unprocessed} accepted "
@@ -317,13 +349,13 @@ class Swarm:
     def running(self) -> bool:
         return self._live() is not None
 
-    def _live(self) -> Supervisor | None:
+    def _live(self) -> Supervisor | StackLink | None:
         """The supervisor, unless it was stopped (by `bytewax-nb stop`, say)."""
         if self._supervisor is not None and self._supervisor.stopped:
             self.stop()
         return self._supervisor
 
-    def _require(self) -> Supervisor:
+    def _require(self) -> Supervisor | StackLink:
         supervisor = self._live()
         if supervisor is None:
             raise BytewaxNBError(f"swarm {self.name!r} is not running: call start() first")
