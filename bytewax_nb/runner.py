@@ -336,6 +336,7 @@ class Replica:
             linked=sorted(linked),
             revoked=revoked,
             leaving=self.leaving or self.intake.retiring,
+            holding=sorted(self.dispatcher.links),
         )
         self.child.send(Msg.BEAT, body)
 

@@ -700,6 +700,8 @@ class Supervisor:
             return
         if beats.quiet_ended():
             self._after_change()
+        for identity in beats.unseen_dead(self.wiring):
+            self._lost_unseen(identity)
         hub = self.wiring.hub()
         if now >= beats.snapshot_at and hub is not None and hub.state == MemberState.UP:
             beats.snapshot_at = now + 1.0
@@ -738,6 +740,17 @@ class Supervisor:
     def _tail(self, m: Member, lines: int = 10) -> list[str]:
         """Its last lines (a fused group's: all its bees', in the order they came)."""
         return reports.last_lines(self.logs, m.bees if m.role == Role.BEE else ["hub"], m.replica, lines)
+
+    def _lost_unseen(self, identity: str) -> None:
+        """A task gone while no controller ran: what it held, if anything, is sent again.
+        (Not counted as a death: a task that drained and left then looks the same.)"""
+        role, name, replica, _ = identity.split(":")
+        if role != Role.BEE:
+            return
+        m = Member(identity, Role.BEE, name, int(replica))
+        self._on_line(identity, "bytewax-nb: gone while no controller ran; what it held is sent again")
+        self._tell_lost(m, NO_HEARTBEAT, clean=False)
+        self._after_change()
 
     def _tell_lost(self, m: Member, code: int, clean: bool) -> None:
         """Every process that may have sent it work hears it died: what it held is sent

@@ -52,11 +52,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fast", action="store_true", help="skip tests marked slow or docker (CI runs them)")
     parser.addoption("--no-docker", action="store_true", help="skip tests that need a Docker engine")
     parser.addoption("--no-browser", action="store_true", help="skip tests that drive JupyterLab in Chromium")
+    parser.addoption("--no-stack", action="store_true", help="skip tests that deploy on Docker Swarm mode")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     fast, no_docker = config.getoption("--fast"), config.getoption("--no-docker")
-    no_browser = config.getoption("--no-browser")
+    no_browser, no_stack = config.getoption("--no-browser"), config.getoption("--no-stack")
     for item in items:
         if fast and any(k in item.keywords for k in ("slow", "docker", "browser")):
             item.add_marker(pytest.mark.skip(reason="--fast given"))
@@ -64,6 +65,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="--no-docker given"))
         elif no_browser and "browser" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="--no-browser given"))
+        elif no_stack and "stack" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="--no-stack given"))
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -141,8 +144,9 @@ class Load:
     `outcomes` holds (sent at, status, body, payload) per request, in completion order.
     """
 
-    def __init__(self, url: str, callers: int = 4) -> None:
+    def __init__(self, url: str, callers: int = 4, payload: Callable[[int], Any] = lambda n: n) -> None:
         self.url = url
+        self.payload = payload
         self.outcomes: list[tuple[float, int, Any, int]] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop) for _ in range(callers)]
@@ -154,7 +158,7 @@ class Load:
         while not self._stop.is_set():
             sent = time.monotonic()
             try:
-                status, body, _ = post(self.url, n, timeout=10)
+                status, body, _ = post(self.url, self.payload(n), timeout=10)
             except Exception as exc:  # noqa: BLE001 - a caller left without an answer is an outcome too
                 status, body = 0, repr(exc)
             self.outcomes.append((sent, status, body, n))

@@ -99,6 +99,8 @@ class Beats:
         self.quiet_until = time.monotonic() + _QUIET_BEATS * adopt.beat
         self._quiet_said = False
         self.snapshot_at = 0.0
+        self.holding: dict[str, set[str]] = {}  # member -> consumers it has sent work to
+        self.told: set[str] = set()  # identities already said lost
 
     def quiet(self) -> bool:
         """Still learning the swarm after a (re)start: send nothing that rewires."""
@@ -144,6 +146,7 @@ class Beats:
         handle = m.handle
         if isinstance(handle, BeatHandle):
             handle.beat()
+        self.holding[m.identity] = set(beat.get("holding", ()))
         if m.address is None and beat.get("address"):
             m.address = beat.get("address")
             m.links_sent = beat.get("links")
@@ -159,6 +162,19 @@ class Beats:
             wiring.slots.pop(m.slot_key, None)
         self.sync_wanted(wiring, units)
         return True
+
+    def unseen_dead(self, wiring: Wiring) -> list[str]:
+        """Consumers some member holds work for that no member is: tasks that died while
+        no controller ran (after the quiet start, every live task has beaten)."""
+        if self.quiet():
+            return []
+        for identity in list(self.holding):
+            if identity not in wiring.members:
+                del self.holding[identity]
+        held = set().union(*self.holding.values()) if self.holding else set()
+        dead = sorted(held - set(wiring.members) - self.told)
+        self.told.update(dead)
+        return dead
 
     @staticmethod
     def sync_wanted(wiring: Wiring, units: Topology) -> None:

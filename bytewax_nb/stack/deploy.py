@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import pickletools
 import re
 import secrets
 import shutil
@@ -76,10 +77,20 @@ def _check_swarm(client: Any) -> None:
         )
 
 
-def _stable(data: bytes) -> bytes:
-    """A bundle's bytes without what differs between two kernels running the same code
-    (the kernel's pid in its cells' file names): the same code, the same image."""
-    return re.sub(rb"ipykernel_\d+", b"ipykernel", data)
+def _stable_digest(bundle: bytes, salt: str) -> str:
+    """A bundle's digest without what differs between two kernels running the same code
+    (the kernel's pid in its cells' file names): the same code, the same image. Taken
+    over the pickle's opcodes, as a name's length is written before it."""
+    h = hashlib.sha256(salt.encode())
+    for op, arg, _ in pickletools.genops(bundle):
+        if op.name == "FRAME":  # a frame's length: what is inside counts
+            continue
+        h.update(op.name.encode())
+        if isinstance(arg, str):
+            h.update(re.sub(r"ipykernel_\d+", "ipykernel", arg).encode())
+        else:
+            h.update(arg if isinstance(arg, bytes | bytearray) else repr(arg).encode())
+    return h.hexdigest()[:16]
 
 
 def code_image(client: Any, bee_image: str, spec: BeeSpec, progress: Progress) -> str:
@@ -94,7 +105,7 @@ def code_image(client: Any, bee_image: str, spec: BeeSpec, progress: Progress) -
         protocol=5,
     )
     base_id = client.images.get(bee_image).id
-    digest = hashlib.sha256(base_id.encode() + _stable(bundle)).hexdigest()[:16]
+    digest = _stable_digest(bundle, base_id)
     tag = f"bytewax-nb-code:{spec.name.lower()}-{digest}"
     with contextlib.suppress(Exception):
         client.images.get(tag)

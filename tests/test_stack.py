@@ -1,0 +1,277 @@
+"""Deployed stacks on the real Docker engine in Swarm mode (`.ci/run` runs `docker swarm init`).
+
+The tutorials are deployed with the real command (`bytewax-nb deploy NOTEBOOK`), loaded
+with real HTTP callers while tasks are scaled, killed and rolled over, attached to from
+a real kernel, and undeployed; every request is counted (answered, each error status,
+unanswered). Skip locally with --no-stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from conftest import Load, wait_until
+
+from bytewax_nb.client import post
+from bytewax_nb.stack.attach import StackLink
+
+pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[1]
+STACK = "bxnb-test-hello"
+NAMESPACE = "com.docker.stack.namespace"
+
+
+def _engine() -> Any:
+    try:
+        client = docker.from_env(timeout=10)
+        swarm = client.info().get("Swarm", {})
+    except Exception as exc:  # noqa: BLE001 - no engine at all
+        swarm, client = {"error": str(exc)}, None
+    missing = ""
+    if client is None:
+        missing = "no Docker engine answers"
+    elif swarm.get("LocalNodeState") != "active":
+        missing = "the Docker engine is not in Swarm mode (scripts/swarm-init.sh)"
+    elif not os.environ.get("BYTEWAX_NB_BASE_IMAGE"):
+        missing = "BYTEWAX_NB_BASE_IMAGE is not set (scripts/base-image.sh)"
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the stack tests: {missing}")
+        pytest.skip(f"{missing}; bash .ci/run sets it up; --no-stack skips these quietly")
+    return client
+
+
+def _cli(*args: str, timeout: float = 600) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "bytewax_nb.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, f"bytewax-nb {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def _url(out: str) -> str:
+    return next(line.split(" at ")[1].strip() for line in out.splitlines() if " at http" in line)
+
+
+def _leftovers(client: Any, stack: str) -> list[str]:
+    label = {"label": f"{NAMESPACE}={stack}"}
+    found = [
+        *(f"service {s.name}" for s in client.services.list(filters=label)),
+        *(f"container {c.name}" for c in client.containers.list(all=True, filters=label)),
+        *(f"network {n.name}" for n in client.networks.list(filters=label)),
+        *(f"secret {s.name}" for s in client.secrets.list(filters=label)),
+        *(f"config {c.name}" for c in client.configs.list(filters=label)),
+        *(f"volume {v.name}" for v in client.volumes.list(filters=label)),
+    ]
+    return found
+
+
+def _tally(load: Load) -> Counter[str]:
+    """Every request: answered (200), each error status, or unanswered (no HTTP answer)."""
+    return Counter(
+        "answered" if s == 200 else ("unanswered" if s == 0 else str(s)) for _, s, _, _ in load.outcomes
+    )
+
+
+def _task_ids(client: Any, service: str) -> set[str]:
+    return {t["ID"] for t in client.services.get(service).tasks(filters={"desired-state": "running"})}
+
+
+@pytest.fixture(scope="module")
+def hello() -> Iterator[tuple[Any, str]]:
+    """The hello tutorial deployed as a stack by the real command; removed at the end."""
+    client = _engine()
+    try:
+        out = _cli("deploy", str(ROOT / "notebooks" / "01-hello-swarm.ipynb"), "--stack", STACK)
+        yield client, _url(out)
+    finally:
+        if client.services.list(filters={"label": f"{NAMESPACE}={STACK}"}):
+            subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", STACK], capture_output=True)
+        client.close()
+
+
+def _named(n: int) -> dict[str, str]:
+    return {"name": f"caller-{n}"}
+
+
+def test_the_deployed_tutorial_answers_and_serves_its_status(hello: tuple[Any, str]) -> None:
+    client, url = hello
+    status, body, _ = post(url, {"name": "Stack"})
+    assert (status, body) == (200, "goodbye Stack")
+    services = {s.name: s for s in client.services.list(filters={"label": f"{NAMESPACE}={STACK}"})}
+    assert set(services) == {f"{STACK}_{n}" for n in ("controller", "hub", "hello", "goodbye")}
+    for service in services.values():  # no virtual IP: the kernel here has no IPVS
+        assert service.attrs["Spec"]["EndpointSpec"]["Mode"] == "dnsrr"
+    # the tutorial scaled `hello` to 2 before it was deployed: the service has 2 tasks
+    assert services[f"{STACK}_hello"].attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 2
+    link = StackLink(STACK)
+    st = wait_until(lambda: (s := link.status()).get("ready") and s, timeout=30, what="the stack's status")
+    assert st["bees"]["hello"]["ready"] == 2 and st["bees"]["goodbye"]["state"] == "ready"
+    # the controller's figures reach `/swarm` within a second or so
+    wait_until(
+        lambda: link.status()["bees"]["goodbye"]["handled"] >= 1, timeout=10, what="the request counted"
+    )
+    # the key never appears where it could be read: not in any service's spec
+    specs = json.dumps([s.attrs["Spec"] for s in services.values()])
+    assert "curve" not in specs and '"key"' not in specs
+
+
+def test_scaling_by_hand_and_by_the_api_under_load_loses_nothing(hello: tuple[Any, str]) -> None:
+    client, url = hello
+    link = StackLink(STACK)
+    with Load(url, callers=6, payload=_named) as load:
+        client.services.get(f"{STACK}_hello").scale(3)  # `docker service scale` typed by hand
+        wait_until(
+            lambda: link.status()["bees"]["hello"]["ready"] == 3,
+            timeout=60,
+            what="3 replicas of hello serving",
+        )
+        link.scale("hello", 1, timeout=60)
+        wait_until(
+            lambda: len(link.status()["bees"]["hello"]["replicas"]) == 1, timeout=60, what="one replica left"
+        )
+        link.scale("hello", 2, timeout=60)
+    tally = _tally(load)
+    assert tally == Counter(answered=len(load.outcomes)), tally
+    wait_until(lambda: len(link.status()["bees"]["hello"]["replicas"]) == 2, timeout=30, what="2 replicas")
+
+
+def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
+    hello: tuple[Any, str],
+) -> None:
+    client, url = hello
+    link = StackLink(STACK)
+
+    def kill(service: str) -> None:
+        task = client.services.get(f"{STACK}_{service}").tasks(filters={"desired-state": "running"})[0]
+        container = task["Status"]["ContainerStatus"]["ContainerID"]
+        client.containers.get(container).kill()
+
+    with Load(url, callers=6, payload=_named) as load:
+        before = len(load.outcomes)
+        kill("controller")
+        wait_until(
+            lambda: len(load.outcomes) > before + 300,
+            timeout=30,
+            what="requests flowing without a controller",
+        )
+        kill("hello")
+        wait_until(lambda: link.status()["bees"]["hello"]["ready"] == 2, timeout=60, what="hello healed")
+        killed_hub = time.monotonic()
+        kill("hub")
+        wait_until(
+            lambda: any(o[1] == 200 for o in load.sent_after(killed_hub + 0.5)),
+            timeout=60,
+            what="a new hub serving",
+        )
+        wait_until(
+            lambda: (link.status().get("hub") or {}).get("restarts", 0) >= 1,
+            timeout=30,
+            what="hub restart seen",
+        )
+    tally = _tally(load)
+    # no caller is left hanging: each got an answer or an error
+    assert set(tally) <= {"answered", "unanswered", "500", "503"}, tally
+    before_hub = [o for o in load.outcomes if o[0] < killed_hub - 1]
+    # a bee task and the controller dying lose nothing: what the bee held is sent again
+    assert all(o[1] == 200 for o in before_hub), Counter(o[1] for o in before_hub if o[1] != 200)
+    # callers cut off with the hub's task get an error, never silence; later ones are served
+    after = load.sent_after(killed_hub + 30)
+    assert after and all(o[1] == 200 for o in after)
+    print("kill test tally:", dict(tally))
+
+
+def test_a_changed_bee_rolls_over_under_load_and_nothing_else_restarts(
+    hello: tuple[Any, str], tmp_path: Path
+) -> None:
+    client, url = hello
+    nb = json.loads((ROOT / "notebooks" / "01-hello-swarm.ipynb").read_text())
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        if 'ctx.respond(f"goodbye' in source:
+            cell["source"] = source.replace("goodbye {payload", "farewell {payload")
+    changed = tmp_path / "hello-changed.ipynb"
+    changed.write_text(json.dumps(nb))
+    untouched = {s: _task_ids(client, f"{STACK}_{s}") for s in ("hub", "hello", "controller")}
+    with Load(url, callers=6, payload=_named) as load:
+        _cli("deploy", str(changed), "--stack", STACK)
+        wait_until(
+            lambda: str(load.outcomes[-1][2]).startswith("farewell"), timeout=30, what="the new version"
+        )
+    tally = _tally(load)
+    assert tally == Counter(answered=len(load.outcomes)), tally
+    answers = [str(o[2]).split()[0] for o in sorted(load.outcomes)]
+    assert answers[0] == "goodbye" and answers[-1] == "farewell"
+    assert {s: _task_ids(client, f"{STACK}_{s}") for s in untouched} == untouched
+
+
+def test_a_kernel_attaches_reads_status_sends_and_sees_the_widget(
+    hello: tuple[Any, str], tmp_path: Path
+) -> None:
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env={**os.environ, "BYTEWAX_NB_STATE_DIR": str(tmp_path / "state")}, cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        code = (
+            "%load_ext bytewax_nb\n"
+            f"%swarm attach {STACK}\n"
+            "from bytewax_nb.magics import current_swarm\n"
+            "from bytewax_nb.widget import SwarmWidget\n"
+            "s = current_swarm()\n"
+            "answer = s.request('hello-world', {'name': 'kernel'})\n"
+            "w = SwarmWidget.of(s)\n"
+            "st = s.status()\n"
+        )
+        reply = kc.execute_interactive(
+            code,
+            timeout=60,
+            user_expressions={
+                "answer": "answer",
+                "ready": "st['ready']",
+                "bees": "sorted(st['bees'])",
+                "graph": "sorted(n['id'] for n in w.nodes)",
+            },
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        found = {k: v["data"]["text/plain"] for k, v in reply["content"]["user_expressions"].items()}
+        assert found["answer"] in ("'goodbye kernel'", "'farewell kernel'")
+        assert found["ready"] == "True"
+        assert found["bees"] == "['goodbye', 'hello']"
+        assert found["graph"] == "['goodbye', 'hello', 'hello-world']"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        km.context.destroy(linger=0)
+
+
+def test_the_command_line_works_on_a_stack(hello: tuple[Any, str]) -> None:
+    assert STACK in _cli("list")
+    assert "goodbye" in _cli("status", STACK)
+    assert json.loads(_cli("send", "hello-world", '{"name": "cli"}', "--swarm", STACK)).endswith("cli")
+    assert any(line.startswith("[hello]") for line in _cli("logs", STACK, "hello", "-n", "5").splitlines())
+
+
+def test_undeploy_removes_everything_the_stack_made_and_nothing_else(hello: tuple[Any, str]) -> None:
+    client, _ = hello
+    others = sorted(s.name for s in client.secrets.list())
+    assert _leftovers(client, STACK)
+    _cli("undeploy", STACK)
+    assert _leftovers(client, STACK) == []
+    mine = f"{STACK}_"
+    assert sorted(s.name for s in client.secrets.list()) == [n for n in others if not n.startswith(mine)]
+    assert shutil.which("docker")
