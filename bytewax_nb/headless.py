@@ -39,13 +39,8 @@ def _skipped(cell: Any) -> bool:
     return bool(cell.cell_type == "code" and cell.source.lstrip().startswith("%swarm stop"))
 
 
-def run_notebook(
-    path: str, *, kernel: str | None = None, timeout: float = 600, ready_fd: int | None = None
-) -> int:
-    """Execute the notebook; serve until SIGINT/SIGTERM; 1 if a cell failed.
-
-    `ready_fd`, if given, gets a line once every cell has run (what `--detach` waits for).
-    """
+def _open(path: str, kernel: str | None, timeout: float) -> tuple[Any, NotebookClient]:
+    """The notebook and a client that runs it in its own kernel, from its own folder."""
     if not os.path.exists(path):
         raise BytewaxNBError(f"no notebook at {path}")
     nb = nbformat.read(path, as_version=4)
@@ -54,6 +49,17 @@ def run_notebook(
     client = NotebookClient(
         nb, timeout=int(timeout), kernel_name=name, resources={"metadata": {"path": folder}}
     )
+    return nb, client
+
+
+def run_notebook(
+    path: str, *, kernel: str | None = None, timeout: float = 600, ready_fd: int | None = None
+) -> int:
+    """Execute the notebook; serve until SIGINT/SIGTERM; 1 if a cell failed.
+
+    `ready_fd`, if given, gets a line once every cell has run (what `--detach` waits for).
+    """
+    nb, client = _open(path, kernel, timeout)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -137,14 +143,7 @@ def run_then(path: str, code: str, *, kernel: str | None = None, timeout: float 
     in the same kernel; return what `code` printed. Its swarms are stopped at the end.
 
     Raises BytewaxNBError with the cell's error if a cell, or `code`, fails."""
-    if not os.path.exists(path):
-        raise BytewaxNBError(f"no notebook at {path}")
-    nb = nbformat.read(path, as_version=4)
-    name = kernel or nb.metadata.get("kernelspec", {}).get("name", "python3")
-    folder = os.path.dirname(os.path.abspath(path))
-    client = NotebookClient(
-        nb, timeout=int(timeout), kernel_name=name, resources={"metadata": {"path": folder}}
-    )
+    nb, client = _open(path, kernel, timeout)
     with client.setup_kernel():
         try:
             for index, cell in enumerate(list(nb.cells)):
