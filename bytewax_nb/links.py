@@ -248,6 +248,11 @@ class Dispatcher:
         """Nothing waits for a replica with room."""
         return not any(self.waiting.values())
 
+    def unsettled(self) -> list[str]:
+        """Consumers that may yet die holding work or unasked: all but those that
+        revoked their link and handed everything back (they drained and left)."""
+        return sorted(i for i, k in self.links.items() if k.out or not k.revoked)
+
     def in_flight(self) -> int:
         return sum(len(k.out) for k in self.links.values())
 

@@ -217,7 +217,7 @@ class Beat(TypedDict, total=False):
     revoked: bool
     leaving: bool  # told to stop by the engine (SIGTERM): it drains, then exits
     ports: dict[str, int]  # the hub: its gateways' ports
-    holding: list[str]  # the consumers it has sent work to (one may have died unseen)
+    holding: list[str]  # consumers not drained and gone (one may have died unseen)
 
 
 class StopOrder(TypedDict, total=False):

@@ -336,7 +336,7 @@ class Replica:
             linked=sorted(linked),
             revoked=revoked,
             leaving=self.leaving or self.intake.retiring,
-            holding=sorted(self.dispatcher.links),
+            holding=self.dispatcher.unsettled(),
         )
         self.child.send(Msg.BEAT, body)
 

@@ -683,6 +683,8 @@ class Supervisor:
             self.wiring.remove(m.identity)
             if m.handle is not None:
                 m.handle.close()
+            if self._beats is not None:  # seen to end: not one that died unseen
+                self._beats.told.add(m.identity)
             if not self._stopping:
                 self._on_death(m, code, now)
         self._refill(now)
@@ -742,13 +744,17 @@ class Supervisor:
         return reports.last_lines(self.logs, m.bees if m.role == Role.BEE else ["hub"], m.replica, lines)
 
     def _lost_unseen(self, identity: str) -> None:
-        """A task gone while no controller ran: what it held, if anything, is sent again.
-        (Not counted as a death: a task that drained and left then looks the same.)"""
+        """A task that died while no controller ran: counted as the engine restarted
+        it, and what it held, if anything, is sent again."""
         role, name, replica, _ = identity.split(":")
-        if role != Role.BEE:
+        self._on_line(identity, "bytewax-nb: died while no controller ran")
+        if role == Role.HUB:
+            self.hub_restarts += 1
             return
-        m = Member(identity, Role.BEE, name, int(replica))
-        self._on_line(identity, "bytewax-nb: gone while no controller ran; what it held is sent again")
+        if name not in self.units.bees:
+            return
+        m = Member(identity, Role.BEE, name, int(replica), group=tuple(self.wiring.bees_of(name)))
+        self.wiring.note_death(m, death_error(list(m.bees), m.replica, exit_cause(NO_HEARTBEAT), []))
         self._tell_lost(m, NO_HEARTBEAT, clean=False)
         self._after_change()
 

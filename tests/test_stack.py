@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,7 +68,7 @@ def _leftovers(client: Any, stack: str) -> list[str]:
     label = {"label": f"{NAMESPACE}={stack}"}
     found = [
         *(f"service {s.name}" for s in client.services.list(filters=label)),
-        *(f"container {c.name}" for c in client.containers.list(all=True, filters=label)),
+        *(f"container {c.id[:12]}" for c in client.containers.list(all=True, filters=label, sparse=True)),
         *(f"network {n.name}" for n in client.networks.list(filters=label)),
         *(f"secret {s.name}" for s in client.secrets.list(filters=label)),
         *(f"config {c.name}" for c in client.configs.list(filters=label)),
@@ -129,13 +130,16 @@ def test_the_deployed_tutorial_answers_and_serves_its_status(hello: tuple[Any, s
 def test_scaling_by_hand_and_by_the_api_under_load_loses_nothing(hello: tuple[Any, str]) -> None:
     client, url = hello
     link = StackLink(STACK)
+    running = _task_ids(client, f"{STACK}_hello")
     with Load(url, callers=6, payload=_named) as load:
-        client.services.get(f"{STACK}_hello").scale(3)  # `docker service scale` typed by hand
+        subprocess.run(["docker", "service", "scale", "--detach", f"{STACK}_hello=3"], check=True)
         wait_until(
             lambda: link.status()["bees"]["hello"]["ready"] == 3,
             timeout=60,
             what="3 replicas of hello serving",
         )
+        # scaling up adds tasks: the running ones are not replaced
+        assert running < _task_ids(client, f"{STACK}_hello")
         link.scale("hello", 1, timeout=60)
         wait_until(
             lambda: len(link.status()["bees"]["hello"]["replicas"]) == 1, timeout=60, what="one replica left"
@@ -144,6 +148,89 @@ def test_scaling_by_hand_and_by_the_api_under_load_loses_nothing(hello: tuple[An
     tally = _tally(load)
     assert tally == Counter(answered=len(load.outcomes)), tally
     wait_until(lambda: len(link.status()["bees"]["hello"]["replicas"]) == 2, timeout=30, what="2 replicas")
+
+
+def _cut(body: Any) -> str:
+    """How a caller with no HTTP answer was left: never accepted, cut off, or waiting."""
+    text = str(body)
+    if "refused" in text:
+        return "refused"  # no hub listened: the request never entered
+    if "timed out" in text or "timeout" in text.lower():
+        return "timed out"  # silence: what must never happen
+    return "cut off"  # its connection closed with the hub's task: an error, not silence
+
+
+def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
+    hello: tuple[Any, str],
+) -> None:
+    client, url = hello
+    link = StackLink(STACK)
+
+    def kill(service: str) -> None:
+        task = client.services.get(f"{STACK}_{service}").tasks(filters={"desired-state": "running"})[0]
+        container = task["Status"]["ContainerStatus"]["ContainerID"]
+        client.containers.get(container).kill()
+
+    def figures() -> tuple[int, int, bool]:
+        st = link.status()
+        hello_bee = st.get("bees", {}).get("hello", {})
+        healed = bool(st.get("ready")) and hello_bee.get("ready") == 2
+        return (st.get("hub") or {}).get("restarts", 0), hello_bee.get("deaths", 0), healed
+
+    with Load(url, callers=6, payload=_named) as load:
+        # all three die while no controller runs: the restarted one still counts them
+        killed = time.monotonic()
+        for service in ("controller", "hello", "hub"):
+            kill(service)
+        hub_gone = time.monotonic() + 0.5  # SIGKILL sent: its task ends within moments
+        wait_until(lambda: figures() == (1, 1, True), timeout=90, what="hub and hello healed and counted")
+        served = min(o[0] for o in load.outcomes if o[0] > hub_gone and o[1] == 200)
+        # a bee task dying with a controller watching: counted, and nothing lost
+        again = time.monotonic()
+        kill("hello")
+        wait_until(lambda: figures() == (1, 2, True), timeout=60, what="hello healed again")
+        mark = len(load.outcomes)
+        wait_until(lambda: len(load.outcomes) > mark + 300, timeout=30, what="requests after healing")
+    tally = _tally(load)
+    cuts = Counter(_cut(o[2]) for o in load.outcomes if o[1] == 0)
+    print("kill test tally:", dict(tally), dict(cuts))
+    # every caller got an answer or an error, none was left waiting; only requests the
+    # hub's task held when it died were cut off; the rest of the outage was refused
+    # connections: requests that never entered
+    assert set(tally) <= {"answered", "unanswered"}, tally
+    assert set(cuts) <= {"refused", "cut off"}, cuts
+    cut = [o[0] for o in load.outcomes if o[1] == 0 and _cut(o[2]) == "cut off"]
+    assert all(killed - 0.5 <= t <= hub_gone for t in cut), [round(t - killed, 2) for t in cut]
+    # before the kills, and once the new hub answers, every request is answered: the
+    # killed bee task's messages are sent again, the controller is not on their path
+    assert all(o[1] == 200 for o in load.outcomes if o[0] < killed - 0.5)
+    after = load.sent_after(served + 0.1)  # callers racing the new hub's first accept
+    assert all(o[1] == 200 for o in after), Counter((o[1], _cut(o[2])) for o in after if o[1] != 200)
+    assert load.sent_after(again) and all(o[1] == 200 for o in load.sent_after(again))
+
+
+def test_a_changed_bee_rolls_over_under_load_and_nothing_else_restarts(
+    hello: tuple[Any, str], tmp_path: Path
+) -> None:
+    client, url = hello
+    nb = json.loads((ROOT / "notebooks" / "01-hello-swarm.ipynb").read_text())
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        if 'ctx.respond(f"goodbye' in source:
+            cell["source"] = source.replace("goodbye {payload", "farewell {payload")
+    changed = tmp_path / "hello-changed.ipynb"
+    changed.write_text(json.dumps(nb))
+    untouched = {s: _task_ids(client, f"{STACK}_{s}") for s in ("hub", "hello", "controller")}
+    with Load(url, callers=6, payload=_named) as load:
+        _cli("deploy", str(changed), "--stack", STACK)
+        wait_until(
+            lambda: str(load.outcomes[-1][2]).startswith("farewell"), timeout=30, what="the new version"
+        )
+    tally = _tally(load)
+    assert tally == Counter(answered=len(load.outcomes)), tally
+    answers = [str(o[2]).split()[0] for o in sorted(load.outcomes)]
+    assert answers[0] == "goodbye" and answers[-1] == "farewell"
+    assert {s: _task_ids(client, f"{STACK}_{s}") for s in untouched} == untouched
 
 
 def test_a_kernel_attaches_reads_status_sends_and_sees_the_widget(

@@ -316,7 +316,7 @@ class Hub:
             routes=routes_to(self.dispatcher.routes),
             ports=self.ports,
             leaving=self.stop_event.is_set(),
-            holding=sorted(self.dispatcher.links),
+            holding=self.dispatcher.unsettled(),
         )
         self._send(Msg.BEAT, body)
         self.loop.call_later(every, self._beat, every)

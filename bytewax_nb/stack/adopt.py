@@ -99,8 +99,11 @@ class Beats:
         self.quiet_until = time.monotonic() + _QUIET_BEATS * adopt.beat
         self._quiet_said = False
         self.snapshot_at = 0.0
-        self.holding: dict[str, set[str]] = {}  # member -> consumers it has sent work to
-        self.told: set[str] = set()  # identities already said lost
+        # what each member's last beat named: consumers it may have sent work to, and
+        # producers it dials; one that is no member after the quiet start died unseen
+        self.holding: dict[str, set[str]] = {}
+        self.dialling: dict[str, set[str]] = {}
+        self.told: set[str] = set()  # identities seen to end, or already said lost
 
     def quiet(self) -> bool:
         """Still learning the swarm after a (re)start: send nothing that rewires."""
@@ -147,6 +150,9 @@ class Beats:
         if isinstance(handle, BeatHandle):
             handle.beat()
         self.holding[m.identity] = set(beat.get("holding", ()))
+        links = beat.get("links")
+        if links is not None:
+            self.dialling[m.identity] = set(links["links"])
         if m.address is None and beat.get("address"):
             m.address = beat.get("address")
             m.links_sent = beat.get("links")
@@ -164,15 +170,19 @@ class Beats:
         return True
 
     def unseen_dead(self, wiring: Wiring) -> list[str]:
-        """Consumers some member holds work for that no member is: tasks that died while
-        no controller ran (after the quiet start, every live task has beaten)."""
+        """Tasks that died while no controller ran: consumers a member has not seen
+        drain, and producers a member dials, that are no member (after the quiet start,
+        every live task has beaten). A task that drained and left is in neither."""
         if self.quiet():
             return []
-        for identity in list(self.holding):
-            if identity not in wiring.members:
-                del self.holding[identity]
-        held = set().union(*self.holding.values()) if self.holding else set()
-        dead = sorted(held - set(wiring.members) - self.told)
+        named: set[str] = set()
+        for seen in (self.holding, self.dialling):
+            for identity in list(seen):
+                if identity in wiring.members:
+                    named |= seen[identity]
+                else:
+                    del seen[identity]
+        dead = sorted(named - set(wiring.members) - self.told)
         self.told.update(dead)
         return dead
 

@@ -21,7 +21,7 @@ from ..protocol import SwarmStatus
 from ..spec import BeeSpec, GatewaySpec, Topology
 from ..wire import TRACEBACK_HEADER
 from . import skeleton
-from .deploy import NAMESPACE, StackError, _client, hub_host, saved_token
+from .deploy import NAMESPACE, StackError, _client, docker_cli, hub_host, saved_token
 
 __all__ = ["StackLink", "stacks"]
 
@@ -80,7 +80,7 @@ class StackLink:
     def scale(self, name: str, replicas: int, timeout: float) -> None:
         """`docker service scale`, then wait until the controller has them serving."""
         self._bee(name)
-        self._docker.services.get(f"{self.stack}_{name}").scale(replicas)
+        docker_cli("service", "scale", "--detach", f"{self.stack}_{name}={replicas}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             bee = self.status().get("bees", {}).get(name)

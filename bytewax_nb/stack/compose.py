@@ -18,10 +18,11 @@ import yaml
 
 from ..spec import BeeSpec, Topology
 
-__all__ = ["BOOT", "TOKENS", "Plan", "compose"]
+__all__ = ["BOOT", "BUS", "TOKENS", "Plan", "compose"]
 
 BOOT = "boot"  # the stack's signing key and bus keys (the same for every deploy of it)
 TOKENS = "tokens"  # the gateways' bearer tokens (the hub's only)
+BUS = "bus"  # the stack's overlay network: `STACK_bus`
 _TOPOLOGY = "/etc/bytewax-nb/topology.json"
 
 
@@ -74,7 +75,7 @@ def _service(plan: Plan, image: str, module: str, task: str, **extra: Any) -> di
         "command": ["python3", "-m", module],
         "environment": env,
         "secrets": [{"source": BOOT, "target": "bytewax-nb-boot", "mode": 0o400}],
-        "networks": ["bus"],
+        "networks": [BUS],
         **extra,
     }
 
@@ -166,7 +167,7 @@ def compose(plan: Plan) -> str:
     doc = {
         "version": "3.8",
         "services": services,
-        "networks": {"bus": network},
+        "networks": {BUS: network},
         "volumes": {"journal": {}},
         "secrets": secrets,
         "configs": {"topology": {"name": plan.topology_config, "file": "./topology.json"}},

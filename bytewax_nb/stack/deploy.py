@@ -38,7 +38,7 @@ from ..source import capture, imported_modules
 from ..spec import BeeSpec, Topology
 from ..wire import traceback_token
 from . import skeleton
-from .compose import BOOT, TOKENS, Plan, compose
+from .compose import BOOT, BUS, TOKENS, Plan, compose
 
 __all__ = ["NAMESPACE", "Deployment", "StackError", "build_images", "deploy", "export", "undeploy"]
 
@@ -241,13 +241,29 @@ def deploy(
     return Deployment(stack, urls, {"hub": system, "controller": system, **images}, time.monotonic() - t0)
 
 
-def _stack_deploy(path: Path, stack: str) -> None:
+def _stack_deploy(path: Path, stack: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            docker_cli("stack", "deploy", "-c", str(path), "--prune", "--resolve-image", "never", stack)
+            return
+        except StackError as exc:
+            # a stack of this name removed moments ago: the engine still removes its
+            # network in the background, and the deploy found it half gone
+            if not re.search(r"network \S+ not found", str(exc)) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def docker_cli(*args: str) -> str:
+    """The docker command, for what only it does as a person typing it would: the SDK's
+    `Service.scale` rewrites defaults in the spec, and the engine then rolls every task."""
     if shutil.which("docker") is None:
-        raise StackError("the docker command is not installed: `docker stack deploy` needs it")
-    command = ["docker", "stack", "deploy", "-c", str(path), "--prune", "--resolve-image", "never", stack]
-    result = subprocess.run(command, capture_output=True, text=True)
+        raise StackError(f"the docker command is not installed: `docker {args[0]} {args[1]}` needs it")
+    result = subprocess.run(["docker", *args], capture_output=True, text=True)
     if result.returncode != 0:
-        raise StackError(f"docker stack deploy failed:\n{result.stderr.strip()}")
+        raise StackError(f"docker {args[0]} {args[1]} failed:\n{result.stderr.strip()}")
+    return result.stdout
 
 
 def hub_host(client: Any, stack: str) -> str:
@@ -337,12 +353,13 @@ def undeploy(stack: str, timeout: float = 60.0) -> list[str]:
     services = [s.name for s in client.services.list(filters=label)]
     if not services and not client.secrets.list(filters=label) and not client.networks.list(filters=label):
         raise StackError(f"no stack named {stack!r} on this cluster")
-    result = subprocess.run(["docker", "stack", "rm", stack], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise StackError(f"docker stack rm failed:\n{result.stderr.strip()}")
+    docker_cli("stack", "rm", stack)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:  # the engine removes tasks and networks in the background
-        left = client.containers.list(all=True, filters=label) + client.networks.list(filters=label)
+        bus = f"{stack}_{BUS}"  # listed by name too: it outlives its label for a moment
+        left = client.containers.list(all=True, filters=label, sparse=True)
+        left += client.networks.list(filters=label)
+        left += [n for n in client.networks.list(names=[bus]) if n.name == bus]
         if not left:
             break
         time.sleep(0.25)
