@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +293,38 @@ def test_undeploy_removes_everything_the_stack_made_and_nothing_else(hello: tupl
     mine = f"{STACK}_"
     assert sorted(s.name for s in client.secrets.list()) == [n for n in others if not n.startswith(mine)]
     assert shutil.which("docker")
+
+
+def test_the_ml_tutorial_deployed_answers_as_the_notebooks_model() -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    client = _engine()
+    stack = "bxnb-test-iris"
+    try:
+        url = _url(_cli("deploy", str(ROOT / "notebooks" / "02-ml-inference.ipynb"), "--stack", stack))
+        iris = load_iris()  # the notebook's model, fitted the same way here
+        clf = LogisticRegression(max_iter=500).fit(iris.data, iris.target)
+        rows = list(range(len(iris.data)))
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda i: post(url, {"features": iris.data[i].tolist()}), rows))
+        assert {status for status, _, _ in answers} == {200}
+        expected = [str(iris.target_names[k]) for k in clf.predict(iris.data)]
+        assert [body["species"] for _, body, _ in answers] == expected
+        assert all(0.0 < body["confidence"] <= 1.0 for _, body, _ in answers)
+        # the model bee's 2 replicas are the stack's, counted by its controller
+        link = StackLink(stack)
+        status = wait_until(
+            lambda: (st := link.status())["bees"]["model"]["handled"] >= 150 and st,
+            timeout=15,
+            what="the controller's figures counting the requests",
+        )
+        assert status["bees"]["model"]["ready"] == 2
+        # a caller's mistake is an error for that caller only
+        bad_status, bad, _ = post(url, {"features": [1, 2]})
+        assert bad_status == 500 and bad["bee"] == "preprocess" and "expected 4 features" in bad["error"]
+        assert post(url, {"features": iris.data[0].tolist()})[1]["species"] == expected[0]
+    finally:
+        if client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
+            subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", stack], capture_output=True)
+        client.close()
