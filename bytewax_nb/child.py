@@ -26,10 +26,11 @@ from .curve import BusKeys, Curve
 from .settings import STACK, TASK
 from .wire import Signer
 
-__all__ = ["BOOT_SECRET", "CONTROLLER_PORT", "Boot", "Child", "read_boot"]
+__all__ = ["BOOT_SECRET", "CONTROLLER_PORT", "LINK_PORT", "Boot", "Child", "read_boot"]
 
 BOOT_SECRET = "/run/secrets/bytewax-nb-boot"  # where a stack's services find their boot
 CONTROLLER_PORT = 7600  # a stack's controller: its control socket, on the stack's network
+LINK_PORT = 7601  # a stack's task: the link socket its consumers dial (one task per address)
 
 
 @dataclass
@@ -142,9 +143,12 @@ class Child:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a replica that dials again takes its identity back
         self.secure_server(sock)
+        if self.boot.stack:  # a stack's task: its own address on the stack's network, a known port
+            sock.bind(f"tcp://0.0.0.0:{LINK_PORT}")
+            return sock, f"tcp://{self._own_address()}:{LINK_PORT}"
         if host == "auto":  # a container on a bridge network: others dial its own address
             port = sock.bind_to_random_port("tcp://0.0.0.0")
-            host = socket.gethostbyname(socket.gethostname()) if not self.boot.stack else self._own_address()
+            host = socket.gethostbyname(socket.gethostname())
         else:
             port = sock.bind_to_random_port(f"tcp://{host}")
         return sock, f"tcp://{host}:{port}"

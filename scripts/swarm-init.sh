@@ -15,6 +15,13 @@ if ! ip link show bxnb-host >/dev/null 2>&1; then
     ip netns exec "$NS" ip link set lo up
     ip netns exec "$NS" ip route add default via 10.77.0.1
 fi
+# the namespace reaches what the host reaches (its DNS answers, or fails, as fast as the
+# host's: an engine there looking up a registry must not wait for a timeout)
+iptables -t nat -C POSTROUTING -s 10.77.0.0/24 ! -o bxnb-host -j MASQUERADE 2>/dev/null ||
+    iptables -t nat -A POSTROUTING -s 10.77.0.0/24 ! -o bxnb-host -j MASQUERADE
+for dir in -i -o; do
+    iptables -C FORWARD "$dir" bxnb-host -j ACCEPT 2>/dev/null || iptables -I FORWARD "$dir" bxnb-host -j ACCEPT
+done
 state="$(docker info --format '{{.Swarm.LocalNodeState}}')"
 if [ "$state" != "active" ]; then
     docker swarm init --advertise-addr 10.77.0.1 >/dev/null

@@ -54,9 +54,8 @@ class StackLink:
         data = self._docker.configs.get(configs[0]["ConfigID"]).attrs["Spec"]["Data"]
         self.topology: Topology = skeleton.load(base64.b64decode(data).decode())
         self.ports: dict[str, int] = json.loads(hub.attrs["Spec"]["Labels"]["bytewax-nb.ports"])
-        self.host = hub_host(self._docker, stack)
-        for spec in self.topology.gateways.values():
-            spec.host = self.host  # where callers reach the hub's node
+        self.host = ""
+        self._moved(hub_host(self._docker, stack))  # where callers reach the hub's node
         self.traceback_token = saved_token(stack) or ""
         self._token = token
 
@@ -65,9 +64,23 @@ class StackLink:
         headers = {TRACEBACK_HEADER: self.traceback_token} if self.traceback_token else {}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        request = urllib.request.Request(f"http://{self.host}:{self.ports[gateway]}{path}", headers=headers)
-        with urllib.request.urlopen(request, timeout=timeout) as r:
-            return json.loads(r.read())
+        try:
+            request = urllib.request.Request(
+                f"http://{self.host}:{self.ports[gateway]}{path}", headers=headers
+            )
+            with urllib.request.urlopen(request, timeout=timeout) as r:
+                return json.loads(r.read())
+        except OSError:
+            host = hub_host(self._docker, self.stack)  # the hub's task may run elsewhere now
+            if host == self.host:
+                raise
+            self._moved(host)
+            return self._get(path, timeout)
+
+    def _moved(self, host: str) -> None:
+        self.host = host
+        for spec in self.topology.gateways.values():
+            spec.host = host
 
     def status(self, fresh: float = 0.5) -> SwarmStatus:
         try:

@@ -236,7 +236,8 @@ def deploy(
     with tempfile.TemporaryDirectory(prefix="bytewax-nb-stack-") as folder:
         _write(Path(folder), plan, graph)
         _stack_deploy(Path(folder) / "compose.yaml", stack)
-    urls = wait_serving(client, stack, topology, ports, timeout - (time.monotonic() - t0))
+    hint = _OVERLAY_HINT if encrypt_overlay and len(client.nodes.list()) > 1 else ""
+    urls = wait_serving(client, stack, topology, ports, timeout - (time.monotonic() - t0), hint)
     _prune(client, stack, plan)
     return Deployment(stack, urls, {"hub": system, "controller": system, **images}, time.monotonic() - t0)
 
@@ -277,8 +278,16 @@ def hub_host(client: Any, stack: str) -> str:
     return "127.0.0.1" if addr in ("0.0.0.0", "") else addr
 
 
+_OVERLAY_HINT = (
+    "If tasks on other nodes never become ready: the overlay's encryption (IPsec ESP, "
+    "AES-GCM) may be missing from these kernels; the engine's log then says "
+    "'Failed Adding rSA ... function not implemented'. Deploy with "
+    "--no-overlay-encryption: the bus stays CurveZMQ-encrypted and signed."
+)
+
+
 def wait_serving(
-    client: Any, stack: str, topology: Topology, ports: dict[str, int], timeout: float
+    client: Any, stack: str, topology: Topology, ports: dict[str, int], timeout: float, hint: str = ""
 ) -> dict[str, str]:
     """Every gateway answers its health check as ready, and no service is mid-update."""
     deadline = time.monotonic() + max(timeout, 1.0)
@@ -302,6 +311,7 @@ def wait_serving(
         time.sleep(0.5)  # polling the engine and the gateway: nothing to wait on instead
     raise StackError(
         f"stack {stack!r} not serving after {timeout:.0f} s ({last})\n{task_errors(client, stack)}"
+        + (f"\n{hint}" if hint else "")
     )
 
 
