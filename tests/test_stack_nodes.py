@@ -29,6 +29,7 @@ from bytewax_nb.stack.attach import StackLink
 pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
 STACK = "bxnb-test-nodes"
 SCRIPT = ROOT / "scripts" / "second-node.sh"
+SECOND_ENGINE = "unix:///var/run/docker2.sock"  # the second node's engine (second-node.sh)
 
 # A process on the stack's network holding the stack's secret: an insider. It sends a
 # response frame to the hub signed with the stack's key ("-"), or frames it is given
@@ -175,6 +176,14 @@ def _run_insider(client: Any, image: str, node: str, mode: str, hub: str, frames
         return out
     finally:
         service.remove()
+        # a job's finished containers outlive its service: remove them, on either node
+        label = f"com.docker.swarm.service.id={service.id}"
+        for engine in ([], ["-H", SECOND_ENGINE]):
+            found = subprocess.run(
+                ["docker", *engine, "ps", "-aq", "--filter", f"label={label}"], capture_output=True, text=True
+            ).stdout.split()
+            if found:
+                subprocess.run(["docker", *engine, "rm", "-f", *found], capture_output=True)
 
 
 def _secret(client: Any) -> Any:
@@ -229,7 +238,7 @@ def test_undeploy_on_two_nodes_leaves_nothing(two_nodes: tuple[Any, str, Path]) 
     assert _leftovers(client, STACK) == []
     # nor, once the engine has stopped them, on the second node (undeploy waits for
     # this engine's containers; another node's go in the background)
-    second = ["docker", "-H", "unix:///var/run/docker2.sock", "ps", "-aq"]
+    second = ["docker", "-H", SECOND_ENGINE, "ps", "-aq"]
 
     def on_second() -> str:
         found = subprocess.run(
