@@ -51,6 +51,7 @@ __all__ = [
     "StopOrder",
     "StopPhase",
     "SwarmStatus",
+    "Tally",
     "Up",
     "bee_error",
     "http_error_body",
@@ -218,6 +219,15 @@ class Beat(TypedDict, total=False):
     leaving: bool  # told to stop by the engine (SIGTERM): it drains, then exits
     ports: dict[str, int]  # the hub: its gateways' ports
     holding: list[str]  # consumers not drained and gone (one may have died unseen)
+    tally: Tally  # the hub: the counts of the last snapshot it had (a new controller's start)
+
+
+class Tally(TypedDict):
+    """Counts only a controller keeps, as the hub last heard them: a restarted controller
+    carries on from them instead of from zero."""
+
+    hub_restarts: int
+    deaths: dict[str, int]  # bee -> its processes that exited unasked
 
 
 class StopOrder(TypedDict, total=False):
@@ -388,3 +398,4 @@ class SwarmStatus(TypedDict, total=False):
     gateways: dict[str, GatewayView]
     bees: dict[str, BeeView]
     hub: HubView
+    controller_since: float  # a stack's: when its controller's task started (epoch seconds)

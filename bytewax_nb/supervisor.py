@@ -63,6 +63,7 @@ from .protocol import (
     StopOrder,
     StopPhase,
     SwarmStatus,
+    Tally,
     Up,
 )
 from .runtime.base import Handle, Launcher, NeverStarted
@@ -71,7 +72,7 @@ from .spec import BeeSpec, GatewaySpec, Topology
 from .stack.adopt import Adopt, BeatHandle, Beats
 from .stagelog import untag
 from .wire import Signer, traceback_token
-from .wiring import NO_HEARTBEAT, Member, Wiring, death_error, describe, exit_cause
+from .wiring import NO_HEARTBEAT, Member, Past, Wiring, death_error, describe, exit_cause
 
 __all__ = ["Supervisor"]
 
@@ -461,6 +462,8 @@ class Supervisor:
             beat = cast(Beat, body)
             if m.role == Role.HUB and beat.get("ports"):
                 self.ports.update(beat.get("ports", {}))
+            if m.role == Role.HUB and "tally" in beat:  # this controller may be a restarted one
+                self._carry_on(beat["tally"])
             if self._beats.on_beat(m, beat, self.wiring, self.units):
                 self._after_change()
         elif kind == Msg.BYE:
@@ -469,6 +472,14 @@ class Supervisor:
             m.state = MemberState.STOPPING
             if m.role == Role.HUB and self._stopping:
                 self.unprocessed = cast(Bye, body).get("journal", 0)
+
+    def _carry_on(self, tally: Tally) -> None:
+        """Counts as the hub last heard them from a controller (counts only grow)."""
+        self.hub_restarts = max(self.hub_restarts, tally["hub_restarts"])
+        for bee, deaths in tally["deaths"].items():
+            if bee in self.units.bees or bee in self.topology.bees:
+                past = self.wiring.past.setdefault(bee, Past())
+                past.deaths = max(past.deaths, deaths)
 
     def _up(self, m: Member, up: Up) -> None:
         m.state = MemberState.UP
@@ -826,7 +837,8 @@ class Supervisor:
     # -- reports ---------------------------------------------------------------------
 
     def _snapshot(self) -> SwarmStatus:
-        return reports.snapshot(
+        """`status()`; a stack's controller sends it to the hub for `/swarm`."""
+        status = reports.snapshot(
             self.swarm,
             self._ready.is_set(),
             self.topology,
@@ -835,6 +847,9 @@ class Supervisor:
             self.hub_stats,
             self.hub_restarts,
         )
+        if self._beats is not None:
+            status["controller_since"] = self._beats.since
+        return status
 
     def _not_ready_report(self) -> str:
         return reports.not_ready_report(self.wiring, self.logs)

@@ -190,6 +190,13 @@ def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
         again = time.monotonic()
         kill("hello")
         wait_until(lambda: figures() == (1, 2, True), timeout=60, what="hello healed again")
+        # a new controller carries on from the counts the hub last heard, not from zero
+        since = link.status()["controller_since"]
+        kill("controller")
+        wait_until(
+            lambda: link.status().get("controller_since", since) != since, timeout=60, what="a new controller"
+        )
+        assert figures() == (1, 2, True)
         mark = len(load.outcomes)
         wait_until(lambda: len(load.outcomes) > mark + 300, timeout=30, what="requests after healing")
     tally = _tally(load)

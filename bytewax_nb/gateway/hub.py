@@ -33,6 +33,7 @@ from ..protocol import (
     StatusOk,
     StopOrder,
     SwarmStatus,
+    Tally,
     Up,
     bee_error,
     routes_from,
@@ -318,6 +319,11 @@ class Hub:
             leaving=self.stop_event.is_set(),
             holding=self.dispatcher.unsettled(),
         )
+        if self.swarm_status is not None:
+            body["tally"] = Tally(
+                hub_restarts=self.swarm_status["hub"]["restarts"],
+                deaths={bee: view["deaths"] for bee, view in self.swarm_status["bees"].items()},
+            )
         self._send(Msg.BEAT, body)
         self.loop.call_later(every, self._beat, every)
 

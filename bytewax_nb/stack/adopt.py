@@ -97,6 +97,7 @@ class Beats:
     def __init__(self, adopt: Adopt) -> None:
         self.adopt = adopt
         self.quiet_until = time.monotonic() + _QUIET_BEATS * adopt.beat
+        self.since = time.time()  # this controller's start, in `/swarm`
         self._quiet_said = False
         self.snapshot_at = 0.0
         # what each member's last beat named: consumers it may have sent work to, and
