@@ -276,7 +276,11 @@ def _in_kernel(args: argparse.Namespace, action: str, options: dict[str, Any]) -
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    options = {"encrypt_overlay": not args.no_overlay_encryption, "timeout": args.deploy_timeout}
+    options = {
+        "encrypt_overlay": not args.no_overlay_encryption,
+        "registry": args.registry,
+        "timeout": args.deploy_timeout,
+    }
     result = _in_kernel(args, "deploy", options)
     print(f"stack {args.stack!r} serving ({result['seconds']} s):")
     for gateway, url in result["urls"].items():
@@ -285,7 +289,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    options = {"encrypt_overlay": not args.no_overlay_encryption, "folder": os.path.abspath(args.output)}
+    options = {
+        "encrypt_overlay": not args.no_overlay_encryption,
+        "registry": args.registry,
+        "folder": os.path.abspath(args.output),
+    }
     result = _in_kernel(args, "export", options)
     folder = result["folder"]
     print(f"wrote {folder}: deploy with `docker stack deploy -c {folder}/compose.yaml {args.stack}`")
@@ -373,6 +381,12 @@ def _parser() -> argparse.ArgumentParser:
             "--no-overlay-encryption",
             action="store_true",
             help="a plain overlay network (for kernels without IPsec ESP; the bus stays encrypted)",
+        )
+        p.add_argument(
+            "--registry",
+            default=None,
+            metavar="HOST[:PORT]",
+            help="push the images to this registry and run them from there (nodes pull them)",
         )
         if name == "deploy":
             p.add_argument(

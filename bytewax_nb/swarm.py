@@ -174,24 +174,41 @@ class Swarm:
 
         return register(fn) if fn is not None else register
 
-    def deploy(self, spec: BeeSpec | str, *, encrypt_overlay: bool = True, timeout: float = 300.0) -> Any:
+    def deploy(
+        self,
+        spec: BeeSpec | str,
+        *,
+        encrypt_overlay: bool = True,
+        registry: str | None = None,
+        timeout: float = 300.0,
+    ) -> Any:
         """Add or replace a bee; checked against the whole graph before anything changes.
 
         Given a name instead, deploy the swarm as that stack on the Docker Swarm mode
-        cluster the Docker client points at (images built, a changed bee rolled over,
-        the rest untouched); returns the `Deployment` once every gateway answers."""
+        cluster the Docker client points at (images built, and pushed to `registry` if
+        given; a changed bee rolled over, the rest untouched); returns the `Deployment`
+        once every gateway answers."""
         if isinstance(spec, str):
-            return self._deploy_stack(spec, encrypt_overlay, timeout)
+            return self._deploy_stack(spec, encrypt_overlay, registry, timeout)
         with self._edit_lock:
             self._deploy(spec)
         return None
 
-    def _deploy_stack(self, stack: str, encrypt_overlay: bool, timeout: float) -> Deployment:
+    def _deploy_stack(
+        self, stack: str, encrypt_overlay: bool, registry: str | None, timeout: float
+    ) -> Deployment:
         from .stack.deploy import deploy
 
         with self._edit_lock:
             topology = Topology(dict(self._topology.gateways), dict(self._topology.bees))
-        return deploy(stack, topology, encrypt_overlay=encrypt_overlay, timeout=timeout, progress=print)
+        return deploy(
+            stack,
+            topology,
+            encrypt_overlay=encrypt_overlay,
+            registry=registry,
+            timeout=timeout,
+            progress=print,
+        )
 
     @classmethod
     def attach(cls, stack: str, *, token: str | None = None) -> Swarm:

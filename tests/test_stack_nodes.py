@@ -232,6 +232,51 @@ def test_a_frame_captured_on_one_node_and_replayed_from_the_other_is_dropped(
     )
 
 
+REGISTRY = "10.77.0.1:5000"  # scripts/registry.sh
+
+
+def test_deploying_with_a_registry_lets_the_second_node_pull_the_images(
+    two_nodes: tuple[Any, str, Path],
+) -> None:
+    client, second, _ = two_nodes
+    trusted = client.info().get("RegistryConfig", {}).get("IndexConfigs", {})
+    if REGISTRY not in trusted or trusted[REGISTRY].get("Secure", True):
+        pytest.fail(f"dockerd must run with --insecure-registry {REGISTRY} (.ci/run starts it so)")
+    subprocess.run(["bash", str(ROOT / "scripts" / "registry.sh"), "start"], check=True, timeout=60)
+    stack = "bxnb-test-pulled"
+    try:
+        out = _cli(
+            "deploy",
+            str(ROOT / "notebooks" / "01-hello-swarm.ipynb"),
+            "--stack",
+            stack,
+            "--registry",
+            REGISTRY,
+            "--no-overlay-encryption",
+        )
+        url = next(line.split(" at ")[1].strip() for line in out.splitlines() if " at http" in line)
+        assert post(url, {"name": "pulled"})[:2] == (200, "goodbye pulled")
+        # the second node runs tasks from images it pulled from the registry by name
+        tasks = [
+            t
+            for s in client.services.list(filters={"label": f"{NAMESPACE}={stack}"})
+            for t in s.tasks(filters={"desired-state": "running"})
+            if t["NodeID"] == second
+        ]
+        assert tasks, "no task of the stack on the second node"
+        pulled = subprocess.run(
+            ["docker", "-H", SECOND_ENGINE, "images", "--format", "{{.Repository}}:{{.Tag}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        for t in tasks:
+            image = t["Spec"]["ContainerSpec"]["Image"]
+            assert image.startswith(f"{REGISTRY}/") and image.split("@")[0] in pulled, (image, pulled)
+    finally:
+        subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", stack], capture_output=True)
+
+
 def test_undeploy_on_two_nodes_leaves_nothing(two_nodes: tuple[Any, str, Path]) -> None:
     client, _, _ = two_nodes
     _cli("undeploy", STACK)

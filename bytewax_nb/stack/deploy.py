@@ -123,8 +123,11 @@ def code_image(client: Any, bee_image: str, spec: BeeSpec, progress: Progress) -
     return tag
 
 
-def build_images(topology: Topology, progress: Progress) -> tuple[str, dict[str, str]]:
-    """(the hub's and controller's image, bee -> its image), built or found."""
+def build_images(
+    topology: Topology, progress: Progress, registry: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """(the hub's and controller's image, bee -> its image), built or found; pushed to
+    `registry` and named there, if one is given."""
     from ..runtime.images import ImageBuilder
 
     client = _client()
@@ -133,7 +136,22 @@ def build_images(topology: Topology, progress: Progress) -> tuple[str, dict[str,
     images = {}
     for name, spec in topology.bees.items():
         images[name] = code_image(client, builder.image_for(spec, topology.upstream(spec)), spec, progress)
+    if registry:
+        system = push(client, registry, system, progress)
+        images = {name: push(client, registry, image, progress) for name, image in images.items()}
     return system, images
+
+
+def push(client: Any, registry: str, image: str, progress: Progress) -> str:
+    """`image` tagged in `registry` and pushed (layers it has already are not sent again)."""
+    named = f"{registry.rstrip('/')}/{image}"
+    repository, tag = named.rsplit(":", 1)
+    client.images.get(image).tag(repository, tag)
+    progress(f"pushing {named}")
+    for line in client.images.push(repository, tag=tag, stream=True, decode=True):
+        if "error" in line:
+            raise StackError(f"pushing {named} failed: {line['error']}")
+    return named
 
 
 def _free_port() -> int:
@@ -215,10 +233,12 @@ def deploy(
     topology: Topology,
     *,
     encrypt_overlay: bool = True,
+    registry: str | None = None,
     timeout: float = 300.0,
     progress: Progress = print,
 ) -> Deployment:
-    """Build, deploy or update the stack, and return once every gateway answers."""
+    """Build, deploy or update the stack, and return once every gateway answers.
+    `registry` (HOST[:PORT]): push the images there, for nodes to pull."""
     from ..spec import check_name
 
     check_name("stack", stack)
@@ -226,7 +246,7 @@ def deploy(
     t0 = time.monotonic()
     client = _client()
     _check_swarm(client)
-    system, images = build_images(topology, progress)
+    system, images = build_images(topology, progress, registry)
     ports = _ports(client, stack, topology)
     _boot_secret(client, stack)
     plan, graph = _plan(stack, topology, system, images, ports, encrypt_overlay=encrypt_overlay)
@@ -385,7 +405,13 @@ def undeploy(stack: str, timeout: float = 60.0) -> list[str]:
 
 
 def export(
-    stack: str, topology: Topology, folder: Path, *, encrypt_overlay: bool = True, progress: Progress = print
+    stack: str,
+    topology: Topology,
+    folder: Path,
+    *,
+    encrypt_overlay: bool = True,
+    registry: str | None = None,
+    progress: Progress = print,
 ) -> Path:
     """Write the stack as files for `docker stack deploy -c FOLDER/compose.yaml STACK`:
     the Compose file, the graph, the secrets (mode 600) and what the images hold."""
@@ -393,7 +419,7 @@ def export(
 
     check_name("stack", stack)
     topology.validate()
-    system, images = build_images(topology, progress)
+    system, images = build_images(topology, progress, registry)
     ports = {n: g.port or 8000 + i for i, (n, g) in enumerate(topology.gateways.items())}
     folder.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
@@ -424,8 +450,8 @@ def export(
 def _images_text(client: Any, images: dict[str, str]) -> str:
     lines = [
         "# The images this stack runs, built on this machine. Every node that may run a",
-        "# service needs its image: push them to a registry the nodes pull from (and name",
-        "# it in compose.yaml), or copy them: docker save IMAGE | ssh NODE docker load",
+        "# service needs its image: export with --registry HOST:PORT (pushed there, named",
+        "# so in compose.yaml), or copy them: docker save IMAGE | ssh NODE docker load",
     ]
     for service, image in images.items():
         labels = client.images.get(image).labels or {}
