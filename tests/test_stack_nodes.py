@@ -275,6 +275,7 @@ def test_deploying_with_a_registry_lets_the_second_node_pull_the_images(
             assert image.startswith(f"{REGISTRY}/") and image.split("@")[0] in pulled, (image, pulled)
     finally:
         subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", stack], capture_output=True)
+        subprocess.run(["bash", str(ROOT / "scripts" / "registry.sh"), "stop"], timeout=60)
 
 
 def test_undeploy_on_two_nodes_leaves_nothing(two_nodes: tuple[Any, str, Path]) -> None:
