@@ -196,7 +196,8 @@ def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
         wait_until(
             lambda: link.status().get("controller_since", since) != since, timeout=60, what="a new controller"
         )
-        assert figures() == (1, 2, True)
+        # (had it started from zero, the counts would stay (0, 0) however long one waits)
+        wait_until(lambda: figures() == (1, 2, True), timeout=30, what="the counts carried on")
         mark = len(load.outcomes)
         wait_until(lambda: len(load.outcomes) > mark + 300, timeout=30, what="requests after healing")
     tally = _tally(load)
@@ -278,6 +279,21 @@ def test_a_kernel_attaches_reads_status_sends_and_sees_the_widget(
         assert found["ready"] == "True"
         assert found["bees"] == "['goodbye', 'hello']"
         assert found["graph"] == "['goodbye', 'hello', 'hello-world']"
+        # `%bee logs` reads the bee's service logs; `%send` goes through the stack's gateway
+        shown: list[str] = []
+
+        def keep(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "stream":
+                shown.append(msg["content"]["text"])
+            elif msg["msg_type"] in ("execute_result", "display_data"):
+                shown.append(msg["content"]["data"].get("text/plain", ""))
+
+        cells = '%bee logs hello\n%send hello-world {"name": "magic"}\n'
+        reply = kc.execute_interactive(cells, timeout=60, output_hook=keep)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        text = "".join(shown)
+        assert "hello kernel" in text  # printed by the hello task that took the kernel's request
+        assert "goodbye magic" in text or "farewell magic" in text
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

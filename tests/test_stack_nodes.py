@@ -11,6 +11,7 @@ AES-GCM the engine asks for (docs/deploying.md). Skip locally with --no-stack.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -138,7 +139,7 @@ def test_requests_cross_nodes_to_a_bee_whose_tasks_run_on_both(two_nodes: tuple[
     # each replica of hello served: from the hub's node to the other one and back
     handled = wait_until(
         lambda: (
-            (h := {r["replica"]: r["handled"] for r in link.status()["bees"]["hello"]["replicas"]})
+            (h := {r["replica"]: r.get("handled", 0) for r in link.status()["bees"]["hello"]["replicas"]})
             and sum(h.values()) >= len(load.outcomes)
             and h
         ),
@@ -230,6 +231,29 @@ def test_a_frame_captured_on_one_node_and_replayed_from_the_other_is_dropped(
         200,
         "goodbye x",
     )
+
+
+def test_the_stacks_keys_are_nowhere_but_in_its_secret(two_nodes: tuple[Any, str, Path]) -> None:
+    """Not in the Compose file, a config, an image, a spec, an environment, argv or a log."""
+    client, _, folder = two_nodes
+    boot = json.loads((folder / "secrets" / "boot.json").read_text())
+    hidden = [boot["key"], boot["curve"]["server_secret"], boot["curve"]["client_secret"]]
+    seen = {name: (folder / name).read_text() for name in ("compose.yaml", "topology.json", "images.txt")}
+    label = {"label": f"{NAMESPACE}={STACK}"}
+    for service in client.services.list(filters=label):
+        seen[f"spec of {service.name}"] = json.dumps(service.attrs)
+        logs = b"".join(service.logs(stdout=True, stderr=True, tail=5000))
+        seen[f"logs of {service.name}"] = logs.decode(errors="replace")
+        image = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0]
+        seen[f"image {image}"] = json.dumps(client.images.get(image).attrs) + json.dumps(
+            client.images.get(image).history()
+        )
+    for container in client.containers.list(filters=label):  # environment and argv as run
+        seen[f"container {container.name}"] = json.dumps(container.attrs)
+        seen[f"processes of {container.name}"] = json.dumps(container.top())
+    assert len(seen) > 10
+    leaks = [where for where, text in seen.items() for secret in hidden if secret in text]
+    assert leaks == []
 
 
 REGISTRY = "10.77.0.1:5000"  # scripts/registry.sh

@@ -10,7 +10,10 @@ read back).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import queue
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +27,8 @@ from . import skeleton
 from .deploy import NAMESPACE, StackError, _client, docker_cli, hub_host, saved_token
 
 __all__ = ["StackLink", "stacks"]
+
+_LOGS_QUIET = 3.0  # seconds without a log line after which a service's log stream is over
 
 
 def stacks() -> list[str]:
@@ -105,11 +110,35 @@ class StackLink:
         )
 
     def log_lines(self, name: str, lines: int = 2000) -> list[str]:
+        """Its service's logs (`docker service logs`, each task's last `lines`).
+
+        The engine sometimes leaves that stream open after the last line instead of
+        ending it (moby/moby#38640, docker/cli#4678; here with a few thousand lines), and
+        the SDK reads it with no timeout: a thread reads it, and once it ends or is quiet
+        for `_LOGS_QUIET` seconds, what came is what there is."""
         service = "hub" if name == "hub" else self._bee(name).name
-        raw = self._docker.services.get(f"{self.stack}_{service}").logs(
-            stdout=True, stderr=True, tail=lines, timestamps=False
-        )
-        text = b"".join(raw).decode(errors="replace")
+        client = _client()
+        chunks: queue.Queue[bytes | None] = queue.Queue()
+
+        def read() -> None:
+            with contextlib.suppress(Exception):  # the client closed under it: done
+                stream = client.services.get(f"{self.stack}_{service}").logs(
+                    stdout=True, stderr=True, tail=lines, timestamps=False
+                )
+                for chunk in stream:
+                    chunks.put(chunk)
+            chunks.put(None)
+
+        threading.Thread(target=read, name=f"logs-{service}", daemon=True).start()
+        got: list[bytes] = []
+        try:
+            while (chunk := chunks.get(timeout=_LOGS_QUIET)) is not None:
+                got.append(chunk)
+        except queue.Empty:
+            pass
+        finally:
+            client.close()
+        text = b"".join(got).decode(errors="replace")
         return [f"[{name}] {line}" for line in text.splitlines()]
 
     def _bee(self, name: str) -> BeeSpec:

@@ -62,10 +62,10 @@ class Deployment:
     seconds: float  # from the call to every gateway answering
 
 
-def _client() -> Any:
+def _client(timeout: float | None = None) -> Any:
     import docker
 
-    return docker.from_env()
+    return docker.from_env(timeout=timeout) if timeout else docker.from_env()
 
 
 def _check_swarm(client: Any) -> None:
