@@ -12,8 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import queue
-import threading
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +27,7 @@ from .deploy import NAMESPACE, StackError, _client, docker_cli, hub_host, saved_
 
 __all__ = ["StackLink", "stacks"]
 
-_LOGS_QUIET = 3.0  # seconds without a log line after which a service's log stream is over
+_LOGS_WAIT = 10.0  # seconds a task elsewhere has to send its logs
 
 
 def stacks() -> list[str]:
@@ -38,6 +37,23 @@ def stacks() -> list[str]:
     except Exception:  # noqa: BLE001 - no engine, or not a manager: no stacks to show
         return []
     return sorted({s.attrs["Spec"]["Labels"].get(NAMESPACE, "") for s in services} - {""})
+
+
+def _task_logs(task: str, lines: int) -> list[str]:
+    command = ["docker", "service", "logs", "--raw", "--timestamps", "--tail", str(lines), task]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=_LOGS_WAIT)
+        out = done.stdout
+    except subprocess.TimeoutExpired as late:  # the stream was left open: keep what came
+        out = late.stdout or b""
+    return out.decode(errors="replace").splitlines()
+
+
+def _written(line: str) -> tuple[str, float]:
+    """An RFC 3339 timestamp (its fraction's trailing zeros trimmed) as a sort key."""
+    stamp = line.partition(" ")[0].rstrip("Z")
+    seconds, _, fraction = stamp.partition(".")
+    return seconds, float(f"0.{fraction or 0}")
 
 
 class StackLink:
@@ -110,36 +126,25 @@ class StackLink:
         )
 
     def log_lines(self, name: str, lines: int = 2000) -> list[str]:
-        """Its service's logs (`docker service logs`, each task's last `lines`).
+        """Its tasks' last `lines` each, in the order they were written.
 
-        The engine sometimes leaves that stream open after the last line instead of
-        ending it (moby/moby#38640, docker/cli#4678; here with a few thousand lines), and
-        the SDK reads it with no timeout: a thread reads it, and once it ends or is quiet
-        for `_LOGS_QUIET` seconds, what came is what there is."""
+        A task on this node is read from its container; one elsewhere through the
+        swarm (`docker service logs TASK`), which sometimes leaves the stream open after
+        the last line (moby/moby#38640, docker/cli#4678): what came within
+        `_LOGS_WAIT` seconds is what there is."""
         service = "hub" if name == "hub" else self._bee(name).name
-        client = _client()
-        chunks: queue.Queue[bytes | None] = queue.Queue()
-
-        def read() -> None:
-            with contextlib.suppress(Exception):  # the client closed under it: done
-                stream = client.services.get(f"{self.stack}_{service}").logs(
-                    stdout=True, stderr=True, tail=lines, timestamps=False
-                )
-                for chunk in stream:
-                    chunks.put(chunk)
-            chunks.put(None)
-
-        threading.Thread(target=read, name=f"logs-{service}", daemon=True).start()
-        got: list[bytes] = []
-        try:
-            while (chunk := chunks.get(timeout=_LOGS_QUIET)) is not None:
-                got.append(chunk)
-        except queue.Empty:
-            pass
-        finally:
-            client.close()
-        text = b"".join(got).decode(errors="replace")
-        return [f"[{name}] {line}" for line in text.splitlines()]
+        here = self._docker.info()["Swarm"]["NodeID"]
+        stamped: list[str] = []
+        for task in self._docker.services.get(f"{self.stack}_{service}").tasks():
+            container = task["Status"].get("ContainerStatus", {}).get("ContainerID")
+            if task.get("NodeID") == here and container:
+                with contextlib.suppress(Exception):  # removed meanwhile
+                    raw = self._docker.containers.get(container).logs(tail=lines, timestamps=True)
+                    stamped += raw.decode(errors="replace").splitlines()
+            elif task.get("NodeID"):
+                stamped += _task_logs(task["ID"], lines)
+        stamped.sort(key=_written)
+        return [f"[{name}] {line.partition(' ')[2]}" for line in stamped]
 
     def _bee(self, name: str) -> BeeSpec:
         spec = self.topology.bees.get(name)
