@@ -1,11 +1,13 @@
 """A stack on two nodes of one machine: a second Docker engine in its own network
-namespace joins the swarm as a worker (`scripts/second-node.sh`), gets the images by
-`docker save | docker load`, and runs a bee's tasks beside the first node's.
+namespace joins the swarm as a worker (`scripts/second-node.sh`) and runs a bee's tasks
+beside the first node's.
 
-The stack is written by `bytewax-nb export` and deployed by hand (`docker stack deploy
--c DIR/compose.yaml`), as a person would. Requests cross nodes; a bus frame captured on
-one node and replayed from the other is dropped; a peer without the bus's keys gets
-nothing through. The overlay is not encrypted here: these kernels lack the IPsec ESP
+One stack is written by `bytewax-nb export`, its images copied by `docker save | docker
+load`, and deployed by hand (`docker stack deploy -c DIR/compose.yaml`), as a person
+would; another is deployed with `--registry`, the second node pulling its images.
+Requests cross nodes; a bus frame captured on one node and replayed from the other is
+dropped; a peer without the bus's keys gets nothing through; the stack's keys are
+nowhere but in its secret. The overlay is not encrypted here: these kernels lack the IPsec ESP
 AES-GCM the engine asks for (docs/deploying.md). Skip locally with --no-stack.
 """
 
