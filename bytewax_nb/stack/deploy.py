@@ -277,8 +277,9 @@ def _stack_deploy(path: Path, stack: str, timeout: float = 60.0) -> None:
 
 
 def docker_cli(*args: str) -> str:
-    """The docker command, for what only it does as a person typing it would: the SDK's
-    `Service.scale` rewrites defaults in the spec, and the engine then rolls every task."""
+    """The docker command itself, where the SDK does not do what a person typing it
+    does (`stack deploy` has no SDK call; the SDK's `Service.scale` rewrites defaults in
+    the spec, and the engine then rolls every task of the service)."""
     if shutil.which("docker") is None:
         raise StackError(f"the docker command is not installed: `docker {args[0]} {args[1]}` needs it")
     result = subprocess.run(["docker", *args], capture_output=True, text=True)
