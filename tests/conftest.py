@@ -9,10 +9,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from jupyter_client.manager import KernelManager
 
 from bytewax_nb import Swarm
 
@@ -136,6 +138,22 @@ def hello_swarm(
 # "auto" means the process runtime in tests (and in the tutorials run by nbval):
 # docker tests ask for runtime="docker" explicitly.
 os.environ.setdefault("BYTEWAX_NB_RUNTIME", "process")
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Iterator[tuple[KernelManager, Any]]:
+    """A real python3 kernel (its state dir in tmp_path), ready; shut down at the end if
+    the test left it running."""
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env={**os.environ, "BYTEWAX_NB_STATE_DIR": str(tmp_path / "state")}, cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    yield km, kc
+    kc.stop_channels()
+    if km.is_alive():
+        km.shutdown_kernel(now=True)
+    km.context.destroy(linger=0)  # its sockets closed now, not by a garbage collection later
 
 
 class Load:

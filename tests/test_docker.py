@@ -386,30 +386,15 @@ def test_bridge_network_for_docker_desktop(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("now", [False, True], ids=["shutdown", "killed"])
-def test_a_kernel_exit_leaves_no_container(engine: Any, tmp_path: Path, now: bool) -> None:
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel(env={**os.environ, "BYTEWAX_NB_STATE_DIR": str(tmp_path / "state")}, cwd=str(tmp_path))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-        reply = kc.execute_interactive(
-            "%load_ext bytewax_nb\n%swarm new dk-kernel --runtime docker\n%gateway in"
-        )
-        assert reply["content"]["status"] == "ok"
-        reply = kc.execute_interactive(
-            "%%bee --input in --replicas 2\ndef echo(p):\n    return p", timeout=120
-        )
-        assert reply["content"]["status"] == "ok"
-        assert len(ours(engine, "dk-kernel")) == 2
-        km.shutdown_kernel(now=now)  # polite: atexit stops the swarm; killed: stdin closes
-        wait_until(lambda: not ours(engine, "dk-kernel"), timeout=30, what="the kernel's containers gone")
-    finally:
-        kc.stop_channels()
-        if km.is_alive():
-            km.shutdown_kernel(now=True)
+def test_a_kernel_exit_leaves_no_container(engine: Any, kernel: tuple[Any, Any], now: bool) -> None:
+    km, kc = kernel
+    reply = kc.execute_interactive("%load_ext bytewax_nb\n%swarm new dk-kernel --runtime docker\n%gateway in")
+    assert reply["content"]["status"] == "ok"
+    reply = kc.execute_interactive("%%bee --input in --replicas 2\ndef echo(p):\n    return p", timeout=120)
+    assert reply["content"]["status"] == "ok"
+    assert len(ours(engine, "dk-kernel")) == 2
+    km.shutdown_kernel(now=now)  # polite: atexit stops the swarm; killed: stdin closes
+    wait_until(lambda: not ours(engine, "dk-kernel"), timeout=30, what="the kernel's containers gone")
 
 
 def test_a_module_imported_inside_the_bee_is_in_its_image(make_swarm: Any, engine: Any) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +45,6 @@ def test_a_bee_prints_and_logs_live_under_its_cell(tmp_path: Path) -> None:
     assert "talk/0 | INFO talk: logged hi" in talk
     assert "answer/0 | answering hi" in answer
     assert "answering" not in talk and "said" not in answer
-
-
-@pytest.fixture
-def kernel(tmp_path: Path) -> Iterator[tuple[KernelManager, Any]]:
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel(env={**os.environ, "BYTEWAX_NB_STATE_DIR": str(tmp_path / "state")}, cwd=str(tmp_path))
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=60)
-    yield km, kc
-    kc.stop_channels()
-    if km.is_alive():
-        km.shutdown_kernel(now=True)
-    km.context.destroy(linger=0)  # its sockets closed now, not by a garbage collection later
 
 
 def _start_swarm(kc: Any) -> dict[str, Any]:

@@ -243,61 +243,50 @@ def test_a_changed_bee_rolls_over_under_load_and_nothing_else_restarts(
 
 
 def test_a_kernel_attaches_reads_status_sends_and_sees_the_widget(
-    hello: tuple[Any, str], tmp_path: Path
+    hello: tuple[Any, str], kernel: tuple[Any, Any]
 ) -> None:
-    from jupyter_client.manager import KernelManager
+    _, kc = kernel
+    code = (
+        "%load_ext bytewax_nb\n"
+        f"%swarm attach {STACK}\n"
+        "from bytewax_nb.magics import current_swarm\n"
+        "from bytewax_nb.widget import SwarmWidget\n"
+        "s = current_swarm()\n"
+        "answer = s.request('hello-world', {'name': 'kernel'})\n"
+        "w = SwarmWidget.of(s)\n"
+        "st = s.status()\n"
+    )
+    reply = kc.execute_interactive(
+        code,
+        timeout=60,
+        user_expressions={
+            "answer": "answer",
+            "ready": "st['ready']",
+            "bees": "sorted(st['bees'])",
+            "graph": "sorted(n['id'] for n in w.nodes)",
+        },
+    )
+    assert reply["content"]["status"] == "ok", reply["content"]
+    found = {k: v["data"]["text/plain"] for k, v in reply["content"]["user_expressions"].items()}
+    assert found["answer"] in ("'goodbye kernel'", "'farewell kernel'")
+    assert found["ready"] == "True"
+    assert found["bees"] == "['goodbye', 'hello']"
+    assert found["graph"] == "['goodbye', 'hello', 'hello-world']"
+    # `%bee logs` reads the bee's service logs; `%send` goes through the stack's gateway
+    shown: list[str] = []
 
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel(env={**os.environ, "BYTEWAX_NB_STATE_DIR": str(tmp_path / "state")}, cwd=str(tmp_path))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-        code = (
-            "%load_ext bytewax_nb\n"
-            f"%swarm attach {STACK}\n"
-            "from bytewax_nb.magics import current_swarm\n"
-            "from bytewax_nb.widget import SwarmWidget\n"
-            "s = current_swarm()\n"
-            "answer = s.request('hello-world', {'name': 'kernel'})\n"
-            "w = SwarmWidget.of(s)\n"
-            "st = s.status()\n"
-        )
-        reply = kc.execute_interactive(
-            code,
-            timeout=60,
-            user_expressions={
-                "answer": "answer",
-                "ready": "st['ready']",
-                "bees": "sorted(st['bees'])",
-                "graph": "sorted(n['id'] for n in w.nodes)",
-            },
-        )
-        assert reply["content"]["status"] == "ok", reply["content"]
-        found = {k: v["data"]["text/plain"] for k, v in reply["content"]["user_expressions"].items()}
-        assert found["answer"] in ("'goodbye kernel'", "'farewell kernel'")
-        assert found["ready"] == "True"
-        assert found["bees"] == "['goodbye', 'hello']"
-        assert found["graph"] == "['goodbye', 'hello', 'hello-world']"
-        # `%bee logs` reads the bee's service logs; `%send` goes through the stack's gateway
-        shown: list[str] = []
+    def keep(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            shown.append(msg["content"]["text"])
+        elif msg["msg_type"] in ("execute_result", "display_data"):
+            shown.append(msg["content"]["data"].get("text/plain", ""))
 
-        def keep(msg: dict[str, Any]) -> None:
-            if msg["msg_type"] == "stream":
-                shown.append(msg["content"]["text"])
-            elif msg["msg_type"] in ("execute_result", "display_data"):
-                shown.append(msg["content"]["data"].get("text/plain", ""))
-
-        cells = '%bee logs hello\n%send hello-world {"name": "magic"}\n'
-        reply = kc.execute_interactive(cells, timeout=60, output_hook=keep)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        text = "".join(shown)
-        assert "hello kernel" in text  # printed by the hello task that took the kernel's request
-        assert "goodbye magic" in text or "farewell magic" in text
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-        km.context.destroy(linger=0)
+    cells = '%bee logs hello\n%send hello-world {"name": "magic"}\n'
+    reply = kc.execute_interactive(cells, timeout=60, output_hook=keep)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    text = "".join(shown)
+    assert "hello kernel" in text  # printed by the hello task that took the kernel's request
+    assert "goodbye magic" in text or "farewell magic" in text
 
 
 def test_the_command_line_works_on_a_stack(hello: tuple[Any, str]) -> None:
