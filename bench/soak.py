@@ -44,17 +44,19 @@ def _load(url: str, rate: float, seconds: float, out: str) -> None:
     """The load process: `rate` requests a second for `seconds`, every outcome written to `out`."""
     import aiohttp
 
-    outcomes: list[tuple[float, int, float]] = []  # (sent at, status or 0 = unanswered, seconds)
+    # (sent at, status or 0 = unanswered, seconds, the answer is this request's)
+    outcomes: list[tuple[float, int, float, bool]] = []
 
     async def one(session: aiohttp.ClientSession, i: int) -> None:
         t = time.perf_counter()
+        status, raw = 0, b""
         try:
             async with session.post(url, json={"x": i}) as r:
-                await r.read()
+                raw = await r.read()
                 status = r.status
         except (aiohttp.ClientError, TimeoutError):
-            status = 0
-        outcomes.append((t, status, time.perf_counter() - t))
+            pass  # unanswered: status 0
+        outcomes.append((t, status, time.perf_counter() - t, status == 200 and _answers(raw, i)))
 
     async def main() -> None:
         timeout = aiohttp.ClientTimeout(total=30)
@@ -73,6 +75,16 @@ def _load(url: str, rate: float, seconds: float, out: str) -> None:
     asyncio.run(main())
     with open(out, "w") as f:
         json.dump(outcomes, f)
+
+
+def _answers(raw: bytes, i: int) -> bool:
+    """Whether a 200's body is the answer to request `i`: the chain answers
+    {"y": payload, "v": the version of its `post` bee}."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("y") == {"x": i} and str(body.get("v", "")).startswith("v")
 
 
 def _swarm(runtime: str) -> Swarm:
@@ -213,8 +225,9 @@ def main() -> None:
     with open(out) as f:
         outcomes = json.load(f)
 
-    codes = Counter(code for _, code, _ in outcomes)
-    ok = sorted(s for _, code, s in outcomes if 200 <= code < 300)
+    codes = Counter(code for _, code, _, _ in outcomes)
+    ok = sorted(s for _, code, s, _ in outcomes if 200 <= code < 300)
+    wrong_body = sum(1 for _, code, _, right in outcomes if code == 200 and not right)
     failed = sum(n for code, n in codes.items() if not 200 <= code < 300)
     bees = status["bees"]
     deaths = sum(b.get("deaths", 0) for b in bees.values())
@@ -231,6 +244,7 @@ def main() -> None:
         print(f"  {line}")
     print(f"{'requests sent':<28}{len(outcomes):>10}")
     print(f"{'answered 2xx':<28}{len(ok):>10}")
+    print(f"{'  of them, a wrong answer':<28}{wrong_body:>10}  (checked against the request)")
     for code in sorted(c for c in codes if c and not 200 <= c < 300):
         print(f"{'answered ' + str(code):<28}{codes[code]:>10}")
     print(f"{'unanswered':<28}{codes.get(0, 0):>10}")
@@ -249,9 +263,10 @@ def main() -> None:
     print(f"{'bad requests sent':<28}{len(bad):>10}  ({len(bad) - len(wrong)} answered as expected)")
     for what, want, got in wrong:
         print(f"  bad request '{what}': expected {want}, got {got}")
-    if failed or wrong or any("FAILED" in line for line in log):
+    if failed or wrong_body or wrong or any("FAILED" in line for line in log):
         sys.exit(
-            f"soak failed: {failed} load requests not answered 2xx, {len(wrong)} bad requests mis-answered"
+            f"soak failed: {failed} load requests not answered 2xx, {wrong_body} answered wrongly, "
+            f"{len(wrong)} bad requests mis-answered"
         )
 
 

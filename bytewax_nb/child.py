@@ -26,11 +26,12 @@ from .curve import BusKeys, Curve
 from .settings import STACK, TASK
 from .wire import Signer
 
-__all__ = ["BOOT_SECRET", "CONTROLLER_PORT", "LINK_PORT", "Boot", "Child", "read_boot"]
+__all__ = ["BOOT_SECRET", "CONTROLLER", "CONTROLLER_PORT", "LINK_PORT", "Boot", "Child", "read_boot"]
 
 BOOT_SECRET = "/run/secrets/bytewax-nb-boot"  # where a stack's services find their boot
 CONTROLLER_PORT = 7600  # a stack's controller: its control socket, on the stack's network
 LINK_PORT = 7601  # a stack's task: the link socket its consumers dial (one task per address)
+CONTROLLER = "controller"  # what a stack's tasks address their control messages to
 
 
 @dataclass
@@ -42,6 +43,9 @@ class Boot:
     identity: str
     curve: BusKeys | None = field(default=None, repr=False)
     stack: str = ""  # a service of this deployed stack: no owner, heartbeats
+    # what its control messages are addressed to: the supervisor's name, made afresh by
+    # each supervisor; a stack's tasks address whichever controller runs
+    supervisor: str = CONTROLLER
 
     def line(self) -> bytes:
         return json.dumps(self.secrets()).encode() + b"\n"
@@ -53,6 +57,7 @@ class Boot:
             "control": self.control,
             "identity": self.identity,
             "curve": self.curve.to_boot() if self.curve is not None else None,
+            "supervisor": self.supervisor,
         }
 
 
@@ -71,7 +76,8 @@ def read_boot() -> Boot:
         body = json.loads(line)
         identity, control = body["identity"], body["control"]
     curve = BusKeys.from_boot(body.get("curve"))
-    return Boot(bytes.fromhex(body["key"]), control, identity, curve, stack)
+    supervisor = str(body.get("supervisor") or CONTROLLER)
+    return Boot(bytes.fromhex(body["key"]), control, identity, curve, stack, supervisor)
 
 
 class Child:
@@ -80,7 +86,7 @@ class Child:
     def __init__(self, boot: Boot) -> None:
         self.boot = boot
         self.signer = Signer(boot.key)
-        self.codec = ControlCodec(self.signer)
+        self.codec = ControlCodec(self.signer, boot.identity)
         self.ctx = zmq.Context()
         self.curve = Curve(self.ctx, boot.curve)
         self.control = self.ctx.socket(zmq.DEALER)
@@ -95,7 +101,7 @@ class Child:
             os.set_blocking(self.stdin_fd, False)
 
     def send(self, kind: Msg, body: Any = None) -> None:
-        self.control.send_multipart(self.codec.pack(kind, body))
+        self.control.send_multipart(self.codec.pack(kind, body, dst=self.boot.supervisor))
 
     def recv_config(self, timeout_s: float = 60.0) -> dict[str, Any]:
         """Say hello and wait for the configuration, or exit if the owner vanishes."""

@@ -8,6 +8,7 @@ user's state directory, e.g. ~/.local/state/bytewax-nb); the commands read those
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -24,6 +25,8 @@ from .errors import BytewaxNBError
 from .settings import secret_from
 
 __all__ = ["main"]
+
+_DEFAULT = " (default %(default)s)"  # argparse fills in the option's default
 
 
 def _alive_records(swarm: str | None = None) -> list[state.Record]:
@@ -74,7 +77,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in deployed:
         print(f"{name}  deployed stack (bytewax-nb status {name})")
     for r in records:
-        alive = "running" if state.owner_alive(r) else "owner gone (bytewax-nb gc cleans up)"
+        alive = "running" if state.owner_alive(r) else "owner dead (`bytewax-nb gc` removes what it left)"
         print(f"{r.swarm}  owner {r.owner}  {r.runtime}  {alive}")
         for name, url in r.gateways.items():
             print(f"  gateway {name}  {url}")
@@ -150,7 +153,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             raise BytewaxNBError(f"swarm {args.swarm!r} has no bee {args.bee!r}")
         print(f"(no output from {args.bee!r} yet)")
         return 0
-    lines = path.read_text().splitlines()
+    lines = state.log_lines(r.log_dir, args.bee)
     print("\n".join(lines[-args.lines :] if args.lines else lines), flush=True)
     if args.follow:
         _follow(path, r)
@@ -158,18 +161,26 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _follow(path: Path, record: state.Record) -> None:
-    """Print lines as the swarm writes them, until Ctrl-C or until the swarm stops."""
-    with open(path) as f:
-        f.seek(0, os.SEEK_END)
-        try:
-            while state.owner_alive(record) and path.exists():
-                line = f.readline()
-                if line:
-                    print(line, end="", flush=True)
-                else:
-                    time.sleep(0.2)  # a file has no event to wait on; tail -f polls too
-        except KeyboardInterrupt:
-            pass
+    """Print lines as the swarm writes them, until Ctrl-C or until the swarm stops; a
+    rotated file (see `state.LogFiles`) is followed into its successor, as `tail -F` does."""
+    f = open(path)  # noqa: SIM115 - reopened when the file is rotated
+    f.seek(0, os.SEEK_END)
+    try:
+        while state.owner_alive(record) and record.log_dir.exists():
+            line = f.readline()
+            if line:
+                print(line, end="", flush=True)
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:  # rotated: the rest is there
+                    f.close()
+                    f = open(path)  # noqa: SIM115
+                    continue
+            time.sleep(0.2)  # a file has no event to wait on; tail -f polls too
+    except KeyboardInterrupt:
+        pass
+    finally:
+        f.close()
 
 
 def _find_url(gateway: str, swarm: str | None) -> str:
@@ -280,8 +291,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         "encrypt_overlay": not args.no_overlay_encryption,
         "registry": args.registry,
         "timeout": args.deploy_timeout,
+        "keep_on_failure": args.keep_on_failure,
     }
-    result = _in_kernel(args, "deploy", options)
+    try:
+        result = _in_kernel(args, "deploy", options)
+    except BytewaxNBError as exc:
+        raise BytewaxNBError(f"deploy of stack {args.stack!r} failed: {exc}") from None
     print(f"stack {args.stack!r} serving ({result['seconds']} s):")
     for gateway, url in result["urls"].items():
         print(f"  gateway {gateway} at {url}")
@@ -318,7 +333,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="execute a notebook headless; its swarms serve until SIGINT/SIGTERM")
     p.add_argument("notebook", help="the .ipynb file")
     p.add_argument("--kernel", default=None, help="kernel name (default: the notebook's)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds a cell may run (default 600)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds a cell may run" + _DEFAULT)
     p.add_argument("--detach", action="store_true", help="serve in the background, return once all cells ran")
     p.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_run)
@@ -345,26 +360,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=None, help="the gateway's URL (default: found by name)")
     p.add_argument("--swarm", default=None, help="the swarm, when several have that gateway")
     p.add_argument("--token-env", default=None, help="variable holding the bearer token")
-    p.add_argument("--timeout", type=float, default=35, help="seconds to wait for the answer (default 35)")
-    p.add_argument("--wait", type=float, default=0, help="seconds to wait for the gateway to serve first")
+    p.add_argument("--timeout", type=float, default=35, help="seconds to wait for the answer" + _DEFAULT)
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        help="seconds to wait for the gateway to serve first" + _DEFAULT,
+    )
     p.set_defaults(fn=cmd_send)
 
     p = sub.add_parser("scale", help="run N replicas of a bee (no request lost)")
     p.add_argument("swarm", help="the swarm's name")
     p.add_argument("bee", help="the bee's name")
     p.add_argument("replicas", type=int, help="how many replicas")
-    p.add_argument("--timeout", type=float, default=70, help="seconds to wait for them to serve")
+    p.add_argument("--timeout", type=float, default=70, help="seconds to wait for them to serve" + _DEFAULT)
     p.set_defaults(fn=cmd_scale)
 
     p = sub.add_parser("restart", help="replace every replica of a bee (no request lost)")
     p.add_argument("swarm", help="the swarm's name")
     p.add_argument("bee", help="the bee's name")
-    p.add_argument("--timeout", type=float, default=70, help="seconds to wait for the new ones to serve")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=70,
+        help="seconds to wait for the new ones to serve" + _DEFAULT,
+    )
     p.set_defaults(fn=cmd_restart)
 
     p = sub.add_parser("stop", help="drain and stop a swarm, wherever it runs")
     p.add_argument("swarm", help="the swarm's name")
-    p.add_argument("--timeout", type=float, default=60, help="seconds to wait for the drain (default 60)")
+    p.add_argument("--timeout", type=float, default=60, help="seconds to wait for the drain" + _DEFAULT)
     p.set_defaults(fn=cmd_stop)
 
     for name, what in (
@@ -376,7 +401,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--stack", required=True, help="the stack's name")
         p.add_argument("--swarm", default=None, help="the notebook's swarm, if it has several")
         p.add_argument("--kernel", default=None, help="kernel name (default: the notebook's)")
-        p.add_argument("--timeout", type=float, default=600, help="seconds a cell may run (default 600)")
+        p.add_argument("--timeout", type=float, default=600, help="seconds a cell may run" + _DEFAULT)
         p.add_argument(
             "--no-overlay-encryption",
             action="store_true",
@@ -390,10 +415,15 @@ def _parser() -> argparse.ArgumentParser:
         )
         if name == "deploy":
             p.add_argument(
+                "--keep-on-failure",
+                action="store_true",
+                help="leave a new stack that failed to start deployed, to look at (default: removed)",
+            )
+            p.add_argument(
                 "--deploy-timeout",
                 type=float,
                 default=300,
-                help="seconds to wait for the gateways",
+                help="seconds to wait for the gateways to serve" + _DEFAULT,
             )
             p.set_defaults(fn=cmd_deploy)
         else:
@@ -404,7 +434,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("stack", help="the stack's name")
     p.set_defaults(fn=cmd_undeploy)
 
-    p = sub.add_parser("gc", help="remove what dead owners and older installs left behind")
+    p = sub.add_parser(
+        "gc",
+        help="remove what dead owners and older installs left behind",
+        description="Remove what owners that died (a kernel killed, a crashed script) left: "
+        "their records and log folders, bee processes and containers still carrying their "
+        "mark, logs of background runs (`run --detach`) that ended, and bee images built by "
+        "another bytewax-nb install. Nothing of a running swarm, and nothing of anyone "
+        "else's, is touched; each removal is printed.",
+    )
     p.set_defaults(fn=cmd_gc)
     return parser
 

@@ -8,7 +8,9 @@ travel in the boot line, as the signing key does, never in argv, the environment
 an image. A ZAP handler in each process admits only the swarm's client key, so a
 process without it fails the handshake.
 
-`BYTEWAX_NB_ENCRYPT=0` turns it off (the cost is in docs/decisions.md).
+`BYTEWAX_NB_ENCRYPT=0` turns it off for swarms run on one machine (the cost is in
+docs/decisions.md, and what it gives up in docs/wire.md); a deployed stack, whose
+network other machines share, is always encrypted.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ class BusKeys:
     client_secret: bytes
 
     @classmethod
-    def make(cls) -> BusKeys | None:
-        """Fresh keys, or None when encryption is off (or libzmq has no CURVE)."""
-        if ENCRYPT.get() == "0" or not zmq.has("curve"):
+    def make(cls, *, local: bool = False) -> BusKeys | None:
+        """Fresh keys; None when libzmq has no CURVE, or for a swarm on this machine
+        (`local`) when `BYTEWAX_NB_ENCRYPT=0`."""
+        if (local and ENCRYPT.get() == "0") or not zmq.has("curve"):
             return None
         server_public, server_secret = zmq.curve_keypair()
         client_public, client_secret = zmq.curve_keypair()

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -23,7 +24,7 @@ from nbclient.exceptions import CellExecutionError
 from . import state
 from .errors import BytewaxNBError
 
-__all__ = ["detach", "run_notebook", "run_then"]
+__all__ = ["detach", "run_log", "run_notebook", "run_then"]
 
 _WATCH_S = 1.0  # how often a serving run checks whether its swarms were stopped elsewhere
 _STOP_CODE = "import bytewax_nb.swarm as _bytewax_nb_swarm\n_bytewax_nb_swarm.stop_all()"
@@ -59,6 +60,13 @@ def run_notebook(
 
     `ready_fd`, if given, gets a line once every cell has run (what `--detach` waits for).
     """
+    code = _run_notebook(path, kernel, timeout, ready_fd)
+    if ready_fd is not None and code == 0:  # a background run stopped: its log goes with it
+        run_log(os.getpid()).unlink(missing_ok=True)  # (a failed run's stays, to say why)
+    return code
+
+
+def _run_notebook(path: str, kernel: str | None, timeout: float, ready_fd: int | None) -> int:
     nb, client = _open(path, kernel, timeout)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -106,14 +114,15 @@ def run_notebook(
 def detach(path: str, *, kernel: str | None, timeout: float) -> int:
     """Run the notebook in a background process; return once all its cells have run.
 
-    The background run logs to `<state dir>/run-<pid>.log` and serves until it gets
-    SIGTERM (or `bytewax-nb stop` stops its swarms).
+    The background run logs to `<state dir>/run-<its pid>.log` and serves until it gets
+    SIGTERM (or `bytewax-nb stop` stops its swarms); then its log goes with it (`gc`
+    removes one whose run died).
     """
     read_end, write_end = os.pipe()
     command = [sys.executable, "-m", "bytewax_nb.cli", "run", path, "--timeout", str(timeout)]
     command += ["--ready-fd", str(write_end)] + (["--kernel", kernel] if kernel else [])
-    log_path = state.state_dir() / f"run-{os.getpid()}.log"
-    with open(log_path, "w") as log:
+    starting = state.state_dir() / f"run-starting-{os.getpid()}.log"
+    with open(starting, "w") as log:
         proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -122,6 +131,8 @@ def detach(path: str, *, kernel: str | None, timeout: float) -> int:
             pass_fds=(write_end,),
             start_new_session=True,  # outlives this command and the terminal's Ctrl-C
         )
+    log_path = run_log(proc.pid)
+    starting.rename(log_path)  # named after its writer, so a stopped run finds it (the file stays open)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as ready:
         line = ready.readline()  # blocks until every cell ran, or the run died
@@ -138,6 +149,11 @@ def detach(path: str, *, kernel: str | None, timeout: float) -> int:
     return 0
 
 
+def run_log(pid: int) -> Path:
+    """Where the background run `pid` (`run --detach`) writes its output."""
+    return state.state_dir() / f"run-{pid}.log"
+
+
 def run_then(path: str, code: str, *, kernel: str | None = None, timeout: float = 600) -> str:
     """Execute the notebook's cells (as `run`, `%swarm stop` cells skipped), then `code`
     in the same kernel; return what `code` printed. Its swarms are stopped at the end.
@@ -145,15 +161,19 @@ def run_then(path: str, code: str, *, kernel: str | None = None, timeout: float 
     Raises BytewaxNBError with the cell's error if a cell, or `code`, fails."""
     nb, client = _open(path, kernel, timeout)
     with client.setup_kernel():
+        where = "the notebook"
         try:
             for index, cell in enumerate(list(nb.cells)):
                 if cell.cell_type == "code" and not _skipped(cell):
+                    where = f"cell {index} of {os.path.basename(path)}"
                     client.execute_cell(cell, index)
+            where = ""
             last = nbformat.v4.new_code_cell(code)
             nb.cells.append(last)
             client.execute_cell(last, len(nb.cells) - 1)
-        except CellExecutionError as exc:
-            raise BytewaxNBError(str(exc)) from None
+        except CellExecutionError as exc:  # its error in one line, not the coloured traceback
+            said = f"{exc.ename}: {exc.evalue}"
+            raise BytewaxNBError(f"{where} failed: {said}" if where else said) from None
         finally:
             nb.cells.append(nbformat.v4.new_code_cell(_STOP_CODE))
             with contextlib.suppress(Exception):  # the kernel may be gone already

@@ -20,13 +20,28 @@ _LINES = 40
 
 
 class _Panel:
-    """The display under one `%%bee` cell."""
+    """The display under one `%%bee` cell: its bee's latest lines, and how many older
+    ones it no longer shows."""
 
-    def __init__(self) -> None:
+    def __init__(self, bee: str) -> None:
         handle = display(Pretty(""), display_id=True)
         self.handle: DisplayHandle | None = handle if isinstance(handle, DisplayHandle) else None
+        self.bee = bee
         self.lines: deque[str] = deque(maxlen=_LINES)
+        self.dropped = 0
         self.dirty = False
+
+    def add(self, line: str) -> None:
+        if len(self.lines) == self.lines.maxlen:
+            self.dropped += 1
+        self.lines.append(line)
+        self.dirty = True
+
+    def text(self) -> str:
+        shown = "\n".join(self.lines)
+        if not self.dropped:
+            return shown
+        return f"... {self.dropped:,} earlier lines not shown; `%bee logs {self.bee}` has them\n{shown}"
 
 
 class LiveOutput:
@@ -43,7 +58,7 @@ class LiveOutput:
 
     def attach(self, bee: str) -> None:
         """Show this bee's output under the cell running now (a re-run moves it here)."""
-        panel = _Panel()
+        panel = _Panel(bee)
         with self._lock:
             self._panels[bee] = panel
         if self._thread is None:
@@ -56,8 +71,7 @@ class LiveOutput:
             panel = self._panels.get(name) if role == "bee" else None
             if panel is None:
                 return
-            panel.lines.append(f"{name}/{replica} | {line}")
-            panel.dirty = True
+            panel.add(f"{name}/{replica} | {line}")
 
     def _refresh(self) -> None:
         while not self._closed:
@@ -67,7 +81,7 @@ class LiveOutput:
                 for name, panel in self._panels.items():
                     if panel.dirty and panel.handle is not None:
                         panel.dirty = False
-                        due.append((panel.handle, name, "\n".join(panel.lines)))
+                        due.append((panel.handle, name, panel.text()))
             for handle, name, text in due:
                 handle.update(Pretty(text))
                 with self._shown:

@@ -21,7 +21,7 @@ from IPython.display import Pretty, display
 from .errors import BytewaxNBError, TopologyError
 from .protocol import Runtime
 from .settings import secret_from
-from .spec import DEFAULT_BEE_TIMEOUT
+from .spec import AUTO, DEFAULT_BEE_TIMEOUT
 from .swarm import Swarm
 from .table import status_table
 from .widget import SwarmWidget
@@ -47,6 +47,11 @@ def _notebook_swarm_name() -> str:
     stem = os.path.splitext(os.path.basename(path))[0] if path else "notebook"
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "notebook"
     return name if name[0].isalnum() else f"nb-{name}"
+
+
+def _seconds_or_auto(text: str) -> float | str:
+    """`--timeout`: seconds, or `auto`."""
+    return AUTO if text == AUTO else float(text)
 
 
 def _in_kernel(shell: Any) -> bool:
@@ -190,9 +195,10 @@ class SwarmMagics(Magics):
     @argument("--gpus", type=int, default=None)
     @argument(
         "--timeout",
-        type=float,
+        type=_seconds_or_auto,
         default=DEFAULT_BEE_TIMEOUT,
-        help="seconds a call may run; then its callers get BeeTimeout and its replica restarts",
+        help="seconds a call may run; then its callers get BeeTimeout and its replica restarts "
+        "(default auto: 5/6 of its gateways' timeout)",
     )
     @argument("--no-timeout", action="store_true", help="no limit on a call's time")
     @argument("--retries", type=int, default=1, help="times a message is sent again after its replica died")

@@ -28,6 +28,7 @@ __all__ = [
     "BeeState",
     "BeeStats",
     "BeeView",
+    "Busy",
     "Bye",
     "CallStyle",
     "GatewayCounts",
@@ -50,6 +51,7 @@ __all__ = [
     "StatusOk",
     "StopOrder",
     "StopPhase",
+    "StuckCall",
     "SwarmStatus",
     "Tally",
     "Up",
@@ -78,6 +80,7 @@ class Msg(StrEnum):
     STATUS = "status"  # sup -> hub: readiness and bee figures (Status)
     STATUS_OK = "status_ok"  # hub -> sup: applied that status (StatusOk)
     STATS = "stats"  # child -> sup: counters (BeeStats | HubStats)
+    BUSY = "busy"  # bee replica -> sup: a call runs far past its usual time (Busy), or {} once it returned
     REPORT = "report"  # sup -> child: send your counters now (no body)
     STOP = "stop"  # sup -> child: drain and exit (StopOrder, or no body)
     BYE = "bye"  # child -> sup: drained, exiting (Bye)
@@ -118,6 +121,7 @@ class BeeState(StrEnum):
     READY = "ready"
     REDEPLOYING = "redeploying"  # replicas of an old version (or surplus ones) on their way out
     ERROR = "error"  # a replica slot failed since it was last ready
+    STUCK = "stuck"  # every ready replica is in a call running far past its usual time: no work taken
     STOPPED = "stopped"
 
 
@@ -184,6 +188,7 @@ class BeeConfig(TypedDict):
     routes: RoutesBody
     links: LinksBody
     peer_host: str  # where its link socket binds ("auto": all interfaces, its own address)
+    timeout: float | None  # seconds a call may run (the bee's timeout, "auto" resolved)
     sources: dict[str, Captured]  # per bee it runs: its code's file names and lines (tracebacks)
     imports: list[str]  # modules its bees' code imports: checked before it reports up
 
@@ -228,6 +233,25 @@ class Tally(TypedDict):
 
     hub_restarts: int
     deaths: dict[str, int]  # bee -> its processes that exited unasked
+
+
+class Busy(TypedDict, total=False):
+    """A call that runs far past the bee's usual time (its watchdog says so once per call)."""
+
+    since: float  # when the call started (epoch seconds)
+    request_id: str
+    bee: str  # which of a fused group's bees
+    where: str  # the line it runs now
+
+
+class StuckCall(TypedDict):
+    """A call a replica has been in for long, as status shows it."""
+
+    replica: int
+    bee: str
+    request_id: str
+    seconds: float  # how long it has run
+    where: str
 
 
 class StopOrder(TypedDict, total=False):
@@ -337,6 +361,7 @@ class BeeFigures(TypedDict):
     wanted: int
     input: list[str]
     failing: bool  # keeps dying with no replica ready: its gateways refuse at once
+    stuck: list[StuckCall]  # calls running far past the bee's usual time
     last_error: BeeError | None
     state: BeeState
     group: list[str]  # the bees that share its processes, in order ([] when it runs alone)

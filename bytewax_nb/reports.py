@@ -77,7 +77,8 @@ def record_fields(
     """(gateway URLs, bee inputs, process ids) for the CLI's record of a swarm."""
     gateways = {g: gateway_url(topology.gateways[g], p) for g, p in ports.items() if g in topology.gateways}
     bees = {name: list(spec.inputs) for name, spec in topology.bees.items()}
-    pids = {m.identity: pid for m in wiring.members.values() if (pid := _pid(m))}
+    # by role, name and replica: an identity is a secret of the swarm's (see `Supervisor._launch`)
+    pids = {f"{m.role}:{m.name}:{m.replica}:{pid}": pid for m in wiring.members.values() if (pid := _pid(m))}
     return gateways, bees, pids
 
 

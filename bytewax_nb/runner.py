@@ -36,6 +36,7 @@ from .protocol import (
     BeeConfig,
     BeeError,
     BeeStats,
+    Busy,
     CallStyle,
     LinksBody,
     Lost,
@@ -50,7 +51,7 @@ from .sockio import readable, recv_routed, send_frames, send_routed
 from .source import restore, user_traceback
 from .spec import BeeSpec
 from .stagelog import Tagger
-from .watchdog import Watchdog
+from .watchdog import STUCK_AFTER, Watchdog
 from .wire import Enc, Header, Kind, Message, dump_json, next_seq, pickled
 
 __all__ = ["Replica", "main"]
@@ -155,7 +156,9 @@ class Replica:
         self.leave_by = 0.0
         self.beat_every = float(HEARTBEAT.get()) if child.boot.stack else 0.0
         beat = self.beat if self.beat_every else None
-        self.watchdog = Watchdog(child, spec.timeout, self.give_up, self.give_back, beat, self.beat_every)
+        self.watchdog = Watchdog(
+            child, config["timeout"], self.give_up, self.give_back, beat, self.beat_every, self.stuck
+        )
 
     @property
     def sink(self) -> bool:
@@ -412,7 +415,7 @@ class Replica:
         else:
             stage.handled += 1
         finally:
-            self.watchdog.leave()
+            self._leave()
             stage.latencies.append(time.perf_counter() - t)
         if result is not None:
             self._deliver(stage, header, result)
@@ -474,6 +477,17 @@ class Replica:
         self.to_hub += self._error_frames(header, bee_error(bee, type(exc).__name__, str(exc), text))
 
     # -- while a call runs long (the watchdog's thread, holding the sockets) ------------
+
+    def stuck(self, since: float, headers: list[Header], where: str) -> None:
+        """A call runs far past its usual time: the supervisor shows it, and counts this
+        replica as taking no work until it returns."""
+        rid = headers[0].request_id if headers else ""
+        self.child.send(Msg.BUSY, Busy(since=since, request_id=rid, bee=self.current.name, where=where))
+
+    def _leave(self) -> None:
+        """The bee's code returned: the loop holds its sockets again."""
+        if self.watchdog.leave():  # it had been said stuck: it takes work again
+            self.child.send(Msg.BUSY, Busy())
 
     def give_back(self) -> int:
         """A call runs long: hand every message not yet started back to its producer,
@@ -552,7 +566,7 @@ class Replica:
                 self._fail(h, exc, stage)
             results = None
         finally:
-            self.watchdog.leave()
+            self._leave()
             stage.latencies.append(time.perf_counter() - t)
         if results is not None:
             stage.handled += len(batch)
@@ -598,6 +612,7 @@ class Replica:
             head["stages"] = {self.stages[0].name: BeeStats(**head)} | rest
             p99 = max(p99, *(st["p99_ms"] for st in rest.values()))
         self.watchdog.busy_after = max(0.5, 4 * p99 / 1000)
+        self.watchdog.stuck_after = max(STUCK_AFTER, 4 * p99 / 1000)
         self.child.send(Msg.STATS, head)
 
 
@@ -646,6 +661,7 @@ def _from_image(config: BeeConfig) -> BeeConfig:
         routes=config["routes"],
         links=config["links"],
         peer_host=config["peer_host"],
+        timeout=config["timeout"],
         sources=bundle["sources"],
         imports=bundle["imports"],
     )

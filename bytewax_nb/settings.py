@@ -68,7 +68,9 @@ BIND_HOST = Setting(
 ENCRYPT = Setting(
     "BYTEWAX_NB_ENCRYPT",
     "1",
-    "`0` turns the bus's CurveZMQ encryption off (it costs a few percent of throughput).",
+    "`0` turns the bus's CurveZMQ encryption off for swarms on this machine (it costs a few "
+    "percent of throughput): any local user can then read payloads and configurations on the "
+    "sockets, though not forge, replay or take over a link (docs/wire.md). Stacks always encrypt.",
 )
 STATE_DIR = Setting(
     "BYTEWAX_NB_STATE_DIR",

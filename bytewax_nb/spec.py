@@ -10,15 +10,21 @@ from typing import Any
 
 from .errors import TopologyError
 
-__all__ = ["BeeSpec", "GatewaySpec", "Topology", "check_name"]
+__all__ = ["AUTO", "BeeSpec", "BeeTimeout", "GatewaySpec", "Topology", "check_name"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 DEFAULT_MAX_IN_FLIGHT = 1000
 DEFAULT_READ_TIMEOUT = 10.0
-# a call that runs longer is taken for a hang: its callers get BeeTimeout, the replica
-# restarts (twice the gateways' default timeout: nobody waits that long by default)
-DEFAULT_BEE_TIMEOUT = 60.0
+DEFAULT_GATEWAY_TIMEOUT = 30.0
+# a bee's timeout by default: a call running longer is taken for a hang (its callers get
+# BeeTimeout, its replica restarts) once five sixths of the longest timeout of the
+# gateways that reach it have passed, so a caller hears BeeTimeout before its gateway
+# gives up with 504 (25 s under the default 30 s)
+AUTO = "auto"
+_AUTO_SHARE = 5 / 6
+DEFAULT_BEE_TIMEOUT = AUTO
+BeeTimeout = float | str | None  # seconds, AUTO, or None: no limit
 
 
 def check_name(kind: str, name: str) -> str:
@@ -37,7 +43,7 @@ class GatewaySpec:
     name: str
     host: str = "127.0.0.1"
     port: int = 0
-    timeout: float = 30.0
+    timeout: float = DEFAULT_GATEWAY_TIMEOUT
     token: str | None = field(default=None, repr=False)
     max_body: int = DEFAULT_MAX_BODY
     # requests accepted and not yet answered; past it, 503 with Retry-After at once
@@ -78,7 +84,7 @@ class BeeSpec:
     cpus: float | None = None
     memory: str | None = None
     gpus: int | None = None
-    timeout: float | None = DEFAULT_BEE_TIMEOUT  # seconds a call may run; None: no limit
+    timeout: BeeTimeout = DEFAULT_BEE_TIMEOUT  # seconds a call may run; AUTO (see above); None: no limit
     retries: int = 1  # times a message is sent again after the replica handling it died
     fuse: bool = True  # may share its processes with the bees next to it (see `fusion`)
     # a fused group, as the processes that run it see it (`fusion.plan` makes these):
@@ -101,7 +107,10 @@ class BeeSpec:
             raise TopologyError(f"bee {self.name!r}: batch_size must be an integer >= 1")
         if self.batch_timeout_ms < 0:
             raise TopologyError(f"bee {self.name!r}: batch_timeout_ms must be >= 0")
-        if self.timeout is not None and not self.timeout > 0:
+        if isinstance(self.timeout, str):
+            if self.timeout != AUTO:
+                raise TopologyError(f"bee {self.name!r}: timeout must be seconds, {AUTO!r} or None")
+        elif self.timeout is not None and not self.timeout > 0:
             raise TopologyError(f"bee {self.name!r}: timeout must be a positive number of seconds")
         if not isinstance(self.retries, int) or self.retries < 0:
             raise TopologyError(f"bee {self.name!r}: retries must be an integer >= 0")
@@ -135,6 +144,30 @@ class Topology:
     def upstream(self, spec: BeeSpec) -> list[BeeSpec]:
         """The bees `spec` listens to (its gateways aside)."""
         return [self.bees[i] for i in spec.inputs if i in self.bees]
+
+    def gateways_of(self, spec: BeeSpec) -> set[str]:
+        """The gateways whose requests reach `spec` (through any path)."""
+        found: set[str] = set()
+        todo, seen = list(spec.inputs), set()
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in self.gateways:
+                found.add(name)
+            elif name in self.bees:
+                todo.extend(self.bees[name].inputs)
+        return found
+
+    def call_timeout(self, spec: BeeSpec) -> float | None:
+        """Seconds a call of `spec` may run (None: no limit), its AUTO timeout resolved."""
+        if spec.timeout != AUTO:
+            return None if spec.timeout is None else float(spec.timeout)
+        longest = max(
+            (self.gateways[g].timeout for g in self.gateways_of(spec)), default=DEFAULT_GATEWAY_TIMEOUT
+        )
+        return longest * _AUTO_SHARE
 
     def is_sink(self, bee: str) -> bool:
         return not self.consumers(bee)

@@ -7,10 +7,12 @@ the CLI can list, inspect, tail and stop swarms that a notebook kernel started.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import logging
 import threading
 from dataclasses import asdict, dataclass, field
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,17 @@ import platformdirs
 
 from .settings import STATE_DIR
 
-__all__ = ["LogFiles", "Record", "owner_alive", "read_all", "remove", "state_dir", "write"]
+__all__ = [
+    "LogFiles",
+    "Record",
+    "log_lines",
+    "owner_alive",
+    "pid_alive",
+    "read_all",
+    "remove",
+    "state_dir",
+    "write",
+]
 
 
 def state_dir() -> Path:
@@ -38,7 +50,7 @@ class Record:
     runtime: str = "process"
     gateways: dict[str, str] = field(default_factory=dict)  # name -> URL
     bees: dict[str, list[str]] = field(default_factory=dict)  # name -> inputs
-    pids: dict[str, int] = field(default_factory=dict)  # process identity -> pid
+    pids: dict[str, int] = field(default_factory=dict)  # "role:name:replica:pid" -> pid
 
     @property
     def stem(self) -> str:
@@ -66,7 +78,7 @@ def remove(record: Record, *, logs: bool = False) -> None:
         (state_dir() / f"{record.stem}{suffix}").unlink(missing_ok=True)
     if logs and record.log_dir.exists():
         for f in record.log_dir.iterdir():
-            f.unlink()
+            f.unlink(missing_ok=True)
         record.log_dir.rmdir()
 
 
@@ -82,33 +94,62 @@ def read_all() -> list[Record]:
 
 
 def owner_alive(record: Record) -> bool:
+    """Whether the record's owner still runs: not gone, not a zombie (dead, its exit not
+    yet reaped by its parent), and not another process that took its pid since."""
+    return pid_alive(record.owner, since=record.started)
+
+
+def pid_alive(pid: int, since: float | None = None) -> bool:
+    """A running process has `pid` (started no later than `since`, if given)."""
+    import psutil  # here: a stack's controller keeps records, has no owner, and no psutil
+
     try:
-        os.kill(record.owner, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return since is None or proc.create_time() <= since + 1.0  # clock ticks: a second of slack
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:  # another user's: it runs
         return True
-    return True
+
+
+LOG_MAX_BYTES = 10 * 1024 * 1024  # a log file's size before it is rotated (one older file kept)
 
 
 class LogFiles:
-    """Appends each log line to `<state>/<swarm>.<owner>/<name>.log` (crashed replicas too)."""
+    """Appends each log line to `<state>/<swarm>.<owner>/<name>.log` (crashed replicas
+    too); a file past LOG_MAX_BYTES becomes `<name>.log.1` (the older one goes), so a
+    chatty bee costs at most twice that on disk."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
         self._folder = folder
-        self._files: dict[str, Any] = {}
+        self._max_bytes = max_bytes
+        self._files: dict[str, logging.Handler] = {}
         self._lock = threading.Lock()
 
     def write(self, name: str, line: str) -> None:
         with self._lock:
-            f = self._files.get(name)
-            if f is None:
+            handler = self._files.get(name)
+            if handler is None:
                 self._folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-                f = self._files[name] = open(self._folder / f"{name}.log", "a", buffering=1)  # noqa: SIM115
-            f.write(line + "\n")
+                handler = RotatingFileHandler(
+                    self._folder / f"{name}.log", maxBytes=self._max_bytes, backupCount=1, delay=True
+                )
+                self._files[name] = handler
+        handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
 
     def close(self) -> None:
         with self._lock:
-            for f in self._files.values():
-                f.close()
+            for handler in self._files.values():
+                handler.close()
             self._files.clear()
+
+
+def log_lines(folder: Path, name: str) -> list[str]:
+    """A log's lines, its rotated older file's first."""
+    lines: list[str] = []
+    for path in (folder / f"{name}.log.1", folder / f"{name}.log"):
+        with contextlib.suppress(FileNotFoundError):
+            lines += path.read_text(errors="replace").splitlines()
+    return lines

@@ -39,7 +39,7 @@ import zmq
 
 from . import changes, fusion, reports, state
 from .changes import Change
-from .child import Boot
+from .child import CONTROLLER, Boot
 from .commands import Action, CommandSocket
 from .control import ControlCodec
 from .curve import BusKeys, Curve
@@ -48,7 +48,9 @@ from .policy import RESTARTS
 from .protocol import (
     Beat,
     BeeConfig,
+    BeeState,
     BeeStats,
+    Busy,
     Bye,
     HubConfig,
     HubStats,
@@ -113,9 +115,15 @@ class Supervisor:
         self._launches = 0  # processes launched so far: the last part of each identity
         self._unconfigured: list[Member] = []  # bee replicas that said hello before the hub was up
         self._key = adopt.key if adopt is not None else secrets.token_bytes(32)
-        self._codec = ControlCodec(Signer(self._key))
+        # named afresh: nothing addressed to an earlier supervisor is taken by this one,
+        # and a restarted controller's sequence numbers start anew under its own name
+        fresh = secrets.token_hex(8)
+        if adopt is not None:
+            self._codec = ControlCodec(Signer(self._key), CONTROLLER, f"{CONTROLLER}:{fresh}")
+        else:
+            self._codec = ControlCodec(Signer(self._key), f"supervisor:{fresh}")
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self._bus_keys = adopt.curve if adopt is not None else BusKeys.make()
+        self._bus_keys = adopt.curve if adopt is not None else BusKeys.make(local=True)
         self._curve = Curve(self.ctx, self._bus_keys)
         self._router = self.ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
@@ -413,7 +421,8 @@ class Supervisor:
     def _send(self, m: Member, kind: Msg, body: Any = None, *, pickled: bool = False) -> None:
         # not connected yet, or gone: it says hello again, or its death is noticed
         with contextlib.suppress(zmq.ZMQError):
-            self._router.send_multipart([m.identity.encode(), *self._codec.pack(kind, body, pickled=pickled)])
+            frames = self._codec.pack(kind, body, dst=m.identity, pickled=pickled)
+            self._router.send_multipart([m.identity.encode(), *frames])
 
     def _drain_router(self) -> None:
         while True:
@@ -423,7 +432,7 @@ class Supervisor:
                 return
             identity = frames[0].decode(errors="replace")
             m = self.wiring.members.get(identity)
-            msg = self._codec.unpack(frames[1:])
+            msg = self._codec.unpack(frames[1:], peer=identity)
             if msg is None:
                 continue
             if m is None and self._beats is not None:  # a stack's task registers
@@ -458,6 +467,10 @@ class Supervisor:
             wanted.discard(m.identity)
             if not wanted:
                 reported.set()
+        elif kind == Msg.BUSY:
+            busy = cast(Busy, body)
+            m.busy = busy if busy else None
+            self._push_status(force=True)
         elif kind == Msg.BEAT and self._beats is not None:
             beat = cast(Beat, body)
             if m.role == Role.HUB and beat.get("ports"):
@@ -519,6 +532,7 @@ class Supervisor:
             routes=routes,
             links=self._links_for(m),
             peer_host=self.launcher.peer_host,
+            timeout=self.units.call_timeout(spec),
             sources={} if stack else {s.name: capture(s.fn) for s in stages},
             imports=[] if stack else sorted(set().union(*(imported_modules(s.fn) for s in stages))),
         )
@@ -571,8 +585,11 @@ class Supervisor:
 
     def _push_status(self, force: bool = False) -> None:
         bees = self.wiring.bee_stats()
-        not_ready = sorted(n for n, st in bees.items() if st["ready"] == 0)
-        short = sorted(n for n, st in bees.items() if st["ready"] < st["wanted"])
+        # a bee whose every ready replica is stuck in a call takes no work: not ready
+        not_ready = sorted(n for n, st in bees.items() if st["ready"] == 0 or st["state"] == BeeState.STUCK)
+        short = sorted(
+            n for n, st in bees.items() if st["ready"] < st["wanted"] or st["state"] == BeeState.STUCK
+        )
         bee_figures = [
             (
                 st["handled"],
@@ -655,13 +672,16 @@ class Supervisor:
         slot = self.wiring.slots[(role, name, replica)]
         # never reused within the swarm, even by a slot made again after a scale down:
         # every process remembers the sequence numbers it saw from each identity, and a
-        # newcomer under an old name would be taken for a replay of it
+        # newcomer under an old name would be taken for a replay of it. Unguessable: the
+        # sockets hand an identity over to whoever dials with it (a replica that dials
+        # again takes its place back), so a local process that guessed one could take a
+        # replica's place on its links and control channel when the bus is not encrypted
         self._launches += 1
         slot.generation = self._launches
-        identity = f"{role}:{name}:{replica}:{self._launches}"
+        identity = f"{role}:{name}:{replica}:{self._launches}.{secrets.token_hex(8)}"
         spec = self.units.bees[name] if role == Role.BEE else None
         control = self.launcher.advertise(self.control_address, spec)
-        boot = Boot(self._key, control, identity, self._bus_keys)
+        boot = Boot(self._key, control, identity, self._bus_keys, supervisor=self._codec.me)
         module = "bytewax_nb.runner" if role == Role.BEE else "bytewax_nb.gateway"  # the hub
         env = spec.env if spec is not None else {}
         handle: Handle

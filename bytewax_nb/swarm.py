@@ -23,10 +23,12 @@ from .runtime import make_launcher, resolve, runtime_unsupported
 from .shipping import check_picklable
 from .spec import (
     DEFAULT_BEE_TIMEOUT,
+    DEFAULT_GATEWAY_TIMEOUT,
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_READ_TIMEOUT,
     BeeSpec,
+    BeeTimeout,
     GatewaySpec,
     Topology,
     check_name,
@@ -92,7 +94,7 @@ class Swarm:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_GATEWAY_TIMEOUT,
         token: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
@@ -133,7 +135,7 @@ class Swarm:
         cpus: float | None = None,
         memory: str | None = None,
         gpus: int | None = None,
-        timeout: float | None = DEFAULT_BEE_TIMEOUT,
+        timeout: BeeTimeout = DEFAULT_BEE_TIMEOUT,
         retries: int = 1,
         fuse: bool = True,
     ) -> Any:
@@ -142,7 +144,9 @@ class Swarm:
         On a running swarm this deploys the bee at once; registering a name again
         redeploys it: the new replicas take over before the old ones stop, and no
         request is lost. A call running past `timeout` seconds (None: no limit) is
-        answered with BeeTimeout and its replica restarted. A message whose replica
+        answered with BeeTimeout and its replica restarted; by default ("auto") five
+        sixths of the longest timeout of the gateways that reach the bee, so a caller
+        hears BeeTimeout before its gateway gives up. A message whose replica
         died while it held it is sent again up to `retries` times (it may then run
         twice: use `retries=0` for side effects that must not repeat). With `fuse=False`
         the bee keeps processes of its own even where it could share its neighbours'

@@ -50,6 +50,12 @@ def status_table(st: Mapping[str, Any], runtime: str) -> str:
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(hub.get("dropped_by", {}).items())) or "none"
         lines += ["", f"hub: {hub.get('restarts', 0)} restarts; frames dropped: {dropped}"]
     for name, b in st.get("bees", {}).items():
+        for call in b.get("stuck") or []:
+            lines.append(
+                f"stuck: {name}/{call['replica']} in request {call['request_id']} for "
+                f"{call['seconds']:g} s, at {call['where']}"
+            )
+    for name, b in st.get("bees", {}).items():
         err = b.get("last_error")
         if err:
             lines.append(f"last error of {name}: {err.get('type')}: {err.get('message')}")

@@ -267,7 +267,8 @@ class ReplayGuard:
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
-    def _fresh(self, src: str, seq: int) -> bool:
+    def fresh(self, src: str, seq: int) -> bool:
+        """First sight of `seq` from `src` (recorded): not a replay."""
         newest, mask = self.seen.get(src, (0, 0))
         if seq > newest:
             shift = seq - newest
@@ -288,7 +289,7 @@ class ReplayGuard:
         if header.dst != self.me:
             self.drop("misaddressed")
             return False
-        if not self._fresh(header.src, header.seq):
+        if not self.fresh(header.src, header.seq):
             self.drop("replayed")
             return False
         if header.kind == Kind.DATA and header.deadline and header.deadline < now:

@@ -15,6 +15,7 @@ figures stay per bee of the user's graph (`bee_stats`).
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -25,11 +26,13 @@ from .protocol import (
     BeeError,
     BeeFigures,
     BeeState,
+    Busy,
     LinksBody,
     MemberState,
     Role,
     Route,
     RoutesBody,
+    StuckCall,
     bee_error,
     routes_to,
 )
@@ -62,6 +65,7 @@ class Member:
     links_sent: LinksBody | None = None  # the LINKS body it was last sent
     routes_sent: RoutesBody | None = None  # the ROUTES body it was last sent
     status_ok: int = -1
+    busy: Busy | None = None  # a call it runs far past its usual time (it takes no work meanwhile)
     stats: Mapping[str, Any] = field(default_factory=dict)  # its last BeeStats or HubStats
     group: tuple[str, ...] = ()  # the bees it runs, if not just `name` (a fused group's)
 
@@ -306,6 +310,7 @@ class Wiring:
         """Per bee of the user's graph: counters (dead replicas' included), latency,
         readiness, how it last failed, and the bees it shares its processes with."""
         out: dict[str, BeeFigures] = {}
+        now = time.time()
         retried = _sum_counts(
             [self.retried_before, *(m.stats.get("retried") or {} for m in self.members.values())]
         )
@@ -322,7 +327,20 @@ class Wiring:
             errors: list[BeeError] = [s["last_error"] for s in reps if s.get("last_error")]
             if past.last_death:
                 errors.append(past.last_death)
-            ready = min(len(self.ready(unit)), spec.replicas)
+            serving = self.ready(unit)
+            ready = min(len(serving), spec.replicas)
+            stuck = [
+                StuckCall(
+                    replica=m.replica,
+                    bee=m.busy.get("bee", name),
+                    request_id=m.busy.get("request_id", ""),
+                    seconds=round(now - m.busy.get("since", now), 1),
+                    where=m.busy.get("where", ""),
+                )
+                for m in self.members.values()
+                if m.role == Role.BEE and name in m.bees and m.busy
+            ]
+            free = sum(1 for m in serving if not m.busy)
             out[name] = BeeFigures(
                 handled=counts["handled"],
                 errors=counts["errors"],
@@ -341,14 +359,18 @@ class Wiring:
                 wanted=spec.replicas,
                 input=list(user_spec.inputs),
                 failing=RESTARTS.failing(slots, ready),
+                stuck=stuck,
                 last_error=max(errors, key=lambda e: float(e.get("time", 0)), default=None),
-                state=self._bee_state(unit, ready, spec.replicas, slots),
+                state=self._bee_state(unit, ready, spec.replicas, slots, free),
                 group=group if len(group) > 1 else [],
             )
         return out
 
-    def _bee_state(self, name: str, ready: int, wanted: int, slots: list[Slot]) -> BeeState:
-        """starting, ready, redeploying (old replicas handing over) or error (crashing)."""
+    def _bee_state(self, name: str, ready: int, wanted: int, slots: list[Slot], free: int) -> BeeState:
+        """starting, ready, redeploying (old replicas handing over), error (crashing) or
+        stuck (every ready replica in a call running far past its usual time)."""
+        if ready and not free:
+            return BeeState.STUCK
         if any(m.retiring for m in self.members.values() if m.role == Role.BEE and m.name == name):
             return BeeState.REDEPLOYING
         if ready >= wanted:

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psutil
 import pytest
@@ -69,6 +69,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="--no-browser given"))
         elif no_stack and "stack" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="--no-stack given"))
+
+
+def missing(what: str, provide: str, quiet: str = "") -> NoReturn:
+    """A real-part test whose prerequisite is missing: in CI a failure (CI runs every
+    test), elsewhere a skip that says what is missing and the command that provides it
+    (`quiet`: the option that skips these without a word)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run this test: {what} ({provide})")
+    pytest.skip(f"{what}: {provide}" + (f"; {quiet} skips these quietly" if quiet else ""))
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -159,13 +168,16 @@ def kernel(tmp_path: Path) -> Iterator[tuple[KernelManager, Any]]:
 class Load:
     """Closed-loop callers posting 0, 1, 2, ... to a gateway; every outcome is recorded.
 
-    `outcomes` holds (sent at, status, body, payload) per request, in completion order.
+    `outcomes` holds (sent at, status, body, payload) per request, in completion order;
+    `answered_at[i]` is when `outcomes[i]` came back (monotonic seconds, as `sent at`).
     """
 
     def __init__(self, url: str, callers: int = 4, payload: Callable[[int], Any] = lambda n: n) -> None:
         self.url = url
         self.payload = payload
         self.outcomes: list[tuple[float, int, Any, int]] = []
+        self.answered_at: list[float] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop) for _ in range(callers)]
 
@@ -179,7 +191,9 @@ class Load:
                 status, body, _ = post(self.url, self.payload(n), timeout=10)
             except Exception as exc:  # noqa: BLE001 - a caller left without an answer is an outcome too
                 status, body = 0, repr(exc)
-            self.outcomes.append((sent, status, body, n))
+            with self._lock:  # the two lists stay in step
+                self.outcomes.append((sent, status, body, n))
+                self.answered_at.append(time.monotonic())
             n += 1
 
     def failed(self) -> list[tuple[float, int, Any, int]]:
@@ -188,6 +202,10 @@ class Load:
 
     def sent_after(self, moment: float) -> list[tuple[float, int, Any, int]]:
         return [o for o in self.outcomes if o[0] > moment]
+
+    def answered_before(self, moment: float) -> list[tuple[float, int, Any, int]]:
+        with self._lock:
+            return [o for o, t in zip(self.outcomes, self.answered_at, strict=True) if t < moment]
 
     def __enter__(self) -> Load:
         for t in self._threads:

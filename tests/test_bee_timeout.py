@@ -155,3 +155,86 @@ def test_a_bee_without_timeout_keeps_its_slow_call(make_swarm: Any) -> None:
 def test_timeout_must_be_positive(bad: float) -> None:
     with pytest.raises(TopologyError, match="timeout must be a positive"):
         BeeSpec("b", print, ("in",), timeout=bad)
+
+
+def test_by_default_a_hung_call_is_answered_beetimeout_before_its_gateway_gives_up(make_swarm: Any) -> None:
+    def hangs(payload: Any) -> Any:
+        time.sleep(3600)
+
+    swarm = _serve(make_swarm, hangs, gateway_timeout=3)  # the bee's timeout left as it is
+    t = time.monotonic()
+    status, body, _ = post(swarm.url(), "x", timeout=10)
+    # not the gateway's 504: the bee's own timeout (5/6 of its gateway's) answered first
+    assert (status, body["type"], body["bee"]) == (500, "BeeTimeout", "hangs"), body
+    assert "2.5 s" in body["error"] and time.monotonic() - t < 3
+
+
+def test_the_auto_timeout_follows_the_longest_gateway_that_reaches_the_bee() -> None:
+    from bytewax_nb.spec import GatewaySpec, Topology
+
+    def f(p: Any) -> Any:
+        return p
+
+    top = Topology()
+    top.add_gateway(GatewaySpec("fast", timeout=6))
+    top.add_gateway(GatewaySpec("slow", timeout=120))
+    top.add_bee(BeeSpec("a", f, ("fast",)))
+    top.add_bee(BeeSpec("b", f, ("a", "slow")))
+    top.add_bee(BeeSpec("c", f, ("b",), timeout=7))
+    top.add_bee(BeeSpec("d", f, ("b",), timeout=None))
+    assert [top.call_timeout(top.bees[n]) for n in "abcd"] == [5.0, 100.0, 7.0, None]
+    with pytest.raises(TopologyError, match="seconds, 'auto' or None"):
+        BeeSpec("e", f, ("fast",), timeout="soon")
+
+
+@pytest.mark.slow
+def test_a_bee_whose_every_replica_is_stuck_is_not_ready_and_callers_hear_why_at_once(
+    make_swarm: Any, tmp_path: Any
+) -> None:
+    import json
+    import os
+    import urllib.error
+    import urllib.request
+
+    from bytewax_nb.table import status_table
+
+    gate = tmp_path / "gate"
+    gate.touch()
+
+    def hangs(payload: Any) -> Any:
+        while payload == "hang" and os.path.exists(gate):
+            time.sleep(0.02)
+        return payload
+
+    swarm = _serve(make_swarm, hangs, gateway_timeout=60, timeout=None)  # no limit: stuck for good
+    health = swarm.url().split("/gateways/")[0] + "/healthz"
+
+    def healthz() -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(health, timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    assert healthz()[0] == 200
+    with ThreadPoolExecutor(1) as pool:
+        caller = pool.submit(post, swarm.url(), "hang", timeout=90)
+        st = wait_until(
+            lambda: (b := swarm.status()["bees"]["hangs"])["state"] == "stuck" and b,
+            timeout=30,
+            what="the bee said stuck",
+        )
+        (call,) = st["stuck"]
+        assert call["replica"] == 0 and call["seconds"] >= 5 and "time.sleep(0.02)" in call["where"]
+        code, body = healthz()
+        assert code == 503 and body["not_ready"] == ["hangs"], body
+        assert "stuck in a call" in body["why"]["hangs"] and call["request_id"] in body["why"]["hangs"]
+        t = time.monotonic()
+        status, answer, _ = post(swarm.url(), "other", timeout=10)  # refused at once, not a 504 later
+        assert status == 503 and "stuck in a call" in answer["error"] and time.monotonic() - t < 2
+        assert f"stuck: hangs/0 in request {call['request_id']}" in status_table(swarm.status(), "process")
+        gate.unlink()  # the call returns: the bee takes work again
+        assert caller.result()[:2] == (200, "hang")
+    wait_until(lambda: healthz()[0] == 200, what="healthy again")
+    assert swarm.status()["bees"]["hangs"]["stuck"] == []
+    assert post(swarm.url(), "after", timeout=10)[:2] == (200, "after")

@@ -119,6 +119,57 @@ def test_gc_removes_what_a_dead_owner_left(state_dir: Path) -> None:
         stuck.wait()
 
 
+def test_list_tells_a_dead_owner_from_a_running_one_and_gc_removes_what_it_left(state_dir: Path) -> None:
+    # a zombie: exited, not yet reaped by its parent (a kernel killed under a live server)
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_until(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE, what="a zombie")
+    try:
+        state.write(state.Record("zombie-owner", zombie.pid, 0.0))
+        # a live pid, but another process than the one that wrote the record (a reused pid)
+        state.write(state.Record("reused-pid", os.getpid(), psutil.Process().create_time() - 60))
+        state.write(state.Record("alive", os.getpid(), psutil.Process().create_time() + 1))
+        # a background run's log whose run died
+        (state_dir / f"run-{zombie.pid}.log").write_text("output\n")
+        rows = {r.split()[0]: r for r in cli("list").stdout.splitlines() if "owner" in r}
+        assert rows["alive"].endswith("running")
+        for dead in ("zombie-owner", "reused-pid"):
+            assert rows[dead].endswith("owner dead (`bytewax-nb gc` removes what it left)"), rows[dead]
+        listed = {r["swarm"]: r["running"] for r in json.loads(cli("list", "--json").stdout)}
+        assert listed == {"zombie-owner": False, "reused-pid": False, "alive": True}
+        out = cli("gc").stdout
+        assert f"removed run-{zombie.pid}.log" in out and "removed swarm 'zombie-owner'" in out
+        assert [r.swarm for r in state.read_all()] == ["alive"]
+    finally:
+        zombie.wait()
+        for r in state.read_all():
+            state.remove(r)
+
+
+def test_a_bees_log_file_is_rotated_and_read_whole(tmp_path: Path) -> None:
+    files = state.LogFiles(tmp_path, max_bytes=2000)
+    for i in range(1000):
+        files.write("chatty", f"[chatty/0] line {i}")
+    files.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chatty.log", "chatty.log.1"]
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())  # bounded, whatever the bee says
+    lines = state.log_lines(tmp_path, "chatty")
+    assert lines[-1] == "[chatty/0] line 999"
+    assert lines == [f"[chatty/0] line {i}" for i in range(1000 - len(lines), 1000)]  # in order, no gap
+
+
+def test_help_shows_every_default_and_what_gc_removes() -> None:
+    def said(*args: str) -> str:
+        return " ".join(cli(*args).stdout.split())
+
+    assert "serve (default 70)" in said("scale", "--help")
+    assert "serve (default 70)" in said("restart", "--help")
+    assert "--deploy-timeout DEPLOY_TIMEOUT seconds to wait for the gateways to serve (default 300)" in said(
+        "deploy", "--help"
+    )
+    gc_help = said("gc", "--help")
+    assert "records and log folders" in gc_help and "containers" in gc_help and "images" in gc_help
+
+
 @pytest.mark.slow
 def test_run_serves_a_notebook_until_sigterm(state_dir: Path) -> None:
     run = subprocess.Popen(
@@ -167,8 +218,11 @@ def test_run_detached_answers_at_once_and_ends_with_its_swarm(make_swarm: Any, s
     runner = psutil.Process(int(out.stdout.split("(pid ")[1].split(")")[0]))
     assert json.loads(cli("send", "hello-world", '{"name": "Detached"}').stdout) == "goodbye Detached"
     assert "stopped" in cli("stop", "hello-world").stdout
+    log = state_dir / f"run-{runner.pid}.log"
+    assert str(log) in out.stdout
     runner.wait(timeout=30)  # the background run ends once its swarms are stopped (not our child: no code)
     assert not runner.is_running()
+    assert not log.exists()  # its log went with it
     procs = [psutil.Process(p) for p in record.pids.values() if psutil.pid_exists(p)]
     _, alive = psutil.wait_procs(procs, timeout=10)
     assert not alive and state.read_all() == []

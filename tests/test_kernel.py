@@ -30,17 +30,23 @@ def test_a_bee_prints_and_logs_live_under_its_cell(tmp_path: Path) -> None:
         "    logging.getLogger('talk').info('logged %s', p)\n    return p",
         # fused with talk (one process): its lines still go under its own cell
         "%%bee --input talk\ndef answer(p):\n    print('answering', p)\n    return p",
+        # more lines than the panel shows: it says so, and where the rest are
+        "%%bee --input in\ndef chatty(p):\n    for i in range(100):\n        print('line', i)",
         '%send in "hi"',
         "from bytewax_nb.magics import live_output\nassert live_output().wait_shown('talk', 'logged hi')\n"
-        "assert live_output().wait_shown('answer', 'answering hi')",
+        "assert live_output().wait_shown('answer', 'answering hi')\n"
+        "assert live_output().wait_shown('chatty', 'line 99')",
         "%swarm stop",
     )
     NotebookClient(
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
-    panels = [[o for o in nb.cells[i].outputs if o.output_type == "display_data"] for i in (1, 2)]
-    assert [len(p) for p in panels] == [1, 1]
-    talk, answer = (p[0].data["text/plain"] for p in panels)
+    panels = [[o for o in nb.cells[i].outputs if o.output_type == "display_data"] for i in (1, 2, 3)]
+    assert [len(p) for p in panels] == [1, 1, 1]
+    talk, answer, chatty = (p[0].data["text/plain"] for p in panels)
+    shown = chatty.splitlines()
+    assert shown[0] == "... 60 earlier lines not shown; `%bee logs chatty` has them"
+    assert shown[1:] == [f"chatty/0 | line {i}" for i in range(60, 100)]
     assert "talk/0 | said hi" in talk
     assert "talk/0 | INFO talk: logged hi" in talk
     assert "answer/0 | answering hi" in answer

@@ -162,7 +162,8 @@ def test_bee_timeout_from_the_cell_magic(ip: Any) -> None:
     run(ip, "%%bee --input in --retries 0\ndef plain(p):\n    return None\n")
     run(ip, "%%bee --input in --no-timeout\ndef patient(p):\n    return None\n")
     bees = swarm.topology.bees
-    assert (bees["plain"].timeout, bees["plain"].retries) == (60.0, 0)  # the default limit
+    assert (bees["plain"].timeout, bees["plain"].retries) == ("auto", 0)  # the default limit
+    assert swarm.topology.call_timeout(bees["plain"]) == 25.0  # 5/6 of its gateway's 30 s
     assert bees["patient"].timeout is None
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import docker
 import pytest
-from conftest import Load, wait_until
+from conftest import Load, missing, wait_until
 
 from bytewax_nb.client import post
 from bytewax_nb.stack.attach import StackLink
@@ -39,17 +39,16 @@ def _engine() -> Any:
         swarm = client.info().get("Swarm", {})
     except Exception as exc:  # noqa: BLE001 - no engine at all
         swarm, client = {"error": str(exc)}, None
-    missing = ""
     if client is None:
-        missing = "no Docker engine answers"
-    elif swarm.get("LocalNodeState") != "active":
-        missing = "the Docker engine is not in Swarm mode (scripts/swarm-init.sh)"
-    elif not os.environ.get("BYTEWAX_NB_BASE_IMAGE"):
-        missing = "BYTEWAX_NB_BASE_IMAGE is not set (scripts/base-image.sh)"
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the stack tests: {missing}")
-        pytest.skip(f"{missing}; bash .ci/run sets it up; --no-stack skips these quietly")
+        missing("no Docker engine answers", "apt-get install docker.io; dockerd &", "--no-stack")
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        missing("the Docker engine is no Swarm mode manager", "scripts/swarm-init.sh (as root)", "--no-stack")
+    if not os.environ.get("BYTEWAX_NB_BASE_IMAGE"):
+        missing(
+            "BYTEWAX_NB_BASE_IMAGE is not set (a stack's images are built from it)",
+            "export BYTEWAX_NB_BASE_IMAGE=$(scripts/base-image.sh)",
+            "--no-stack",
+        )
     return client
 
 
@@ -167,10 +166,15 @@ def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
     client, url = hello
     link = StackLink(STACK)
 
-    def kill(service: str) -> None:
+    def kill(service: str) -> Any:
         task = client.services.get(f"{STACK}_{service}").tasks(filters={"desired-state": "running"})[0]
-        container = task["Status"]["ContainerStatus"]["ContainerID"]
-        client.containers.get(container).kill()
+        container = client.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
+        container.kill()
+        return container
+
+    def gone(container: Any) -> bool:
+        container.reload()
+        return bool(container.status != "running")
 
     def figures() -> tuple[int, int, bool]:
         st = link.status()
@@ -178,14 +182,15 @@ def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
         healed = bool(st.get("ready")) and hello_bee.get("ready") == 2
         return (st.get("hub") or {}).get("restarts", 0), hello_bee.get("deaths", 0), healed
 
-    with Load(url, callers=6, payload=_named) as load:
+    callers = 6
+    with Load(url, callers=callers, payload=_named) as load:
         # all three die while no controller runs: the restarted one still counts them
         killed = time.monotonic()
-        for service in ("controller", "hello", "hub"):
-            kill(service)
-        hub_gone = time.monotonic() + 0.5  # SIGKILL sent: its task ends within moments
+        hub = [kill(service) for service in ("controller", "hello", "hub")][-1]
+        wait_until(lambda: gone(hub), timeout=30, what="the hub's task gone")
+        hub_gone = time.monotonic()  # seen dead: no request sent after this met it
         wait_until(lambda: figures() == (1, 1, True), timeout=90, what="hub and hello healed and counted")
-        served = min(o[0] for o in load.outcomes if o[0] > hub_gone and o[1] == 200)
+        healed = time.monotonic()  # the new hub answered, ready, with both hello replicas
         # a bee task dying with a controller watching: counted, and nothing lost
         again = time.monotonic()
         kill("hello")
@@ -204,18 +209,21 @@ def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
     cuts = Counter(_cut(o[2]) for o in load.outcomes if o[1] == 0)
     print("kill test tally:", dict(tally), dict(cuts))
     # every caller got an answer or an error, none was left waiting; only requests the
-    # hub's task held when it died were cut off; the rest of the outage was refused
-    # connections: requests that never entered
+    # hub's task held when it died were cut off (at most one per caller); the rest of
+    # the outage was refused connections: requests that never entered
     assert set(tally) <= {"answered", "unanswered"}, tally
     assert set(cuts) <= {"refused", "cut off"}, cuts
     cut = [o[0] for o in load.outcomes if o[1] == 0 and _cut(o[2]) == "cut off"]
-    assert all(killed - 0.5 <= t <= hub_gone for t in cut), [round(t - killed, 2) for t in cut]
+    assert len(cut) <= callers and all(t < hub_gone for t in cut), [round(t - killed, 2) for t in cut]
     # before the kills, and once the new hub answers, every request is answered: the
     # killed bee task's messages are sent again, the controller is not on their path
-    assert all(o[1] == 200 for o in load.outcomes if o[0] < killed - 0.5)
-    after = load.sent_after(served + 0.1)  # callers racing the new hub's first accept
-    assert all(o[1] == 200 for o in after), Counter((o[1], _cut(o[2])) for o in after if o[1] != 200)
+    assert {o[1] for o in load.answered_before(killed)} == {200}
+    after = load.sent_after(healed)
+    assert after and all(o[1] == 200 for o in after), Counter(
+        (o[1], _cut(o[2])) for o in after if o[1] != 200
+    )
     assert load.sent_after(again) and all(o[1] == 200 for o in load.sent_after(again))
+    assert all(o[2] == f"goodbye caller-{o[3]}" for o in load.outcomes if o[1] == 200)
 
 
 def test_a_changed_bee_rolls_over_under_load_and_nothing_else_restarts(
@@ -336,6 +344,56 @@ def test_the_ml_tutorial_deployed_answers_as_the_notebooks_model() -> None:
         bad_status, bad, _ = post(url, {"features": [1, 2]})
         assert bad_status == 500 and bad["bee"] == "preprocess" and "expected 4 features" in bad["error"]
         assert post(url, {"features": iris.data[0].tolist()})[1]["species"] == expected[0]
+    finally:
+        if client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
+            subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", stack], capture_output=True)
+        client.close()
+
+
+_CANNOT_START = [
+    "from bytewax_nb import Swarm\nimport os\nswarm = Swarm('cannot-start')\nswarm.gateway('in')",
+    # a bee whose code loads here but not in a stack's task: what works in the notebook
+    # and fails where it is deployed (a path, a variable, a driver that is not there)
+    "class Bomb:\n    def __reduce__(self):\n        return (explode, ())\n\n"
+    "def explode():\n    if os.environ.get('BYTEWAX_NB_STACK'):\n"
+    "        raise RuntimeError('this bee cannot start in a stack')\n\n"
+    "bomb = Bomb()\n\n@swarm.bee(input='in')\ndef fragile(p):\n    return [p, bomb is None]\n\n"
+    "swarm.start()",
+]
+
+
+def test_a_deploy_that_cannot_start_says_why_in_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    import nbformat
+
+    client = _engine()
+    stack = "bxnb-test-fails"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in _CANNOT_START]
+    path = tmp_path / "fails.ipynb"
+    nbformat.write(nb, str(path))
+    try:
+        for keep in (False, True):
+            command = ["deploy", str(path), "--stack", stack, "--deploy-timeout", "900"]
+            done = subprocess.run(
+                [sys.executable, "-m", "bytewax_nb.cli", *command, *(["--keep-on-failure"] if keep else [])],
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            assert done.returncode == 1, done.stdout + done.stderr
+            said = [line for line in done.stderr.splitlines() if line.startswith("bytewax-nb:")]
+            assert len(said) == 1 and "Traceback" not in done.stderr and "\x1b[" not in done.stderr, (
+                done.stderr
+            )
+            # from the tasks failing alike, not from the 900 s deadline
+            assert f"deploy of stack '{stack}' failed: StackError: stack '{stack}' cannot start:" in said[0]
+            assert f"service {stack}_fragile failed 3 times: RuntimeError: this bee cannot start" in said[0]
+            if keep:
+                assert "removed" not in said[0]
+                assert f"service {stack}_fragile" in _leftovers(client, stack)
+            else:
+                assert said[0].endswith("(the new stack was removed; --keep-on-failure keeps it)")
+                assert _leftovers(client, stack) == []
     finally:
         if client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
             subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", stack], capture_output=True)

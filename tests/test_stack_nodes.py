@@ -14,6 +14,8 @@ AES-GCM the engine asks for (docs/deploying.md). Skip locally with --no-stack.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from typing import Any
 
 import docker.types
 import pytest
-from conftest import Load, wait_until
+from conftest import Load, missing, wait_until
 from test_stack import NAMESPACE, ROOT, _cli, _engine, _leftovers
 
 from bytewax_nb.child import LINK_PORT
@@ -70,10 +72,44 @@ def _node2(*args: str) -> str:
     return result.stdout.strip()
 
 
+MANAGER = "10.77.0.1"  # where the second engine, in its network namespace, reaches this host
+REGISTRY = f"{MANAGER}:5000"  # scripts/registry.sh
+
+
+def _need_a_second_node(client: Any) -> None:
+    """What starting a second engine here needs: root, the tools, and a swarm manager it
+    can reach (scripts/swarm-init.sh says which it found)."""
+    if os.geteuid() != 0:
+        missing("the two-node tests start a second Docker engine: they need root", "run them as root")
+    tools = [t for t in ("ip", "iptables", "nsenter", "unshare", "dockerd") if shutil.which(t) is None]
+    if tools:
+        missing(f"missing {', '.join(tools)}", "apt-get install iproute2 iptables util-linux docker.io")
+    if subprocess.run(["ip", "link", "show", "bxnb-host"], capture_output=True).returncode != 0:
+        missing("no network namespace for the second engine", "scripts/swarm-init.sh makes it")
+    found = client.info()["Swarm"].get("NodeAddr")
+    if found != MANAGER:
+        missing(
+            f"this engine's swarm advertises {found}, which a second engine reaches only on {MANAGER}",
+            "scripts/swarm-init.sh --reinit (leaves that swarm)",
+        )
+
+
+def _need_a_registry(client: Any) -> None:
+    if shutil.which("docker-registry") is None:
+        missing("no docker-registry command", "apt-get install docker-registry")
+    trusted = client.info().get("RegistryConfig", {}).get("IndexConfigs", {})
+    if REGISTRY not in trusted or trusted[REGISTRY].get("Secure", True):
+        missing(
+            f"the engine does not trust the plain-HTTP registry {REGISTRY}",
+            f"start dockerd with --insecure-registry {REGISTRY} (.ci/run does)",
+        )
+
+
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, Path]]:
     """The hello tutorial exported, its images copied to a second node, deployed by hand."""
     client = _engine()
+    _need_a_second_node(client)
     folder = tmp_path_factory.mktemp("export") / "hello"
     try:
         second = _node2("start")
@@ -258,16 +294,11 @@ def test_the_stacks_keys_are_nowhere_but_in_its_secret(two_nodes: tuple[Any, str
     assert leaks == []
 
 
-REGISTRY = "10.77.0.1:5000"  # scripts/registry.sh
-
-
 def test_deploying_with_a_registry_lets_the_second_node_pull_the_images(
     two_nodes: tuple[Any, str, Path],
 ) -> None:
     client, second, _ = two_nodes
-    trusted = client.info().get("RegistryConfig", {}).get("IndexConfigs", {})
-    if REGISTRY not in trusted or trusted[REGISTRY].get("Secure", True):
-        pytest.fail(f"dockerd must run with --insecure-registry {REGISTRY} (.ci/run starts it so)")
+    _need_a_registry(client)
     subprocess.run(["bash", str(ROOT / "scripts" / "registry.sh"), "start"], check=True, timeout=60)
     stack = "bxnb-test-pulled"
     try:

@@ -327,7 +327,7 @@ def test_http_errors_are_json_with_the_documented_codes(make_swarm: Any) -> None
     swarm = make_swarm()
     swarm.gateway("in", token="s3cret", max_body=1024, timeout=0.5)
 
-    @swarm.bee(input="in")
+    @swarm.bee(input="in", timeout=5)  # longer than the gateway's: its caller gets the 504
     def slow(payload: dict[str, Any]) -> Any:
         if payload.get("sleep"):
             threading.Event().wait(payload["sleep"])
@@ -358,6 +358,14 @@ def test_http_errors_are_json_with_the_documented_codes(make_swarm: Any) -> None
     assert code == 401
     code, body = raw("/gateways/nope", b"{}")
     assert code == 404 and "unknown gateway" in body["error"]
+    # a caller without the token learns nothing, not even the gateway's name
+    code, body = raw("/gateways/nope", b"{}", token=None)
+    assert code == 401 and "'in'" not in json.dumps(body)
+    # NaN and Infinity are not JSON (RFC 8259): refused before any bee runs
+    for constant in (b'{"n": NaN}', b'{"n": Infinity}', b"[-Infinity]"):
+        code, body = raw("/gateways/in", constant)
+        assert code == 400 and "not a JSON value" in body["error"], (constant, body)
+    assert swarm.status()["bees"]["slow"]["handled"] == 1  # the first request only
     code, body = raw("/gateways/in", b'"' + b"x" * 2000 + b'"')
     assert code == 413 and "1024" in body["error"]
     code, body = raw("/gateways/in", iter([b'"', b"x" * 2000, b'"']))  # chunked: no length given
@@ -384,7 +392,7 @@ def test_http_errors_are_json_with_the_documented_codes(make_swarm: Any) -> None
         "bytewax_nb_dropped_frames_total",
     ):
         assert name in metrics
-    assert 'bytewax_nb_gateway_requests_total{code="400",gateway="in"} 1.0' in metrics
+    assert 'bytewax_nb_gateway_requests_total{code="400",gateway="in"} 4.0' in metrics  # bad JSON, NaN x3
 
 
 def test_submit_is_fire_and_forget_and_reaches_the_bee(make_swarm: Any, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import nbformat
 import psutil
 import pytest
-from conftest import wait_until
+from conftest import missing, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -85,9 +85,9 @@ def _need_browser() -> Any:
     if why is None and not os.path.exists(CHROMIUM):
         why = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
     if why is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests: {why}")
-        pytest.skip(f"{why} (bash .ci/run sets it up; --no-browser skips this quietly)")
+        missing(
+            why, "pip install playwright; apt-get install chromium (bash .ci/run does both)", "--no-browser"
+        )
     return sync_playwright
 
 

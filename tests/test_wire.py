@@ -11,6 +11,7 @@ import pytest
 import zmq
 from blake3 import blake3
 
+from bytewax_nb.control import ControlCodec, Msg
 from bytewax_nb.sockio import readable, recv_burst, send_frames
 from bytewax_nb.wire import Enc, Header, Kind, Signer, dump_json, pickled
 
@@ -142,3 +143,49 @@ def test_nan_and_infinity_are_refused_not_sent_as_invalid_json() -> None:
         dump_json({"n": float("nan")})
     with pytest.raises(ValueError):
         dump_json([float("inf")])
+
+
+# -- the control channel ------------------------------------------------------------------
+
+
+def test_a_control_message_reaches_the_one_it_is_addressed_to_once() -> None:
+    key = Signer(b"k" * 32)
+    sup, bee = ControlCodec(key, "supervisor:x"), ControlCodec(key, "bee:a:0:1.f00d")
+    frames = bee.pack(Msg.HELLO, {"pid": 1}, dst="supervisor:x")
+    assert sup.unpack(frames, peer="bee:a:0:1.f00d") == (Msg.HELLO, {"pid": 1})
+    # the same frames again (captured and replayed, from the same identity or any other)
+    assert sup.unpack(frames, peer="bee:a:0:1.f00d") is None
+    assert sup.dropped == {"replayed": 1}
+    # sent by one identity, replayed from another socket: refused before anything else
+    assert sup.unpack(bee.pack(Msg.HELLO, {"pid": 1}, dst="supervisor:x"), peer="intruder") is None
+    # addressed to another process (another supervisor, a restarted one)
+    assert sup.unpack(bee.pack(Msg.HELLO, {"pid": 1}, dst="supervisor:y"), peer="bee:a:0:1.f00d") is None
+    assert sup.dropped == {"replayed": 1, "wrong sender": 1, "misaddressed": 1}
+    # newer messages still pass
+    assert sup.unpack(bee.pack(Msg.UP, {"address": "a"}, dst="supervisor:x"), peer="bee:a:0:1.f00d")
+
+
+def test_a_control_message_signed_with_another_key_or_changed_is_refused() -> None:
+    sup = ControlCodec(Signer(b"k" * 32), "supervisor:x")
+    forged = ControlCodec(Signer(b"o" * 32), "bee:a").pack(Msg.HELLO, {"pid": 1}, dst="supervisor:x")
+    assert sup.unpack(forged, peer="bee:a") is None
+    frames = ControlCodec(Signer(b"k" * 32), "bee:a").pack(Msg.HELLO, {"pid": 1}, dst="supervisor:x")
+    for i in range(len(frames)):
+        changed = list(frames)
+        changed[i] = changed[i][:-1] + bytes([changed[i][-1] ^ 1])
+        assert sup.unpack(changed, peer="bee:a") is None
+    assert sup.unpack(frames[:4], peer="bee:a") is None  # the old four-frame shape: unsigned meta
+    assert sup.dropped == {"signature": 2 + len(frames)}
+
+
+def test_a_restarted_controller_is_heard_under_its_new_name_and_the_old_one_cannot_be_replayed() -> None:
+    key = Signer(b"k" * 32)
+    task = ControlCodec(key, "bee:a:0:task1")
+    first = ControlCodec(key, "controller", "controller:1")
+    old = first.pack(Msg.ROUTES, {}, dst="bee:a:0:task1")
+    assert task.unpack(old) == (Msg.ROUTES, {})
+    second = ControlCodec(key, "controller", "controller:2")  # its sequence starts anew
+    assert task.unpack(second.pack(Msg.ROUTES, {}, dst="bee:a:0:task1")) == (Msg.ROUTES, {})
+    assert task.unpack(old) is None
+    # the task addresses whichever controller runs
+    assert second.unpack(task.pack(Msg.BEAT, {}, dst="controller"), peer="bee:a:0:task1") == (Msg.BEAT, {})

@@ -37,6 +37,8 @@ class Serving(Protocol):
 
     def in_flight(self, gateway: str) -> int: ...
 
+    def why_not_ready(self, bee: str) -> str: ...
+
     def refusal(self, gw: GatewayApp) -> tuple[int, str] | None: ...
 
     def submit(self, gw: GatewayApp, rid: str, body: bytes) -> None: ...
@@ -70,6 +72,12 @@ def _json(status: int, body: Any, request_id: str | None = None, **headers: str)
 
 def _error(status: int, message: str, request_id: str | None = None, **extra: Any) -> web.Response:
     return _json(status, {"error": message, "request_id": request_id, **extra}, request_id)
+
+
+def _no_constant(name: str) -> Any:
+    """NaN, Infinity and -Infinity: Python's parser takes them, JSON (RFC 8259) has no
+    such values, and a bee must never run on what a strict client could not have sent."""
+    raise ValueError(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
 
 
 def _not_allowed(method: str, path: str, allow: str) -> web.Response:
@@ -155,15 +163,16 @@ class GatewayApp:
             return _error(408, f"the body did not arrive within {self.spec.read_timeout:g} s")
 
     async def _handle(self, request: web.BaseRequest, name: str) -> web.Response:
-        if name != self.name:
-            return _error(404, f"unknown gateway {name!r}; this one is {self.name!r}")
+        # the token first: a caller without it learns nothing, not even the gateway's name
         if not self._authorized(request):
             return _error(401, "missing or bad bearer token")
+        if name != self.name:
+            return _error(404, f"unknown gateway {name!r}; this one is {self.name!r}")
         body = await self._read(request)
         if isinstance(body, web.Response):
             return body
         try:
-            json.loads(body)
+            json.loads(body, parse_constant=_no_constant)
         except ValueError as exc:
             return _error(400, f"invalid JSON: {exc}")
         except RecursionError:
@@ -193,7 +202,8 @@ class GatewayApp:
 
     def healthz(self) -> web.Response:
         hub = self.hub
-        body = {"ready": hub.healthy, "serving": hub.serving, "not_ready": hub.not_ready}
+        why = {bee: hub.why_not_ready(bee) for bee in hub.not_ready}
+        body = {"ready": hub.healthy, "serving": hub.serving, "not_ready": hub.not_ready, "why": why}
         return _json(200 if hub.healthy else 503, body)
 
     def swarm_view(self, request: web.BaseRequest) -> web.Response:

@@ -23,6 +23,7 @@ from ..links import Dispatcher, Parcel, died_answer
 from ..protocol import (
     Beat,
     BeeFigures,
+    BeeState,
     Bye,
     HubConfig,
     HubStats,
@@ -115,12 +116,27 @@ class Hub:
             return 503, f"not ready: no bee listens to gateway {gw.name!r}"
         failing = self.failing.get(gw.name)
         if failing:
-            err = self.bees[failing]["last_error"]
-            why = err["message"] if err else "no replica"
-            return 503, f"not ready: bee {failing!r} keeps failing ({why})"
+            return 503, f"not ready: {self.why_not_ready(failing)}"
         if self.in_flight(gw.name) >= gw.spec.max_in_flight:
             return 503, f"too busy: {gw.spec.max_in_flight} requests in flight; retry shortly"
         return None
+
+    def why_not_ready(self, bee: str) -> str:
+        """Why a bee takes no work, in words (a 503's message, `/healthz`)."""
+        figures = self.bees.get(bee)
+        if figures is None:
+            return f"bee {bee!r} has no ready replica"
+        stuck = figures.get("stuck") or []
+        if figures["state"] == BeeState.STUCK and stuck:
+            call = max(stuck, key=lambda c: c["seconds"])
+            return (
+                f"bee {bee!r} takes no work: every replica is stuck in a call (request "
+                f"{call['request_id']} has run {call['seconds']:g} s, at {call['where']})"
+            )
+        if figures["failing"]:
+            err = figures["last_error"]
+            return f"bee {bee!r} keeps failing ({err['message'] if err else 'no replica'})"
+        return f"bee {bee!r} has {figures['ready']} of {figures['wanted']} replicas ready"
 
     def _header(self, gw: GatewayApp, rid: str) -> Header:
         now = time.time()
@@ -287,8 +303,10 @@ class Hub:
         self.healthy = status["healthy"]
         self.not_ready = status["not_ready"]
         self.bees = status["bees"]
+        # a bee that keeps dying, or whose every replica is stuck, takes no work: its
+        # gateways refuse at once (503, Retry-After) instead of letting callers wait
         self.failing = {
-            g: next((b for b in downstream(g, self.bees) if self.bees[b]["failing"]), None)
+            g: next((b for b in downstream(g, self.bees) if _takes_no_work(self.bees[b])), None)
             for g in self.gateways
         }
         self.metrics.snapshot = status
@@ -406,3 +424,7 @@ class Hub:
         self.child.send(Msg.BYE, Bye(unanswered=len(self.pending), journal=left))
         self.router.close(linger=0)
         self.journal.close()
+
+
+def _takes_no_work(figures: BeeFigures) -> bool:
+    return figures["failing"] or figures["state"] == BeeState.STUCK

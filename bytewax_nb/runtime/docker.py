@@ -158,6 +158,7 @@ class DockerLauncher(Launcher):
             return self._processes.launch(identity, module, boot, env, on_line)
         image = self._images.get(spec.name) or self._builder.image_for(spec)
         _, name, replica, launch = identity.split(":")
+        launch = launch.split(".")[0]  # its secret part stays out of `docker ps`
         owner = str(os.getpid())
         limits: dict[str, Any] = {}
         if spec.cpus:

@@ -23,10 +23,6 @@ __all__ = ["collect"]
 _MODULES = ("bytewax_nb.runner", "bytewax_nb.gateway")
 
 
-def _alive(pid: int) -> bool:
-    return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-
-
 def _ours(proc: psutil.Process) -> bool:
     try:
         cmd = proc.cmdline()
@@ -47,7 +43,7 @@ def collect() -> list[str]:
         if state.owner_alive(r):
             continue
         for pid in r.pids.values():
-            if _alive(pid) and _ours(psutil.Process(pid)):
+            if state.pid_alive(pid) and _ours(psutil.Process(pid)):
                 _kill(psutil.Process(pid))
                 done.append(f"killed process {pid} of swarm {r.swarm!r}")
         state.remove(r, logs=True)
@@ -60,11 +56,24 @@ def collect() -> list[str]:
             owner = proc.environ().get(OWNER.name)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if owner and owner.isdigit() and not _alive(int(owner)):
+        if owner and owner.isdigit() and not state.pid_alive(int(owner)):
             _kill(proc)
             done.append(f"killed process {proc.pid}, whose owner {owner} is gone")
+    done += _run_logs()
     done += _docker_leftovers()
     return done or ["nothing to clean"]
+
+
+def _run_logs() -> list[str]:
+    """Logs of background runs (`run --detach`) whose process is gone (one that stopped
+    removes its own; a failed or killed one's stays until now)."""
+    done = []
+    for path in state.state_dir().glob("run-*.log"):
+        pid = path.stem.rsplit("-", 1)[-1]
+        if pid.isdigit() and not state.pid_alive(int(pid)) and not path.stem.startswith("run-starting-"):
+            path.unlink(missing_ok=True)
+            done.append(f"removed {path.name}, the log of a background run that ended")
+    return done
 
 
 def _docker_leftovers() -> list[str]:
@@ -90,7 +99,7 @@ def _containers(client: Any) -> list[str]:
     done = []
     for container in found:
         owner = container["Labels"].get("bytewax-nb.owner", "")
-        if owner.isdigit() and not _alive(int(owner)):
+        if owner.isdigit() and not state.pid_alive(int(owner)):
             try:
                 client.api.remove_container(container["Id"], force=True)
             except docker.errors.NotFound:

@@ -22,8 +22,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,23 +31,27 @@ import cloudpickle
 
 from .. import state
 from ..curve import BusKeys
-from ..errors import BytewaxNBError
 from ..source import capture, imported_modules
 from ..spec import BeeSpec, Topology
 from ..wire import traceback_token
 from . import skeleton
 from .compose import BOOT, BUS, TOKENS, Plan, compose
+from .watch import NAMESPACE, StackError, hub_host, wait_serving
 
-__all__ = ["NAMESPACE", "Deployment", "StackError", "build_images", "deploy", "export", "undeploy"]
+__all__ = [
+    "NAMESPACE",
+    "Deployment",
+    "StackError",
+    "build_images",
+    "deploy",
+    "export",
+    "hub_host",
+    "undeploy",
+]
 
-NAMESPACE = "com.docker.stack.namespace"  # the label `docker stack` finds a stack's objects by
 LABEL = "bytewax-nb.stack"
 SYSTEM_NEEDS = ("aiohttp", "prometheus-client", "uvloop", "platformdirs")  # the hub's, the controller's
 Progress = Callable[[str], None]
-
-
-class StackError(BytewaxNBError):
-    """A deployment failed or its cluster is not usable; the message says what to do."""
 
 
 @dataclass
@@ -236,9 +238,13 @@ def deploy(
     registry: str | None = None,
     timeout: float = 300.0,
     progress: Progress = print,
+    keep_on_failure: bool = False,
 ) -> Deployment:
     """Build, deploy or update the stack, and return once every gateway answers.
-    `registry` (HOST[:PORT]): push the images there, for nodes to pull."""
+    `registry` (HOST[:PORT]): push the images there, for nodes to pull.
+
+    A first deploy that fails is removed again (`keep_on_failure`: left to look at); an
+    update that fails leaves what the engine's rollback leaves (bees roll back)."""
     from ..spec import check_name
 
     check_name("stack", stack)
@@ -246,6 +252,30 @@ def deploy(
     t0 = time.monotonic()
     client = _client()
     _check_swarm(client)
+    existed = bool(client.services.list(filters={"label": f"{NAMESPACE}={stack}"}))
+    try:
+        return _deploy(client, stack, topology, encrypt_overlay, registry, timeout, progress, t0)
+    except StackError as exc:
+        if existed or keep_on_failure:
+            raise
+        removed: list[str] = []
+        with contextlib.suppress(StackError):  # nothing was made yet
+            removed = undeploy(stack)
+        note = " (the new stack was removed; --keep-on-failure keeps it)" if removed else ""
+        raise StackError(f"{exc}{note}") from None
+
+
+def _deploy(
+    client: Any,
+    stack: str,
+    topology: Topology,
+    encrypt_overlay: bool,
+    registry: str | None,
+    timeout: float,
+    progress: Progress,
+    t0: float,
+) -> Deployment:
+    since = time.time() - 1  # the engine's clock is this machine's (or close): tasks of this deploy
     system, images = build_images(topology, progress, registry)
     ports = _ports(client, stack, topology)
     _boot_secret(client, stack)
@@ -257,7 +287,7 @@ def deploy(
         _write(Path(folder), plan, graph)
         _stack_deploy(Path(folder) / "compose.yaml", stack)
     hint = _OVERLAY_HINT if encrypt_overlay and len(client.nodes.list()) > 1 else ""
-    urls = wait_serving(client, stack, topology, ports, timeout - (time.monotonic() - t0), hint)
+    urls = wait_serving(client, stack, topology, ports, timeout - (time.monotonic() - t0), hint, since)
     _prune(client, stack, plan)
     return Deployment(stack, urls, {"hub": system, "controller": system, **images}, time.monotonic() - t0)
 
@@ -284,86 +314,17 @@ def docker_cli(*args: str) -> str:
         raise StackError(f"the docker command is not installed: `docker {args[0]} {args[1]}` needs it")
     result = subprocess.run(["docker", *args], capture_output=True, text=True)
     if result.returncode != 0:
-        raise StackError(f"docker {args[0]} {args[1]} failed:\n{result.stderr.strip()}")
+        said = " ".join(result.stderr.split())
+        raise StackError(f"docker {args[0]} {args[1]} failed: {said}")
     return result.stdout
-
-
-def hub_host(client: Any, stack: str) -> str:
-    """Where the hub's task runs (its node's address), as callers reach it."""
-    try:
-        tasks = client.services.get(f"{stack}_hub").tasks(filters={"desired-state": "running"})
-        node = client.nodes.get(tasks[0]["NodeID"])
-        addr = str(node.attrs["Status"]["Addr"])
-    except Exception:  # noqa: BLE001 - not scheduled yet
-        return "127.0.0.1"
-    return "127.0.0.1" if addr in ("0.0.0.0", "") else addr
 
 
 _OVERLAY_HINT = (
     "If tasks on other nodes never become ready: the overlay's encryption (IPsec ESP, "
-    "AES-GCM) may be missing from these kernels; the engine's log then says "
-    "'Failed Adding rSA ... function not implemented'. Deploy with "
-    "--no-overlay-encryption: the bus stays CurveZMQ-encrypted and signed."
+    "AES-GCM) may be missing from these kernels (the engine's log then says "
+    "'Failed Adding rSA ... function not implemented'); deploy with "
+    "--no-overlay-encryption: the bus stays CurveZMQ-encrypted and signed"
 )
-
-
-def wait_serving(
-    client: Any, stack: str, topology: Topology, ports: dict[str, int], timeout: float, hint: str = ""
-) -> dict[str, str]:
-    """Every gateway answers its health check as ready, and no service is mid-update."""
-    deadline = time.monotonic() + max(timeout, 1.0)
-    last = "nothing yet"
-    while time.monotonic() < deadline:
-        host = hub_host(client, stack)
-        urls = {n: f"http://{host}:{ports[n]}/gateways/{n}" for n in topology.gateways}
-        try:
-            for n in topology.gateways:
-                with urllib.request.urlopen(f"http://{host}:{ports[n]}/healthz", timeout=2) as r:
-                    if r.status != 200:
-                        raise OSError(f"gateway {n}: {r.status}")
-            busy = _updating(client, stack)
-            if not busy:
-                return urls
-            last = f"services still updating: {', '.join(busy)}"
-        except urllib.error.HTTPError as exc:
-            last = f"health check: {exc.code} {exc.read()[:300]!r}"
-        except OSError as exc:
-            last = f"health check: {exc}"
-        time.sleep(0.5)  # polling the engine and the gateway: nothing to wait on instead
-    raise StackError(
-        f"stack {stack!r} not serving after {timeout:.0f} s ({last})\n{task_errors(client, stack)}"
-        + (f"\n{hint}" if hint else "")
-    )
-
-
-def _updating(client: Any, stack: str) -> list[str]:
-    out = []
-    for service in client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
-        update = service.attrs.get("UpdateStatus") or {}
-        if update.get("State") in ("updating", "rollback_started"):
-            out.append(service.name)
-            continue
-        wanted = service.attrs["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas", 1)
-        running = [
-            t
-            for t in service.tasks(filters={"desired-state": "running"})
-            if t["Status"]["State"] == "running"
-        ]
-        if len(running) < wanted:
-            out.append(service.name)
-    return out
-
-
-def task_errors(client: Any, stack: str) -> str:
-    """The engine's last word on each service's failing tasks (what a user needs to fix)."""
-    lines = []
-    for service in client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
-        for task in service.tasks()[:20]:
-            status = task.get("Status", {})
-            err = status.get("Err")
-            if err:
-                lines.append(f"  {service.name}: {status.get('State')}: {err}")
-    return "\n".join(dict.fromkeys(lines)) or "  (no task error reported by the engine)"
 
 
 def _prune(client: Any, stack: str, plan: Plan) -> None:

@@ -5,7 +5,7 @@
  */
 import dagre from '@dagrejs/dagre';
 
-export type BeeStatus = 'starting' | 'ready' | 'redeploying' | 'error' | 'stopped';
+export type BeeStatus = 'starting' | 'ready' | 'redeploying' | 'error' | 'stuck' | 'stopped';
 
 export interface GatewayNode {
   id: string;
