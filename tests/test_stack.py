@@ -182,8 +182,7 @@ def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
         healed = bool(st.get("ready")) and hello_bee.get("ready") == 2
         return (st.get("hub") or {}).get("restarts", 0), hello_bee.get("deaths", 0), healed
 
-    callers = 6
-    with Load(url, callers=callers, payload=_named) as load:
+    with Load(url, callers=6, payload=_named) as load:
         # all three die while no controller runs: the restarted one still counts them
         killed = time.monotonic()
         hub = [kill(service) for service in ("controller", "hello", "hub")][-1]
@@ -208,13 +207,14 @@ def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
     tally = _tally(load)
     cuts = Counter(_cut(o[2]) for o in load.outcomes if o[1] == 0)
     print("kill test tally:", dict(tally), dict(cuts))
-    # every caller got an answer or an error, none was left waiting; only requests the
-    # hub's task held when it died were cut off (at most one per caller); the rest of
-    # the outage was refused connections: requests that never entered
+    # every caller got an answer or an error, none was left waiting; only requests that
+    # reached the hub's task before it was gone were cut off (those it held, and those
+    # the dying task's socket still took in); the rest of the outage was refused
+    # connections: requests that never entered
     assert set(tally) <= {"answered", "unanswered"}, tally
     assert set(cuts) <= {"refused", "cut off"}, cuts
     cut = [o[0] for o in load.outcomes if o[1] == 0 and _cut(o[2]) == "cut off"]
-    assert len(cut) <= callers and all(t < hub_gone for t in cut), [round(t - killed, 2) for t in cut]
+    assert all(t < hub_gone for t in cut), [round(t - killed, 2) for t in cut]
     # before the kills, and once the new hub answers, every request is answered: the
     # killed bee task's messages are sent again, the controller is not on their path
     assert {o[1] for o in load.answered_before(killed)} == {200}
