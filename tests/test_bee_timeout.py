@@ -109,18 +109,29 @@ def _stuck(swarm: Any, pool: ThreadPoolExecutor) -> Any:
     return stuck
 
 
-def test_callers_queued_behind_a_stuck_call_go_to_a_free_replica(make_swarm: Any) -> None:
-    swarm = _serve(make_swarm, nap, gateway_timeout=20, timeout=4, replicas=2)
+def test_callers_queued_behind_a_stuck_call_go_to_a_free_replica(make_swarm: Any, tmp_path: Any) -> None:
+    import os
+
+    gate = tmp_path / "gate"
+    gate.touch()
+
+    def held(payload: Any) -> Any:
+        if payload == "hang":
+            print("stuck", flush=True)
+            while os.path.exists(gate):  # until the test lets it go: no clock decides
+                time.sleep(0.01)
+        return payload
+
+    swarm = _serve(make_swarm, held, gateway_timeout=60, timeout=None, replicas=2, name="nap")
     with ThreadPoolExecutor(12) as pool:
         stuck = _stuck(swarm, pool)
-        t = time.monotonic()
-        queued = [pool.submit(post, swarm.url("in"), n, timeout=30) for n in range(10)]
+        queued = [pool.submit(post, swarm.url("in"), n, timeout=60) for n in range(10)]
         answers = [f.result() for f in queued]
-        served = time.monotonic() - t
-        assert stuck.result()[1]["type"] == "BeeTimeout"
+        # the free replica took them all while the stuck call still held its replica
+        assert not stuck.done()
+        gate.unlink()
+        assert stuck.result()[:2] == (200, "hang")
     assert [(status, body) for status, body, _ in answers] == [(200, n) for n in range(10)]
-    # the free replica took them: nobody waited for the stuck call's 4 s timeout
-    assert served < 4, f"queued callers waited {served:.1f} s"
 
 
 def test_callers_queued_behind_the_only_replica_wait_for_its_restart(make_swarm: Any) -> None:
@@ -162,11 +173,10 @@ def test_by_default_a_hung_call_is_answered_beetimeout_before_its_gateway_gives_
         time.sleep(3600)
 
     swarm = _serve(make_swarm, hangs, gateway_timeout=3)  # the bee's timeout left as it is
-    t = time.monotonic()
     status, body, _ = post(swarm.url(), "x", timeout=10)
     # not the gateway's 504: the bee's own timeout (5/6 of its gateway's) answered first
     assert (status, body["type"], body["bee"]) == (500, "BeeTimeout", "hangs"), body
-    assert "2.5 s" in body["error"] and time.monotonic() - t < 3
+    assert "within its timeout of 2.5 s" in body["error"]
 
 
 def test_the_auto_timeout_follows_the_longest_gateway_that_reaches_the_bee() -> None:
@@ -229,9 +239,8 @@ def test_a_bee_whose_every_replica_is_stuck_is_not_ready_and_callers_hear_why_at
         code, body = healthz()
         assert code == 503 and body["not_ready"] == ["hangs"], body
         assert "stuck in a call" in body["why"]["hangs"] and call["request_id"] in body["why"]["hangs"]
-        t = time.monotonic()
-        status, answer, _ = post(swarm.url(), "other", timeout=10)  # refused at once, not a 504 later
-        assert status == 503 and "stuck in a call" in answer["error"] and time.monotonic() - t < 2
+        status, answer, _ = post(swarm.url(), "other", timeout=90)  # refused, not a 504 a minute later
+        assert status == 503 and "stuck in a call" in answer["error"]
         assert f"stuck: hangs/0 in request {call['request_id']}" in status_table(swarm.status(), "process")
         gate.unlink()  # the call returns: the bee takes work again
         assert caller.result()[:2] == (200, "hang")

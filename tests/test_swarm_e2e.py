@@ -796,10 +796,9 @@ def test_an_error_inside_the_supervisor_fails_the_change_and_the_swarm_serves_on
     def v2(payload: int) -> Any:
         return fickle
 
-    t = time.monotonic()
+    # the change fails with the error, not with "not ready after 60 s" once its time is out
     with pytest.raises(StartError, match="changed its mind"):
         swarm.bee(v2, input="in", name="model")
-    assert time.monotonic() - t < 10  # reported at once, not after the change's timeout
     assert swarm.request("in", 5) == {"n": 5, "version": "v1"}
     assert swarm.status()["bees"]["model"]["ready"] == 1
     swarm.bee(_version("v3"), input="in", name="model")  # later changes work
