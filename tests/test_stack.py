@@ -27,7 +27,8 @@ from conftest import Load, missing, wait_until
 from bytewax_nb.client import post
 from bytewax_nb.stack.attach import StackLink
 
-pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
+# a deploy builds images and runs a notebook first: minutes on a loaded machine, not seconds
+pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[1]
 STACK = "bxnb-test-hello"
 NAMESPACE = "com.docker.stack.namespace"

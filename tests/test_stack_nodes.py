@@ -31,7 +31,8 @@ from bytewax_nb.child import LINK_PORT
 from bytewax_nb.client import post
 from bytewax_nb.stack.attach import StackLink, _task_logs
 
-pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow]
+# a deploy builds images and runs a notebook first: minutes on a loaded machine, not seconds
+pytestmark = [pytest.mark.stack, pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(300)]
 STACK = "bxnb-test-nodes"
 SCRIPT = ROOT / "scripts" / "second-node.sh"
 SECOND_ENGINE = "unix:///var/run/docker2.sock"  # the second node's engine (second-node.sh)
