@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from bytewax_nb import Swarm
-from bytewax_nb.settings import ENCRYPT
+from bytewax_nb.model.settings import ENCRYPT
 
 _ECHO = textwrap.dedent(
     """

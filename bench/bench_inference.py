@@ -41,7 +41,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 
 from bytewax_nb import Swarm  # noqa: E402
-from bytewax_nb.settings import ENCRYPT  # noqa: E402
+from bytewax_nb.model.settings import ENCRYPT  # noqa: E402
 
 MB = 1 << 20
 Row = tuple[str, str, float, float, float, str, str]  # case, unit, rate, p50, p99, limit, share

@@ -1,7 +1,8 @@
 """bytewax-nb: real-time ML inference swarms built, run and served from a notebook.
 
-Names are imported on first use, so a bee replica (`python -m bytewax_nb.runner`, in a
-slim container with only pyzmq and cloudpickle) never imports the owner's side.
+The public API. Names are imported on first use, so a bee replica (`python -m
+bytewax_nb.replica`, in a slim container with only pyzmq, cloudpickle and blake3) never
+imports the owner's side. Where each part runs: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -9,35 +10,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-
-def _version() -> str:
-    """The installed distribution's version (taken from the widget's package.json at
-    build time, the one place it lives); a source tree without metadata reads that file."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("bytewax-nb")
-    except metadata.PackageNotFoundError:
-        import json
-        import pathlib
-
-        here = pathlib.Path(__file__).resolve().parent
-        for folder in (here, here.parent):  # built into the package, or the source checkout's
-            candidate = folder / "labextension" / "package.json"
-            if candidate.is_file():
-                return str(json.loads(candidate.read_text())["version"])
-        return "0+unknown"
-
-
-__version__ = _version()
+from .model.version import VERSION as __version__
 
 __all__ = [
     "BadRequest",
     "BeeNotPicklable",
+    "BeeSpec",
     "BytewaxNBError",
     "Context",
     "DevSwarm",
     "GatewayError",
+    "GatewaySpec",
     "NotReady",
     "RemoteError",
     "RequestTimeout",
@@ -46,28 +29,32 @@ __all__ = [
     "SwarmWidget",
     "TopologyError",
     "__version__",
+    "current_swarm",
     "load_ipython_extension",
 ]
 
 _WHERE = {
-    "BadRequest": "errors",
-    "BeeNotPicklable": "errors",
-    "BytewaxNBError": "errors",
-    "GatewayError": "errors",
-    "NotReady": "errors",
-    "RemoteError": "errors",
-    "RequestTimeout": "errors",
-    "StartError": "errors",
-    "TopologyError": "errors",
-    "Context": "invoke",
+    "BadRequest": "model.errors",
+    "BeeNotPicklable": "model.errors",
+    "BytewaxNBError": "model.errors",
+    "GatewayError": "model.errors",
+    "NotReady": "model.errors",
+    "RemoteError": "model.errors",
+    "RequestTimeout": "model.errors",
+    "StartError": "model.errors",
+    "TopologyError": "model.errors",
+    "BeeSpec": "model.spec",
+    "GatewaySpec": "model.spec",
+    "Context": "model.invoke",
     "DevSwarm": "devswarm",
     "Swarm": "swarm",
-    "SwarmWidget": "widget",
+    "SwarmWidget": "notebook.widget",
+    "current_swarm": "notebook.magics",
 }
 
 if TYPE_CHECKING:
     from .devswarm import DevSwarm
-    from .errors import (
+    from .model.errors import (
         BadRequest,
         BeeNotPicklable,
         BytewaxNBError,
@@ -78,9 +65,11 @@ if TYPE_CHECKING:
         StartError,
         TopologyError,
     )
-    from .invoke import Context
+    from .model.invoke import Context
+    from .model.spec import BeeSpec, GatewaySpec
+    from .notebook.magics import current_swarm
+    from .notebook.widget import SwarmWidget
     from .swarm import Swarm
-    from .widget import SwarmWidget
 
 
 def __getattr__(name: str) -> Any:
@@ -92,7 +81,7 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext bytewax_nb`: the %swarm, %gateway, %%bee and %send magics."""
-    from .magics import load
+    from .notebook.magics import load
 
     load(ipython)
 

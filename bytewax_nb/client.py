@@ -9,8 +9,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import GatewayError, NotReady, RemoteError, RequestTimeout
-from .wire import dump_json
+from .bus.wire import dump_json
+from .model.errors import GatewayError, NotReady, RemoteError, RequestTimeout
 
 __all__ = ["Answer", "call", "post", "raise_for", "request", "submit"]
 

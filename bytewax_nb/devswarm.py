@@ -13,12 +13,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .errors import BytewaxNBError, RemoteError
-from .invoke import Context, Invoker
-from .protocol import CallStyle
-from .source import user_traceback
-from .spec import BeeSpec, Topology
-from .wire import dump_json
+from .bus.wire import dump_json
+from .model.errors import BytewaxNBError, RemoteError
+from .model.invoke import Context, Invoker
+from .model.protocol import CallStyle
+from .model.source import user_traceback
+from .model.spec import BeeSpec, Topology
 
 __all__ = ["DevSwarm", "run_in_process"]
 

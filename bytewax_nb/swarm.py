@@ -13,15 +13,16 @@ from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import client, state
+from . import client
+from .bus.wire import TRACEBACK_HEADER
 from .devswarm import run_in_process
-from .errors import BytewaxNBError, StartError, TopologyError
-from .progress import BuildProgress
-from .protocol import Runtime, SwarmStatus
-from .reports import gateway_url
-from .runtime import make_launcher, resolve, runtime_unsupported
-from .shipping import check_picklable
-from .spec import (
+from .engine import state
+from .engine.reports import gateway_url
+from .engine.shipping import check_picklable
+from .engine.supervisor import Supervisor
+from .model.errors import BytewaxNBError, StartError, TopologyError
+from .model.protocol import Runtime, SwarmStatus
+from .model.spec import (
     DEFAULT_BEE_TIMEOUT,
     DEFAULT_GATEWAY_TIMEOUT,
     DEFAULT_MAX_BODY,
@@ -33,8 +34,8 @@ from .spec import (
     Topology,
     check_name,
 )
-from .supervisor import Supervisor
-from .wire import TRACEBACK_HEADER
+from .runtime.choose import make_launcher, resolve, runtime_unsupported
+from .runtime.progress import BuildProgress
 
 if TYPE_CHECKING:
     from .stack.attach import StackLink

@@ -10,7 +10,7 @@ from typing import Any
 
 
 def _settings_table() -> str:
-    from bytewax_nb.settings import SETTINGS
+    from bytewax_nb.model.settings import SETTINGS
 
     rows = ["| Variable | Default | What it does |", "|---|---|---|"]
     for s in SETTINGS:

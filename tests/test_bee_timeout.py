@@ -11,7 +11,7 @@ from conftest import wait_until
 
 from bytewax_nb import RemoteError, TopologyError
 from bytewax_nb.client import post
-from bytewax_nb.spec import BeeSpec
+from bytewax_nb.model.spec import BeeSpec
 
 
 def _serve(make_swarm: Any, fn: Any, *, gateway_timeout: float = 30, **bee: Any) -> Any:
@@ -180,7 +180,7 @@ def test_by_default_a_hung_call_is_answered_beetimeout_before_its_gateway_gives_
 
 
 def test_the_auto_timeout_follows_the_longest_gateway_that_reaches_the_bee() -> None:
-    from bytewax_nb.spec import GatewaySpec, Topology
+    from bytewax_nb.model.spec import GatewaySpec, Topology
 
     def f(p: Any) -> Any:
         return p
@@ -206,7 +206,7 @@ def test_a_bee_whose_every_replica_is_stuck_is_not_ready_and_callers_hear_why_at
     import urllib.error
     import urllib.request
 
-    from bytewax_nb.table import status_table
+    from bytewax_nb.model.table import status_table
 
     gate = tmp_path / "gate"
     gate.touch()

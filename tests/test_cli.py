@@ -16,7 +16,7 @@ import pytest
 from conftest import Gate, hello_swarm, wait_until
 
 import bytewax_nb
-from bytewax_nb import state
+from bytewax_nb.engine import state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,7 @@ def test_gc_removes_what_a_dead_owner_left(state_dir: Path) -> None:
     (record.log_dir / "b.log").write_text("old\n")
     # a replica stuck before its boot line, whose owner is gone
     stuck = subprocess.Popen(
-        [sys.executable, "-m", "bytewax_nb.runner"],
+        [sys.executable, "-m", "bytewax_nb.replica"],
         stdin=subprocess.PIPE,
         env={**os.environ, "BYTEWAX_NB_OWNER": str(dead_pid)},
     )

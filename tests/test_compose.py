@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from bytewax_nb.spec import BeeSpec, GatewaySpec, Topology
+from bytewax_nb.model.spec import BeeSpec, GatewaySpec, Topology
 from bytewax_nb.stack.compose import Plan, compose
 
 

@@ -28,7 +28,7 @@ from conftest import Load, hello_swarm, missing, wait_until
 from bytewax_nb import RemoteError
 from bytewax_nb.runtime.docker import base_image_here, daemon_answers
 from bytewax_nb.runtime.images import ImageBuilder
-from bytewax_nb.settings import BASE_IMAGE
+from bytewax_nb.model.settings import BASE_IMAGE
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[1]
@@ -345,7 +345,7 @@ def test_a_build_in_a_notebook_shows_a_progress_bar(engine: Any, tmp_path: Path)
     import nbformat
     from nbclient import NotebookClient
 
-    from bytewax_nb.spec import BeeSpec
+    from bytewax_nb.model.spec import BeeSpec
 
     def uses_six(payload: Any) -> Any:
         return payload
@@ -409,7 +409,7 @@ def test_a_module_imported_inside_the_bee_is_in_its_image(make_swarm: Any, engin
 def test_an_image_is_built_once_and_holds_what_its_tag_promises(engine: Any, tmp_path: Path) -> None:
     import threading
 
-    from bytewax_nb.spec import BeeSpec
+    from bytewax_nb.model.spec import BeeSpec
 
     def uses_six(payload: Any) -> Any:
         return payload

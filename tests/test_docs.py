@@ -29,7 +29,7 @@ def blocks(page: Path, language: str) -> list[str]:
 @pytest.fixture
 def no_leftovers() -> Iterator[None]:
     yield
-    from bytewax_nb.magics import current_swarm
+    from bytewax_nb.notebook.magics import current_swarm
     from bytewax_nb.swarm import stop_all
 
     swarm = current_swarm()

@@ -92,7 +92,7 @@ def test_a_bee_without_retries_answers_its_caller_how_the_replica_died(make_swar
 
 
 def test_retries_must_be_a_count() -> None:
-    from bytewax_nb.spec import BeeSpec
+    from bytewax_nb.model.spec import BeeSpec
 
     with pytest.raises(TopologyError, match="retries must be an integer >= 0"):
         BeeSpec("b", print, ("in",), retries=-1)

@@ -14,9 +14,9 @@ import pytest
 import zmq
 from conftest import wait_until
 
-from bytewax_nb.intake import Intake
-from bytewax_nb.links import Dispatcher, Route
-from bytewax_nb.wire import Enc, Header, Kind, Signer, next_seq, pack_seqs, pickled, unpack_seqs
+from bytewax_nb.bus.consumer import Intake
+from bytewax_nb.bus.producer import Dispatcher, Route
+from bytewax_nb.bus.wire import Enc, Header, Kind, Signer, next_seq, pack_seqs, pickled, unpack_seqs
 
 KEY = b"k" * 32
 

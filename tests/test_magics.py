@@ -11,7 +11,7 @@ from conftest import wait_until
 from IPython.core.interactiveshell import InteractiveShell
 
 from bytewax_nb import RemoteError
-from bytewax_nb.magics import current_swarm
+from bytewax_nb.notebook.magics import current_swarm
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_bad_magic_input_gets_a_clear_error(ip: Any, cell: str, message: str) ->
 def test_without_swarm_new_the_swarm_is_named_after_the_notebook(
     ip: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import bytewax_nb.magics as magics
+    import bytewax_nb.notebook.magics as magics
 
     monkeypatch.setattr(magics, "_CURRENT", {})
     monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/work/Fraud Model v2.ipynb")

@@ -10,7 +10,7 @@ import pytest
 import zmq
 from conftest import Load, wait_until
 
-from bytewax_nb.protocol import Role
+from bytewax_nb.model.protocol import Role
 
 
 @pytest.mark.slow

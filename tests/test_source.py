@@ -9,7 +9,7 @@ from typing import Any
 
 import cloudpickle
 
-from bytewax_nb.source import capture, restore
+from bytewax_nb.model.source import capture, restore
 
 _CELL = """\
 def helper(p):

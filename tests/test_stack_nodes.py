@@ -27,7 +27,7 @@ import pytest
 from conftest import Load, missing, wait_until
 from test_stack import NAMESPACE, ROOT, _cli, _engine, _leftovers
 
-from bytewax_nb.child import LINK_PORT
+from bytewax_nb.bus.child import LINK_PORT
 from bytewax_nb.client import post
 from bytewax_nb.stack.attach import StackLink, _task_logs
 
@@ -43,8 +43,8 @@ SECOND_ENGINE = "unix:///var/run/docker2.sock"  # the second node's engine (seco
 # connection never gets past the CurveZMQ handshake.
 INSIDER = """
 import json, sys, zmq
-from bytewax_nb.curve import BusKeys, Curve
-from bytewax_nb.wire import Enc, Header, Kind, Signer, next_seq
+from bytewax_nb.bus.curve import BusKeys, Curve
+from bytewax_nb.bus.wire import Enc, Header, Kind, Signer, next_seq
 mode, hub, given = sys.argv[1:4]
 boot = json.load(open("/run/secrets/bytewax-nb-boot"))
 ctx = zmq.Context()

@@ -416,8 +416,8 @@ def test_submit_is_fire_and_forget_and_reaches_the_bee(make_swarm: Any, tmp_path
 def test_forged_replayed_and_unsigned_frames_at_the_hub_are_dropped_and_counted(make_swarm: Any) -> None:
     import zmq
 
-    from bytewax_nb.curve import Curve
-    from bytewax_nb.wire import Enc, Header, Kind, Signer, next_seq
+    from bytewax_nb.bus.curve import Curve
+    from bytewax_nb.bus.wire import Enc, Header, Kind, Signer, next_seq
 
     swarm = make_swarm()
     swarm.gateway("in")
@@ -462,7 +462,7 @@ def test_a_process_without_the_swarms_keys_cannot_even_connect(make_swarm: Any, 
     import zmq
     from zmq.utils.monitor import recv_monitor_message
 
-    from bytewax_nb.curve import BusKeys, Curve
+    from bytewax_nb.bus.curve import BusKeys, Curve
 
     swarm = make_swarm()
     swarm.gateway("in")

@@ -11,9 +11,9 @@ import pytest
 import zmq
 from blake3 import blake3
 
-from bytewax_nb.control import ControlCodec, Msg
-from bytewax_nb.sockio import readable, recv_burst, send_frames
-from bytewax_nb.wire import Enc, Header, Kind, Signer, dump_json, pickled
+from bytewax_nb.bus.control import ControlCodec, Msg
+from bytewax_nb.bus.sockio import readable, recv_burst, send_frames
+from bytewax_nb.bus.wire import Enc, Header, Kind, Signer, dump_json, pickled
 
 
 def _encode(signer: Signer, header: Header, obj: object) -> list[Any]:

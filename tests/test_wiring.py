@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bytewax_nb.spec import BeeSpec, GatewaySpec, Topology
-from bytewax_nb.wiring import Member, Wiring, exit_cause
+from bytewax_nb.model.spec import BeeSpec, GatewaySpec, Topology
+from bytewax_nb.engine.wiring import Member, Wiring, exit_cause
 
 
 def _wiring() -> Wiring:
@@ -119,15 +119,13 @@ def test_exit_causes_in_words() -> None:
 
 
 def test_restarts_back_off_and_a_process_that_never_served_is_given_up_on() -> None:
-    from bytewax_nb.policy import RestartPolicy
-    from bytewax_nb.wiring import Slot
+    from bytewax_nb.engine.policy import RestartPolicy
 
     policy = RestartPolicy()
     assert [policy.delay(n) for n in (1, 2, 3, 7, 20)] == [0.1, 0.2, 0.4, 5.0, 5.0]
-    slot = Slot(failures=2)
-    assert not policy.gives_up(slot)
-    slot.failures = 3
-    assert policy.gives_up(slot)
-    slot.ever_ready = True  # it served once: a crash later is restarted, never given up on
-    assert not policy.gives_up(slot)
-    assert policy.failing([slot], ready=0) and not policy.failing([slot], ready=1)
+    assert not policy.gives_up(2, ever_ready=False)
+    assert policy.gives_up(3, ever_ready=False)
+    # it served once: a crash later is restarted, never given up on
+    assert not policy.gives_up(3, ever_ready=True)
+    assert policy.failing([3], ready=0) and not policy.failing([3], ready=1)
+    assert not policy.failing([2, 1], ready=0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from ..child import Child, read_boot
-from ..protocol import HubConfig
+from ..bus.child import Child, read_boot
+from ..model.protocol import HubConfig
 from .hub import Hub
 
 

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..protocol import BeeError, SwarmStatus, http_error_body
-from ..spec import GatewaySpec
-from ..wire import TRACEBACK_HEADER, Kind, new_request_id
+from ..bus.wire import TRACEBACK_HEADER, Kind, new_request_id
+from ..model.protocol import BeeError, SwarmStatus, http_error_body
+from ..model.spec import GatewaySpec
 from .metrics import GatewayMetrics, HubMetrics
 
 Reply = tuple[int, bytes, str]  # a bus message kind (response or error), its JSON body, its bee

@@ -18,9 +18,11 @@ from typing import Any, cast
 import zmq
 from aiohttp import web
 
-from ..child import Child
-from ..links import Dispatcher, Parcel, died_answer
-from ..protocol import (
+from ..bus.child import Child
+from ..bus.producer import Dispatcher, Parcel, died_answer
+from ..bus.sockio import readable, recv_routed, send_routed
+from ..bus.wire import Enc, Header, Kind, ReplayGuard, dump_json, traceback_token
+from ..model.protocol import (
     Beat,
     BeeFigures,
     BeeState,
@@ -40,10 +42,8 @@ from ..protocol import (
     routes_from,
     routes_to,
 )
-from ..settings import HEARTBEAT
-from ..sockio import readable, recv_routed, send_routed
-from ..spec import GatewaySpec
-from ..wire import Enc, Header, Kind, ReplayGuard, dump_json, traceback_token
+from ..model.settings import HEARTBEAT
+from ..model.spec import GatewaySpec
 from .http import GatewayApp, Reply
 from .journal import Journal
 from .metrics import HubMetrics, downstream

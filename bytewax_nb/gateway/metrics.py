@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..protocol import GatewayCounts, Status
+from ..model.protocol import GatewayCounts, Status
 
 __all__ = ["GatewayMetrics", "HubMetrics", "downstream"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 
-from ..child import Boot
-from ..spec import BeeSpec
+from ..bus.child import Boot
+from ..model.spec import BeeSpec
 
 __all__ = ["Handle", "Launcher", "LogSink", "NeverStarted"]
 

@@ -20,10 +20,10 @@ import docker
 import docker.errors
 from docker.types import DeviceRequest
 
-from ..child import Boot
-from ..protocol import Runtime
-from ..settings import BASE_IMAGE, BIND_HOST, DOCKER_NETWORK, OWNER
-from ..spec import BeeSpec
+from ..bus.child import Boot
+from ..model.protocol import Runtime
+from ..model.settings import BASE_IMAGE, BIND_HOST, DOCKER_NETWORK, OWNER
+from ..model.spec import BeeSpec
 from .base import Handle, Launcher, LogSink
 from .images import ImageBuilder, Progress
 from .process import ProcessLauncher

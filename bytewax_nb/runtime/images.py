@@ -28,10 +28,10 @@ from typing import Any, ClassVar
 
 import platformdirs
 
-from ..errors import BytewaxNBError
-from ..settings import BASE_IMAGE
-from ..source import PACKAGE_PATH, functions, imported_modules
-from ..spec import BeeSpec
+from ..model.errors import BytewaxNBError
+from ..model.settings import BASE_IMAGE
+from ..model.source import PACKAGE_PATH, functions, imported_modules
+from ..model.spec import BeeSpec
 
 __all__ = [
     "IMAGE_LABEL",

@@ -9,10 +9,10 @@ import sys
 import threading
 from collections.abc import Mapping
 
-from ..child import Boot
-from ..protocol import Runtime
-from ..settings import OWNER
-from ..spec import BeeSpec
+from ..bus.child import Boot
+from ..model.protocol import Runtime
+from ..model.settings import OWNER
+from ..model.spec import BeeSpec
 from .base import Handle, Launcher, LogSink
 
 __all__ = ["ProcessLauncher"]

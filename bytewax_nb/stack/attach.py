@@ -18,10 +18,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from ..errors import BytewaxNBError
-from ..protocol import SwarmStatus
-from ..spec import BeeSpec, GatewaySpec, Topology
-from ..wire import TRACEBACK_HEADER
+from ..bus.wire import TRACEBACK_HEADER
+from ..model.errors import BytewaxNBError
+from ..model.protocol import SwarmStatus
+from ..model.spec import BeeSpec, GatewaySpec, Topology
 from . import skeleton
 from .deploy import NAMESPACE, StackError, _client, docker_cli, hub_host, saved_token
 

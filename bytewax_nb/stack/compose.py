@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ..spec import BeeSpec, Topology
+from ..model.spec import BeeSpec, Topology
 
 __all__ = ["BOOT", "BUS", "TOKENS", "Plan", "compose"]
 
@@ -140,7 +140,7 @@ def compose(plan: Plan) -> str:
         services[name] = _service(
             plan,
             plan.images[name],
-            "bytewax_nb.runner",
+            "bytewax_nb.replica",
             _task("bee", name),
             environment=dict(spec.env),
             stop_grace_period=grace,

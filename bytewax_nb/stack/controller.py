@@ -13,12 +13,12 @@ import signal
 import sys
 import threading
 
-from ..child import BOOT_SECRET
-from ..curve import BusKeys
-from ..settings import HEARTBEAT, STACK
-from ..supervisor import Supervisor
+from ..bus.child import BOOT_SECRET
+from ..bus.curve import BusKeys
+from ..engine.adoption import Adopt, Engine
+from ..engine.supervisor import Supervisor
+from ..model.settings import HEARTBEAT, STACK
 from . import skeleton
-from .adopt import Adopt, Engine
 
 __all__ = ["main"]
 

@@ -29,11 +29,11 @@ from typing import Any
 
 import cloudpickle
 
-from .. import state
-from ..curve import BusKeys
-from ..source import capture, imported_modules
-from ..spec import BeeSpec, Topology
-from ..wire import traceback_token
+from ..bus.curve import BusKeys
+from ..bus.wire import traceback_token
+from ..engine import state
+from ..model.source import capture, imported_modules
+from ..model.spec import BeeSpec, Topology
 from . import skeleton
 from .compose import BOOT, BUS, TOKENS, Plan, compose
 from .watch import NAMESPACE, StackError, hub_host, wait_serving
@@ -245,7 +245,7 @@ def deploy(
 
     A first deploy that fails is removed again (`keep_on_failure`: left to look at); an
     update that fails leaves what the engine's rollback leaves (bees roll back)."""
-    from ..spec import check_name
+    from ..model.spec import check_name
 
     check_name("stack", stack)
     topology.validate()
@@ -377,7 +377,7 @@ def export(
 ) -> Path:
     """Write the stack as files for `docker stack deploy -c FOLDER/compose.yaml STACK`:
     the Compose file, the graph, the secrets (mode 600) and what the images hold."""
-    from ..spec import check_name
+    from ..model.spec import check_name
 
     check_name("stack", stack)
     topology.validate()

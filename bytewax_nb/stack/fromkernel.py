@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import BytewaxNBError
+from ..model.errors import BytewaxNBError
 
 __all__ = ["MARK", "run"]
 

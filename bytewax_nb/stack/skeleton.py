@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import BytewaxNBError
-from ..spec import BeeSpec, GatewaySpec, Topology
+from ..model.errors import BytewaxNBError
+from ..model.spec import BeeSpec, GatewaySpec, Topology
 
 __all__ = ["dump", "load", "remote"]
 

@@ -15,8 +15,8 @@ import urllib.request
 from collections import Counter
 from typing import Any
 
-from ..errors import BytewaxNBError
-from ..spec import Topology
+from ..model.errors import BytewaxNBError
+from ..model.spec import Topology
 
 __all__ = ["NAMESPACE", "StackError", "hub_host", "keeps_failing", "task_errors", "wait_serving"]
 

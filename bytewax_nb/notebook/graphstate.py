@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .spec import Topology
+from ..model.spec import Topology
 
 __all__ = ["Rates", "bee_detail", "describe_edit", "graph"]
 

@@ -9,8 +9,17 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import cast
 
-from .protocol import BeeView, GatewayCounts, GatewayView, HubStats, HubView, ReplicaView, Role, SwarmStatus
-from .spec import GatewaySpec, Topology
+from ..model.protocol import (
+    BeeView,
+    GatewayCounts,
+    GatewayView,
+    HubStats,
+    HubView,
+    ReplicaView,
+    Role,
+    SwarmStatus,
+)
+from ..model.spec import GatewaySpec, Topology
 from .wiring import Member, Wiring
 
 __all__ = ["gateway_url", "last_lines", "not_ready_report", "record_fields", "snapshot"]

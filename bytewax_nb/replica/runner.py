@@ -25,13 +25,15 @@ from typing import Any, cast
 
 import zmq
 
-from .child import Child, read_boot
-from .errors import BadRequest
-from .fusion import handoff
-from .intake import InLink, Intake
-from .invoke import Context, Invoker
-from .links import Dispatcher, died_answer
-from .protocol import (
+from ..bus.child import Child, read_boot
+from ..bus.consumer import InLink, Intake
+from ..bus.producer import Dispatcher, died_answer
+from ..bus.sockio import readable, recv_routed, send_frames, send_routed
+from ..bus.wire import Enc, Header, Kind, Message, dump_json, next_seq, pickled
+from ..model.errors import BadRequest
+from ..model.fusion import handoff
+from ..model.invoke import Context, Invoker
+from ..model.protocol import (
     Beat,
     BeeConfig,
     BeeError,
@@ -46,13 +48,11 @@ from .protocol import (
     routes_from,
     routes_to,
 )
-from .settings import HEARTBEAT
-from .sockio import readable, recv_routed, send_frames, send_routed
-from .source import restore, user_traceback
-from .spec import BeeSpec
-from .stagelog import Tagger
+from ..model.settings import HEARTBEAT
+from ..model.source import restore, user_traceback
+from ..model.spec import BeeSpec
+from ..model.stagelog import Tagger
 from .watchdog import STUCK_AFTER, Watchdog
-from .wire import Enc, Header, Kind, Message, dump_json, next_seq, pickled
 
 __all__ = ["Replica", "main"]
 
@@ -688,7 +688,3 @@ def main() -> None:
             replica.intake.close()
     finally:
         child.close()
-
-
-if __name__ == "__main__":
-    main()

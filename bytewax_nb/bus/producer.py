@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
 
-from .protocol import Route
+from ..model.protocol import Route
 from .wire import Enc, Header, Kind, Signer, next_seq, unpack_seqs
 
 __all__ = ["Dispatcher", "Link", "Parcel", "died_answer"]

@@ -20,9 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from .fusion import members
-from .policy import RESTARTS
-from .protocol import (
+from ..model.fusion import members
+from ..model.protocol import (
     BeeError,
     BeeFigures,
     BeeState,
@@ -36,9 +35,10 @@ from .protocol import (
     bee_error,
     routes_to,
 )
-from .runtime.base import Handle
-from .spec import Topology
-from .watchdog import EXIT_TIMEOUT
+from ..model.spec import Topology
+from ..replica.watchdog import EXIT_TIMEOUT
+from ..runtime.base import Handle
+from .policy import RESTARTS
 
 __all__ = ["HUB", "NO_HEARTBEAT", "Member", "Slot", "Wiring", "death_error", "describe", "exit_cause"]
 
@@ -358,7 +358,7 @@ class Wiring:
                 ready=ready,
                 wanted=spec.replicas,
                 input=list(user_spec.inputs),
-                failing=RESTARTS.failing(slots, ready),
+                failing=RESTARTS.failing((s.failures for s in slots), ready),
                 stuck=stuck,
                 last_error=max(errors, key=lambda e: float(e.get("time", 0)), default=None),
                 state=self._bee_state(unit, ready, spec.replicas, slots, free),

@@ -22,7 +22,7 @@ from typing import Any
 
 import cloudpickle
 
-from .protocol import Msg
+from ..model.protocol import Msg
 from .wire import ReplayGuard, Signer, next_seq
 
 __all__ = ["ControlCodec", "Msg"]

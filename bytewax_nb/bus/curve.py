@@ -20,7 +20,7 @@ from typing import Any
 
 import zmq
 
-from .settings import ENCRYPT
+from ..model.settings import ENCRYPT
 
 __all__ = ["BusKeys", "Curve"]
 

@@ -20,9 +20,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import __version__, client, state
-from .errors import BytewaxNBError
-from .settings import secret_from
+from .. import client
+from ..engine import state
+from ..model.errors import BytewaxNBError
+from ..model.settings import secret_from
+from ..model.version import VERSION
 
 __all__ = ["main"]
 
@@ -47,7 +49,7 @@ def _stack(name: str) -> Any:
     """A deployed stack of that name, when no swarm of this machine has it (None: neither)."""
     if _alive_records(name):
         return None
-    from .stack.attach import StackLink, stacks
+    from ..stack.attach import StackLink, stacks
 
     return StackLink(name) if name in stacks() else None
 
@@ -62,7 +64,7 @@ def _token(var: str | None) -> str | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .stack.attach import stacks
+    from ..stack.attach import stacks
 
     records = state.read_all()
     deployed = stacks()
@@ -107,7 +109,7 @@ def _ask(record: state.Record, cmd: str, timeout: float = 10.0, **fields: Any) -
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .table import status_table
+    from ..model.table import status_table
 
     link = _stack(args.swarm)
     if link is not None:
@@ -255,7 +257,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from .runtime.leftovers import collect
+    from .gc import collect
 
     for line in collect():
         print(line)
@@ -272,8 +274,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _in_kernel(args: argparse.Namespace, action: str, options: dict[str, Any]) -> dict[str, Any]:
     """Run the notebook's cells, then deploy or export its swarm from its kernel."""
+    from ..stack.fromkernel import MARK
     from .headless import run_then
-    from .stack.fromkernel import MARK
 
     call = f"run({action!r}, {args.stack!r}, {args.swarm!r}, {options!r})"
     code = f"from bytewax_nb.stack.fromkernel import run\n{call}"
@@ -316,7 +318,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_undeploy(args: argparse.Namespace) -> int:
-    from .stack.deploy import undeploy
+    from ..stack.deploy import undeploy
 
     removed = undeploy(args.stack)
     print(f"removed stack {args.stack!r}: {', '.join(removed)}")
@@ -327,7 +329,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bytewax-nb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=f"bytewax-nb {__version__}")
+    parser.add_argument("--version", action="version", version=f"bytewax-nb {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="execute a notebook headless; its swarms serve until SIGINT/SIGTERM")

@@ -21,8 +21,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from . import state
-from .errors import BytewaxNBError
+from ..engine import state
+from ..model.errors import BytewaxNBError
 
 __all__ = ["detach", "run_log", "run_notebook", "run_then"]
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import psutil
 
-from .. import state
-from ..settings import OWNER
+from ..engine import state
+from ..model.settings import OWNER
 
 __all__ = ["collect"]
 
-_MODULES = ("bytewax_nb.runner", "bytewax_nb.gateway")
+_MODULES = ("bytewax_nb.replica", "bytewax_nb.gateway")
 
 
 def _ours(proc: psutil.Process) -> bool:
@@ -113,7 +113,7 @@ def _images(client: Any) -> list[str]:
     makes names them. Another installation's (another venv's) are left to its own gc."""
     import docker.errors
 
-    from .images import IMAGE_LABEL, INSTALL_LABEL, RUNNER_LABEL, install_id, runner_hash
+    from ..runtime.images import IMAGE_LABEL, INSTALL_LABEL, RUNNER_LABEL, install_id, runner_hash
 
     current, me = runner_hash(), install_id()
     done = []

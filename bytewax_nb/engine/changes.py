@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
-from .protocol import MemberState, Role
-from .spec import BeeSpec, Topology
+from ..model.protocol import MemberState, Role
+from ..model.spec import BeeSpec, Topology
 from .wiring import Member, Slot, Wiring
 
 __all__ = ["Change", "redeploy", "remove", "replan", "reslot", "set_replicas", "undo_deploy", "unplan"]

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .wiring import Slot
 
 __all__ = ["RESTARTS", "RestartPolicy"]
 
@@ -35,12 +31,14 @@ class RestartPolicy:
         """Seconds to wait before starting a slot again after its `failures`-th exit."""
         return min(self.first_delay * 2.0 ** max(failures - 1, 0), self.max_delay)
 
-    def gives_up(self, slot: Slot) -> bool:
-        """A process that never served has died often enough: the change it is part of fails."""
-        return not slot.ever_ready and slot.failures >= self.start_failures
+    def gives_up(self, failures: int, ever_ready: bool) -> bool:
+        """A slot whose processes never served has failed often enough: the change it is
+        part of fails."""
+        return not ever_ready and failures >= self.start_failures
 
-    def failing(self, slots: Iterable[Slot], ready: int) -> bool:
-        return ready == 0 and any(s.failures >= self.failing_after for s in slots)
+    def failing(self, failures: Iterable[int], ready: int) -> bool:
+        """A bee with no replica ready whose slots keep failing (`failures` per slot)."""
+        return ready == 0 and any(n >= self.failing_after for n in failures)
 
 
 RESTARTS = RestartPolicy()

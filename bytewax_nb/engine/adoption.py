@@ -20,12 +20,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from ..child import CONTROLLER_PORT
-from ..curve import BusKeys
-from ..protocol import Beat, MemberState, Msg, Role
+from ..bus.child import CONTROLLER_PORT
+from ..bus.curve import BusKeys
+from ..model.protocol import Beat, MemberState, Msg, Role
+from ..model.spec import Topology
 from ..runtime.base import Handle, Launcher
-from ..spec import Topology
-from ..wiring import NO_HEARTBEAT, Member, Slot, Wiring
+from .wiring import NO_HEARTBEAT, Member, Slot, Wiring
 
 __all__ = ["Adopt", "BeatHandle", "Beats", "Engine"]
 

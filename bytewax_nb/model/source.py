@@ -21,7 +21,7 @@ __all__ = ["capture", "functions", "imported_modules", "restore", "user_tracebac
 Captured = dict[str, Any]  # {"files": {name: lines}, "codes": {(code name, first line): name}}
 # bytewax-nb's own code: what tracebacks and stacks shown to users leave out, and what
 # every bee image carries
-PACKAGE_PATH = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_PATH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE_DIR = PACKAGE_PATH + os.sep  # as a prefix of file names
 
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import zmq
 
+from ..model.settings import STACK, TASK
 from .control import ControlCodec, Msg
 from .curve import BusKeys, Curve
-from .settings import STACK, TASK
 from .wire import Signer
 
 __all__ = ["BOOT_SECRET", "CONTROLLER", "CONTROLLER_PORT", "LINK_PORT", "Boot", "Child", "read_boot"]

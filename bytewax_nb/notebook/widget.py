@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 from ipywidgets import DOMWidget
 from traitlets import Bool, Dict, List, Unicode
 
-from . import __version__
-from .errors import BytewaxNBError
+from ..model.errors import BytewaxNBError
+from ..model.version import VERSION
 from .graphstate import Rates, bee_detail, describe_edit, graph
 
 if TYPE_CHECKING:
-    from .swarm import Swarm
+    from ..swarm import Swarm
 
 __all__ = ["SwarmWidget"]
 
 MODULE = "bytewax-nb-widget"
-MODULE_VERSION = f"^{__version__}"
+MODULE_VERSION = f"^{VERSION}"
 _INTERVAL = 1.0
 _EDITS = ("connect", "disconnect", "replicas", "remove")
 _SAY_AFTER = 3  # failed refreshes in a row before the widget shows the error

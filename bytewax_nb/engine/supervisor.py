@@ -37,15 +37,13 @@ from typing import Any, TypeVar, cast
 
 import zmq
 
-from . import changes, fusion, reports, state
-from .changes import Change
-from .child import CONTROLLER, Boot
-from .commands import Action, CommandSocket
-from .control import ControlCodec
-from .curve import BusKeys, Curve
-from .errors import StartError
-from .policy import RESTARTS
-from .protocol import (
+from ..bus.child import CONTROLLER, Boot
+from ..bus.control import ControlCodec
+from ..bus.curve import BusKeys, Curve
+from ..bus.wire import Signer, traceback_token
+from ..model import fusion
+from ..model.errors import StartError
+from ..model.protocol import (
     Beat,
     BeeConfig,
     BeeState,
@@ -68,12 +66,15 @@ from .protocol import (
     Tally,
     Up,
 )
-from .runtime.base import Handle, Launcher, NeverStarted
-from .source import capture, imported_modules
-from .spec import BeeSpec, GatewaySpec, Topology
-from .stack.adopt import Adopt, BeatHandle, Beats
-from .stagelog import untag
-from .wire import Signer, traceback_token
+from ..model.source import capture, imported_modules
+from ..model.spec import BeeSpec, GatewaySpec, Topology
+from ..model.stagelog import untag
+from ..runtime.base import Handle, Launcher, NeverStarted
+from . import changes, reports, state
+from .adoption import Adopt, BeatHandle, Beats
+from .changes import Change
+from .commands import Action, CommandSocket
+from .policy import RESTARTS
 from .wiring import NO_HEARTBEAT, Member, Past, Wiring, death_error, describe, exit_cause
 
 __all__ = ["Supervisor"]
@@ -682,7 +683,7 @@ class Supervisor:
         spec = self.units.bees[name] if role == Role.BEE else None
         control = self.launcher.advertise(self.control_address, spec)
         boot = Boot(self._key, control, identity, self._bus_keys, supervisor=self._codec.me)
-        module = "bytewax_nb.runner" if role == Role.BEE else "bytewax_nb.gateway"  # the hub
+        module = "bytewax_nb.replica" if role == Role.BEE else "bytewax_nb.gateway"  # the hub
         env = spec.env if spec is not None else {}
         handle: Handle
         try:
@@ -761,7 +762,7 @@ class Supervisor:
             self.wiring.note_death(m, how)
         self._on_line(m.identity, f"bytewax-nb: process exited with code {code}; restarting")
         change = self._change
-        if change is not None and RESTARTS.gives_up(slot):
+        if change is not None and RESTARTS.gives_up(slot.failures, slot.ever_ready):
             change.error = (
                 f"{m.role} {m.name!r} replica {m.replica} exited {slot.failures} times (last code {code})"
             )

@@ -16,7 +16,7 @@ from typing import Any
 
 import cloudpickle
 
-from .errors import BeeNotPicklable
+from ..model.errors import BeeNotPicklable
 
 __all__ = ["check_picklable"]
 

@@ -28,9 +28,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .child import Child
-from .source import PACKAGE_DIR
-from .wire import Header
+from ..bus.child import Child
+from ..bus.wire import Header
+from ..model.source import PACKAGE_DIR
 
 __all__ = ["EXIT_TIMEOUT", "STUCK_AFTER", "GiveBack", "GiveUp", "Stuck", "Watchdog"]
 

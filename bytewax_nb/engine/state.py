@@ -18,7 +18,7 @@ from typing import Any
 
 import platformdirs
 
-from .settings import STATE_DIR
+from ..model.settings import STATE_DIR
 
 __all__ = [
     "LogFiles",
