@@ -13,7 +13,5 @@ def __getattr__(name: str) -> Any:
 
     value = getattr(magics, name)  # AttributeError for a name that never was
     where = "bytewax_nb" if name == "current_swarm" else "bytewax_nb.notebook.magics"
-    warnings.warn(
-        f"bytewax_nb.magics.{name} moved: import it from {where}", DeprecationWarning, stacklevel=2
-    )
+    warnings.warn(f"bytewax_nb.magics.{name} moved: import it from {where}", DeprecationWarning, stacklevel=2)
     return value

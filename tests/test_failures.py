@@ -123,7 +123,7 @@ def test_removing_a_bee_under_load_costs_the_others_nothing(make_swarm: Any) -> 
 
 
 def _extra_alive(swarm: Any) -> bool:
-    return any(m.name in ("extra", "tail") for m in swarm._supervisor.wiring.members.values())
+    return any(m.name in ("extra", "tail") for m in swarm._supervisor.book.wiring.members.values())
 
 
 def test_the_journal_keeps_submits_until_taken_and_across_a_reopen(tmp_path: Path) -> None:

@@ -31,9 +31,9 @@ def test_guessed_identities_take_over_no_link_and_read_nothing_without_encryptio
 
     swarm.start()
     supervisor = swarm._supervisor
-    members = list(supervisor.wiring.members.values())
+    members = list(supervisor.book.wiring.members.values())
     links = [m.address for m in members if m.address]
-    control = supervisor.control_address
+    control = supervisor.channel.address
     # identities as the old scheme made them (role:name:replica:launch): what an attacker
     # would guess, with every launch number up to well past those in use
     guesses = [

@@ -424,18 +424,18 @@ def test_forged_replayed_and_unsigned_frames_at_the_hub_are_dropped_and_counted(
     swarm.bee(lambda p: p, input="in", name="echo")
     swarm.start()
     supervisor = swarm._supervisor
-    hub = supervisor.wiring.hub()
+    hub = supervisor.book.wiring.hub()
     ctx = zmq.Context()
     intruder = ctx.socket(zmq.DEALER)
     intruder.setsockopt(zmq.IDENTITY, b"intruder")
-    Curve(ctx, supervisor._bus_keys).client(intruder)  # an insider: it holds the bus's keys
+    Curve(ctx, supervisor.channel.bus_keys).client(intruder)  # an insider: it holds the bus's keys
     intruder.connect(hub.address)
 
     def answer(signer: Signer, seq: int, src: str = "intruder", dst: str = hub.identity) -> list[Any]:
         header = Header(Kind.RESPONSE, "f" * 32, "in", "echo", enc=Enc.JSON, seq=seq, src=src, dst=dst)
         return signer.frames(header, b'"forged"')
 
-    genuine = Signer(supervisor._key)  # what a captured frame carries: the swarm's own signature
+    genuine = Signer(supervisor.channel.key)  # what a captured frame carries: the swarm's own signature
     frame = answer(genuine, next_seq())
     intruder.send_multipart(frame)
     intruder.send_multipart(frame)  # the same frame again
@@ -468,14 +468,14 @@ def test_a_process_without_the_swarms_keys_cannot_even_connect(make_swarm: Any, 
     swarm.gateway("in")
     swarm.bee(lambda p: p, input="in", name="echo")
     swarm.start()
-    replica = next(m for m in swarm._supervisor.wiring.members.values() if m.role == "bee")
+    replica = next(m for m in swarm._supervisor.book.wiring.members.values() if m.role == "bee")
     ctx = zmq.Context()
     eavesdropper = ctx.socket(zmq.DEALER)
     eavesdropper.setsockopt(zmq.IDENTITY, b"eve")
     if keys != "none":
         own = BusKeys.make()
         assert own is not None
-        wrong = BusKeys(swarm._supervisor._bus_keys.server_public, b"", own.client_public, own.client_secret)
+        wrong = BusKeys(swarm._supervisor.channel.bus_keys.server_public, b"", own.client_public, own.client_secret)
         Curve(ctx, wrong).client(eavesdropper)  # knows the server's public key, not the client's
     failed = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL if keys == "none" else zmq.EVENT_HANDSHAKE_FAILED_AUTH
     monitor = eavesdropper.get_monitor_socket(failed)

@@ -22,7 +22,7 @@ from typing import Any
 
 import cloudpickle
 
-from ..model.protocol import Msg
+from ..model.protocol import PICKLED, Msg
 from .wire import ReplayGuard, Signer, next_seq
 
 __all__ = ["ControlCodec", "Msg"]
@@ -49,10 +49,10 @@ class ControlCodec:
         self._guard = ReplayGuard(me)
         self.dropped = self._guard.dropped
 
-    def pack(self, kind: Msg, body: Any = None, *, dst: str, pickled: bool = False) -> list[bytes]:
+    def pack(self, kind: Msg, body: Any = None, *, dst: str) -> list[bytes]:
         """Frames of one message to `dst`; `body` is the TypedDict its kind names (see `protocol`)."""
         k = kind.encode()
-        if pickled:
+        if kind in PICKLED:
             enc, data = _PICKLE, cloudpickle.dumps(body, protocol=5)
         else:
             enc, data = _JSON, json.dumps(body, separators=(",", ":")).encode()

@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from ..bus.child import CONTROLLER_PORT
 from ..bus.curve import BusKeys
-from ..model.protocol import Beat, MemberState, Msg, Role
+from ..model.protocol import Beat, MemberState, Msg, Role, Tally
 from ..model.spec import Topology
 from ..runtime.base import Handle, Launcher
-from .wiring import NO_HEARTBEAT, Member, Slot, Wiring
+from .book import Book
+from .wiring import NO_HEARTBEAT, Member, Past, Slot, Wiring
 
-__all__ = ["Adopt", "BeatHandle", "Beats", "Engine"]
+__all__ = ["Adopt", "Adoption", "BeatHandle", "Beats", "Engine"]
 
 _MISSED = 6  # heartbeats missed before a task counts as dead
 _QUIET_BEATS = 4  # heartbeats a restarted controller only listens for
@@ -196,3 +198,69 @@ class Beats:
                 units.bees[name] = dataclasses.replace(spec, replicas=slots)
                 if wiring.user is not units and name in wiring.user.bees:
                     wiring.user.bees[name] = units.bees[name]
+
+
+class Adoption:
+    """A stack controller's side of the supervisor: tasks the engine started register
+    (HELLO) and beat; deaths while no controller ran are found from the survivors' beats."""
+
+    def __init__(self, adopt: Adopt, book: Book, say: Callable[[str, str], None]) -> None:
+        self.adopt = adopt
+        self.beats = Beats(adopt)
+        self._book = book
+        self._say = say  # (identity, line): into the swarm's logs
+
+    @property
+    def since(self) -> float:
+        """When this controller started (epoch seconds), as `/swarm` shows it."""
+        return self.beats.since
+
+    def quiet(self) -> bool:
+        return self.beats.quiet()
+
+    def register(self, identity: str, kind: Msg, body: Any) -> Member | None:
+        """A task heard of for the first time: a member now, if it is one of ours."""
+        book = self._book
+        m = self.beats.member(identity, kind, body, book.wiring, book.units)
+        if m is not None:
+            self._say(identity, f"bytewax-nb: {identity} registered ({kind})")
+        return m
+
+    def beat(self, m: Member, beat: Beat) -> bool:
+        """Apply a heartbeat; True if the swarm must be told (a task started leaving)."""
+        book = self._book
+        if m.role == Role.HUB and beat.get("ports"):
+            book.ports.update(beat.get("ports", {}))
+        if m.role == Role.HUB and "tally" in beat:  # this controller may be a restarted one
+            self.carry_on(beat["tally"])
+        return self.beats.on_beat(m, beat, book.wiring, book.units)
+
+    def carry_on(self, tally: Tally) -> None:
+        """Counts as the hub last heard them from a controller (counts only grow)."""
+        book = self._book
+        book.hub_restarts = max(book.hub_restarts, tally["hub_restarts"])
+        for bee, deaths in tally["deaths"].items():
+            if bee in book.units.bees or bee in book.topology.bees:
+                past = book.wiring.past.setdefault(bee, Past())
+                past.deaths = max(past.deaths, deaths)
+
+    def ended(self, m: Member) -> None:
+        """Seen to end: not one that died unseen."""
+        self.beats.told.add(m.identity)
+
+    def tick(
+        self,
+        now: float,
+        rewire: Callable[[], None],
+        died_unseen: Callable[[str], None],
+        send_snapshot: Callable[[], None],
+    ) -> None:
+        """Rewire once the quiet start is over, count deaths no controller saw, and about
+        once a second send the hub the swarm's status for `/swarm`."""
+        if self.beats.quiet_ended():
+            rewire()
+        for identity in self.beats.unseen_dead(self._book.wiring):
+            died_unseen(identity)
+        if now >= self.beats.snapshot_at:
+            self.beats.snapshot_at = now + 1.0
+            send_snapshot()

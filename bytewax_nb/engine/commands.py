@@ -15,7 +15,10 @@ from typing import Any
 
 import zmq
 
-__all__ = ["Action", "CommandSocket"]
+from ..model.errors import StartError
+from ..model.spec import BeeSpec
+
+__all__ = ["CHANGE_TIMEOUT", "Action", "CommandSocket", "swarm_actions"]
 
 Post = Callable[[Callable[[], None]], None]
 # what a command does, given the request's fields: an answer (merged into {"ok": True})
@@ -77,3 +80,41 @@ class CommandSocket:
     def close(self) -> None:
         if self.socket is not None:
             self.socket.close(linger=0)
+
+
+CHANGE_TIMEOUT = 60.0  # seconds a scale or restart asked by the command line may take
+
+
+def swarm_actions(
+    *,
+    status: Callable[[], Any],
+    bees: Callable[[], Mapping[str, BeeSpec]],
+    scale: Callable[[str, int, float], None],
+    redeploy: Callable[[BeeSpec, float], None],
+    runtime: str,
+) -> dict[str, Action]:
+    """What `bytewax-nb status|scale|restart SWARM ...` does to a running swarm."""
+
+    def known(bee: Any) -> BeeSpec:
+        spec = bees().get(str(bee))
+        if spec is None:
+            raise StartError(f"no bee {bee!r}")
+        return spec
+
+    def do_scale(request: Mapping[str, Any]) -> dict[str, Any]:
+        spec, replicas = known(request.get("bee")), request.get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+            raise ValueError(f"replicas must be an integer >= 1, not {replicas!r}")
+        scale(spec.name, replicas, CHANGE_TIMEOUT)
+        return {}
+
+    def do_restart(request: Mapping[str, Any]) -> dict[str, Any]:
+        # every replica replaced, the way a redeploy does it: no request lost
+        redeploy(known(request.get("bee")), CHANGE_TIMEOUT)
+        return {}
+
+    return {
+        "status": lambda _: {"status": status(), "runtime": runtime},
+        "scale": do_scale,
+        "restart": do_restart,
+    }

@@ -13,13 +13,13 @@ from ..model.protocol import (
     BeeView,
     GatewayCounts,
     GatewayView,
-    HubStats,
     HubView,
     ReplicaView,
     Role,
     SwarmStatus,
 )
 from ..model.spec import GatewaySpec, Topology
+from .book import Book
 from .wiring import Member, Wiring
 
 __all__ = ["gateway_url", "last_lines", "not_ready_report", "record_fields", "snapshot"]
@@ -37,16 +37,10 @@ def _pid(m: Member | None) -> int | None:
     return m.handle.pid if m is not None and m.handle is not None else None
 
 
-def snapshot(
-    swarm: str,
-    ready: bool,
-    topology: Topology,
-    wiring: Wiring,
-    ports: Mapping[str, int],
-    hub_stats: HubStats | None,
-    hub_restarts: int = 0,
-) -> SwarmStatus:
-    """The status of `Swarm.status()`, `%swarm status` and `bytewax-nb status`."""
+def snapshot(book: Book, ready: bool, controller_since: float | None = None) -> SwarmStatus:
+    """The status of `Swarm.status()`, `%swarm status` and `bytewax-nb status`
+    (`controller_since`: a stack's, when its controller started)."""
+    topology, wiring, ports, hub_stats = book.topology, book.wiring, book.ports, book.hub_stats
     hub = wiring.hub()
     counts: dict[str, GatewayCounts] = hub_stats["gateways"] if hub_stats else {}
     none = GatewayCounts(requests=0, errors=0)
@@ -73,11 +67,14 @@ def snapshot(
         bees[name] = BeeView(**st, join=topology.bees[name].join, replicas=replicas)
     hub_view = HubView(
         pid=_pid(hub),
-        restarts=hub_restarts,
+        restarts=book.hub_restarts,
         dropped_by=dict(hub_stats["dropped_by"]) if hub_stats else {},
         waiting=hub_stats["waiting"] if hub_stats else 0,
     )
-    return SwarmStatus(swarm=swarm, ready=ready, gateways=gateways, bees=bees, hub=hub_view)
+    status = SwarmStatus(swarm=book.swarm, ready=ready, gateways=gateways, bees=bees, hub=hub_view)
+    if controller_since is not None:
+        status["controller_since"] = controller_since
+    return status
 
 
 def record_fields(

@@ -29,6 +29,7 @@ __all__ = [
     "read_all",
     "remove",
     "state_dir",
+    "update",
     "write",
 ]
 
@@ -71,6 +72,15 @@ def write(record: Record) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(record), indent=1))
     tmp.replace(path)
+
+
+def update(
+    record: Record, gateways: dict[str, str], bees: dict[str, list[str]], pids: dict[str, int]
+) -> None:
+    """Write the record again if what it shows changed."""
+    if (gateways, bees, pids) != (record.gateways, record.bees, record.pids):
+        record.gateways, record.bees, record.pids = gateways, bees, pids
+        write(record)
 
 
 def remove(record: Record, *, logs: bool = False) -> None:

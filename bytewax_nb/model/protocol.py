@@ -42,6 +42,7 @@ __all__ = [
     "Lost",
     "MemberState",
     "Msg",
+    "PICKLED",
     "Role",
     "ReplicaView",
     "Route",
@@ -86,6 +87,10 @@ class Msg(StrEnum):
     BYE = "bye"  # child -> sup: drained, exiting (Bye)
     BEAT = "beat"  # a stack's task -> controller: alive, and what it runs with (Beat)
     SNAPSHOT = "snapshot"  # controller -> a stack's hub: the swarm's status for `GET /swarm` (SwarmStatus)
+
+
+# the only kinds whose body is a pickle (verified before it is loaded): the rest is JSON
+PICKLED = frozenset({Msg.CONFIG, Msg.GATEWAYS})
 
 
 class Role(StrEnum):
