@@ -13,7 +13,9 @@ producer knows what it had taken: each such message goes to another replica (a
 retry: it may then run twice if the first replica died in the middle of the call),
 or, for a bee declared with fewer retries, comes back to the caller as an error.
 
-Pure bookkeeping: frames leave through the `send` callback, sockets are the caller's.
+`Dispatcher` is the pure bookkeeping (frames leave through its `send` callback);
+`Producer` is the same for a process with its link socket: the hub and every bee
+replica produce through one, so the socket side is written once.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
 
-from ..model.protocol import Route
-from .wire import Enc, Header, Kind, Signer, next_seq, unpack_seqs
+import zmq
 
-__all__ = ["Dispatcher", "Link", "Parcel", "died_answer"]
+from ..model.protocol import Route
+from .sockio import readable, recv_routed, send_routed
+from .wire import Enc, Header, Kind, Message, ReplayGuard, Signer, next_seq, unpack_seqs
+
+__all__ = ["Dispatcher", "Link", "Parcel", "Producer", "died_answer"]
 
 Send = Callable[[str, list[Any]], None]  # (consumer identity, frames of one message)
 
@@ -272,3 +277,75 @@ def died_answer(how: str, parcel: Parcel) -> str:
 
 def _copy(h: Header) -> Header:
     return Header(h.kind, h.request_id, h.origin, h.sender, h.t0, h.deadline, h.enc, h.n_buffers)
+
+
+class Producer:
+    """A process's producer side: its link socket (consumer replicas dial it), the
+    dispatcher that picks a replica for each message, and the frames of the round,
+    sent in one burst per consumer (a socket then wakes its I/O thread once per burst).
+
+    `guard` checks what consumers send (and counts what it drops, `unreachable` too);
+    `answers` takes the frames that are not link traffic (the hub's: bees' answers);
+    `queued` is told when a round's first frame waits (the hub schedules its flush,
+    a replica notes the time: it must not sit on finished results)."""
+
+    def __init__(
+        self,
+        router: zmq.Socket[bytes],
+        me: str,
+        signer: Signer,
+        guard: ReplayGuard,
+        *,
+        on_done: Callable[[Parcel], None] | None = None,
+        answers: Callable[[Message], None] | None = None,
+        queued: Callable[[], None] | None = None,
+    ) -> None:
+        self.router = router
+        self._signer = signer
+        self._guard = guard
+        self._answers = answers
+        self._queued = queued
+        self.dispatcher = Dispatcher(me, signer, self._add, on_done)
+        self.bursts: dict[str, list[Any]] = {}  # consumer identity -> frames of this round
+
+    def publish(self, topic: str, header: Header, payload: bytes, buffers: list[Any]) -> int:
+        """Send (or keep) one message for every bee listening to `topic`; how many there are."""
+        return self.dispatcher.publish(topic, header, payload, buffers)
+
+    def _add(self, identity: str, frames: list[Any]) -> None:
+        if not self.bursts and self._queued is not None:
+            self._queued()
+        self.bursts.setdefault(identity, []).extend(frames)
+
+    def flush(self) -> bool:
+        """Send this round's frames, one burst per consumer; whether there were any."""
+        if not self.bursts:
+            return False
+        bursts, self.bursts = self.bursts, {}
+        for identity, frames in bursts.items():
+            try:
+                send_routed(self.router, identity, frames)
+            except zmq.ZMQError:  # that consumer is gone: its parcels go elsewhere on LOST
+                self._guard.drop("unreachable")
+        return True
+
+    def read(self, now: float) -> None:
+        """Take what consumers sent (call when the socket is readable; ZeroMQ's FD is
+        edge-triggered: read while EVENTS says so, or the edge is lost): verified, then
+        link traffic to the dispatcher, the rest to `answers`."""
+        while readable(self.router):
+            identity, burst = recv_routed(self.router)
+            for frames in burst:
+                msg = self._signer.open(frames)
+                if msg is None:
+                    self._guard.drop("signature")
+                    continue
+                if not self._guard.admit(msg.header, now, identity):
+                    continue
+                if self._answers is not None and msg.header.kind in (Kind.RESPONSE, Kind.ERROR):
+                    self._answers(msg)
+                else:
+                    self.dispatcher.on_frame(identity, msg.header, msg.payload)
+
+    def close(self) -> None:
+        self.router.close(linger=0)

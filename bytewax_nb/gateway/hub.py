@@ -15,13 +15,12 @@ import signal
 import time
 from typing import Any, cast
 
-import zmq
 from aiohttp import web
 
 from ..bus.child import Child
-from ..bus.producer import Dispatcher, Parcel, died_answer
-from ..bus.sockio import readable, recv_routed, send_routed
-from ..bus.wire import Enc, Header, Kind, ReplayGuard, dump_json, traceback_token
+from ..bus.producer import Parcel, Producer, died_answer
+from ..bus.sockio import readable
+from ..bus.wire import Enc, Header, Kind, Message, ReplayGuard, dump_json, traceback_token
 from ..model.protocol import (
     Beat,
     BeeFigures,
@@ -64,10 +63,18 @@ class Hub:
         self.loop = asyncio.get_running_loop()
         self.router, self.address = child.link_router(config["bus_host"])
         self.guard = ReplayGuard(self.me)
-        self.bursts: dict[str, list[Any]] = {}
-        self.flushing = False
-        self.queued = 0  # requests in `bursts`
-        self.dispatcher = Dispatcher(self.me, self.signer, self._to_consumer, self._taken)
+        self.flushing = False  # a flush is scheduled
+        self.queued = 0  # requests waiting for it
+        self.producer = Producer(
+            self.router,
+            self.me,
+            self.signer,
+            self.guard,
+            on_done=self._taken,
+            answers=self._answer_frame,
+            queued=self._schedule_flush,
+        )
+        self.dispatcher = self.producer.dispatcher
         self.journal = Journal(config["journal"])
         self.submits: dict[str, int] = {}  # accepted submit -> bees that have yet to handle it
         self.dispatcher.set_routes(routes_from(config["routes"]))
@@ -182,14 +189,13 @@ class Hub:
             self._forget(rid)
 
     def _publish(self, topic: str, header: Header, body: bytes) -> None:
-        self.dispatcher.publish(topic, header, body, [])
+        self.producer.publish(topic, header, body, [])
         self.queued += 1
         if self.queued >= _FLUSH_AT:
             self._flush()
 
-    def _to_consumer(self, identity: str, frames: list[Any]) -> None:
+    def _schedule_flush(self) -> None:
         # what one loop iteration sends a replica leaves in one burst: one wake of its socket
-        self.bursts.setdefault(identity, []).extend(frames)
         if not self.flushing:
             self.flushing = True
             self.loop.call_soon(self._flush)
@@ -197,13 +203,7 @@ class Hub:
     def _flush(self) -> None:
         self.flushing = False
         self.queued = 0
-        bursts, self.bursts = self.bursts, {}
-        for identity, frames in bursts.items():
-            try:
-                send_routed(self.router, identity, frames)
-            except zmq.ZMQError:  # that replica is gone: LOST sends its requests elsewhere
-                self.metrics.drop("unreachable")
-        if bursts:  # a send can swallow the socket's read edge: look again soon
+        if self.producer.flush():  # a send can swallow the socket's read edge: look again soon
             self.loop.call_soon(self._drain_router)
 
     def _expire(self, rid: str) -> None:
@@ -233,26 +233,15 @@ class Hub:
     # -- sockets ---------------------------------------------------------------------
 
     def _drain_router(self) -> None:
-        # ZeroMQ's FD is edge-triggered: read while EVENTS says so, or the edge is lost
-        router = self.router
-        now = time.time()
-        while readable(router):
-            identity, burst = recv_routed(router)
-            for frames in burst:
-                msg = self.signer.open(frames)
-                if msg is None:
-                    self.metrics.drop("signature")
-                    continue
-                header = msg.header
-                if not self.guard.admit(header, now, identity):
-                    continue
-                if header.kind in (Kind.RESPONSE, Kind.ERROR):
-                    if not self._answer(header.request_id, (header.kind, msg.payload, header.sender)):
-                        gw = self.gateways.get(header.origin)
-                        if gw is not None:
-                            gw.metrics.late.inc()
-                else:
-                    self.dispatcher.on_frame(identity, header, msg.payload)
+        self.producer.read(time.time())
+
+    def _answer_frame(self, msg: Message) -> None:
+        """A bee's answer (or error) to a request: its caller's, unless it came too late."""
+        header = msg.header
+        if not self._answer(header.request_id, (header.kind, msg.payload, header.sender)):
+            gw = self.gateways.get(header.origin)
+            if gw is not None:
+                gw.metrics.late.inc()
 
     def _lost(self, body: Lost) -> None:
         """A replica died: its requests go to another one, or their callers hear how it died."""
@@ -295,7 +284,7 @@ class Hub:
                 order = cast("StopOrder | None", body) or StopOrder()
                 self.drain_s = min(self.drain_s, order.get("drain", self.drain_s))
                 self.stop_event.set()
-        if self.bursts:
+        if self.producer.bursts:
             self._flush()
 
     def _status(self, status: Status) -> None:

@@ -1,0 +1,186 @@
+"""Calls into a bee's code: one stage per bee the replica runs (one, unless fused).
+
+A fused group (see `model.fusion`) runs its bees as stages of one process: what a stage
+produces is the next stage's call, on a copy no other bee can change, and only the last
+stage's results leave the process. Every call is announced to the watchdog (`enter` /
+`leave`), which steps in when one runs long. A bee's error goes to its caller, with a
+traceback of the user's own lines.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..bus.consumer import InLink
+from ..bus.wire import Header
+from ..model.errors import BadRequest
+from ..model.fusion import handoff
+from ..model.invoke import Context, Invoker
+from ..model.protocol import BeeError, CallStyle, bee_error
+from ..model.source import user_traceback
+from ..model.spec import BeeSpec
+from .outbox import Outbox
+
+__all__ = ["Ack", "Calls", "Stage"]
+
+Ack = tuple[InLink, int]  # the link a message came on, and its sequence number there
+
+
+class Watched(Protocol):
+    """What a call announces itself to (the replica's watchdog)."""
+
+    def enter(self, since: float, headers: list[Header], acks: list[Any]) -> None: ...
+
+    def leave(self) -> bool: ...
+
+
+class Stage:
+    """One bee of the replica (the only one, unless fused) and its own figures."""
+
+    __slots__ = ("errors", "handled", "index", "invoke", "last", "last_error", "latencies", "name")
+
+    def __init__(self, spec: BeeSpec, index: int, last: bool) -> None:
+        self.name = spec.name
+        self.invoke = Invoker(spec.fn)
+        self.index = index
+        self.last = last  # its results leave the process
+        self.handled = 0
+        self.errors = 0
+        self.latencies: deque[float] = deque(maxlen=1024)
+        self.last_error: BeeError | None = None  # what the widget shows of a bee's last failure
+
+
+class _StageContext(Context):
+    """A context bound to one message and stage; no closures are built per message."""
+
+    __slots__ = ("_calls", "_header", "_stage")
+
+    def __init__(self, calls: Calls, stage: Stage, header: Header) -> None:
+        self.request_id = header.request_id
+        self.gateway = header.origin
+        self.bee = stage.name
+        self._calls = calls
+        self._stage = stage
+        self._header = header
+
+    def publish(self, data: Any, context: Any = None) -> None:
+        self._calls.publish(self._stage, self._header, data)
+
+    def respond(self, data: Any, context: Any = None) -> None:
+        self._calls.outbox.respond(self._header, data, self._stage.name)
+
+
+class Calls:
+    """The stages of one replica and the calls between them."""
+
+    def __init__(self, members: tuple[BeeSpec, ...], outbox: Outbox, unstuck: Callable[[], None]) -> None:
+        self.stages = [Stage(m, i, i == len(members) - 1) for i, m in enumerate(members)]
+        self.outbox = outbox
+        self.current = self.stages[0]  # the stage whose code runs (or ran last)
+        self.pending: deque[tuple[Stage, Header, Any]] = deque()  # stages' results for the next
+        self.watchdog: Watched | None = None
+        self._unstuck = unstuck  # a call said to be stuck has returned
+
+    def call(self, header: Header, payload: Any, acks: list[Ack]) -> None:
+        """The first stage's call, then every call it leads to within the process."""
+        self.invoke(self.stages[0], header, payload, acks)
+        self.run_pending(acks)
+
+    def run_pending(self, acks: list[Ack]) -> None:
+        pending = self.pending
+        while pending:
+            stage, header, value = pending.popleft()
+            self.invoke(stage, header, value, acks)
+
+    def _enter(self, stage: Stage, headers: list[Header], acks: list[Ack]) -> float:
+        t = time.perf_counter()
+        self.current = stage
+        if self.watchdog is not None:
+            self.watchdog.enter(t, headers, acks)
+        return t
+
+    def _leave(self, stage: Stage, t: float) -> None:
+        if self.watchdog is not None and self.watchdog.leave():
+            self._unstuck()
+        stage.latencies.append(time.perf_counter() - t)
+
+    def invoke(self, stage: Stage, header: Header, payload: Any, acks: list[Ack]) -> None:
+        t = self._enter(stage, [header], acks)
+        try:
+            ctx = None if stage.invoke.style == CallStyle.PAYLOAD else _StageContext(self, stage, header)
+            result = stage.invoke(payload, ctx)
+        except Exception as exc:  # noqa: BLE001 - a bee's error goes to its caller
+            self.fail(header, exc, stage)
+            result = None
+        else:
+            stage.handled += 1
+        finally:
+            self._leave(stage, t)
+        if result is not None:
+            self.deliver(stage, header, result)
+
+    def invoke_batch(self, headers: list[Header], payloads: list[Any], acks: list[Ack]) -> None:
+        """A batch bee's call: a list of payloads in, a list of results out, one per payload."""
+        stage = self.stages[0]  # only a group's first bee may batch
+        t = self._enter(stage, headers, acks)
+        results: list[Any] | None = None
+        try:
+            invoke = stage.invoke
+            if invoke.style == CallStyle.PAYLOAD:
+                out = invoke.fn(payloads)
+            else:
+                out = invoke.fn(payloads, [_StageContext(self, stage, h) for h in headers])
+            results = list(out)
+            if len(results) != len(payloads):
+                raise ValueError(
+                    f"batch bee {stage.name!r} returned {len(results)} results for {len(payloads)} payloads"
+                )
+        except Exception as exc:  # noqa: BLE001 - a bee's error goes to each of its callers
+            for h in headers:
+                self.fail(h, exc, stage)
+            results = None
+        finally:
+            self._leave(stage, t)
+        if results is not None:
+            stage.handled += len(headers)
+            for h, r in zip(headers, results, strict=True):
+                if r is not None:
+                    self.deliver(stage, h, r)
+        self.run_pending(acks)
+
+    def deliver(self, stage: Stage, header: Header, result: Any) -> None:
+        """A stage's return value: the next stage's call, else published, else (nothing
+        listens) the caller's answer."""
+        if not stage.last:
+            self._pass_on(stage, header, result)
+        elif self.outbox.sink:
+            self.outbox.respond(header, result, stage.name)
+        else:
+            self.outbox.publish(header, result)
+
+    def publish(self, stage: Stage, header: Header, data: Any) -> None:
+        """`ctx.publish(x)` of a stage."""
+        if stage.last:
+            self.outbox.publish(header, data)
+        else:
+            self._pass_on(stage, header, data)
+
+    def _pass_on(self, stage: Stage, header: Header, data: Any) -> None:
+        """A fused stage's result: the next stage's call, on a value no other bee can change."""
+        self.pending.append((self.stages[stage.index + 1], header, handoff(data)))
+
+    def fail(self, header: Header, exc: BaseException, stage: Stage) -> None:
+        """A bee raised: its caller gets the error (BadRequest: a 400, the caller's mistake)."""
+        if isinstance(exc, BadRequest):  # no traceback, not counted against the bee
+            self.outbox.error(header, bee_error(stage.name, "BadRequest", str(exc), status=400))
+            return
+        stage.errors += 1
+        text = "".join(traceback.format_exception(type(exc), exc, user_traceback(exc.__traceback__)))
+        print(f"[{stage.name}] request {header.request_id} failed:\n{text}", file=sys.stderr, end="")
+        stage.last_error = bee_error(stage.name, type(exc).__name__, str(exc), text, header.request_id)
+        self.outbox.error(header, bee_error(stage.name, type(exc).__name__, str(exc), text))
