@@ -20,24 +20,19 @@ from ..bus.wire import TRACEBACK_HEADER, Kind, new_request_id
 from ..model.protocol import BeeError, SwarmStatus, http_error_body
 from ..model.spec import GatewaySpec
 from .metrics import GatewayMetrics, HubMetrics
-
-Reply = tuple[int, bytes, str]  # a bus message kind (response or error), its JSON body, its bee
+from .view import SwarmView
+from .waiting import Reply
 
 
 class Serving(Protocol):
     """What a gateway needs of the process that serves it (the hub): whether to take a
     request, and where to send it. A view, not the whole hub."""
 
-    healthy: bool  # every wanted replica is ready
-    serving: bool  # every bee has a ready replica
-    not_ready: list[str]
+    view: SwarmView  # readiness and figures, as the supervisor last said them
     metrics: HubMetrics
     traceback_token: bytes
-    swarm_status: SwarmStatus | None  # a deployed stack's, from its controller
 
     def in_flight(self, gateway: str) -> int: ...
-
-    def why_not_ready(self, bee: str) -> str: ...
 
     def refusal(self, gw: GatewayApp) -> tuple[int, str] | None: ...
 
@@ -201,17 +196,17 @@ class GatewayApp:
         return _json(status if 400 <= status < 600 else 500, answer, rid)
 
     def healthz(self) -> web.Response:
-        hub = self.hub
-        why = {bee: hub.why_not_ready(bee) for bee in hub.not_ready}
-        body = {"ready": hub.healthy, "serving": hub.serving, "not_ready": hub.not_ready, "why": why}
-        return _json(200 if hub.healthy else 503, body)
+        view = self.hub.view
+        why = {bee: view.why_not_ready(bee) for bee in view.not_ready}
+        body = {"ready": view.healthy, "serving": view.serving, "not_ready": view.not_ready, "why": why}
+        return _json(200 if view.healthy else 503, body)
 
     def swarm_view(self, request: web.BaseRequest) -> web.Response:
         """A deployed stack's status, as its controller last sent it (what an attached
         notebook shows); bees' tracebacks only for who may see them."""
         if not self._authorized(request):
             return _error(401, "missing or bad bearer token")
-        status = self.hub.swarm_status
+        status = self.hub.view.swarm_status
         if status is None:
             return _error(404, "no swarm status here: only a deployed stack's gateways have one")
         if not self._tracebacks(request):

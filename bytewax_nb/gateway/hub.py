@@ -23,8 +23,6 @@ from ..bus.sockio import readable
 from ..bus.wire import Enc, Header, Kind, Message, ReplayGuard, dump_json, traceback_token
 from ..model.protocol import (
     Beat,
-    BeeFigures,
-    BeeState,
     Bye,
     HubConfig,
     HubStats,
@@ -43,9 +41,12 @@ from ..model.protocol import (
 )
 from ..model.settings import HEARTBEAT
 from ..model.spec import GatewaySpec
-from .http import GatewayApp, Reply
+from .http import GatewayApp
 from .journal import Journal
-from .metrics import HubMetrics, downstream
+from .metrics import HubMetrics
+from .submits import Submits
+from .view import SwarmView
+from .waiting import Reply, Waiting
 
 __all__ = ["Hub"]
 
@@ -75,9 +76,8 @@ class Hub:
             queued=self._schedule_flush,
         )
         self.dispatcher = self.producer.dispatcher
-        self.journal = Journal(config["journal"])
-        self.submits: dict[str, int] = {}  # accepted submit -> bees that have yet to handle it
         self.dispatcher.set_routes(routes_from(config["routes"]))
+        self.submits = Submits(Journal(config["journal"]))
         specs: list[GatewaySpec] = config["gateways"]
         self.metrics = HubMetrics()
         self.guard.dropped = self.metrics.dropped  # one count of dropped frames, by reason
@@ -85,108 +85,69 @@ class Hub:
         self.runners: list[web.ServerRunner] = []
         self.sites: list[web.TCPSite] = []
         self.ports: dict[str, int] = dict(config["ports"])
-        self.pending: dict[str, tuple[str, asyncio.Future[Reply] | None]] = {}
-        self.open: dict[str, int] = {}  # per gateway: how many of `pending` are its
-        self.healthy = False  # every wanted replica is ready
-        self.serving = False  # every bee has a ready replica
-        self.not_ready: list[str] = []
-        self.bees: dict[str, BeeFigures] = {}  # the supervisor's last figures per bee
-        self.failing: dict[str, str | None] = {}  # per gateway: a bee it reaches that keeps failing
+        self.waiting = Waiting()
+        self.view = SwarmView()
         self.accepting = True
         self.stop_event = asyncio.Event()
         self.drain_s = max((s.timeout for s in specs), default=5.0)
         self.specs = specs
-        self.idle = asyncio.Event()  # set whenever nothing is pending: what a drain waits for
-        self.idle.set()
         self.traceback_token = traceback_token(child.boot.key)
         self._last_stats: HubStats | None = None
-        self.swarm_status: SwarmStatus | None = None  # a stack's: its controller's last word
 
     # -- requests --------------------------------------------------------------------
 
     def in_flight(self, gateway: str) -> int:
-        return self.open.get(gateway, 0)
-
-    def _track(self, rid: str, gateway: str, fut: asyncio.Future[Reply] | None) -> None:
-        self.pending[rid] = (gateway, fut)
-        self.open[gateway] = self.open.get(gateway, 0) + 1
-        self.idle.clear()
+        return self.waiting.in_flight(gateway)
 
     def refusal(self, gw: GatewayApp) -> tuple[int, str] | None:
         """Why a new request to `gw` must be refused at once (status, message), if it must.
 
         A bee whose replicas are restarting is no reason: the request waits for one
-        (bounded by the gateway's timeout). One that keeps dying is."""
+        (bounded by the gateway's timeout). One that keeps dying, or whose every replica
+        is stuck, is."""
         if not self.accepting:
             return 503, "the swarm is stopping"
         if not self.dispatcher.consumers(gw.name):
             return 503, f"not ready: no bee listens to gateway {gw.name!r}"
-        failing = self.failing.get(gw.name)
+        failing = self.view.failing.get(gw.name)
         if failing:
-            return 503, f"not ready: {self.why_not_ready(failing)}"
+            return 503, f"not ready: {self.view.why_not_ready(failing)}"
         if self.in_flight(gw.name) >= gw.spec.max_in_flight:
             return 503, f"too busy: {gw.spec.max_in_flight} requests in flight; retry shortly"
         return None
-
-    def why_not_ready(self, bee: str) -> str:
-        """Why a bee takes no work, in words (a 503's message, `/healthz`)."""
-        figures = self.bees.get(bee)
-        if figures is None:
-            return f"bee {bee!r} has no ready replica"
-        stuck = figures.get("stuck") or []
-        if figures["state"] == BeeState.STUCK and stuck:
-            call = max(stuck, key=lambda c: c["seconds"])
-            return (
-                f"bee {bee!r} takes no work: every replica is stuck in a call (request "
-                f"{call['request_id']} has run {call['seconds']:g} s, at {call['where']})"
-            )
-        if figures["failing"]:
-            err = figures["last_error"]
-            return f"bee {bee!r} keeps failing ({err['message'] if err else 'no replica'})"
-        return f"bee {bee!r} has {figures['ready']} of {figures['wanted']} replicas ready"
-
-    def _header(self, gw: GatewayApp, rid: str) -> Header:
-        now = time.time()
-        return Header(Kind.DATA, rid, gw.name, gw.name, now, now + gw.spec.timeout, Enc.JSON)
 
     def submit(self, gw: GatewayApp, rid: str, body: bytes) -> None:
         """Journal, then publish without a waiter: kept until every bee that listens has
         handled it (no deadline: promised work waits for a replica, however long)."""
         t0 = time.time()
-        self.journal.add(rid, gw.name, body, t0)
+        self.submits.journal.add(rid, gw.name, body, t0)
         self._resubmit(rid, gw.name, body, t0)
 
     def _resubmit(self, rid: str, gateway: str, body: bytes, t0: float) -> None:
-        self._track(rid, gateway, None)
+        self.waiting.track(rid, gateway, None)
         header = Header(Kind.DATA, rid, gateway, gateway, t0, 0.0, Enc.JSON)
-        self.submits[rid] = len(self.dispatcher.consumers(gateway))
+        self.submits.add(rid, len(self.dispatcher.consumers(gateway)))
         self._publish(gateway, header, body)
 
     def _taken(self, parcel: Parcel) -> None:
         """A replica handled one of our messages: a submit is done once every bee has."""
         rid = parcel.header.request_id
-        left = self.submits.get(rid)
-        if left is None:
-            return
-        if left > 1:
-            self.submits[rid] = left - 1
-            return
-        del self.submits[rid]
-        self.journal.taken(rid)
-        if self.pending.get(rid, ("", 1))[1] is None:
-            self._forget(rid)
+        if self.submits.taken(rid) and self.waiting.is_submit(rid):
+            self.waiting.forget(rid)
 
     async def request(self, gw: GatewayApp, rid: str, body: bytes) -> Reply:
         """Publish and wait for the first response (TimeoutError after the timeout)."""
         fut: asyncio.Future[Reply] = self.loop.create_future()
-        self._track(rid, gw.name, fut)
-        timer = self.loop.call_later(gw.spec.timeout, self._expire, rid)
-        self._publish(gw.name, self._header(gw, rid), body)
+        self.waiting.track(rid, gw.name, fut)
+        timer = self.loop.call_later(gw.spec.timeout, self.waiting.expire, rid)
+        now = time.time()
+        header = Header(Kind.DATA, rid, gw.name, gw.name, now, now + gw.spec.timeout, Enc.JSON)
+        self._publish(gw.name, header, body)
         try:
             return await fut
         finally:
             timer.cancel()
-            self._forget(rid)
+            self.waiting.forget(rid)
 
     def _publish(self, topic: str, header: Header, body: bytes) -> None:
         self.producer.publish(topic, header, body, [])
@@ -206,30 +167,6 @@ class Hub:
         if self.producer.flush():  # a send can swallow the socket's read edge: look again soon
             self.loop.call_soon(self._drain_router)
 
-    def _expire(self, rid: str) -> None:
-        entry = self.pending.get(rid)
-        self._forget(rid)
-        if entry is not None and entry[1] is not None and not entry[1].done():
-            entry[1].set_exception(TimeoutError())
-
-    def _forget(self, rid: str) -> None:
-        entry = self.pending.pop(rid, None)
-        if entry is not None:
-            self.open[entry[0]] -= 1
-        if not self.pending:
-            self.idle.set()
-
-    def _answer(self, rid: str, reply: Reply) -> bool:
-        """Give a caller its answer; False if nobody waits for it (late, or a second one)."""
-        entry = self.pending.get(rid)
-        if entry is None:
-            return False
-        self._forget(rid)
-        fut = entry[1]
-        if fut is not None and not fut.done():
-            fut.set_result(reply)
-        return True
-
     # -- sockets ---------------------------------------------------------------------
 
     def _drain_router(self) -> None:
@@ -238,7 +175,7 @@ class Hub:
     def _answer_frame(self, msg: Message) -> None:
         """A bee's answer (or error) to a request: its caller's, unless it came too late."""
         header = msg.header
-        if not self._answer(header.request_id, (header.kind, msg.payload, header.sender)):
+        if not self.waiting.answer(header.request_id, (header.kind, msg.payload, header.sender)):
             gw = self.gateways.get(header.origin)
             if gw is not None:
                 gw.metrics.late.inc()
@@ -258,7 +195,7 @@ class Hub:
                 print(f"bytewax-nb: submitted request {rid}: {message}", flush=True)
                 self._taken(parcel)
             err = bee_error(parcel.bee, "ReplicaDied", message, text, rid)
-            self._answer(rid, (Kind.ERROR, dump_json(err), parcel.bee))
+            self.waiting.answer(rid, (Kind.ERROR, dump_json(err), parcel.bee))
 
     def _drain_control(self) -> None:
         ctl = self.child.control
@@ -277,7 +214,7 @@ class Hub:
             elif kind == Msg.REPORT:
                 self._send(Msg.STATS, self._stats())
             elif kind == Msg.SNAPSHOT:
-                self.swarm_status = cast(SwarmStatus, body)
+                self.view.swarm_status = cast(SwarmStatus, body)
             elif kind == Msg.GATEWAYS:
                 self.loop.create_task(self._serve_all(cast("list[GatewaySpec]", body)))
             elif kind == Msg.STOP:
@@ -288,16 +225,7 @@ class Hub:
             self._flush()
 
     def _status(self, status: Status) -> None:
-        self.serving = status["serving"]
-        self.healthy = status["healthy"]
-        self.not_ready = status["not_ready"]
-        self.bees = status["bees"]
-        # a bee that keeps dying, or whose every replica is stuck, takes no work: its
-        # gateways refuse at once (503, Retry-After) instead of letting callers wait
-        self.failing = {
-            g: next((b for b in downstream(g, self.bees) if _takes_no_work(self.bees[b])), None)
-            for g in self.gateways
-        }
+        self.view.apply(status, self.gateways)
         self.metrics.snapshot = status
         self._send(Msg.STATUS_OK, StatusOk(version=status["version"]))
 
@@ -326,10 +254,11 @@ class Hub:
             leaving=self.stop_event.is_set(),
             holding=self.dispatcher.unsettled(),
         )
-        if self.swarm_status is not None:
+        last = self.view.swarm_status
+        if last is not None:
             body["tally"] = Tally(
-                hub_restarts=self.swarm_status["hub"]["restarts"],
-                deaths={bee: view["deaths"] for bee, view in self.swarm_status["bees"].items()},
+                hub_restarts=last["hub"]["restarts"],
+                deaths={bee: view["deaths"] for bee, view in last["bees"].items()},
             )
         self._send(Msg.BEAT, body)
         self.loop.call_later(every, self._beat, every)
@@ -338,9 +267,7 @@ class Hub:
         if self.child.owner_gone() and self.child.stdin_fd is not None:
             self.loop.remove_reader(self.child.stdin_fd)
             self.accepting = False
-            self.pending.clear()
-            self.open.clear()
-            self.idle.set()
+            self.waiting.clear()
             self.drain_s = 0
             self.stop_event.set()
 
@@ -387,7 +314,7 @@ class Hub:
         await self._serve_all(self.specs)
         if self.child.boot.stack:
             self._beat(float(HEARTBEAT.get()))
-        for rid, gateway, body, t0 in self.journal.pending():  # accepted by a hub before this one
+        for rid, gateway, body, t0 in self.submits.journal.pending():  # accepted by a hub before this one
             if gateway in self.gateways:
                 self._resubmit(rid, gateway, body, t0)
         self._drain_router()
@@ -398,10 +325,9 @@ class Hub:
         self.accepting = False
         for site in self.sites:
             await site.stop()
-        if self.pending:
-            self.idle.clear()
+        if len(self.waiting):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.idle.wait(), self.drain_s)
+                await asyncio.wait_for(self.waiting.idle.wait(), self.drain_s)
         for runner in self.runners:
             await runner.cleanup()
         for fd in fds:
@@ -409,11 +335,7 @@ class Hub:
         if self.child.stdin_fd is not None:
             loop.remove_reader(self.child.stdin_fd)  # a no-op for one already removed
         self._flush()
-        left = len(self.journal)
-        self.child.send(Msg.BYE, Bye(unanswered=len(self.pending), journal=left))
-        self.router.close(linger=0)
-        self.journal.close()
-
-
-def _takes_no_work(figures: BeeFigures) -> bool:
-    return figures["failing"] or figures["state"] == BeeState.STUCK
+        left = len(self.submits.journal)
+        self.child.send(Msg.BYE, Bye(unanswered=len(self.waiting), journal=left))
+        self.producer.close()
+        self.submits.journal.close()
