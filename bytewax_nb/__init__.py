@@ -48,7 +48,7 @@ _WHERE = {
     "Context": "model.invoke",
     "DevSwarm": "devswarm",
     "Swarm": "swarm",
-    "SwarmWidget": "notebook.widget",
+    "SwarmWidget": "widget",
     "current_swarm": "notebook.magics",
 }
 
@@ -68,8 +68,8 @@ if TYPE_CHECKING:
     from .model.invoke import Context
     from .model.spec import BeeSpec, GatewaySpec
     from .notebook.magics import current_swarm
-    from .notebook.widget import SwarmWidget
     from .swarm import Swarm
+    from .widget import SwarmWidget
 
 
 def __getattr__(name: str) -> Any:

@@ -8,28 +8,30 @@ import dataclasses
 import signal
 import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Unpack
 
 from . import client
 from .bus.wire import TRACEBACK_HEADER
 from .devswarm import run_in_process
 from .engine import state
+from .engine.declared import Declared
 from .engine.reports import gateway_url
 from .engine.shipping import check_picklable
 from .engine.supervisor import Supervisor
 from .model.errors import BytewaxNBError, StartError, TopologyError
 from .model.protocol import Runtime, SwarmStatus
+from .model.settings import DECLARE
 from .model.spec import (
-    DEFAULT_BEE_TIMEOUT,
     DEFAULT_GATEWAY_TIMEOUT,
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_READ_TIMEOUT,
+    BeeOptions,
     BeeSpec,
-    BeeTimeout,
     GatewaySpec,
     Topology,
     check_name,
@@ -38,13 +40,44 @@ from .runtime.choose import make_launcher, resolve, runtime_unsupported
 from .runtime.progress import BuildProgress
 
 if TYPE_CHECKING:
-    from .stack.attach import StackLink
     from .stack.deploy import Deployment
+    from .widget import SwarmWidget
 
 __all__ = ["Swarm"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_RUNNING: weakref.WeakSet[Swarm] = weakref.WeakSet()
+_RUNNING: weakref.WeakSet[Swarm] = weakref.WeakSet()  # started here (or declared)
+_MADE: weakref.WeakSet[Swarm] = weakref.WeakSet()  # every swarm made here: what deploy may read
+
+
+class Runner(Protocol):
+    """What runs a started swarm: its supervisor, a deployed stack it is attached to, or
+    (in a kernel that only reads the notebook) its declaration."""
+
+    ports: dict[str, int]  # gateway -> the port it listens on
+    traceback_token: str
+
+    @property
+    def stopped(self) -> bool: ...
+
+    @property
+    def unprocessed(self) -> int: ...
+
+    def deploy(self, spec: BeeSpec, timeout: float) -> None: ...
+
+    def scale(self, name: str, replicas: int, timeout: float) -> None: ...
+
+    def remove(self, name: str, timeout: float) -> None: ...
+
+    def add_gateway(self, spec: GatewaySpec, timeout: float) -> None: ...
+
+    def status(self, fresh: float = 0.5) -> SwarmStatus: ...
+
+    def log_lines(self, name: str) -> list[str]: ...
+
+    def stop(self, drain_timeout: float | None = None) -> None: ...
+
+
 _START_TIMEOUT = 60.0
 
 
@@ -82,10 +115,11 @@ class Swarm:
         self._kind: Runtime | None = None
         self.on_log = on_log
         self._topology = Topology()
-        self._supervisor: Supervisor | StackLink | None = None
+        self._supervisor: Runner | None = None
         # edits read a spec and write a changed one: the widget's thread and the user's
         # cells must not interleave (a connect would bring back code a %%bee replaced)
         self._edit_lock = threading.RLock()
+        _MADE.add(self)
 
     # -- declaring -------------------------------------------------------------------
 
@@ -125,83 +159,74 @@ class Swarm:
         fn: F | None = None,
         *,
         input: str | Iterable[str],
-        join: bool = False,
-        replicas: int = 1,
         name: str | None = None,
-        batch_size: int = 1,
-        batch_timeout_ms: float = 0.0,
-        requirements: Iterable[str] = (),
-        image: str | None = None,
-        env: dict[str, str] | None = None,
-        cpus: float | None = None,
-        memory: str | None = None,
-        gpus: int | None = None,
-        timeout: BeeTimeout = DEFAULT_BEE_TIMEOUT,
-        retries: int = 1,
-        fuse: bool = True,
+        **options: Unpack[BeeOptions],
     ) -> Any:
         """Register a bee (decorator); the function is returned unchanged.
 
         On a running swarm this deploys the bee at once; registering a name again
         redeploys it: the new replicas take over before the old ones stop, and no
-        request is lost. A call running past `timeout` seconds (None: no limit) is
-        answered with BeeTimeout and its replica restarted; by default ("auto") five
-        sixths of the longest timeout of the gateways that reach the bee, so a caller
-        hears BeeTimeout before its gateway gives up. A message whose replica
-        died while it held it is sent again up to `retries` times (it may then run
-        twice: use `retries=0` for side effects that must not repeat). With `fuse=False`
-        the bee keeps processes of its own even where it could share its neighbours'
-        (to isolate a crash, a memory leak or a GIL-heavy model).
+        request is lost. Its options (`replicas`, `timeout`, `retries`, `fuse`, ...) are
+        `BeeSpec`'s, each with its meaning and default in the docs' options table: a
+        call running past `timeout` seconds is answered with BeeTimeout and its replica
+        restarted ("auto": five sixths of the longest timeout of the gateways that reach
+        the bee, so a caller hears it before its gateway gives up); a message whose
+        replica died while it held it is sent again up to `retries` times; `fuse=False`
+        keeps the bee in processes of its own.
         """
 
         def register(f: F) -> F:
             inputs = (input,) if isinstance(input, str) else tuple(input)
-            spec = BeeSpec(
-                name or f.__name__,
-                f,
-                inputs,
-                join=join,
-                replicas=replicas,
-                batch_size=batch_size,
-                batch_timeout_ms=batch_timeout_ms,
-                requirements=tuple(requirements),
-                image=image,
-                env=dict(env or {}),
-                cpus=cpus,
-                memory=memory,
-                gpus=gpus,
-                timeout=timeout,
-                retries=retries,
-                fuse=fuse,
-            )
-            self.deploy(spec)
+            self.add_bee(BeeSpec.of(name or f.__name__, f, inputs, options))
             return f
 
         return register(fn) if fn is not None else register
 
+    def add_bee(self, spec: BeeSpec) -> None:
+        """Add a bee, or replace the one of its name; checked against the whole graph
+        before anything changes (what `@swarm.bee` and the widget's edits do)."""
+        with self._edit_lock:
+            unsupported = runtime_unsupported(self.kind, spec)
+            if unsupported:
+                raise TopologyError(
+                    f"bee {spec.name!r}: the {self.kind} runtime cannot apply {', '.join(unsupported)}; "
+                    "use runtime='docker'"
+                )
+            trial = Topology(dict(self._topology.gateways), dict(self._topology.bees))
+            trial.add_bee(spec, replace=True)
+            check_picklable(spec.name, spec.fn)  # in the user's cell, before anything launches
+            supervisor = self._live()
+            if supervisor is None:
+                trial.order()  # cycles are refused now; unknown inputs at start()
+                self._topology.add_bee(spec, replace=True)
+                return
+            trial.validate()
+            supervisor.deploy(spec, _START_TIMEOUT)  # builds what its processes need first
+
     def deploy(
         self,
-        spec: BeeSpec | str,
+        stack: str | BeeSpec,
         *,
         encrypt_overlay: bool = True,
         registry: str | None = None,
         timeout: float = 300.0,
-    ) -> Any:
-        """Add or replace a bee; checked against the whole graph before anything changes.
+        keep_on_failure: bool = False,
+    ) -> Deployment | None:
+        """Deploy the swarm as `stack` on the Docker Swarm mode cluster the Docker client
+        points at (images built, and pushed to `registry` if given; a changed bee rolled
+        over, the rest untouched); returns the `Deployment` once every gateway answers.
+        A new stack that cannot start is removed again unless `keep_on_failure`.
 
-        Given a name instead, deploy the swarm as that stack on the Docker Swarm mode
-        cluster the Docker client points at (images built, and pushed to `registry` if
-        given; a changed bee rolled over, the rest untouched); returns the `Deployment`
-        once every gateway answers."""
-        if isinstance(spec, str):
-            return self._deploy_stack(spec, encrypt_overlay, registry, timeout)
-        with self._edit_lock:
-            self._deploy(spec)
-        return None
-
-    def _deploy_stack(
-        self, stack: str, encrypt_overlay: bool, registry: str | None, timeout: float
-    ) -> Deployment:
+        Given a `BeeSpec` (the old meaning of this name): `add_bee`, with a
+        DeprecationWarning."""
+        if isinstance(stack, BeeSpec):
+            warnings.warn(
+                "Swarm.deploy(spec) is Swarm.add_bee(spec) now; Swarm.deploy(NAME) deploys a stack",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            self.add_bee(stack)
+            return None
         from .stack.deploy import deploy
 
         with self._edit_lock:
@@ -212,6 +237,7 @@ class Swarm:
             encrypt_overlay=encrypt_overlay,
             registry=registry,
             timeout=timeout,
+            keep_on_failure=keep_on_failure,
             progress=print,
         )
 
@@ -228,24 +254,6 @@ class Swarm:
         swarm._kind = Runtime.DOCKER
         swarm.runtime = "stack"
         return swarm
-
-    def _deploy(self, spec: BeeSpec) -> None:
-        unsupported = runtime_unsupported(self.kind, spec)
-        if unsupported:
-            raise TopologyError(
-                f"bee {spec.name!r}: the {self.kind} runtime cannot apply {', '.join(unsupported)}; "
-                "use runtime='docker'"
-            )
-        trial = Topology(dict(self._topology.gateways), dict(self._topology.bees))
-        trial.add_bee(spec, replace=True)
-        check_picklable(spec.name, spec.fn)  # in the user's cell, before anything launches
-        supervisor = self._live()
-        if supervisor is None:
-            trial.order()  # cycles are refused now; unknown inputs at start()
-            self._topology.add_bee(spec, replace=True)
-            return
-        trial.validate()
-        supervisor.deploy(spec, _START_TIMEOUT)  # builds what its processes need first
 
     # -- editing the graph (also what the widget's gestures call) ---------------------
 
@@ -268,7 +276,7 @@ class Swarm:
             raise TopologyError(f"bee {bee!r} already listens to {source!r}")
         if source not in self._topology.gateways and source not in self._topology.bees:
             raise TopologyError(f"swarm {self.name!r} has no gateway or bee {source!r}")
-        self.deploy(dataclasses.replace(spec, inputs=(*spec.inputs, source)))
+        self.add_bee(dataclasses.replace(spec, inputs=(*spec.inputs, source)))
 
     def disconnect(self, source: str, bee: str) -> None:
         """Make `bee` stop listening to `source`; a bee keeps at least one input (a join two)."""
@@ -279,7 +287,7 @@ class Swarm:
         spec = self._bee_spec(bee)
         if source not in spec.inputs:
             raise TopologyError(f"bee {bee!r} does not listen to {source!r}")
-        self.deploy(dataclasses.replace(spec, inputs=tuple(i for i in spec.inputs if i != source)))
+        self.add_bee(dataclasses.replace(spec, inputs=tuple(i for i in spec.inputs if i != source)))
 
     def scale(self, bee: str, replicas: int) -> None:
         """Run `replicas` replicas of a bee: new ones start, surplus ones drain and stop."""
@@ -328,10 +336,17 @@ class Swarm:
     # -- running ---------------------------------------------------------------------
 
     def start(self, timeout: float = _START_TIMEOUT) -> Swarm:
-        """Launch everything; returns when every replica and gateway is ready."""
+        """Launch everything; returns when every replica and gateway is ready.
+
+        In a kernel that `bytewax-nb deploy|export` runs to read a notebook, nothing is
+        launched: the swarm is only declared (see `engine.declared`)."""
         if self._live() is not None:
             return self
         self._topology.validate()
+        if DECLARE.get() == "1":
+            self._supervisor = Declared(self.name, self._topology)
+            _RUNNING.add(self)
+            return self
         # the command line and the records find a swarm by its name: two of one name
         # could be told apart by nobody
         running = [r for r in state.read_all() if r.swarm == self.name and state.owner_alive(r)]
@@ -369,18 +384,21 @@ class Swarm:
 
     @property
     def running(self) -> bool:
-        return self._live() is not None
+        """Its processes run (here, or as an attached stack); a declared swarm's do not."""
+        return self._live() is not None and not isinstance(self._supervisor, Declared)
 
-    def _live(self) -> Supervisor | StackLink | None:
+    def _live(self) -> Runner | None:
         """The supervisor, unless it was stopped (by `bytewax-nb stop`, say)."""
         if self._supervisor is not None and self._supervisor.stopped:
             self.stop()
         return self._supervisor
 
-    def _require(self) -> Supervisor | StackLink:
+    def _require(self, what: str) -> Runner:
         supervisor = self._live()
         if supervisor is None:
             raise BytewaxNBError(f"swarm {self.name!r} is not running: call start() first")
+        if isinstance(supervisor, Declared):
+            raise supervisor.not_here(what)
         return supervisor
 
     def __enter__(self) -> Swarm:
@@ -409,7 +427,7 @@ class Swarm:
     def url(self, gateway: str | None = None) -> str:
         """The gateway's endpoint, e.g. http://127.0.0.1:PORT/gateways/NAME."""
         spec = self._gateway(gateway)
-        port = self._require().ports.get(spec.name)
+        port = self._require("its URL").ports.get(spec.name)
         if port is None:
             raise BytewaxNBError(f"gateway {spec.name!r} has no port yet")
         return gateway_url(spec, port)
@@ -425,7 +443,7 @@ class Swarm:
         tracebacks come back to it (and to no plain HTTP caller)."""
         spec = self._gateway(gateway)
         wait = timeout if timeout is not None else spec.timeout + 5
-        owner = {TRACEBACK_HEADER: self._require().traceback_token}
+        owner = {TRACEBACK_HEADER: self._require("a request").traceback_token}
         return client.call(self.url(spec.name), payload, token=spec.token, timeout=wait, headers=owner)
 
     def submit(self, gateway: str | None, payload: Any) -> str:
@@ -454,6 +472,13 @@ class Swarm:
         if bee not in self._topology.bees and bee != "hub":
             raise BytewaxNBError(f"swarm {self.name!r} has no bee {bee!r}")
         return self._supervisor.log_lines(bee) if self._supervisor else []
+
+    def widget(self) -> SwarmWidget:
+        """The live graph of this swarm (one per swarm: display it as often as you like);
+        what `%swarm` shows."""
+        from .widget import SwarmWidget
+
+        return SwarmWidget.of(self)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

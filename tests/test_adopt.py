@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 
 from bytewax_nb.bus.producer import Dispatcher, Parcel
+from bytewax_nb.bus.wire import Header, Kind, Signer
+from bytewax_nb.engine.adoption import Adopt, Beats
+from bytewax_nb.engine.wiring import Wiring
 from bytewax_nb.model.protocol import Beat, LinksBody, Msg
 from bytewax_nb.model.spec import BeeSpec, GatewaySpec, Topology
-from bytewax_nb.engine.adoption import Adopt, Beats
-from bytewax_nb.bus.wire import Header, Kind, Signer
-from bytewax_nb.engine.wiring import Wiring
 
 HUB_OLD, HUB = "hub:hub:1:old", "hub:hub:1:new"
 A1, A2 = "bee:a:1:t1", "bee:a:2:t2"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from test_wiring import _wiring
 
 from bytewax_nb.engine.changes import redeploy, remove, set_replicas, undo_deploy
-from bytewax_nb.model.spec import BeeSpec
 from bytewax_nb.engine.wiring import Member, Slot
+from bytewax_nb.model.spec import BeeSpec
 
 
 def test_scaling_down_retires_surplus_replicas_and_touches_no_other() -> None:

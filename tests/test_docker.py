@@ -26,9 +26,9 @@ import pytest
 from conftest import Load, hello_swarm, missing, wait_until
 
 from bytewax_nb import RemoteError
+from bytewax_nb.model.settings import BASE_IMAGE
 from bytewax_nb.runtime.docker import base_image_here, daemon_answers
 from bytewax_nb.runtime.images import ImageBuilder
-from bytewax_nb.model.settings import BASE_IMAGE
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[1]

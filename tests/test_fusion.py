@@ -17,12 +17,12 @@ from conftest import Load, wait_until
 
 from bytewax_nb import RemoteError, Swarm
 from bytewax_nb.engine.changes import replan, unplan
+from bytewax_nb.engine.wiring import Member, Wiring
 from bytewax_nb.model.fusion import groups, handoff, plan
 from bytewax_nb.model.protocol import MemberState
-from bytewax_nb.runtime.images import requirements_for
 from bytewax_nb.model.spec import BeeSpec, GatewaySpec, Topology
 from bytewax_nb.model.table import status_table
-from bytewax_nb.engine.wiring import Member, Wiring
+from bytewax_nb.runtime.images import requirements_for
 
 
 def _same(p: Any) -> Any:

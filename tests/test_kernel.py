@@ -33,7 +33,8 @@ def test_a_bee_prints_and_logs_live_under_its_cell(tmp_path: Path) -> None:
         # more lines than the panel shows: it says so, and where the rest are
         "%%bee --input in\ndef chatty(p):\n    for i in range(100):\n        print('line', i)",
         '%send in "hi"',
-        "from bytewax_nb.notebook.magics import live_output\nassert live_output().wait_shown('talk', 'logged hi')\n"
+        "from bytewax_nb.notebook.magics import live_output\n"
+        "assert live_output().wait_shown('talk', 'logged hi')\n"
         "assert live_output().wait_shown('answer', 'answering hi')\n"
         "assert live_output().wait_shown('chatty', 'line 99')",
         "%swarm stop",
@@ -64,7 +65,7 @@ def _start_swarm(kc: Any) -> dict[str, Any]:
         if msg["msg_type"] == "stream":
             lines.append(msg["content"]["text"])
 
-    code = "import json\nfrom bytewax_nb.notebook.magics import current_swarm as c\nprint(json.dumps(c().status()))"
+    code = "import json\nfrom bytewax_nb import current_swarm as c\nprint(json.dumps(c().status()))"
     kc.execute_interactive(code, timeout=60, output_hook=keep)
     st: dict[str, Any] = json.loads("".join(lines))
     return st

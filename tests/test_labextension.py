@@ -58,7 +58,7 @@ def test_the_install_puts_the_prebuilt_extension_where_jupyterlab_finds_it() -> 
 
 
 def test_python_npm_and_the_widget_share_one_version() -> None:
-    from bytewax_nb.notebook.widget import MODULE_VERSION
+    from bytewax_nb.widget.swarmwidget import MODULE_VERSION
 
     source = json.loads((LABEXT / "package.json").read_text())["version"]
     assert bytewax_nb.__version__ == source

@@ -259,7 +259,7 @@ def test_a_kernel_attaches_reads_status_sends_and_sees_the_widget(
         "%load_ext bytewax_nb\n"
         f"%swarm attach {STACK}\n"
         "from bytewax_nb.notebook.magics import current_swarm\n"
-        "from bytewax_nb.notebook.widget import SwarmWidget\n"
+        "from bytewax_nb.widget import SwarmWidget\n"
         "s = current_swarm()\n"
         "answer = s.request('hello-world', {'name': 'kernel'})\n"
         "w = SwarmWidget.of(s)\n"

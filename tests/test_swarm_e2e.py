@@ -475,7 +475,9 @@ def test_a_process_without_the_swarms_keys_cannot_even_connect(make_swarm: Any, 
     if keys != "none":
         own = BusKeys.make()
         assert own is not None
-        wrong = BusKeys(swarm._supervisor.channel.bus_keys.server_public, b"", own.client_public, own.client_secret)
+        wrong = BusKeys(
+            swarm._supervisor.channel.bus_keys.server_public, b"", own.client_public, own.client_secret
+        )
         Curve(ctx, wrong).client(eavesdropper)  # knows the server's public key, not the client's
     failed = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL if keys == "none" else zmq.EVENT_HANDSHAKE_FAILED_AUTH
     monitor = eavesdropper.get_monitor_socket(failed)

@@ -15,8 +15,8 @@ from prometheus_client import generate_latest
 
 from bytewax_nb import Swarm, SwarmWidget
 from bytewax_nb.gateway.metrics import GatewayMetrics, HubMetrics
-from bytewax_nb.notebook.graphstate import Rates, bee_detail, graph
 from bytewax_nb.model.spec import BeeSpec, GatewaySpec, Topology
+from bytewax_nb.widget.graph import Rates, bee_detail, graph
 
 
 class RecordingComm:

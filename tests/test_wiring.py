@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bytewax_nb.model.spec import BeeSpec, GatewaySpec, Topology
 from bytewax_nb.engine.wiring import Member, Wiring, exit_cause
+from bytewax_nb.model.spec import BeeSpec, GatewaySpec, Topology
 
 
 def _wiring() -> Wiring:

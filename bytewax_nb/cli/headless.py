@@ -13,18 +13,22 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from ..engine import state
 from ..model.errors import BytewaxNBError
+from ..model.settings import DECLARE
 
-__all__ = ["detach", "run_log", "run_notebook", "run_then"]
+__all__ = ["detach", "read_declared", "run_log", "run_notebook"]
 
 _WATCH_S = 1.0  # how often a serving run checks whether its swarms were stopped elsewhere
 _STOP_CODE = "import bytewax_nb.swarm as _bytewax_nb_swarm\n_bytewax_nb_swarm.stop_all()"
@@ -40,17 +44,30 @@ def _skipped(cell: Any) -> bool:
     return bool(cell.cell_type == "code" and cell.source.lstrip().startswith("%swarm stop"))
 
 
-def _open(path: str, kernel: str | None, timeout: float) -> tuple[Any, NotebookClient]:
-    """The notebook and a client that runs it in its own kernel, from its own folder."""
+@contextlib.contextmanager
+def _kernel(
+    path: str, kernel: str | None, timeout: float, env: dict[str, str] | None = None
+) -> Iterator[tuple[Any, NotebookClient, KernelManager]]:
+    """The notebook, and a client running it in a kernel of its own from the notebook's
+    folder; the kernel is shut down at the end. The kernel speaks over IPC sockets in a
+    folder only this user reads (TCP would carry code and outputs in clear on loopback,
+    and ipykernel says so on every start)."""
     if not os.path.exists(path):
         raise BytewaxNBError(f"no notebook at {path}")
     nb = nbformat.read(path, as_version=4)
     name = kernel or nb.metadata.get("kernelspec", {}).get("name", "python3")
     folder = os.path.dirname(os.path.abspath(path))
-    client = NotebookClient(
-        nb, timeout=int(timeout), kernel_name=name, resources={"metadata": {"path": folder}}
-    )
-    return nb, client
+    with tempfile.TemporaryDirectory(prefix="bytewax-nb-kernel-") as sockets:
+        km = KernelManager(kernel_name=name, transport="ipc", ip=os.path.join(sockets, "kernel"))
+        client = NotebookClient(nb, km=km, timeout=int(timeout), resources={"metadata": {"path": folder}})
+        try:
+            with client.setup_kernel(**({"env": {**os.environ, **env}} if env else {})):
+                yield nb, client, km
+        finally:
+            if km.has_kernel:
+                with contextlib.suppress(Exception):  # gone already: nothing to shut down
+                    km.shutdown_kernel(now=False)
+            km.cleanup_resources()
 
 
 def run_notebook(
@@ -67,11 +84,10 @@ def run_notebook(
 
 
 def _run_notebook(path: str, kernel: str | None, timeout: float, ready_fd: int | None) -> int:
-    nb, client = _open(path, kernel, timeout)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with client.setup_kernel():
+    with _kernel(path, kernel, timeout) as (nb, client, km):
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
@@ -86,7 +102,7 @@ def _run_notebook(path: str, kernel: str | None, timeout: float, ready_fd: int |
                 print(f"[cell {index}] failed:\n{exc}", file=sys.stderr)
                 return 1
             _print_outputs(cell)
-        process = getattr(getattr(client.km, "provisioner", None), "process", None)
+        process = getattr(getattr(km, "provisioner", None), "process", None)
         owner = getattr(process, "pid", None)
 
         def own() -> list[state.Record]:
@@ -154,30 +170,36 @@ def run_log(pid: int) -> Path:
     return state.state_dir() / f"run-{pid}.log"
 
 
-def run_then(path: str, code: str, *, kernel: str | None = None, timeout: float = 600) -> str:
-    """Execute the notebook's cells (as `run`, `%swarm stop` cells skipped), then `code`
-    in the same kernel; return what `code` printed. Its swarms are stopped at the end.
+def read_declared(path: str, code: str, *, kernel: str | None = None, timeout: float = 600) -> str:
+    """Execute the notebook's cells in a kernel where swarms are only declared (nothing
+    starts: `engine.declared`), then `code` in the same kernel; return what `code`
+    printed (what deploy and export do).
 
-    Raises BytewaxNBError with the cell's error if a cell, or `code`, fails."""
-    nb, client = _open(path, kernel, timeout)
-    with client.setup_kernel():
-        where = "the notebook"
+    A cell that would talk to the running swarm (a request, `%send`, its URL) is skipped
+    where it does so, and so is a later cell that fails on a name such a cell would have
+    made; each skip is said on stderr. Any other error raises BytewaxNBError in one line."""
+    with _kernel(path, kernel, timeout, env={DECLARE.name: "1"}) as (nb, client, _):
+        talked = False  # a cell was skipped: later ones may miss what it would have made
+        for index, cell in enumerate(list(nb.cells)):
+            if cell.cell_type != "code" or _skipped(cell):
+                continue
+            try:
+                client.execute_cell(cell, index)
+            except CellExecutionError as exc:  # its error in one line, not the coloured traceback
+                if exc.ename == "NotRunningHere" or (
+                    talked and exc.ename in ("NameError", "UnboundLocalError")
+                ):
+                    talked = True
+                    print(f"cell {index} skipped: {exc.ename}: {exc.evalue}", file=sys.stderr, flush=True)
+                    continue
+                name = os.path.basename(path)
+                raise BytewaxNBError(f"cell {index} of {name} failed: {exc.ename}: {exc.evalue}") from None
+        last = nbformat.v4.new_code_cell(code)
+        nb.cells.append(last)
         try:
-            for index, cell in enumerate(list(nb.cells)):
-                if cell.cell_type == "code" and not _skipped(cell):
-                    where = f"cell {index} of {os.path.basename(path)}"
-                    client.execute_cell(cell, index)
-            where = ""
-            last = nbformat.v4.new_code_cell(code)
-            nb.cells.append(last)
             client.execute_cell(last, len(nb.cells) - 1)
-        except CellExecutionError as exc:  # its error in one line, not the coloured traceback
-            said = f"{exc.ename}: {exc.evalue}"
-            raise BytewaxNBError(f"{where} failed: {said}" if where else said) from None
-        finally:
-            nb.cells.append(nbformat.v4.new_code_cell(_STOP_CODE))
-            with contextlib.suppress(Exception):  # the kernel may be gone already
-                client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
+        except CellExecutionError as exc:
+            raise BytewaxNBError(f"{exc.ename}: {exc.evalue}") from None
     return "".join(
         out.get("text", "") for out in last.get("outputs", []) if out.get("output_type") == "stream"
     )

@@ -273,13 +273,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _in_kernel(args: argparse.Namespace, action: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Run the notebook's cells, then deploy or export its swarm from its kernel."""
-    from ..stack.fromkernel import MARK
-    from .headless import run_then
+    """Read the notebook in a kernel (its swarm only declared: nothing of it starts here),
+    then deploy or export that swarm from the kernel, where its bees' code is."""
+    from .headless import read_declared
+    from .inkernel import MARK
 
     call = f"run({action!r}, {args.stack!r}, {args.swarm!r}, {options!r})"
-    code = f"from bytewax_nb.stack.fromkernel import run\n{call}"
-    printed = run_then(args.notebook, code, kernel=args.kernel, timeout=args.timeout)
+    code = f"from bytewax_nb.cli.inkernel import run\n{call}"
+    printed = read_declared(args.notebook, code, kernel=args.kernel, timeout=args.timeout)
     for line in printed.splitlines():
         if line.startswith(MARK):
             result: dict[str, Any] = json.loads(line[len(MARK) :])

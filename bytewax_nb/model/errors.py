@@ -10,6 +10,7 @@ __all__ = [
     "BytewaxNBError",
     "GatewayError",
     "NotReady",
+    "NotRunningHere",
     "RemoteError",
     "RequestTimeout",
     "StartError",
@@ -31,6 +32,11 @@ class BeeNotPicklable(TopologyError, TypeError):
 
 class StartError(BytewaxNBError, RuntimeError):
     """A swarm could not become ready; the message carries the failing replicas' logs."""
+
+
+class NotRunningHere(BytewaxNBError):
+    """The swarm is only declared in this kernel (deploy or export reads the notebook),
+    so what needs it running (a request, its URL) cannot be done here."""
 
 
 class GatewayError(BytewaxNBError):

@@ -16,12 +16,14 @@ import dataclasses
 import pickle
 from typing import Any
 
+from .options import options_of
 from .spec import BeeSpec, Topology
 
 __all__ = ["groups", "handoff", "members", "plan", "same_processes"]
 
-# what must match for two bees to share processes: where and how they run
-_SHARED = ("replicas", "requirements", "image", "env", "cpus", "memory", "gpus", "timeout", "retries")
+# what must match for two bees to share processes: where and how they run (the options
+# `BeeSpec` declares shared)
+_SHARED = tuple(f.name for f, opt in options_of(BeeSpec) if opt.shared)
 # values that cannot change once handed on (`handoff` passes them as they are)
 _IMMUTABLE = frozenset({str, bytes, int, float, bool, complex, type(None)})
 

@@ -14,6 +14,7 @@ from .errors import BytewaxNBError
 __all__ = [
     "BASE_IMAGE",
     "BIND_HOST",
+    "DECLARE",
     "DOCKER_NETWORK",
     "ENCRYPT",
     "HEARTBEAT",
@@ -96,13 +97,31 @@ TASK = Setting(
     "Set by a deployed stack's Compose file: the identity of a task on the control "
     "channel, made by the engine from the task's slot and id. Not for users to set.",
 )
+DECLARE = Setting(
+    "BYTEWAX_NB_DECLARE",
+    "",
+    "Set by `bytewax-nb deploy|export` in the kernel that reads the notebook: `1` makes its "
+    "swarms only declared (nothing starts locally). Not for users to set.",
+)
 HEARTBEAT = Setting(
     "BYTEWAX_NB_HEARTBEAT",
     "0.5",
     "Seconds between a stack's tasks' heartbeats; a task silent for six of them is taken for dead "
     "(what it held is sent elsewhere).",
 )
-SETTINGS = (RUNTIME, BASE_IMAGE, DOCKER_NETWORK, BIND_HOST, ENCRYPT, STATE_DIR, OWNER, STACK, TASK, HEARTBEAT)
+SETTINGS = (
+    RUNTIME,
+    BASE_IMAGE,
+    DOCKER_NETWORK,
+    BIND_HOST,
+    ENCRYPT,
+    STATE_DIR,
+    OWNER,
+    STACK,
+    TASK,
+    HEARTBEAT,
+    DECLARE,
+)
 
 
 def secret_from(variable: str) -> str:

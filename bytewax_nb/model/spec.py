@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
-from typing import Any
+from typing import Any, TypedDict
 
 from .errors import TopologyError
+from .options import Form, option
 
-__all__ = ["AUTO", "BeeSpec", "BeeTimeout", "GatewaySpec", "Topology", "check_name"]
+__all__ = ["AUTO", "BeeOptions", "BeeSpec", "BeeTimeout", "GatewaySpec", "Topology", "check_name"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
@@ -69,27 +70,75 @@ class GatewaySpec:
 
 @dataclass
 class BeeSpec:
-    """One bee: its function, where its messages come from, how it scales."""
+    """One bee: its function, where its messages come from, and its options (each
+    declared here once: see `options`)."""
 
     name: str
     fn: Callable[..., Any]
     inputs: tuple[str, ...]
-    join: bool = False
-    replicas: int = 1
-    batch_size: int = 1
-    batch_timeout_ms: float = 0.0
-    requirements: tuple[str, ...] = ()
-    image: str | None = None
-    env: dict[str, str] = field(default_factory=dict, repr=False)
-    cpus: float | None = None
-    memory: str | None = None
-    gpus: int | None = None
-    timeout: BeeTimeout = DEFAULT_BEE_TIMEOUT  # seconds a call may run; AUTO (see above); None: no limit
-    retries: int = 1  # times a message is sent again after the replica handling it died
-    fuse: bool = True  # may share its processes with the bees next to it (see `fusion`)
+    join: bool = option(
+        False,
+        "wait for one message of every input with the same request id; called with {input: payload}",
+        form=Form.SWITCH,
+    )
+    replicas: int = option(
+        1, "replicas that share the bee's messages (each message goes to one)", shared=True
+    )
+    batch_size: int = option(1, "call the bee with a list of up to N payloads; it returns a list of results")
+    batch_timeout_ms: float = option(0.0, "milliseconds a batch waits to fill before it is called")
+    requirements: tuple[str, ...] = option(
+        (),
+        "pip requirements of the bee's image (docker runtime)",
+        shared=True,
+        form=Form.WORDS,
+        metavar='"PKG ..."',
+    )
+    image: str | None = option(None, "the image to build the bee's image FROM (docker runtime)", shared=True)
+    env: dict[str, str] = option(
+        factory=dict,
+        help="environment variables of its processes (never shown in status or the widget)",
+        shared=True,
+        form=Form.PAIRS,
+        metavar="K=V",
+        default_text="`{}`",
+    )
+    cpus: float | None = option(
+        None, "CPUs per replica (docker runtime; a reservation on a stack)", shared=True
+    )
+    memory: str | None = option(None, 'memory per replica, e.g. "512m" (docker runtime)', shared=True)
+    gpus: int | None = option(None, "GPUs per replica (docker runtime)", shared=True)
+    timeout: BeeTimeout = option(
+        DEFAULT_BEE_TIMEOUT,
+        "seconds a call may run; then its callers get BeeTimeout and its replica restarts "
+        "(auto: 5/6 of the longest timeout of the gateways that reach it; None: no limit)",
+        shared=True,
+        form=Form.TIMEOUT,
+        metavar="S",
+    )
+    retries: int = option(
+        1,
+        "times a message is sent again when the replica holding it died "
+        "(0: for side effects that must not repeat)",
+        shared=True,
+    )
+    fuse: bool = option(
+        True,
+        "may share its processes with the bees next to it (a fused chain); False: its own",
+        form=Form.NEGATED,
+    )
     # a fused group, as the processes that run it see it (`fusion.plan` makes these):
     # the bees it runs, in order; empty for a bee that runs alone
     stages: tuple[BeeSpec, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def of(cls, name: str, fn: Callable[..., Any], inputs: Iterable[str], options: BeeOptions) -> BeeSpec:
+        """A spec from the decorator's (or the magic's) options, their forms made plain."""
+        given: dict[str, Any] = dict(options)
+        if "requirements" in given:
+            given["requirements"] = tuple(given["requirements"])
+        if "env" in given:
+            given["env"] = dict(given["env"] or {})
+        return cls(name, fn, tuple(inputs), **given)
 
     def __post_init__(self) -> None:
         check_name("bee", self.name)
@@ -116,6 +165,25 @@ class BeeSpec:
             raise TopologyError(f"bee {self.name!r}: retries must be an integer >= 0")
         if self.join and self.batch_size > 1:
             raise TopologyError(f"bee {self.name!r}: a join bee cannot batch")
+
+
+class BeeOptions(TypedDict, total=False):
+    """`@swarm.bee(...)`'s keyword options, typed: the option fields of `BeeSpec` (a test
+    holds the two lists equal)."""
+
+    join: bool
+    replicas: int
+    batch_size: int
+    batch_timeout_ms: float
+    requirements: Iterable[str]
+    image: str | None
+    env: Mapping[str, str] | None
+    cpus: float | None
+    memory: str | None
+    gpus: int | None
+    timeout: BeeTimeout
+    retries: int
+    fuse: bool
 
 
 @dataclass

@@ -24,7 +24,7 @@ from ..model.settings import secret_from
 from ..model.spec import AUTO, DEFAULT_BEE_TIMEOUT
 from ..model.table import status_table
 from ..swarm import Swarm
-from .widget import SwarmWidget
+from ..widget import SwarmWidget
 
 __all__ = ["SwarmMagics", "current_swarm", "live_output"]
 

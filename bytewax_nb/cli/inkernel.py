@@ -1,7 +1,8 @@
 """What `bytewax-nb deploy|export NOTEBOOK` runs in the notebook's kernel, after its cells.
 
-The swarm lives in the kernel (its bees are the kernel's functions), so the images are
-built and the stack deployed from there; the command reads one line of JSON back.
+The swarm is declared in the kernel (its bees are the kernel's functions; nothing of it
+runs there), so the images are built and the stack deployed from there; the command
+reads one line of JSON back.
 """
 
 from __future__ import annotations
@@ -18,22 +19,26 @@ MARK = "bytewax-nb-result:"  # the line the command line reads back
 
 
 def _swarm(name: str | None) -> Any:
+    """The notebook's swarm: the one it made (with a gateway), or the one named."""
     from .. import swarm as swarm_module
 
-    running = sorted(swarm_module._RUNNING, key=lambda s: s.name)
+    made = sorted(
+        (s for s in swarm_module._MADE if s.topology.gateways and s.runtime != "stack"), key=lambda s: s.name
+    )
     if name is not None:
-        running = [s for s in running if s.name == name]
-    if len(running) != 1:
-        names = ", ".join(s.name for s in running) or "none"
+        made = [s for s in made if s.name == name]
+    if len(made) != 1:
+        names = ", ".join(s.name for s in made) or "none"
         raise BytewaxNBError(
-            f"the notebook must leave exactly one swarm running (found: {names}); name it with --swarm"
+            f"the notebook must declare exactly one swarm with a gateway (found: {names}); "
+            "name it with --swarm"
         )
-    return running[0]
+    return made[0]
 
 
 def run(action: str, stack: str, swarm: str | None, options: dict[str, Any]) -> None:
     """Deploy or export the notebook's swarm; print the result as one marked line."""
-    from .deploy import deploy, export
+    from ..stack.deploy import deploy, export
 
     topology = _swarm(swarm).topology
     if action == "deploy":

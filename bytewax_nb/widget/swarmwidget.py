@@ -14,17 +14,40 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ipywidgets import DOMWidget
 from traitlets import Bool, Dict, List, Unicode
 
 from ..model.errors import BytewaxNBError
+from ..model.spec import Topology
 from ..model.version import VERSION
-from .graphstate import Rates, bee_detail, describe_edit, graph
+from .graph import Rates, bee_detail, describe_edit, graph
 
-if TYPE_CHECKING:
-    from ..swarm import Swarm
+
+class Watched(Protocol):
+    """What the widget asks of a swarm (a `Swarm`: running here, or attached to a stack)."""
+
+    name: str
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def topology(self) -> Topology: ...
+
+    def status(self, fresh: float = 0.5) -> Any: ...
+
+    def logs(self, bee: str) -> list[str]: ...
+
+    def scale(self, bee: str, replicas: int) -> None: ...
+
+    def connect(self, source: str, bee: str) -> None: ...
+
+    def disconnect(self, source: str, bee: str) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
 
 __all__ = ["SwarmWidget"]
 
@@ -33,7 +56,7 @@ MODULE_VERSION = f"^{VERSION}"
 _INTERVAL = 1.0
 _EDITS = ("connect", "disconnect", "replicas", "remove")
 _SAY_AFTER = 3  # failed refreshes in a row before the widget shows the error
-_ONE_PER_SWARM: weakref.WeakKeyDictionary[Swarm, SwarmWidget] = weakref.WeakKeyDictionary()
+_ONE_PER_SWARM: weakref.WeakKeyDictionary[Watched, SwarmWidget] = weakref.WeakKeyDictionary()
 
 
 class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
@@ -55,7 +78,7 @@ class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
     detail = Dict().tag(sync=True)  # that bee's log lines and last error
     pending = Unicode("").tag(sync=True)  # the edit being applied, in words
 
-    def __init__(self, swarm: Swarm, interval: float = _INTERVAL, **kwargs: Any) -> None:
+    def __init__(self, swarm: Watched, interval: float = _INTERVAL, **kwargs: Any) -> None:
         super().__init__(swarm=swarm.name, **kwargs)
         self._swarm = swarm
         self._interval = interval
@@ -74,7 +97,7 @@ class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
         self._poller.start()
 
     @classmethod
-    def of(cls, swarm: Swarm) -> SwarmWidget:
+    def of(cls, swarm: Watched) -> SwarmWidget:
         """The live graph of `swarm`: one per swarm (display it as often as you like)."""
         widget = _ONE_PER_SWARM.get(swarm)
         if widget is None or widget.closed:
