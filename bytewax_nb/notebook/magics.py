@@ -11,7 +11,6 @@ import ast
 import json
 import os
 import re
-import shlex
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
@@ -21,10 +20,10 @@ from IPython.display import Pretty, display
 from ..model.errors import BytewaxNBError, TopologyError
 from ..model.protocol import Runtime
 from ..model.settings import secret_from
-from ..model.spec import AUTO, DEFAULT_BEE_TIMEOUT
 from ..model.table import status_table
 from ..swarm import Swarm
 from ..widget import SwarmWidget
+from .beeargs import bee_arguments, options_from
 
 __all__ = ["SwarmMagics", "current_swarm", "live_output"]
 
@@ -47,11 +46,6 @@ def _notebook_swarm_name() -> str:
     stem = os.path.splitext(os.path.basename(path))[0] if path else "notebook"
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "notebook"
     return name if name[0].isalnum() else f"nb-{name}"
-
-
-def _seconds_or_auto(text: str) -> float | str:
-    """`--timeout`: seconds, or `auto`."""
-    return AUTO if text == AUTO else float(text)
 
 
 def _in_kernel(shell: Any) -> bool:
@@ -183,26 +177,7 @@ class SwarmMagics(Magics):
     @magic_arguments()
     @argument("name", nargs="*", help="the bee's name (or `logs NAME` as a line magic)")
     @argument("--input", nargs="+", default=None, help="the producers this bee listens to")
-    @argument("--join", action="store_true", help="wait for one message of every input")
-    @argument("--replicas", type=int, default=1)
-    @argument("--requirements", default="", help='pip requirements, space-separated: "numpy scikit-learn"')
-    @argument("--image", default=None)
-    @argument("--env", nargs="*", default=[], help="K=V pairs for the bee's environment")
-    @argument("--batch-size", type=int, default=1)
-    @argument("--batch-timeout-ms", type=float, default=0.0)
-    @argument("--cpus", type=float, default=None)
-    @argument("--memory", default=None)
-    @argument("--gpus", type=int, default=None)
-    @argument(
-        "--timeout",
-        type=_seconds_or_auto,
-        default=DEFAULT_BEE_TIMEOUT,
-        help="seconds a call may run; then its callers get BeeTimeout and its replica restarts "
-        "(default auto: 5/6 of its gateways' timeout)",
-    )
-    @argument("--no-timeout", action="store_true", help="no limit on a call's time")
-    @argument("--retries", type=int, default=1, help="times a message is sent again after its replica died")
-    @argument("--no-fuse", action="store_true", help="keep this bee in processes of its own")
+    @bee_arguments
     @line_cell_magic
     def bee(self, line: str, cell: str | None = None) -> Any:
         """%%bee [NAME] --input SRC [SRC ...] [options]: run the cell, deploy its function.
@@ -228,18 +203,15 @@ class SwarmMagics(Magics):
             raise BytewaxNBError(f"%%bee takes one name, got {args.name}")
         fn = self._run_cell(cell, args.name[0] if args.name else None)
         name = args.name[0] if args.name else fn.__name__
-        env = {}
-        for pair in args.env:
-            key, sep, value = pair.partition("=")
-            if not sep or not key:
-                raise BytewaxNBError(f"--env takes KEY=VALUE pairs, got {pair!r}")
-            env[key] = value
+        options = options_from(args)
         swarm = self._swarm()
         if self._live is not None:
             self._live.attach(name)
         before = swarm.topology.bees.get(name)
         try:
-            self._deploy(swarm, fn, name, args, env)
+            swarm.bee(fn, input=args.input, name=name, **options)
+            if not swarm.running and swarm.topology.gateways:
+                swarm.start()
         except BaseException:
             if not swarm.running:  # a refused cell leaves the declared swarm as it was
                 if before is None:
@@ -248,34 +220,12 @@ class SwarmMagics(Magics):
                     swarm.topology.bees[name] = before
             raise
         if swarm.running:
-            replicas = "replica" if args.replicas == 1 else "replicas"
-            print(f"bee {name!r} serving: {args.replicas} {replicas}, input {', '.join(args.input)}")
+            n = swarm.topology.bees[name].replicas
+            replicas = "replica" if n == 1 else "replicas"
+            print(f"bee {name!r} serving: {n} {replicas}, input {', '.join(args.input)}")
         else:
             print(f"bee {name!r} registered; the swarm starts once it has a gateway (%gateway NAME)")
         return None
-
-    @staticmethod
-    def _deploy(swarm: Swarm, fn: Any, name: str, args: Any, env: dict[str, str]) -> None:
-        swarm.bee(
-            fn,
-            input=args.input,
-            join=args.join,
-            replicas=args.replicas,
-            name=name,
-            batch_size=args.batch_size,
-            batch_timeout_ms=args.batch_timeout_ms,
-            requirements=shlex.split(args.requirements),
-            image=args.image,
-            env=env,
-            cpus=args.cpus,
-            memory=args.memory,
-            gpus=args.gpus,
-            timeout=None if args.no_timeout else args.timeout,
-            retries=args.retries,
-            fuse=not args.no_fuse,
-        )
-        if not swarm.running and swarm.topology.gateways:
-            swarm.start()
 
     def _run_cell(self, cell: str, name: str | None) -> Any:
         """Run the cell in the user's namespace (it stays usable there); return the bee."""
