@@ -60,7 +60,7 @@ def test_the_magic_has_one_flag_per_option_with_its_help() -> None:
 
 def test_fused_bees_must_agree_on_every_shared_option_and_only_on_those() -> None:
     shared = [f.name for f, opt in options_of(BeeSpec) if opt.shared]
-    assert fusion._SHARED == tuple(shared)
+    assert tuple(shared) == fusion._SHARED
     top_values = {"replicas": 2, "requirements": ("x",), "image": "i", "env": {"a": "b"}, "cpus": 1.0}
     top_values |= {"memory": "1g", "gpus": 1, "timeout": 3.0, "retries": 0}
     assert set(top_values) == set(shared)
