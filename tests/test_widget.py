@@ -371,3 +371,26 @@ def test_a_widget_that_cannot_read_its_swarm_says_so(
         assert w.message["text"] == "could not read the swarm: RuntimeError: supervisor gone"
     finally:
         w.close()
+
+
+def test_the_front_ends_types_are_made_from_the_kernels() -> None:
+    """labextension/src/state.ts is what bytewax_nb/widget/state.py's TypedDicts say;
+    and the kernel's graph gives exactly their fields."""
+    from pathlib import Path
+
+    from bytewax_nb.widget import state
+
+    made = state.typescript()
+    ts = Path(__file__).resolve().parents[1] / "labextension" / "src" / "state.ts"
+    assert ts.read_text() == made, "run: python -m bytewax_nb.widget.state > labextension/src/state.ts"
+    top = Topology(
+        {"in": GatewaySpec("in")}, {"b": BeeSpec("b", len, ("in",)), "c": BeeSpec("c", len, ("b", "in"))}
+    )
+    nodes, edges = graph(top, {"running": False}, Rates(), 0.0)
+    for node in nodes:
+        kind = state.GatewayNode if node["kind"] == "gateway" else state.BeeNode
+        assert set(node) == set(kind.__annotations__), node
+    assert all(set(e) == set(state.SwarmEdge.__annotations__) for e in edges)
+    detail = bee_detail("b", {"bees": {"b": {"last_error": {"type": "E", "message": "m"}}}}, ["x"])
+    assert set(detail) == set(state.BeeDetail.__annotations__)
+    assert set(detail["last_error"] or {}) == set(state.LastError.__annotations__)

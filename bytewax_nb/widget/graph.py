@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..model.spec import Topology
+from .state import BeeDetail, BeeNode, GatewayNode, LastError, SwarmEdge
 
 __all__ = ["Rates", "bee_detail", "describe_edit", "graph"]
 
-Node = dict[str, Any]
-Edge = dict[str, Any]
+Node = GatewayNode | BeeNode
 _LOG_TAIL = 40
 
 
@@ -37,7 +37,7 @@ class Rates:
 
 def graph(
     topology: Topology, status: Mapping[str, Any], rates: Rates, now: float
-) -> tuple[list[Node], list[Edge]]:
+) -> tuple[list[Node], list[SwarmEdge]]:
     """Nodes (gateways, then bees) and edges (producer -> consumer) with live figures."""
     running = bool(status.get("running"))
     gateways = dict(topology.gateways)  # copies: the supervisor thread may replace entries
@@ -47,53 +47,56 @@ def graph(
         g = status.get("gateways", {}).get(name, {}) if running else {}
         url = g.get("url")
         nodes.append(
-            {
-                "id": name,
-                "kind": "gateway",
-                "status": ("ready" if url else "starting") if running else "stopped",
-                "url": url,
-                "rps": rates.rate(("gateway", name), float(g.get("requests", 0)), now),
-                "errors": int(g.get("errors", 0)),
-            }
+            GatewayNode(
+                id=name,
+                kind="gateway",
+                status=("ready" if url else "starting") if running else "stopped",
+                url=url,
+                rps=rates.rate(("gateway", name), float(g.get("requests", 0)), now),
+                errors=int(g.get("errors", 0)),
+            )
         )
     for name, spec in bees.items():
         st = status.get("bees", {}).get(name, {}) if running else {}
         nodes.append(
-            {
-                "id": name,
-                "kind": "bee",
-                "status": st.get("state", "starting") if running else "stopped",
-                "ready": int(st.get("ready", 0)),
-                "wanted": spec.replicas,
-                "rate": rates.rate(("bee", name), float(st.get("handled", 0)), now),
-                "p50_ms": round(float(st.get("p50_ms", 0.0)), 3),
-                "p99_ms": round(float(st.get("p99_ms", 0.0)), 3),
-                "errors": int(st.get("errors", 0)),
-                "deaths": int(st.get("deaths", 0)),
-                "dropped": int(st.get("dropped", 0)),
-                "batch": round(float(st.get("batch", 1.0)), 2),
-                "join": spec.join,
-                "group": [str(b) for b in st.get("group", [])],  # the bees sharing its processes
-            }
+            BeeNode(
+                id=name,
+                kind="bee",
+                status=st.get("state", "starting") if running else "stopped",
+                ready=int(st.get("ready", 0)),
+                wanted=spec.replicas,
+                rate=rates.rate(("bee", name), float(st.get("handled", 0)), now),
+                p50_ms=round(float(st.get("p50_ms", 0.0)), 3),
+                p99_ms=round(float(st.get("p99_ms", 0.0)), 3),
+                errors=int(st.get("errors", 0)),
+                deaths=int(st.get("deaths", 0)),
+                dropped=int(st.get("dropped", 0)),
+                batch=round(float(st.get("batch", 1.0)), 2),
+                join=spec.join,
+                group=[str(b) for b in st.get("group", [])],  # the bees sharing its processes
+            )
         )
     edges = [
-        {"source": src, "target": name, "join": spec.join}
+        SwarmEdge(source=src, target=name, join=spec.join)
         for name, spec in bees.items()
         for src in spec.inputs
     ]
     return nodes, edges
 
 
-def bee_detail(bee: str, status: Mapping[str, Any], lines: list[str]) -> dict[str, Any]:
+def bee_detail(bee: str, status: Mapping[str, Any], lines: list[str]) -> BeeDetail:
     """What a click on a bee opens: its recent log lines and its last error."""
     st = status.get("bees", {}).get(bee, {})
     err = st.get("last_error")
-    last = (
-        {k: str(err.get(k, "")) for k in ("type", "message", "traceback", "request_id")}
-        if isinstance(err, Mapping)
-        else None
-    )
-    return {"bee": bee, "lines": lines[-_LOG_TAIL:], "last_error": last}
+    last = None
+    if isinstance(err, Mapping):
+        last = LastError(
+            type=str(err.get("type", "")),
+            message=str(err.get("message", "")),
+            traceback=str(err.get("traceback", "")),
+            request_id=str(err.get("request_id", "")),
+        )
+    return BeeDetail(bee=bee, lines=lines[-_LOG_TAIL:], last_error=last)
 
 
 def describe_edit(content: Mapping[str, Any]) -> str:

@@ -124,10 +124,11 @@ class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
             detail = bee_detail(selected, status, swarm.logs(selected))
         with self._sync_lock, self.hold_sync():
             self.running = bool(status.get("running"))
-            self.nodes = nodes
-            self.edges = edges
+            # traits hold plain dicts: the TypedDicts are what they hold (see `state`)
+            self.nodes = [dict(n) for n in nodes]
+            self.edges = [dict(e) for e in edges]
             if detail is not None:
-                self.detail = detail
+                self.detail = dict(detail)
 
     def _poll(self) -> None:
         failures = 0

@@ -5,49 +5,9 @@
  */
 import dagre from '@dagrejs/dagre';
 
-export type BeeStatus = 'starting' | 'ready' | 'redeploying' | 'error' | 'stuck' | 'stopped';
+import type { SwarmEdge, SwarmNode } from './state';
 
-export interface GatewayNode {
-  id: string;
-  kind: 'gateway';
-  status: BeeStatus;
-  url: string | null;
-  rps: number;
-  errors: number;
-}
-
-export interface BeeNode {
-  id: string;
-  kind: 'bee';
-  status: BeeStatus;
-  ready: number;
-  wanted: number;
-  rate: number;
-  p50_ms: number;
-  p99_ms: number;
-  errors: number;
-  deaths: number;
-  dropped: number;
-  batch: number;
-  join: boolean;
-  /** The bees that share its processes (a fused chain), in order; empty when alone. */
-  group?: string[];
-}
-
-export type SwarmNode = GatewayNode | BeeNode;
-
-export interface SwarmEdge {
-  source: string;
-  target: string;
-  join: boolean;
-}
-
-/** What the front-end asks the kernel to change; the kernel checks it again. */
-export type Edit =
-  | { type: 'connect'; source: string; target: string }
-  | { type: 'disconnect'; source: string; target: string }
-  | { type: 'replicas'; bee: string; replicas: number }
-  | { type: 'remove'; bee: string };
+export type { BeeNode, BeeStatus, Edit, GatewayNode, SwarmEdge, SwarmNode } from './state';
 
 export const NODE_WIDTH = 220;
 export const NODE_HEIGHT = 96;

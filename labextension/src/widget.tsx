@@ -45,22 +45,12 @@ import {
   layout,
   structureKey
 } from './graph';
+import type { BeeDetail, Message } from './state';
 import { VERSION } from './version';
 
 export const MODULE_NAME = 'bytewax-nb-widget';
 export const MODULE_VERSION = VERSION; // package.json's, as the Python package's
 
-interface Message {
-  text?: string;
-  level?: 'info' | 'error';
-  seq?: number;
-}
-
-interface BeeDetail {
-  bee?: string;
-  lines?: string[];
-  last_error?: { type: string; message: string; traceback: string; request_id: string } | null;
-}
 
 export class SwarmModel extends DOMWidgetModel {
   defaults(): ReturnType<DOMWidgetModel['defaults']> {

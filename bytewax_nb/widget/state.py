@@ -1,0 +1,171 @@
+"""The widget's state, typed once: what the kernel syncs to the front-end (nodes, edges,
+a bee's detail, a message) and what the front-end sends back (edits), as TypedDicts.
+
+`labextension/src/state.ts` is made from these by `typescript()` (run
+`python -m bytewax_nb.widget.state > labextension/src/state.ts`); a test holds the file
+equal to it, so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Literal, TypedDict, Union
+
+from ..model.protocol import BeeState
+
+__all__ = [
+    "BeeDetail",
+    "BeeNode",
+    "BeeStatus",
+    "Edit",
+    "GatewayNode",
+    "LastError",
+    "Message",
+    "SwarmEdge",
+    "typescript",
+]
+
+BeeStatus = str  # one of BeeState's values (the TypeScript side spells them out)
+
+
+class GatewayNode(TypedDict):
+    id: str
+    kind: Literal["gateway"]
+    status: BeeStatus
+    url: str | None
+    rps: float
+    errors: int
+
+
+class BeeNode(TypedDict):
+    id: str
+    kind: Literal["bee"]
+    status: BeeStatus
+    ready: int
+    wanted: int
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    deaths: int
+    dropped: int
+    batch: float
+    join: bool
+    group: list[str]  # the bees that share its processes (a fused chain), in order; [] alone
+
+
+class SwarmEdge(TypedDict):
+    source: str
+    target: str
+    join: bool
+
+
+class LastError(TypedDict):
+    type: str
+    message: str
+    traceback: str
+    request_id: str
+
+
+class BeeDetail(TypedDict, total=False):
+    """What a click on a bee opens: its recent lines and its last error."""
+
+    bee: str
+    lines: list[str]
+    last_error: LastError | None
+
+
+class Message(TypedDict, total=False):
+    """The outcome of an edit, or why the graph is stale."""
+
+    text: str
+    level: Literal["info", "error"]
+    seq: int
+
+
+class ConnectEdit(TypedDict):
+    type: Literal["connect"]
+    source: str
+    target: str
+
+
+class DisconnectEdit(TypedDict):
+    type: Literal["disconnect"]
+    source: str
+    target: str
+
+
+class ReplicasEdit(TypedDict):
+    type: Literal["replicas"]
+    bee: str
+    replicas: int
+
+
+class RemoveEdit(TypedDict):
+    type: Literal["remove"]
+    bee: str
+
+
+Edit = ConnectEdit | DisconnectEdit | ReplicasEdit | RemoveEdit  # what the front-end asks
+
+_INTERFACES = (GatewayNode, BeeNode, SwarmEdge, LastError, BeeDetail, Message)
+_EDITS = (ConnectEdit, DisconnectEdit, ReplicasEdit, RemoveEdit)
+
+
+def _ts(tp: object) -> str:
+    """A Python type as TypeScript."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is str:
+        return "string"
+    if tp in (int, float):
+        return "number"
+    if tp is bool:
+        return "boolean"
+    if tp is type(None):
+        return "null"
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is list:
+        return f"{_ts(args[0])}[]"
+    if origin in (Union, types.UnionType):
+        return " | ".join(_ts(a) for a in args)
+    if isinstance(tp, type) and hasattr(tp, "__required_keys__"):
+        return tp.__name__
+    raise TypeError(f"no TypeScript for {tp!r}")
+
+
+def _fields(td: type) -> list[str]:
+    hints = typing.get_type_hints(td)
+    required = td.__required_keys__  # type: ignore[attr-defined]
+    out = []
+    for name, tp in hints.items():
+        ts = "BeeStatus" if name == "status" else _ts(tp)
+        out.append(f"  {name}{'' if name in required else '?'}: {ts};")
+    return out
+
+
+def typescript() -> str:
+    """`labextension/src/state.ts`: these types, for the front-end."""
+    statuses = " | ".join(repr(s.value) for s in BeeState)
+    lines = [
+        "// Made by `python -m bytewax_nb.widget.state` from bytewax_nb/widget/state.py: do not edit.",
+        "// The widget's state as the kernel syncs it, and the edits the front-end sends.",
+        "",
+        f"export type BeeStatus = {statuses};",
+    ]
+    for td in _INTERFACES:
+        lines += ["", f"export interface {td.__name__} {{", *_fields(td), "}"]
+    lines += ["", "export type SwarmNode = GatewayNode | BeeNode;", ""]
+    lines.append("/** What the front-end asks the kernel to change; the kernel checks it again. */")
+    variants = []
+    for edit in _EDITS:
+        hints = typing.get_type_hints(edit)
+        variants.append("{ " + "; ".join(f"{n}: {_ts(t)}" for n, t in hints.items()) + " }")
+    lines.append("export type Edit =\n  | " + "\n  | ".join(variants) + ";")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(typescript(), end="")

@@ -1,0 +1,64 @@
+// Made by `python -m bytewax_nb.widget.state` from bytewax_nb/widget/state.py: do not edit.
+// The widget's state as the kernel syncs it, and the edits the front-end sends.
+
+export type BeeStatus = 'starting' | 'ready' | 'redeploying' | 'error' | 'stuck' | 'stopped';
+
+export interface GatewayNode {
+  id: string;
+  kind: 'gateway';
+  status: BeeStatus;
+  url: string | null;
+  rps: number;
+  errors: number;
+}
+
+export interface BeeNode {
+  id: string;
+  kind: 'bee';
+  status: BeeStatus;
+  ready: number;
+  wanted: number;
+  rate: number;
+  p50_ms: number;
+  p99_ms: number;
+  errors: number;
+  deaths: number;
+  dropped: number;
+  batch: number;
+  join: boolean;
+  group: string[];
+}
+
+export interface SwarmEdge {
+  source: string;
+  target: string;
+  join: boolean;
+}
+
+export interface LastError {
+  type: string;
+  message: string;
+  traceback: string;
+  request_id: string;
+}
+
+export interface BeeDetail {
+  bee?: string;
+  lines?: string[];
+  last_error?: LastError | null;
+}
+
+export interface Message {
+  text?: string;
+  level?: 'info' | 'error';
+  seq?: number;
+}
+
+export type SwarmNode = GatewayNode | BeeNode;
+
+/** What the front-end asks the kernel to change; the kernel checks it again. */
+export type Edit =
+  | { type: 'connect'; source: string; target: string }
+  | { type: 'disconnect'; source: string; target: string }
+  | { type: 'replicas'; bee: string; replicas: number }
+  | { type: 'remove'; bee: string };
