@@ -399,3 +399,80 @@ def test_a_deploy_that_cannot_start_says_why_in_one_line_and_leaves_nothing(tmp_
         if client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
             subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", stack], capture_output=True)
         client.close()
+
+
+def _fixed_port_notebook(folder: Path, port: int) -> Path:
+    """What anyone who wants a stable URL writes: a gateway on a fixed port, and cells
+    that talk to the swarm as one does while building it."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(src)
+        for src in (
+            "%load_ext bytewax_nb\n%swarm new fixed-port",
+            f"%gateway gw --port {port}",
+            "%%bee --input gw\ndef echo(payload):\n    return {'echo': payload}",
+            '%send gw {"x": 1}',
+            "from bytewax_nb import current_swarm\nanswer = current_swarm().request('gw', 2)",
+            "assert answer == {'echo': 2}",
+            "%swarm stop",
+        )
+    ]
+    path = folder / "fixed.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_fixed_port_notebook_deploys_from_its_declaration_alone_and_answers_on_that_port(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    client = _engine()
+    stack, port = "bxnb-test-fixed", _free_port()
+    path = _fixed_port_notebook(tmp_path, port)
+    state = tmp_path / "state"  # records a swarm started here would leave
+    env = {**os.environ, "BYTEWAX_NB_STATE_DIR": str(state)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bytewax_nb.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+
+    try:
+        # the port is held by another process all through the export: nothing of the swarm
+        # binds it (or anything) here, so the export does not notice
+        with socket.socket() as holder:
+            holder.bind(("0.0.0.0", port))
+            holder.listen()
+            done = cli("export", str(path), "--stack", stack, "-o", str(tmp_path / "out"))
+        assert done.returncode == 0, done.stderr
+        said = done.stdout + done.stderr
+        assert "without encryption" not in said  # the kernel reading the notebook speaks over IPC
+        # the cells that talk to the swarm are skipped (and the one that uses their answer)
+        assert said.count("skipped: NotRunningHere") == 2 and "cell 5 skipped: NameError" in said, said
+        assert f"published: {port}" in (tmp_path / "out" / "compose.yaml").read_text()
+        assert not list(state.glob("*.json")) and not [p for p in state.glob("*") if p.is_dir()]
+        # deployed, it answers on that port
+        done = cli("deploy", str(path), "--stack", stack)
+        assert done.returncode == 0, done.stderr
+        url = _url(done.stdout)
+        assert url.endswith(f":{port}/gateways/gw")
+        assert post(url, {"y": 3})[:2] == (200, {"echo": {"y": 3}})
+    finally:
+        if client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
+            subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", stack], capture_output=True)
+        client.close()

@@ -1,5 +1,5 @@
 """Entry point of a bee replica: `python -m bytewax_nb.replica` (boot line on stdin)."""
 
-from .runner import main
+from .start import main
 
 main()

@@ -11,18 +11,13 @@ the call's callers and ends the process.
 
 from __future__ import annotations
 
-import importlib
-import logging
-import pickle
-import signal
 import sys
 import time
-from collections.abc import Iterable
 from typing import Any, cast
 
 import zmq
 
-from ..bus.child import Child, read_boot
+from ..bus.child import Child
 from ..bus.consumer import InLink, Intake
 from ..bus.producer import died_answer
 from ..bus.sockio import readable
@@ -49,13 +44,12 @@ from .outbox import Outbox
 from .stages import Ack, Calls
 from .watchdog import STUCK_AFTER, Watchdog
 
-__all__ = ["Replica", "main"]
+__all__ = ["Replica"]
 
 _STATS_EVERY = 0.5
 _DRAIN_MAX = 64  # messages handled before what they produced is sent
 _HOLD_MAX = 0.0002  # seconds a finished result may wait for the rest of its drain
 WINDOW = 128  # messages each producer may send before this replica says which are done
-BUNDLE = "/opt/bytewax-nb/bee.pkl"  # in a stack's bee image: the bee's code (see `bytewax_nb.stack`)
 # seconds a stopped stack's task waits for producers that may be gone (the whole stack
 # is stopping) to confirm they send nothing more, once it holds nothing
 _LEAVE_WAIT = 5.0
@@ -69,7 +63,6 @@ class Replica:
         self.child = child
         spec: BeeSpec = config["spec"]
         members = spec.stages or (spec,)
-        _check_imports(spec.name, config["imports"])
         for member in members:
             restore(member.fn, config["sources"][member.name])
         self.spec = spec
@@ -375,59 +368,3 @@ class Replica:
         self.watchdog.busy_after = max(0.5, 4 * p99 / 1000)
         self.watchdog.stuck_after = max(STUCK_AFTER, 4 * p99 / 1000)
         self.child.send(Msg.STATS, stats)
-
-
-def _check_imports(bee: str, modules: Iterable[str]) -> None:
-    """Import what the bee's code imports, before saying UP: a module missing here fails
-    the start (or the redeploy, which is rolled back), not the bee's first caller."""
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise SystemExit(
-                f"bytewax-nb: bee {bee!r} imports {module!r}, which this replica cannot import "
-                f"({type(exc).__name__}: {exc}); add the package to the bee's requirements=[...]"
-            ) from None
-
-
-def _from_image(config: BeeConfig) -> BeeConfig:
-    """A stack's replica runs the code its image holds (the controller has none to send):
-    the image is what the deployer built, trusted as any code in it."""
-    with open(BUNDLE, "rb") as f:
-        bundle = pickle.load(f)
-    spec: BeeSpec = bundle["spec"]
-    if spec.name != config["spec"].name:
-        raise SystemExit(f"bytewax-nb: this image runs bee {spec.name!r}, not {config['spec'].name!r}")
-    return BeeConfig(
-        replica=config["replica"],
-        spec=spec,
-        routes=config["routes"],
-        links=config["links"],
-        peer_host=config["peer_host"],
-        timeout=config["timeout"],
-        sources=bundle["sources"],
-        imports=bundle["imports"],
-    )
-
-
-def main() -> None:
-    child = Child(read_boot())
-    try:
-        config = cast(BeeConfig, child.recv_config())
-        if child.boot.stack:
-            config = _from_image(config)
-        if config["spec"].stages:  # a fused group: each line says which bee printed it
-            sys.stdout, sys.stderr = Tagger(sys.stdout), Tagger(sys.stderr)
-        # a bee's logging goes where its prints go: the owner's live output and `logs`
-        logging.basicConfig(
-            level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout
-        )
-        replica = Replica(child, config)
-        if child.boot.stack:  # the engine stops a task (scale down, update) with SIGTERM
-            signal.signal(signal.SIGTERM, lambda *_: setattr(replica, "leaving", True))
-        try:
-            replica.run()
-        finally:
-            replica.intake.close()
-    finally:
-        child.close()
