@@ -59,31 +59,29 @@ class Hub:
 
     def __init__(self, child: Child, config: HubConfig) -> None:
         self.child = child
-        self.signer = child.signer
-        self.me = child.boot.identity
         self.loop = asyncio.get_running_loop()
-        self.router, self.address = child.link_router(config["bus_host"])
-        self.guard = ReplayGuard(self.me)
+        router, self.address = child.link_router(config["bus_host"])
+        me = child.boot.identity
+        self.guard = ReplayGuard(me)
         self.flushing = False  # a flush is scheduled
         self.queued = 0  # requests waiting for it
         self.producer = Producer(
-            self.router,
-            self.me,
-            self.signer,
+            router,
+            me,
+            child.signer,
             self.guard,
             on_done=self._taken,
             answers=self._answer_frame,
             queued=self._schedule_flush,
         )
-        self.dispatcher = self.producer.dispatcher
+        self.dispatcher = self.producer.dispatcher  # the producer's bookkeeping, read often here
         self.dispatcher.set_routes(routes_from(config["routes"]))
         self.submits = Submits(Journal(config["journal"]))
         specs: list[GatewaySpec] = config["gateways"]
         self.metrics = HubMetrics()
         self.guard.dropped = self.metrics.dropped  # one count of dropped frames, by reason
         self.gateways: dict[str, GatewayApp] = {}
-        self.runners: list[web.ServerRunner] = []
-        self.sites: list[web.TCPSite] = []
+        self.servers: list[tuple[web.ServerRunner, web.TCPSite]] = []
         self.ports: dict[str, int] = dict(config["ports"])
         self.waiting = Waiting()
         self.view = SwarmView()
@@ -291,8 +289,7 @@ class Hub:
         sockets = getattr(site._server, "sockets", None) or []
         self.ports[spec.name] = sockets[0].getsockname()[1] if sockets else port
         self.gateways[spec.name] = gw
-        self.runners.append(runner)
-        self.sites.append(site)
+        self.servers.append((runner, site))
         self.drain_s = max(self.drain_s, spec.timeout)
 
     async def _serve_all(self, specs: list[GatewaySpec]) -> None:
@@ -304,7 +301,7 @@ class Hub:
 
     async def run(self) -> None:
         loop = self.loop
-        fds = (self.router.fileno(), self.child.control.fileno())
+        fds = (self.producer.router.fileno(), self.child.control.fileno())
         loop.add_reader(fds[0], self._drain_router)
         loop.add_reader(fds[1], self._drain_control)
         if self.child.stdin_fd is not None:
@@ -323,12 +320,12 @@ class Hub:
         await self.stop_event.wait()
         # drain: refuse new work, give what is in flight its time, then close
         self.accepting = False
-        for site in self.sites:
+        for _, site in self.servers:
             await site.stop()
         if len(self.waiting):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.waiting.idle.wait(), self.drain_s)
-        for runner in self.runners:
+        for runner, _ in self.servers:
             await runner.cleanup()
         for fd in fds:
             loop.remove_reader(fd)
