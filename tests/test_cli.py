@@ -191,6 +191,8 @@ def test_run_serves_a_notebook_until_sigterm(state_dir: Path) -> None:
                 break
         text = "".join(lines)
         assert "skipped: %swarm stop" in text
+        # the headless kernel speaks to its client over IPC, not over TCP in clear
+        assert "without encryption" not in text
         assert "serving swarm 'hello-world': gateway hello-world at http://127.0.0.1:" in text
         sent = cli("send", "hello-world", '{"name": "CLI"}', "--wait", "30")
         assert json.loads(sent.stdout) == "goodbye CLI"
@@ -198,6 +200,7 @@ def test_run_serves_a_notebook_until_sigterm(state_dir: Path) -> None:
         pids = list(record.pids.values())
         run.send_signal(signal.SIGTERM)
         assert run.wait(timeout=60) == 0
+        assert "without encryption" not in (run.stderr.read() if run.stderr else "")
         assert state.read_all() == []
         _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=10)
         assert not alive
