@@ -382,7 +382,7 @@ def test_the_front_ends_types_are_made_from_the_kernels() -> None:
 
     made = state.typescript()
     ts = Path(__file__).resolve().parents[1] / "labextension" / "src" / "state.ts"
-    assert ts.read_text() == made, "run: python -m bytewax_nb.widget.state > labextension/src/state.ts"
+    assert ts.read_text() == made, "run: python -m bytewax_nb.widget > labextension/src/state.ts"
     top = Topology(
         {"in": GatewaySpec("in")}, {"b": BeeSpec("b", len, ("in",)), "c": BeeSpec("c", len, ("b", "in"))}
     )

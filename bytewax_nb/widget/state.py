@@ -2,7 +2,7 @@
 a bee's detail, a message) and what the front-end sends back (edits), as TypedDicts.
 
 `labextension/src/state.ts` is made from these by `typescript()` (run
-`python -m bytewax_nb.widget.state > labextension/src/state.ts`); a test holds the file
+`python -m bytewax_nb.widget > labextension/src/state.ts`); a test holds the file
 equal to it, so the two sides cannot drift apart.
 """
 
@@ -150,7 +150,7 @@ def typescript() -> str:
     """`labextension/src/state.ts`: these types, for the front-end."""
     statuses = " | ".join(repr(s.value) for s in BeeState)
     lines = [
-        "// Made by `python -m bytewax_nb.widget.state` from bytewax_nb/widget/state.py: do not edit.",
+        "// Made by `python -m bytewax_nb.widget` from bytewax_nb/widget/state.py: do not edit.",
         "// The widget's state as the kernel syncs it, and the edits the front-end sends.",
         "",
         f"export type BeeStatus = {statuses};",
@@ -165,7 +165,3 @@ def typescript() -> str:
         variants.append("{ " + "; ".join(f"{n}: {_ts(t)}" for n, t in hints.items()) + " }")
     lines.append("export type Edit =\n  | " + "\n  | ".join(variants) + ";")
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    print(typescript(), end="")

@@ -1,4 +1,4 @@
-// Made by `python -m bytewax_nb.widget.state` from bytewax_nb/widget/state.py: do not edit.
+// Made by `python -m bytewax_nb.widget` from bytewax_nb/widget/state.py: do not edit.
 // The widget's state as the kernel syncs it, and the edits the front-end sends.
 
 export type BeeStatus = 'starting' | 'ready' | 'redeploying' | 'error' | 'stuck' | 'stopped';
