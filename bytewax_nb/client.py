@@ -6,13 +6,14 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from .bus.wire import dump_json
 from .model.errors import GatewayError, NotReady, RemoteError, RequestTimeout
 
-__all__ = ["Answer", "call", "post", "raise_for", "request", "submit"]
+__all__ = ["Answer", "call", "post", "raise_for", "request", "stream", "submit"]
 
 
 def post(
@@ -45,6 +46,49 @@ def post(
     except ValueError:
         body = {"error": raw.decode(errors="replace")}
     return status, body, rid
+
+
+def stream(
+    url: str,
+    payload: Any,
+    *,
+    token: str | None = None,
+    timeout: float = 35.0,
+    headers: dict[str, str] | None = None,
+) -> Iterator[Any]:
+    """POST `payload` asking for a stream (NDJSON); yield each chunk of the answer as it
+    comes (a plain answer is one chunk). RemoteError if a bee raised, even mid-stream;
+    `timeout` bounds the wait for each chunk."""
+    req = urllib.request.Request(url, data=dump_json(payload), method="POST", headers=headers or {})
+    req.add_header("Content-Type", "application/json")
+    req.add_header("Accept", "application/x-ndjson")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        body = json.loads(raw) if raw else None
+        raise_for(err.code, body, err.headers.get("X-Request-Id"))
+        return
+    except (TimeoutError, urllib.error.URLError) as exc:
+        raise GatewayError(0, f"cannot reach {url}: {exc}") from exc
+    rid = resp.headers.get("X-Request-Id")
+    with resp:
+        if "ndjson" not in resp.headers.get("Content-Type", ""):  # a plain answer: one chunk
+            yield json.loads(resp.read())
+            return
+        for line in resp:
+            item = json.loads(line)
+            if "chunk" in item:
+                yield item["chunk"]
+            elif item.get("end"):
+                return
+            elif item.get("type") == "Timeout":
+                raise RequestTimeout(504, str(item.get("error")), rid)
+            else:
+                raise_for(500, item, rid)
+        raise GatewayError(0, f"the stream from {url} ended without its end")
 
 
 def raise_for(status: int, body: Any, rid: str | None) -> None:

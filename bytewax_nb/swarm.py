@@ -10,7 +10,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Unpack
 
@@ -445,6 +445,15 @@ class Swarm:
         wait = timeout if timeout is not None else spec.timeout + 5
         owner = {TRACEBACK_HEADER: self._require("a request").traceback_token}
         return client.call(self.url(spec.name), payload, token=spec.token, timeout=wait, headers=owner)
+
+    def stream(self, gateway: str | None, payload: Any, *, timeout: float | None = None) -> Iterator[Any]:
+        """Send `payload` over HTTP and yield the answer's chunks as they are made (a bee
+        that is a generator, or calls `ctx.stream`, streams; a plain answer is one chunk).
+        RemoteError if a bee raised, mid-stream too; `timeout` bounds each chunk's wait."""
+        spec = self._gateway(gateway)
+        wait = timeout if timeout is not None else spec.timeout + 5
+        owner = {TRACEBACK_HEADER: self._require("a request").traceback_token}
+        yield from client.stream(self.url(spec.name), payload, token=spec.token, timeout=wait, headers=owner)
 
     def submit(self, gateway: str | None, payload: Any) -> str:
         """Send without waiting for the answer; returns the request id."""

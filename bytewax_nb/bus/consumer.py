@@ -62,6 +62,8 @@ class Intake:
         self.news = False  # a link was welcomed, revoked, added or removed: tell the supervisor
         self.by_socket: dict[zmq.Socket[bytes], InLink] = {}
         self._returns: dict[InLink, list[int]] = {}
+        # the hub's word on streams this replica makes: (MORE or CANCEL, request id, count)
+        self.orders: list[tuple[int, str, int]] = []
         self.unacked = 0  # messages handled and not yet said DONE
 
     # -- links -----------------------------------------------------------------------
@@ -125,6 +127,8 @@ class Intake:
                     link.welcomed = self.news = True
                 elif kind == Kind.REVOKED:
                     link.revoked = self.news = True
+                elif kind in (Kind.MORE, Kind.CANCEL):  # the hub, about a stream this replica makes
+                    self.orders.append((kind, header.request_id, header.chunk))
                 else:
                     self.guard.drop("unexpected")
 

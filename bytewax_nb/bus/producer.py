@@ -203,8 +203,11 @@ class Dispatcher:
             self._control(identity, Kind.REVOKED)  # after everything sent to it before
             self._pump(link.bee)
 
-    def _requeue(self, link: Link, seqs: Iterable[int], *, died: bool) -> list[Parcel]:
-        """Put a replica's parcels back in front of the queue; those out of retries are returned."""
+    def _requeue(
+        self, link: Link, seqs: Iterable[int], *, died: bool, final: Callable[[Parcel], bool] | None = None
+    ) -> list[Parcel]:
+        """Put a replica's parcels back in front of the queue; those out of retries (or
+        that may not run again: `final`) are returned."""
         route = self._route(link.bee)
         retries = route.retries if route is not None else 0
         back: list[Parcel] = []
@@ -215,7 +218,7 @@ class Dispatcher:
                 continue
             if died:
                 parcel.attempts += 1
-                if parcel.attempts > retries or route is None:
+                if parcel.attempts > retries or route is None or (final is not None and final(parcel)):
                     failed.append(parcel)
                     continue
                 self.retried[link.bee] = self.retried.get(link.bee, 0) + 1
@@ -238,13 +241,14 @@ class Dispatcher:
             self.by_bee[link.bee] = [k for k in self.by_bee.get(link.bee, ()) if k is not link]
         return link
 
-    def lost(self, identity: str) -> list[Parcel]:
+    def lost(self, identity: str, final: Callable[[Parcel], bool] | None = None) -> list[Parcel]:
         """Consumer `identity` is gone: send its parcels elsewhere; return those that may
-        not be retried (the caller answers them with an error)."""
+        not be retried (the caller answers them with an error): out of retries, or
+        `final` (a stream under way: sent again, it would repeat what its caller has)."""
         link = self.drop(identity)
         if link is None:
             return []
-        return self._requeue(link, list(link.out), died=True)
+        return self._requeue(link, list(link.out), died=True, final=final)
 
     # -- figures ----------------------------------------------------------------------
 
@@ -276,7 +280,18 @@ def died_answer(how: str, parcel: Parcel) -> str:
 
 
 def _copy(h: Header) -> Header:
-    return Header(h.kind, h.request_id, h.origin, h.sender, h.t0, h.deadline, h.enc, h.n_buffers)
+    return Header(
+        h.kind,
+        h.request_id,
+        h.origin,
+        h.sender,
+        h.t0,
+        h.deadline,
+        h.enc,
+        h.n_buffers,
+        chunk=h.chunk,
+        flags=h.flags,
+    )
 
 
 class Producer:
@@ -342,10 +357,19 @@ class Producer:
                     continue
                 if not self._guard.admit(msg.header, now, identity):
                     continue
-                if self._answers is not None and msg.header.kind in (Kind.RESPONSE, Kind.ERROR):
+                if self._answers is not None and msg.header.kind in (Kind.RESPONSE, Kind.ERROR, Kind.CHUNK):
                     self._answers(msg)
                 else:
                     self.dispatcher.on_frame(identity, msg.header, msg.payload)
+
+    def tell(self, identity: str, kind: int, rid: str, count: int) -> None:
+        """A word to one consumer about one request (a stream's MORE or CANCEL), signed
+        like every frame; it leaves with this round's bursts."""
+        header = Header(
+            kind, rid, "", self.dispatcher.me, enc=Enc.RAW, seq=next_seq(), src=self.dispatcher.me
+        )
+        header.dst, header.chunk = identity, count
+        self._add(identity, self._signer.frames(header, b""))
 
     def close(self) -> None:
         self.router.close(linger=0)

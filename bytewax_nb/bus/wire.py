@@ -35,6 +35,7 @@ from blake3 import blake3
 __all__ = [
     "TRACEBACK_HEADER",
     "Enc",
+    "Flag",
     "Header",
     "Kind",
     "Message",
@@ -50,7 +51,8 @@ __all__ = [
 ]
 
 SIG_LEN = 32
-_FIXED = struct.Struct("!BBHddQH")  # kind, encoding, n_buffers, t0, deadline, seq, len(names)
+# kind, encoding, n_buffers, t0, deadline, seq, chunk, flags, len(names)
+_FIXED = struct.Struct("!BBHddQiBH")
 _LEN = struct.Struct("!Q")
 _SEQ = struct.Struct("!Q")
 
@@ -59,15 +61,25 @@ class Kind:
     """What a message carries. Data, responses and errors carry requests; the rest
     are the link's own traffic (consumer <-> producer flow control)."""
 
-    DATA = 0  # producer -> consumer: a message to handle
+    DATA = 0  # producer -> consumer: a message to handle (a stream's chunk, if `chunk` >= 0)
     RESPONSE = 1  # bee -> hub: the answer to a request
-    ERROR = 2  # bee -> hub: the request failed
+    ERROR = 2  # bee -> hub: the request failed (a stream: it ends with the error)
+    CHUNK = 3  # bee -> hub: one chunk of a streamed answer (`chunk`: its index; flags END, SKIP)
     CREDIT = 4  # consumer -> producer: "send me up to `window` unacknowledged messages"
     WELCOME = 5  # producer -> consumer: the link is known (its first credit arrived)
     DONE = 6  # consumer -> producer: these sequence numbers are handled (frees the window)
     RETURN = 7  # consumer -> producer: these were not started; send them elsewhere (pauses)
     REVOKE = 8  # consumer -> producer: send me nothing more (retiring)
     REVOKED = 9  # producer -> consumer: nothing more will come after this frame
+    MORE = 10  # hub -> a streaming replica: the caller took chunks; make this many more
+    CANCEL = 11  # hub -> a streaming replica: the caller went away; close the stream
+
+
+class Flag:
+    """Bits of a header's `flags`: what a chunk of a stream says besides its value."""
+
+    END = 1  # the stream ended: `chunk` is how many chunks it made (no value)
+    SKIP = 2  # chunk `chunk` made no answer (a bee returned None for it): count it, show nothing
 
 
 class Enc:
@@ -138,6 +150,8 @@ class Header:
     seq: int = 0  # the sending process's sequence number (see `next_seq`)
     src: str = ""  # the sending process's identity
     dst: str = ""  # the receiving process's identity
+    chunk: int = -1  # which chunk of its request's stream this is (-1: no stream)
+    flags: int = 0  # `Flag` bits
 
 
 @dataclass(slots=True)
@@ -214,7 +228,15 @@ class Signer:
         already computed)."""
         names = f"{header.request_id}\0{header.origin}\0{header.sender}\0{header.src}\0{header.dst}".encode()
         fixed = _FIXED.pack(
-            header.kind, header.enc, len(buffers), header.t0, header.deadline, header.seq, len(names)
+            header.kind,
+            header.enc,
+            len(buffers),
+            header.t0,
+            header.deadline,
+            header.seq,
+            header.chunk,
+            header.flags,
+            len(names),
         )
         body = b"".join((fixed, names, payload))
         raws = [memoryview(b).cast("B") for b in buffers]
@@ -232,14 +254,14 @@ class Signer:
         if not hmac.compare_digest(f0[-SIG_LEN:], self.mac(body, buffers)):
             return None
         try:
-            kind, enc, n_buf, t0, deadline, seq, n_names = _FIXED.unpack_from(f0)
+            kind, enc, n_buf, t0, deadline, seq, chunk, flags, n_names = _FIXED.unpack_from(f0)
             names_at = _FIXED.size
             rid, origin, sender, src, dst = f0[names_at : names_at + n_names].decode().split("\0")
         except (ValueError, UnicodeDecodeError, struct.error):
             return None
         if n_buf != len(buffers):
             return None
-        header = Header(kind, rid, origin, sender, t0, deadline, enc, n_buf, seq, src, dst)
+        header = Header(kind, rid, origin, sender, t0, deadline, enc, n_buf, seq, src, dst, chunk, flags)
         return Message(header, f0[names_at + n_names : -SIG_LEN], buffers)
 
 

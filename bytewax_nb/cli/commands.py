@@ -240,6 +240,13 @@ def cmd_send(args: argparse.Namespace) -> int:
     if args.wait:
         _wait_serving(url, deadline)
     t = time.perf_counter()
+    if args.stream:  # each chunk on its own line, as it comes
+        count = 0
+        for chunk in client.stream(url, payload, token=_token(args.token_env), timeout=args.timeout):
+            print(json.dumps(chunk), flush=True)
+            count += 1
+        print(f"{count} chunks in {(time.perf_counter() - t) * 1000:.1f} ms", file=sys.stderr)
+        return 0
     status, body, rid = client.post(url, payload, token=_token(args.token_env), timeout=args.timeout)
     if status != 200:
         client.raise_for(status, body, rid)

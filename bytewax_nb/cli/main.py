@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=None, help="the gateway's URL (default: found by name)")
     p.add_argument("--swarm", default=None, help="the swarm, when several have that gateway")
     p.add_argument("--token-env", default=None, help="variable holding the bearer token")
+    p.add_argument("--stream", action="store_true", help="print each chunk of a streamed answer as it comes")
     p.add_argument("--timeout", type=float, default=35, help="seconds to wait for the answer" + _DEFAULT)
     p.add_argument(
         "--wait",

@@ -43,7 +43,7 @@ def snapshot(book: Book, ready: bool, controller_since: float | None = None) -> 
     topology, wiring, ports, hub_stats = book.topology, book.wiring, book.ports, book.hub_stats
     hub = wiring.hub()
     counts: dict[str, GatewayCounts] = hub_stats["gateways"] if hub_stats else {}
-    none = GatewayCounts(requests=0, errors=0)
+    none = GatewayCounts(requests=0, errors=0, streams=0, chunks=0)
     gateways = {
         name: GatewayView(
             port=ports.get(name),
@@ -53,6 +53,8 @@ def snapshot(book: Book, ready: bool, controller_since: float | None = None) -> 
             url=gateway_url(g, ports[name]) if name in ports else None,
             requests=counts.get(name, none)["requests"],
             errors=counts.get(name, none)["errors"],
+            streams=counts.get(name, none).get("streams", 0),
+            chunks=counts.get(name, none).get("chunks", 0),
         )
         for name, g in topology.gateways.items()
     }

@@ -19,7 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..bus.wire import TRACEBACK_HEADER, Kind, new_request_id
 from ..model.protocol import BeeError, SwarmStatus, http_error_body
 from ..model.spec import GatewaySpec
+from . import streaming
 from .metrics import GatewayMetrics, HubMetrics
+from .streams import Chunked
 from .view import SwarmView
 from .waiting import Reply
 
@@ -38,7 +40,11 @@ class Serving(Protocol):
 
     def submit(self, gw: GatewayApp, rid: str, body: bytes) -> None: ...
 
-    async def request(self, gw: GatewayApp, rid: str, body: bytes) -> Reply: ...
+    async def request(self, gw: GatewayApp, rid: str, body: bytes) -> Reply | Chunked: ...
+
+    def took(self, rid: str, stream: Chunked) -> None: ...
+
+    def finish(self, rid: str, stream: Chunked) -> None: ...
 
 
 __all__ = ["GatewayApp", "Reply", "Serving"]
@@ -136,7 +142,7 @@ class GatewayApp:
         given = request.headers.get(TRACEBACK_HEADER)
         return given is not None and hmac.compare_digest(given.encode(), self.hub.traceback_token)
 
-    async def handle(self, request: web.BaseRequest, name: str) -> web.Response:
+    async def handle(self, request: web.BaseRequest, name: str) -> web.StreamResponse:
         t = time.perf_counter()
         response = await self._handle(request, name)
         self.metrics.count(response.status, time.perf_counter() - t)
@@ -157,7 +163,7 @@ class GatewayApp:
         except TimeoutError:
             return _error(408, f"the body did not arrive within {self.spec.read_timeout:g} s")
 
-    async def _handle(self, request: web.BaseRequest, name: str) -> web.Response:
+    async def _handle(self, request: web.BaseRequest, name: str) -> web.StreamResponse:
         # the token first: a caller without it learns nothing, not even the gateway's name
         if not self._authorized(request):
             return _error(401, "missing or bad bearer token")
@@ -185,15 +191,41 @@ class GatewayApp:
             hub.submit(self, rid, body)
             return _json(202, {"request_id": rid}, rid)
         try:
-            kind, reply, _ = await hub.request(self, rid, body)
+            answer = await hub.request(self, rid, body)
         except TimeoutError:
             return _error(504, f"no response within {self.spec.timeout:g} s", rid)
+        if isinstance(answer, Chunked):
+            return await self._stream(request, answer, rid)
+        kind, reply, _ = answer
         if kind == Kind.RESPONSE:
             return web.Response(body=reply, content_type=_JSON, headers={"X-Request-Id": rid})
         err: BeeError = json.loads(reply)
         status = err.get("status", 500)
-        answer = http_error_body(err, rid, tracebacks=self._tracebacks(request))
-        return _json(status if 400 <= status < 600 else 500, answer, rid)
+        said = http_error_body(err, rid, tracebacks=self._tracebacks(request))
+        return _json(status if 400 <= status < 600 else 500, said, rid)
+
+    async def _stream(self, request: web.BaseRequest, stream: Chunked, rid: str) -> web.StreamResponse:
+        """A streamed answer, as its caller asked for it (see `streaming`); a caller that
+        goes away closes the bee's generator."""
+        metrics, hub = self.metrics, self.hub
+        metrics.streams_open += 1
+        metrics.streams.inc()
+
+        def took() -> None:
+            metrics.chunks.inc()
+            metrics.chunks_sent += 1
+            hub.took(rid, stream)
+
+        try:
+            return await streaming.write(
+                request, stream, rid, tracebacks=self._tracebacks(request), took=took
+            )
+        finally:
+            metrics.streams_open -= 1
+            metrics.streams.dec()
+            if not stream.done:
+                metrics.closed.inc()
+            hub.finish(rid, stream)
 
     def healthz(self) -> web.Response:
         view = self.hub.view

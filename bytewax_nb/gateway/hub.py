@@ -20,7 +20,7 @@ from aiohttp import web
 from ..bus.child import Child
 from ..bus.producer import Parcel, Producer, died_answer
 from ..bus.sockio import readable
-from ..bus.wire import Enc, Header, Kind, Message, ReplayGuard, dump_json, traceback_token
+from ..bus.wire import Enc, Flag, Header, Kind, Message, ReplayGuard, dump_json, traceback_token
 from ..model.protocol import (
     Beat,
     Bye,
@@ -44,6 +44,7 @@ from ..model.spec import GatewaySpec
 from .http import GatewayApp
 from .journal import Journal
 from .metrics import HubMetrics
+from .streams import Chunked
 from .submits import Submits
 from .view import SwarmView
 from .waiting import Reply, Waiting
@@ -51,6 +52,7 @@ from .waiting import Reply, Waiting
 __all__ = ["Hub"]
 
 _FLUSH_AT = 8  # requests that leave at once, so the bees start while more arrive
+CREDIT = 16  # chunks a stream may make ahead of its caller (a replica's starting window)
 _TICK = 0.5  # seconds between looks at requests whose callers stopped waiting
 
 
@@ -133,19 +135,36 @@ class Hub:
         if self.submits.taken(rid) and self.waiting.is_submit(rid):
             self.waiting.forget(rid)
 
-    async def request(self, gw: GatewayApp, rid: str, body: bytes) -> Reply:
-        """Publish and wait for the first response (TimeoutError after the timeout)."""
-        fut: asyncio.Future[Reply] = self.loop.create_future()
-        self.waiting.track(rid, gw.name, fut)
-        timer = self.loop.call_later(gw.spec.timeout, self.waiting.expire, rid)
+    async def request(self, gw: GatewayApp, rid: str, body: bytes) -> Reply | Chunked:
+        """Publish and wait for the first response (TimeoutError after the timeout): a
+        plain answer, or the stream its chunks come in (the caller ends it: `finish`)."""
+        fut: asyncio.Future[Reply | Chunked] = self.loop.create_future()
+        self.waiting.track(rid, gw.name, fut, gw.spec.timeout)
         now = time.time()
         header = Header(Kind.DATA, rid, gw.name, gw.name, now, now + gw.spec.timeout, Enc.JSON)
         self._publish(gw.name, header, body)
+        answer: Reply | Chunked | None = None
         try:
-            return await fut
+            answer = await fut
+            return answer
         finally:
-            timer.cancel()
-            self.waiting.forget(rid)
+            if not isinstance(answer, Chunked):
+                self.waiting.forget(rid)
+
+    def took(self, rid: str, stream: Chunked) -> None:
+        """The caller took chunks: its producer may make as many more."""
+        if stream.taken - stream.granted >= CREDIT // 2:
+            n, stream.granted = stream.taken - stream.granted, stream.taken
+            self.producer.tell(stream.source, Kind.MORE, rid, n)
+            self._flush()
+
+    def finish(self, rid: str, stream: Chunked) -> None:
+        """A stream's caller is done with it; one that went away before the end closes
+        the bee's generator."""
+        self.waiting.forget(rid)
+        if not stream.done:
+            self.producer.tell(stream.source, Kind.CANCEL, rid, 0)
+            self._flush()
 
     def _publish(self, topic: str, header: Header, body: bytes) -> None:
         self.producer.publish(topic, header, body, [])
@@ -171,9 +190,18 @@ class Hub:
         self.producer.read(time.time())
 
     def _answer_frame(self, msg: Message) -> None:
-        """A bee's answer (or error) to a request: its caller's, unless it came too late."""
+        """A bee's answer (or error, or a stream's chunk) to a request: its caller's,
+        unless it came too late (a stream nobody reads any more is told to stop)."""
         header = msg.header
-        if not self.waiting.answer(header.request_id, (header.kind, msg.payload, header.sender)):
+        if header.kind == Kind.CHUNK:
+            if self.waiting.chunk(header.request_id, header.src, header.chunk, header.flags, msg.payload):
+                return
+            if not header.flags & Flag.END:
+                self.producer.tell(header.src, Kind.CANCEL, header.request_id, 0)
+            answered = False
+        else:
+            answered = self.waiting.answer(header.request_id, (header.kind, msg.payload, header.sender))
+        if not answered:
             gw = self.gateways.get(header.origin)
             if gw is not None:
                 gw.metrics.late.inc()
@@ -185,7 +213,10 @@ class Hub:
             self.dispatcher.drop(identity)
             return
         text = "\n".join(body["tail"])
-        for parcel in self.dispatcher.lost(identity):
+        # a stream under way is not started again: its caller has chunks it would get twice
+        for parcel in self.dispatcher.lost(
+            identity, final=lambda p: self.waiting.streaming(p.header.request_id)
+        ):
             rid = parcel.header.request_id
             message = died_answer(body["message"], parcel)
             if rid in self.submits:  # promised, and cannot be kept: say so

@@ -118,10 +118,30 @@ class GatewayMetrics:
             ["gateway"],
             registry=registry,
         ).labels(gateway).set_function(in_flight)
+        self.chunks = Counter(
+            "bytewax_nb_gateway_stream_chunks",
+            "Chunks of streamed answers written to callers",
+            ["gateway"],
+            registry=registry,
+        ).labels(gateway)
+        self.streams = Gauge(
+            "bytewax_nb_gateway_streams_open",
+            "Streamed answers being written to their callers now",
+            ["gateway"],
+            registry=registry,
+        ).labels(gateway)
+        self.closed = Counter(
+            "bytewax_nb_gateway_streams_closed_early",
+            "Streams whose caller went away before the end (the bee's generator was closed)",
+            ["gateway"],
+            registry=registry,
+        ).labels(gateway)
         registry.register(_SwarmCollector(hub, gateway))
         self._by_code: dict[int, Any] = {}
         self.requests = 0
         self.errors = 0
+        self.chunks_sent = 0  # (prometheus counters cannot be read back cheaply)
+        self.streams_open = 0
         hub.gateways[gateway] = self
 
     def count(self, code: int, seconds: float | None = None) -> None:
@@ -150,4 +170,9 @@ class HubMetrics:
 
     def counts(self) -> dict[str, GatewayCounts]:
         """Requests and error answers per gateway, for the supervisor's status."""
-        return {n: GatewayCounts(requests=g.requests, errors=g.errors) for n, g in self.gateways.items()}
+        return {
+            n: GatewayCounts(
+                requests=g.requests, errors=g.errors, streams=g.streams_open, chunks=g.chunks_sent
+            )
+            for n, g in self.gateways.items()
+        }

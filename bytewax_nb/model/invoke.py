@@ -24,7 +24,7 @@ class Context:
     SDK's second argument, so a context can stand in for its `swarm` object.
     """
 
-    __slots__ = ("_on_publish", "_on_respond", "bee", "gateway", "request_id")
+    __slots__ = ("_on_publish", "_on_respond", "_on_stream", "bee", "gateway", "request_id")
 
     def __init__(
         self,
@@ -34,12 +34,14 @@ class Context:
         request_id: str = "",
         gateway: str = "",
         bee: str = "",
+        on_stream: Callback | None = None,
     ) -> None:
         self.request_id = request_id
         self.gateway = gateway
         self.bee = bee
         self._on_publish = on_publish
         self._on_respond = on_respond
+        self._on_stream = on_stream
 
     def publish(self, data: Any, context: Any = None) -> None:
         """Send `data` to every bee that listens to this one."""
@@ -48,6 +50,13 @@ class Context:
     def respond(self, data: Any, context: Any = None) -> None:
         """Answer the caller of this request (the first response wins)."""
         self._on_respond(data)
+
+    def stream(self, data: Any) -> None:
+        """Send the caller the next chunk of a streamed answer, now (as a generator bee's
+        `yield` does); the answer ends when the call returns."""
+        if self._on_stream is None:
+            raise TypeError("this context cannot stream")
+        self._on_stream(data)
 
 
 def call_style(fn: Callable[..., Any]) -> CallStyle:

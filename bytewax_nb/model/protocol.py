@@ -337,6 +337,8 @@ class BeeStats(TypedDict):
 class GatewayCounts(TypedDict):
     requests: int
     errors: int
+    streams: int  # streamed answers being written now
+    chunks: int  # chunks of streamed answers written so far
 
 
 class HubStats(TypedDict):
@@ -398,6 +400,8 @@ class GatewayView(TypedDict):
     url: str | None
     requests: int
     errors: int
+    streams: int  # streamed answers being written now
+    chunks: int  # chunks of streamed answers written so far
 
 
 class ReplicaView(TypedDict, total=False):

@@ -254,10 +254,17 @@ class SwarmMagics(Magics):
 
     @line_cell_magic
     def send(self, line: str, cell: str | None = None) -> Any:
-        """%send GATEWAY JSON, or %%send GATEWAY with the JSON as the cell."""
-        gateway, _, rest = line.strip().partition(" ")
+        """%send [--stream] GATEWAY JSON, or %%send [--stream] GATEWAY with the JSON as the
+        cell; `--stream` prints each chunk of a streamed answer as it comes."""
+        line = line.strip()
+        streamed = line.startswith("--stream")
+        if streamed:
+            line = line[len("--stream") :].strip()
+        gateway, _, rest = line.partition(" ")
         if not gateway:
-            raise BytewaxNBError("usage: %send GATEWAY JSON  or  %%send GATEWAY (JSON in the cell)")
+            raise BytewaxNBError(
+                "usage: %send [--stream] GATEWAY JSON  or  %%send [--stream] GATEWAY (JSON in the cell)"
+            )
         text = cell if cell is not None else rest
         try:
             payload = json.loads(text)
@@ -268,6 +275,13 @@ class SwarmMagics(Magics):
             if not swarm.topology.gateways:
                 raise TopologyError("the swarm has no gateway yet: %gateway NAME")
             swarm.start()
+        if streamed:
+            count = 0
+            for chunk in swarm.stream(gateway, payload):
+                print(json.dumps(chunk), flush=True)
+                count += 1
+            print(f"({count} chunk{'s' if count != 1 else ''})")
+            return None
         answer = swarm.call(gateway, payload)
         print(f"request {answer.request_id} answered in {answer.seconds * 1000:.1f} ms")
         return answer.value

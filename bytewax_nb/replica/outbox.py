@@ -43,13 +43,40 @@ class Outbox:
         return not self.producer.dispatcher.consumers(self.topic)
 
     def publish(self, header: Header, data: Any) -> None:
-        """A result for the bees that listen to this one (pickled, buffers out of band)."""
+        """A result for the bees that listen to this one (pickled, buffers out of band); a
+        stream's chunk keeps its index, and its deadline starts anew (a stream may run
+        longer than one gateway timeout: each chunk gets one)."""
         payload, buffers = pickled(data)
-        out = Header(Kind.DATA, header.request_id, header.origin, self.topic, header.t0, header.deadline)
-        self.producer.publish(self.topic, out, payload, buffers)
+        self.producer.publish(self.topic, self._onward(header), payload, buffers)
+
+    def mark(self, header: Header, flags: int, chunk: int) -> None:
+        """A stream's END (how many chunks) or SKIP (chunk made no value) for whoever
+        comes next: the hub when nothing listens to this bee, else the bees that do."""
+        if self.sink:
+            out = Header(Kind.CHUNK, header.request_id, header.origin, self.topic, header.t0, enc=Enc.JSON)
+            self._send_hub(out, chunk, flags, b"")
+            return
+        marker = self._onward(header)
+        marker.chunk, marker.flags = chunk, flags
+        self.producer.publish(self.topic, marker, b"", [])
+
+    def _onward(self, header: Header) -> Header:
+        deadline = header.deadline
+        if header.chunk >= 0 and deadline:
+            deadline = time.time() + (deadline - header.t0)
+        out = Header(Kind.DATA, header.request_id, header.origin, self.topic, header.t0, deadline)
+        out.chunk, out.flags = header.chunk, header.flags
+        return out
+
+    @property
+    def room(self) -> bool:
+        """The bees that listen to this one can take more now (nothing waits for them)."""
+        dispatcher = self.producer.dispatcher
+        return not any(dispatcher.waiting.get(r.bee) for r in dispatcher.consumers(self.topic))
 
     def respond(self, header: Header, data: Any, bee: str) -> None:
-        """The caller's answer, as JSON (a value JSON cannot carry is the bee's error)."""
+        """The caller's answer, as JSON (a value JSON cannot carry is the bee's error); for
+        a stream's chunk, that chunk of the answer."""
         try:
             body = dump_json(data)
         except TypeError as exc:
@@ -60,16 +87,24 @@ class Outbox:
             msg = f"the response of bee {bee!r} holds NaN or Infinity, which JSON cannot carry"
             self.error(header, bee_error(bee, "ValueError", msg + " (use None, or a string)"))
             return
-        self._to_hub(Kind.RESPONSE, header, bee, body)
+        if header.chunk >= 0:
+            out = Header(Kind.CHUNK, header.request_id, header.origin, bee, header.t0, enc=Enc.JSON)
+            self._send_hub(out, header.chunk, 0, body)
+        else:
+            self._to_hub(Kind.RESPONSE, header, bee, body)
 
     def error(self, header: Header, err: BeeError) -> None:
-        """The caller's error (its request id set from the header)."""
+        """The caller's error (its request id set from the header); a stream ends with it."""
         err["request_id"] = header.request_id
         self._to_hub(Kind.ERROR, header, err["bee"], dump_json(err))
 
     def _to_hub(self, kind: int, header: Header, bee: str, body: bytes) -> None:
         out = Header(kind, header.request_id, header.origin, bee, header.t0, enc=Enc.JSON)
+        self._send_hub(out, header.chunk, 0, body)
+
+    def _send_hub(self, out: Header, chunk: int, flags: int, body: bytes) -> None:
         out.seq, out.src, out.dst = next_seq(), self.me, self.hub_id or ""
+        out.chunk, out.flags = chunk, flags
         self._note()
         self.to_hub += self._signer.frames(out, body)
 

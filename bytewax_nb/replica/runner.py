@@ -21,7 +21,7 @@ from ..bus.child import Child
 from ..bus.consumer import InLink, Intake
 from ..bus.producer import died_answer
 from ..bus.sockio import readable
-from ..bus.wire import Header, Message
+from ..bus.wire import Header, Kind, Message
 from ..model.protocol import (
     Beat,
     BeeConfig,
@@ -42,6 +42,7 @@ from .collect import Batch, Joins
 from .figures import replica_stats, slowest_p99
 from .outbox import Outbox
 from .stages import Ack, Calls
+from .streams import Streams
 from .watchdog import STUCK_AFTER, Watchdog
 
 __all__ = ["Replica"]
@@ -74,6 +75,8 @@ class Replica:
         self.producer = self.outbox.producer
         self.producer.dispatcher.set_routes(routes_from(config["routes"]))
         self.calls = Calls(members, self.outbox, lambda: self.child.send(Msg.BUSY, Busy()))
+        self.streams = Streams(self.calls, self._acknowledge)
+        self.calls.streams = self.streams
         # who prints: the output of a fused group's bees is marked with their names
         for t in (sys.stdout, sys.stderr):
             if isinstance(t, Tagger):
@@ -129,7 +132,7 @@ class Replica:
             wait = next_tick - now
             if self.batch:
                 wait = min(wait, self.batch.due - now)
-            if self.intake.queue:
+            if self.intake.queue or self.streams.ready():
                 wait = 0
             events = dict(poller.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0))
             if self._read(events):
@@ -139,10 +142,12 @@ class Replica:
                 self.leave_by = now + _LEAVE_WAIT
                 next_beat = 0.0  # the controller hears it at once
             self._say_linked()
+            self._stream_orders()
             if self.beat_every and now >= next_beat:
                 next_beat = now + self.beat_every
                 self.beat()
             self._work()
+            self.streams.step()
             now = time.monotonic()
             if self.batch and now >= self.batch.due:
                 self._call_batch()
@@ -157,6 +162,7 @@ class Replica:
             if self.intake.retiring and self._retired(self.leaving and now > self.leave_by):
                 break
         self._call_batch()
+        self.streams.close_all()
         self.outbox.flush()
         self.intake.flush_acks()
         self._send_stats(force=True)
@@ -190,6 +196,19 @@ class Replica:
             self.child.send(Msg.LINKED, {"producers": sorted(linked[0]), "revoked": linked[1]})
             if self.beat_every and self.outbox.hub_id and set(self.intake.links) <= linked[0]:
                 open(READY, "w").close()  # the engine may now stop the task it replaces
+
+    def _stream_orders(self) -> None:
+        """The hub's word on the streams this replica makes: more room, or a caller gone."""
+        orders, self.intake.orders = self.intake.orders, []
+        for kind, rid, n in orders:
+            if kind == Kind.MORE:
+                self.streams.more(rid, n)
+            else:
+                self.streams.cancel(rid)
+
+    def _acknowledge(self, acks: list[Ack]) -> None:
+        for link, seq in acks:
+            self.intake.done(link, seq)
 
     def _work(self) -> None:
         """Handle what waits, in order; send results in bursts, but never sit on them."""
@@ -258,7 +277,7 @@ class Replica:
         (`late`: once it holds nothing, whatever they said): parts of joins it cannot
         finish go back to be sent to another replica."""
         drained = not self.intake.queue if late else self.intake.drained(self.intake.links)
-        if not drained or self.batch or not self.producer.dispatcher.idle:
+        if not drained or self.batch or self.streams.active or not self.producer.dispatcher.idle:
             return False
         self.joins.give_back(lambda ack: self.intake.giving_back(*ack))
         self.intake.flush_returns()
@@ -269,6 +288,10 @@ class Replica:
     def _on_message(self, link: InLink, msg: Message) -> None:
         header = msg.header
         ack = (link, header.seq)
+        if header.flags:  # a stream's END or SKIP: on to whoever comes next, no bee called
+            self.outbox.mark(header, header.flags, header.chunk)
+            self.intake.done(link, header.seq)
+            return
         try:
             payload = msg.load()
         except Exception as exc:  # noqa: BLE001 - a bad payload is the caller's error
@@ -286,9 +309,8 @@ class Replica:
             self._call(header, payload, [ack])
 
     def _call(self, header: Header, payload: Any, acks: list[Ack]) -> None:
-        self.calls.call(header, payload, acks)
-        for link, seq in acks:
-            self.intake.done(link, seq)
+        if not self.calls.call(header, payload, acks):  # a stream acknowledges when it ends
+            self._acknowledge(acks)
 
     def _call_batch(self) -> None:
         if not self.batch:

@@ -9,6 +9,7 @@ traceback of the user's own lines.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 import traceback
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..bus.consumer import InLink
-from ..bus.wire import Header
+from ..bus.wire import Flag, Header
 from ..model.errors import BadRequest
 from ..model.fusion import handoff
 from ..model.invoke import Context, Invoker
@@ -26,9 +27,15 @@ from ..model.source import user_traceback
 from ..model.spec import BeeSpec
 from .outbox import Outbox
 
-__all__ = ["Ack", "Calls", "Stage"]
+__all__ = ["Ack", "Calls", "Stage", "Starts"]
 
 Ack = tuple[InLink, int]  # the link a message came on, and its sequence number there
+
+
+class Starts(Protocol):
+    """Where a generator a bee returned goes on (the replica's `Streams`)."""
+
+    def start(self, stage: Stage, header: Header, gen: Any, acks: list[Ack]) -> None: ...
 
 
 class Watched(Protocol):
@@ -72,7 +79,11 @@ class _StageContext(Context):
         self._calls.publish(self._stage, self._header, data)
 
     def respond(self, data: Any, context: Any = None) -> None:
+        self._calls.said()
         self._calls.outbox.respond(self._header, data, self._stage.name)
+
+    def stream(self, data: Any) -> None:
+        self._calls.stream(self._stage, self._header, data)
 
 
 class Calls:
@@ -84,12 +95,19 @@ class Calls:
         self.current = self.stages[0]  # the stage whose code runs (or ran last)
         self.pending: deque[tuple[Stage, Header, Any]] = deque()  # stages' results for the next
         self.watchdog: Watched | None = None
+        self.streams: Starts | None = None  # where a generator a bee returns goes on
         self._unstuck = unstuck  # a call said to be stuck has returned
+        self._held = False  # the call's messages stay unacknowledged: a stream holds them
+        self._said = False  # the call published or responded explicitly
+        self._explicit: dict[str, int] = {}  # request id -> chunks sent by ctx.stream so far
 
-    def call(self, header: Header, payload: Any, acks: list[Ack]) -> None:
-        """The first stage's call, then every call it leads to within the process."""
+    def call(self, header: Header, payload: Any, acks: list[Ack]) -> bool:
+        """The first stage's call, then every call it leads to within the process; True if
+        a stream took the messages (acknowledged when it ends, not now)."""
+        self._held = False
         self.invoke(self.stages[0], header, payload, acks)
         self.run_pending(acks)
+        return self._held
 
     def run_pending(self, acks: list[Ack]) -> None:
         pending = self.pending
@@ -97,37 +115,71 @@ class Calls:
             stage, header, value = pending.popleft()
             self.invoke(stage, header, value, acks)
 
-    def _enter(self, stage: Stage, headers: list[Header], acks: list[Ack]) -> float:
+    def enter(self, stage: Stage, headers: list[Header], acks: list[Ack]) -> float:
         t = time.perf_counter()
         self.current = stage
         if self.watchdog is not None:
             self.watchdog.enter(t, headers, acks)
         return t
 
-    def _leave(self, stage: Stage, t: float) -> None:
+    def leave(self, stage: Stage, t: float) -> None:
         if self.watchdog is not None and self.watchdog.leave():
             self._unstuck()
         stage.latencies.append(time.perf_counter() - t)
 
     def invoke(self, stage: Stage, header: Header, payload: Any, acks: list[Ack]) -> None:
-        t = self._enter(stage, [header], acks)
+        t = self.enter(stage, [header], acks)
+        self._said = False
         try:
             ctx = None if stage.invoke.style == CallStyle.PAYLOAD else _StageContext(self, stage, header)
             result = stage.invoke(payload, ctx)
         except Exception as exc:  # noqa: BLE001 - a bee's error goes to its caller
             self.fail(header, exc, stage)
-            result = None
+            self._explicit.pop(header.request_id, None)
+            return
         else:
             stage.handled += 1
         finally:
-            self._leave(stage, t)
-        if result is not None:
+            self.leave(stage, t)
+        if _streaming(result):
+            if self.streams is None or header.chunk >= 0:
+                why = "a bee that takes a stream's chunks cannot stream itself" if header.chunk >= 0 else ""
+                self.fail(header, TypeError(why or "this replica cannot stream"), stage)
+                return
+            self._held = True
+            self.streams.start(stage, header, result, acks)
+            return
+        made = self._explicit.pop(header.request_id, None)
+        if made is not None:  # ctx.stream(x) was called: the return value, if any, is the last chunk
+            if result is not None:
+                self.stream(stage, header, result)
+                made += 1
+            self.end(stage, header, made)
+        elif result is not None:
             self.deliver(stage, header, result)
+        elif header.chunk >= 0 and stage.last and not self._said:
+            self.outbox.mark(header, Flag.SKIP, header.chunk)  # its caller counts every chunk
+
+    def stream(self, stage: Stage, header: Header, value: Any) -> None:
+        """`ctx.stream(x)`: the next chunk of this request's answer, sent now."""
+        index = self._explicit.get(header.request_id, 0)
+        self._explicit[header.request_id] = index + 1
+        self.chunk(stage, header, index, value)
+
+    def chunk(self, stage: Stage, header: Header, index: int, value: Any) -> None:
+        """Chunk `index` of a stream a stage makes: out, or to the stages after it (their
+        calls run once this one is over: `run_pending`)."""
+        self.deliver(stage, _as_chunk(header, index), value)
+
+    def end(self, stage: Stage, header: Header, made: int) -> None:
+        """A stream ended after `made` chunks: said past the stages after it (they have
+        nothing to do with it) to whoever comes next."""
+        self.outbox.mark(header, Flag.END, made)
 
     def invoke_batch(self, headers: list[Header], payloads: list[Any], acks: list[Ack]) -> None:
         """A batch bee's call: a list of payloads in, a list of results out, one per payload."""
         stage = self.stages[0]  # only a group's first bee may batch
-        t = self._enter(stage, headers, acks)
+        t = self.enter(stage, headers, acks)
         results: list[Any] | None = None
         try:
             invoke = stage.invoke
@@ -145,7 +197,7 @@ class Calls:
                 self.fail(h, exc, stage)
             results = None
         finally:
-            self._leave(stage, t)
+            self.leave(stage, t)
         if results is not None:
             stage.handled += len(headers)
             for h, r in zip(headers, results, strict=True):
@@ -165,10 +217,15 @@ class Calls:
 
     def publish(self, stage: Stage, header: Header, data: Any) -> None:
         """`ctx.publish(x)` of a stage."""
+        self._said = True
         if stage.last:
             self.outbox.publish(header, data)
         else:
             self._pass_on(stage, header, data)
+
+    def said(self) -> None:
+        """The call answered explicitly (`ctx.respond`)."""
+        self._said = True
 
     def _pass_on(self, stage: Stage, header: Header, data: Any) -> None:
         """A fused stage's result: the next stage's call, on a value no other bee can change."""
@@ -184,3 +241,15 @@ class Calls:
         print(f"[{stage.name}] request {header.request_id} failed:\n{text}", file=sys.stderr, end="")
         stage.last_error = bee_error(stage.name, type(exc).__name__, str(exc), text, header.request_id)
         self.outbox.error(header, bee_error(stage.name, type(exc).__name__, str(exc), text))
+
+
+def _streaming(result: Any) -> bool:
+    """A bee that returned a generator (sync or async) streams its answer."""
+    return inspect.isgenerator(result) or inspect.isasyncgen(result)
+
+
+def _as_chunk(header: Header, index: int) -> Header:
+    """The header of chunk `index` of the stream `header`'s request makes."""
+    own = Header(header.kind, header.request_id, header.origin, header.sender, header.t0, header.deadline)
+    own.chunk = index
+    return own

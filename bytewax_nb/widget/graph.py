@@ -54,6 +54,8 @@ def graph(
                 url=url,
                 rps=rates.rate(("gateway", name), float(g.get("requests", 0)), now),
                 errors=int(g.get("errors", 0)),
+                streams=int(g.get("streams", 0)),
+                chunk_rate=rates.rate(("chunks", name), float(g.get("chunks", 0)), now),
             )
         )
     for name, spec in bees.items():

@@ -36,6 +36,8 @@ class GatewayNode(TypedDict):
     url: str | None
     rps: float
     errors: int
+    streams: int  # streamed answers being written now
+    chunk_rate: float  # chunks per second
 
 
 class BeeNode(TypedDict):

@@ -10,6 +10,8 @@ export interface GatewayNode {
   url: string | null;
   rps: number;
   errors: number;
+  streams: number;
+  chunk_rate: number;
 }
 
 export interface BeeNode {

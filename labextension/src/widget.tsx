@@ -142,6 +142,11 @@ function GatewayNodeView({ data }: NodeProps<Node<GatewayData>>): JSX.Element {
       <div className="bxnb-figures">
         <span className="bxnb-url">{n.url ?? 'not serving'}</span>
         <span title="requests per second">{formatRate(n.rps)}</span>
+        {n.streams > 0 || n.chunk_rate > 0 ? (
+          <span title="streamed answers being written now, and their chunks per second">
+            {n.streams} streams, {formatRate(n.chunk_rate)} chunks
+          </span>
+        ) : null}
         <span title="requests answered with an error" className={n.errors ? 'bxnb-bad' : ''}>
           {n.errors} errors
         </span>
