@@ -461,3 +461,19 @@ def test_a_bee_gets_what_it_needs_to_read_its_producers_results(make_swarm: Any,
     swarm.bee(biggest, input="scaled", name="biggest")
     swarm.start()
     assert swarm.request("in", [3.0, 1.0]) == 3.0
+
+
+def test_a_stream_crosses_containers_chunk_by_chunk(make_swarm: Any, engine: Any) -> None:
+    # two containers: the generator's chunks travel over the bus to the next bee's
+    swarm = make_swarm("dk-stream", runtime="docker", fuse=False)
+    swarm.gateway("in", timeout=20)
+
+    def words(text: str) -> Any:
+        yield from text.split()
+
+    swarm.bee(words, input="in", name="words")
+    swarm.bee(lambda w: w.upper() if w != "skip" else None, input="words", name="upper", replicas=2)
+    swarm.start()
+    assert list(swarm.stream("in", "a swarm skip streams")) == ["A", "SWARM", "STREAMS"]
+    assert swarm.request("in", "one two") == ["ONE", "TWO"]  # no Accept: the chunks as one list
+    assert {c["Labels"]["bytewax-nb.bee"] for c in ours(engine, "dk-stream")} == {"words", "upper"}

@@ -152,7 +152,7 @@ class Calls:
         made = self._explicit.pop(header.request_id, None)
         if made is not None:  # ctx.stream(x) was called: the return value, if any, is the last chunk
             if result is not None:
-                self.stream(stage, header, result)
+                self.chunk(stage, header, made, result)
                 made += 1
             self.end(stage, header, made)
         elif result is not None:
