@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -274,3 +275,32 @@ def test_send_wait_waits_until_the_gateway_serves(make_swarm: Any, state_dir: Pa
     starting.join()
     assert send.returncode == 0, err
     assert json.loads(out) == [1, True]
+
+
+def test_send_stream_prints_each_chunk_as_it_comes(make_swarm: Any, state_dir: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    swarm = make_swarm("clistream")
+    swarm.gateway("words", timeout=30)
+
+    @swarm.bee(input="words")
+    def split(text: str) -> Any:
+        first, *rest = text.split()
+        yield first
+        while not os.path.exists(gate):  # the rest waits until the first has been printed
+            time.sleep(0.01)
+        yield from rest
+
+    swarm.start()
+    send = subprocess.Popen(
+        ["bytewax-nb", "send", "words", '"one two three"', "--stream"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert send.stdout is not None
+    assert json.loads(send.stdout.readline()) == "one"  # printed while the bee still works
+    gate.touch()
+    out, err = send.communicate(timeout=60)
+    assert send.returncode == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == ["two", "three"]
+    assert err.startswith("3 chunks in ")

@@ -208,3 +208,14 @@ def test_bee_rm_takes_a_bee_out_of_the_running_swarm(ip: Any) -> None:
     assert run(ip, "%send in 1") == 2
     swarm = current_swarm()
     assert swarm is not None and sorted(swarm.status()["bees"]) == ["first", "second"]
+
+
+def test_send_stream_prints_the_chunks(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run(ip, "%swarm new magic-stream --runtime process")
+    run(ip, "%gateway words")
+    run(ip, "%%bee --input words\ndef split(text):\n    yield from text.split()\n")
+    capsys.readouterr()
+    assert run(ip, '%send --stream words "a b c"') is None
+    assert capsys.readouterr().out.splitlines() == ['"a"', '"b"', '"c"', "(3 chunks)"]
+    assert run(ip, '%%send --stream words\n"d"') is None
+    assert capsys.readouterr().out.splitlines() == ['"d"', "(1 chunk)"]

@@ -23,6 +23,7 @@ from conftest import wait_until
 
 from bytewax_nb import DevSwarm, RemoteError
 from bytewax_nb.model.errors import RequestTimeout
+from bytewax_nb.widget.graph import Rates, graph
 
 
 def _post(url: str, payload: Any, accept: str | None = None, timeout: float = 30) -> tuple[int, str, str]:
@@ -56,7 +57,7 @@ def _settled(made: Path, quiet: float = 0.5, timeout: float = 30) -> int:
         elif now and time.monotonic() - since >= quiet:
             return now
         time.sleep(0.05)
-    raise AssertionError(f"{made} kept growing for {timeout} s ({last} lines): nothing holds the producer back")
+    raise AssertionError(f"{made} grew for {timeout} s ({last} lines): nothing holds the producer back")
 
 
 def _tokens(make_swarm: Any, **bee: Any) -> Any:
@@ -89,6 +90,14 @@ def test_a_generator_bee_streams_as_sse_ndjson_or_one_list(make_swarm: Any) -> N
     assert _post(url, {"n": 3}) == (200, "application/json", json.dumps(tokens, separators=(",", ":")))
     assert list(swarm.stream("prompt", {"n": 3})) == tokens
     assert swarm.request("prompt", {"n": 0}) == []  # a stream of nothing
+    # status and the widget count streams and chunks (a rate from two snapshots)
+    rates = Rates()
+    graph(swarm.topology, swarm.status(), rates, now=0.0)
+    before = swarm.status()["gateways"]["prompt"]
+    assert (before["streams"], before["chunks"]) == (0, 12)  # none open now; 3 + 3 + 3 + 3 chunks
+    assert list(swarm.stream("prompt", {"n": 10})) == [{"token": f"t{i}"} for i in range(10)]
+    (node, *_), _ = graph(swarm.topology, swarm.status(), rates, now=2.0)
+    assert node["kind"] == "gateway" and node["streams"] == 0 and node["chunk_rate"] == 5.0
     # a plain answer asked for as a stream is one chunk
     swarm.bee(lambda p: {"plain": p}, input="prompt", name="generate")
     assert list(swarm.stream("prompt", 5)) == [{"plain": 5}]
@@ -201,6 +210,7 @@ def test_a_slow_reader_slows_the_bee_and_a_reader_that_leaves_closes_its_generat
     # the bee makes what its window and the sockets' buffers let it, then waits
     settled = _settled(made)
     assert 16 <= settled < 1000, settled  # 64 MB at most: the rest waits in the generator
+    assert swarm.status()["gateways"]["in"]["streams"] == 1  # open, and shown as such
     for _ in range(100):  # reading on lets it go on
         resp.readline()
     wait_until(lambda: len(made.read_text().split()) > settled + 50, what="the bee going on")
