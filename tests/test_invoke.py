@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bytewax_nb import DevSwarm, RemoteError, Swarm, TopologyError
-from bytewax_nb.model.invoke import call_style
+from bytewax_nb.model.hints import call_style
 
 
 def test_call_style_counts_required_positionals() -> None:

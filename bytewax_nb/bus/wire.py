@@ -80,6 +80,7 @@ class Flag:
 
     END = 1  # the stream ended: `chunk` is how many chunks it made (no value)
     SKIP = 2  # chunk `chunk` made no answer (a bee returned None for it): count it, show nothing
+    TENSOR = 4  # an Open Inference Protocol call: the answer goes back as raw tensors
 
 
 class Enc:
@@ -88,6 +89,7 @@ class Enc:
     PICKLE = 0
     JSON = 1
     RAW = 2
+    TENSORS = 3  # JSON describing tensors, their raw bytes as the buffers (`tensors`)
 
 
 TRACEBACK_HEADER = "X-Bytewax-Traceback"  # where the owner shows a gateway its traceback token
@@ -168,6 +170,10 @@ class Message:
             return json.loads(self.payload)
         if self.header.enc == Enc.RAW:
             return self.payload
+        if self.header.enc == Enc.TENSORS:  # the hub's checked tensors: numpy arrays by name
+            from .tensors import decode
+
+            return decode(json.loads(self.payload)["inputs"], self.buffers)
         return pickle.loads(self.payload, buffers=self.buffers)
 
 

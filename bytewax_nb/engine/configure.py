@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..model.protocol import BeeConfig, HubConfig, LinksBody, MemberState, Msg, Role, Up
+from ..model.promises import gateway_contract
+from ..model.protocol import BeeConfig, Contract, HubConfig, LinksBody, MemberState, Msg, Role, Up
 from ..model.source import capture, imported_modules
 from ..runtime.base import Launcher
 from .book import Book
@@ -32,6 +33,7 @@ class Configurator:
         self._journal = journal  # the hub's SQLite file of accepted submits
         self._stack = stack  # a stack's tasks: code in their images, the hub on the stack's network
         self._waiting: list[Member] = []  # bee replicas that said hello before the hub was up
+        self._contracts: dict[str, Contract] | None = None  # what the hub was told last
 
     def hello(self, m: Member) -> None:
         hub = self._book.wiring.hub()
@@ -70,6 +72,7 @@ class Configurator:
                 ports=dict(book.ports),
                 routes=routes,
                 journal=self._journal,
+                contracts=self._contracts_now(),
             )
         spec = book.units.bees[m.name]
         stages = spec.stages or (spec,)
@@ -95,9 +98,19 @@ class Configurator:
             body["links"][hub.identity] = self._launcher.advertise(body["links"][hub.identity], spec)
         return body
 
+    def _contracts_now(self) -> dict[str, Contract]:
+        topology = self._book.topology
+        self._contracts = {g: gateway_contract(topology, g) for g in topology.gateways}
+        return self._contracts
+
     def rewire(self) -> None:
         """Tell every process what changed for it, and retire what is replaced."""
         wiring = self._book.wiring
+        hub = wiring.hub()
+        if hub is not None and hub.state == MemberState.UP:
+            sent = self._contracts
+            if self._contracts_now() != sent:  # a bee changed what its gateways promise
+                self._send(hub, Msg.CONTRACTS, self._contracts)
         for m in list(wiring.members.values()):
             if m.state != MemberState.UP:
                 continue

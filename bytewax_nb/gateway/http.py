@@ -1,8 +1,10 @@
-"""One HTTP gateway: `POST /gateways/<name>`, `/healthz`, `/metrics`, `/swarm`, clear JSON errors.
+"""One HTTP gateway: `POST /gateways/<name>`, `/healthz`, `/metrics`, `/swarm`, its
+contract (`/openapi.json`, `/docs`) and, for a model, the inference protocol's `/v2`
+routes; clear JSON errors.
 
-The body is validated as JSON and published as those bytes (nothing from HTTP is
-ever unpickled); the handler then waits for the first response with the request's
-id, or answers 504 when the gateway's timeout passes.
+The body is validated as JSON (and against the declared schema, if any) and published
+as those bytes (nothing from HTTP is ever unpickled); the handler then waits for the
+first response with the request's id, or answers 504 when the gateway's timeout passes.
 """
 
 from __future__ import annotations
@@ -11,17 +13,23 @@ import asyncio
 import hmac
 import json
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..bus.wire import TRACEBACK_HEADER, Kind, new_request_id
+from ..model.contract import free
 from ..model.protocol import BeeError, SwarmStatus, http_error_body
 from ..model.spec import GatewaySpec
-from . import streaming
+from ..model.terms import Contract
+from . import apidocs, streaming
+from .checks import RequestCheck
 from .metrics import GatewayMetrics, HubMetrics
+from .openapi import document
 from .streams import Chunked
+from .v2routes import V2Routes
 from .view import SwarmView
 from .waiting import Reply
 
@@ -40,7 +48,9 @@ class Serving(Protocol):
 
     def submit(self, gw: GatewayApp, rid: str, body: bytes) -> None: ...
 
-    async def request(self, gw: GatewayApp, rid: str, body: bytes) -> Reply | Chunked: ...
+    async def request(
+        self, gw: GatewayApp, rid: str, body: bytes, tensors: Sequence[Any] | None = None
+    ) -> Reply | Chunked: ...
 
     def took(self, rid: str, stream: Chunked) -> None: ...
 
@@ -51,6 +61,8 @@ __all__ = ["GatewayApp", "Reply", "Serving"]
 
 _JSON = "application/json"
 _PREFIX = "/gateways/"
+_DOCS = "/docs"
+_GETS = ("/healthz", "/metrics", "/swarm", "/openapi.json")
 _RETRY_AFTER = "1"  # seconds a client told "too busy" should wait
 
 
@@ -96,6 +108,21 @@ class GatewayApp:
         self.name = spec.name
         self.token = spec.token.encode() if spec.token else None
         self.metrics = GatewayMetrics(hub.metrics, spec.name, lambda: hub.in_flight(spec.name))
+        self.contract: Contract = free()
+        self.check: RequestCheck | None = None
+        self.v2 = V2Routes(self)
+
+    def promise(self, contract: Contract | None) -> None:
+        """What this gateway's bees promise now (the supervisor says so on every change)."""
+        contract = contract or free()
+        if contract != self.contract:
+            self.contract = contract
+            self.check = RequestCheck(contract["request"]) if contract["request"] else None
+
+    @property
+    def is_model(self) -> bool:
+        """A bee it feeds declares tensors: the inference protocol's routes serve it."""
+        return bool(self.contract["inputs"])
 
     def server(self) -> web.Server:
         """aiohttp's low-level server: three routes need no router, and skipping the
@@ -122,15 +149,21 @@ class GatewayApp:
             if method == "POST":
                 return await self.handle(request, path[len(_PREFIX) :])
             return _not_allowed(method, path, "POST")
-        if path in ("/healthz", "/metrics", "/swarm"):
+        if path.startswith("/v2"):
+            return await self.v2.dispatch(request)
+        if path in _GETS or path.startswith(_DOCS):
             if method not in ("GET", "HEAD"):
                 return _not_allowed(method, path, "GET, HEAD")
             if path == "/swarm":
                 return self.swarm_view(request)
+            if path == "/openapi.json":
+                return _json(200, document(self.spec, self.contract, self.is_model))
+            if path.startswith(_DOCS):
+                return apidocs.page(self.name) if path == _DOCS else apidocs.asset(path[len(_DOCS) + 1 :])
             return self.healthz() if path == "/healthz" else self.metrics_view(request)
         return _error(404, f"no route {method} {path}")
 
-    def _authorized(self, request: web.BaseRequest) -> bool:
+    def authorized(self, request: web.BaseRequest) -> bool:
         if self.token is None:
             return True
         given = request.headers.get("Authorization", "").encode()
@@ -148,7 +181,7 @@ class GatewayApp:
         self.metrics.count(response.status, time.perf_counter() - t)
         return response
 
-    async def _read(self, request: web.BaseRequest) -> bytes | web.Response:
+    async def read(self, request: web.BaseRequest) -> bytes | web.Response:
         """The body, or the error answer (413 too large, 408 too slow)."""
         limit = self.spec.max_body
         if request.content_length is not None and request.content_length > limit:
@@ -165,19 +198,24 @@ class GatewayApp:
 
     async def _handle(self, request: web.BaseRequest, name: str) -> web.StreamResponse:
         # the token first: a caller without it learns nothing, not even the gateway's name
-        if not self._authorized(request):
+        if not self.authorized(request):
             return _error(401, "missing or bad bearer token")
         if name != self.name:
             return _error(404, f"unknown gateway {name!r}; this one is {self.name!r}")
-        body = await self._read(request)
+        body = await self.read(request)
         if isinstance(body, web.Response):
             return body
         try:
-            json.loads(body, parse_constant=_no_constant)
+            payload = json.loads(body, parse_constant=_no_constant)
         except ValueError as exc:
             return _error(400, f"invalid JSON: {exc}")
         except RecursionError:
             return _error(400, "invalid JSON: nested too deeply")
+        if self.check is not None:
+            located = self.check.errors(payload)
+            if located:
+                why = "; ".join(f"{e['pointer'] or '/'}: {e['message']}" for e in located)
+                return _error(422, f"the payload does not match the declared schema: {why}", errors=located)
         hub = self.hub
         refused = hub.refusal(self)
         if refused is not None:
@@ -196,7 +234,7 @@ class GatewayApp:
             return _error(504, f"no response within {self.spec.timeout:g} s", rid)
         if isinstance(answer, Chunked):
             return await self._stream(request, answer, rid)
-        kind, reply, _ = answer
+        kind, reply, _, _ = answer
         if kind == Kind.RESPONSE:
             return web.Response(body=reply, content_type=_JSON, headers={"X-Request-Id": rid})
         err: BeeError = json.loads(reply)
@@ -236,7 +274,7 @@ class GatewayApp:
     def swarm_view(self, request: web.BaseRequest) -> web.Response:
         """A deployed stack's status, as its controller last sent it (what an attached
         notebook shows); bees' tracebacks only for who may see them."""
-        if not self._authorized(request):
+        if not self.authorized(request):
             return _error(401, "missing or bad bearer token")
         status = self.hub.view.swarm_status
         if status is None:
@@ -246,7 +284,7 @@ class GatewayApp:
         return _json(200, status)
 
     def metrics_view(self, request: web.BaseRequest) -> web.Response:
-        if not self._authorized(request):
+        if not self.authorized(request):
             return _error(401, "missing or bad bearer token")
         data = generate_latest(self.metrics.registry)
         return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})

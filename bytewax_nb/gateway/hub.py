@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 from aiohttp import web
@@ -41,6 +42,7 @@ from ..model.protocol import (
 )
 from ..model.settings import HEARTBEAT
 from ..model.spec import GatewaySpec
+from ..model.terms import Contract
 from .http import GatewayApp
 from .journal import Journal
 from .metrics import HubMetrics
@@ -93,6 +95,7 @@ class Hub:
         self.specs = specs
         self.traceback_token = traceback_token(child.boot.key)
         self._last_stats: HubStats | None = None
+        self.contracts: dict[str, Contract] = dict(config.get("contracts", {}))
 
     # -- requests --------------------------------------------------------------------
 
@@ -135,14 +138,20 @@ class Hub:
         if self.submits.taken(rid) and self.waiting.is_submit(rid):
             self.waiting.forget(rid)
 
-    async def request(self, gw: GatewayApp, rid: str, body: bytes) -> Reply | Chunked:
+    async def request(
+        self, gw: GatewayApp, rid: str, body: bytes, tensors: Sequence[Any] | None = None
+    ) -> Reply | Chunked:
         """Publish and wait for the first response (TimeoutError after the timeout): a
-        plain answer, or the stream its chunks come in (the caller ends it: `finish`)."""
+        plain answer, or the stream its chunks come in (the caller ends it: `finish`).
+        `tensors`: an inference call, `body` describing the raw tensors given here."""
         fut: asyncio.Future[Reply | Chunked] = self.loop.create_future()
         self.waiting.track(rid, gw.name, fut, gw.spec.timeout)
         now = time.time()
-        header = Header(Kind.DATA, rid, gw.name, gw.name, now, now + gw.spec.timeout, Enc.JSON)
-        self._publish(gw.name, header, body)
+        enc = Enc.JSON if tensors is None else Enc.TENSORS
+        header = Header(Kind.DATA, rid, gw.name, gw.name, now, now + gw.spec.timeout, enc)
+        if tensors is not None:
+            header.flags = Flag.TENSOR
+        self._publish(gw.name, header, body, tensors or ())
         answer: Reply | Chunked | None = None
         try:
             answer = await fut
@@ -166,8 +175,8 @@ class Hub:
             self.producer.tell(stream.source, Kind.CANCEL, rid, 0)
             self._flush()
 
-    def _publish(self, topic: str, header: Header, body: bytes) -> None:
-        self.producer.publish(topic, header, body, [])
+    def _publish(self, topic: str, header: Header, body: bytes, buffers: Sequence[Any] = ()) -> None:
+        self.producer.publish(topic, header, body, list(buffers))
         self.queued += 1
         if self.queued >= _FLUSH_AT:
             self._flush()
@@ -200,7 +209,8 @@ class Hub:
                 self.producer.tell(header.src, Kind.CANCEL, header.request_id, 0)
             answered = False
         else:
-            answered = self.waiting.answer(header.request_id, (header.kind, msg.payload, header.sender))
+            reply = (header.kind, msg.payload, header.sender, msg.buffers)
+            answered = self.waiting.answer(header.request_id, reply)
         if not answered:
             gw = self.gateways.get(header.origin)
             if gw is not None:
@@ -224,7 +234,7 @@ class Hub:
                 print(f"bytewax-nb: submitted request {rid}: {message}", flush=True)
                 self._taken(parcel)
             err = bee_error(parcel.bee, "ReplicaDied", message, text, rid)
-            self.waiting.answer(rid, (Kind.ERROR, dump_json(err), parcel.bee))
+            self.waiting.answer(rid, (Kind.ERROR, dump_json(err), parcel.bee, []))
 
     def _drain_control(self) -> None:
         ctl = self.child.control
@@ -244,6 +254,10 @@ class Hub:
                 self._send(Msg.STATS, self._stats())
             elif kind == Msg.SNAPSHOT:
                 self.view.swarm_status = cast(SwarmStatus, body)
+            elif kind == Msg.CONTRACTS:
+                self.contracts = cast("dict[str, Contract]", body)
+                for name, gw in self.gateways.items():
+                    gw.promise(self.contracts.get(name))
             elif kind == Msg.GATEWAYS:
                 self.loop.create_task(self._serve_all(cast("list[GatewaySpec]", body)))
             elif kind == Msg.STOP:
@@ -312,6 +326,7 @@ class Hub:
 
     async def _serve(self, spec: GatewaySpec) -> None:
         gw = GatewayApp(self, spec)
+        gw.promise(self.contracts.get(spec.name))
         runner = web.ServerRunner(gw.server(), handle_signals=False)
         await runner.setup()
         port = self.ports.get(spec.name, spec.port)  # a restarted hub keeps its URLs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from ..bus.wire import dump_json
 from ..model.protocol import bee_error
@@ -15,7 +16,9 @@ from .streams import Chunked
 
 __all__ = ["Reply", "Waiting"]
 
-Reply = tuple[int, bytes, str]  # a bus message kind (response or error), its JSON body, its bee
+# a bus message kind (response or error), its body (JSON, or describing tensors), its
+# bee, and its raw buffers (an inference call's tensors)
+Reply = tuple[int, bytes, str, list[Any]]
 
 
 @dataclass(eq=False)

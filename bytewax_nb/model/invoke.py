@@ -6,11 +6,12 @@ same in a unit test, in-process and in a container.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
+from .hints import call_style, hints_of, parameters, tensor_params
 from .protocol import CallStyle
+from .tensors import arguments
 
 __all__ = ["Context", "Invoker", "call_style"]
 
@@ -59,31 +60,32 @@ class Context:
         self._on_stream(data)
 
 
-def call_style(fn: Callable[..., Any]) -> CallStyle:
-    """How many positional arguments `fn` wants: 1, 2 (payload, ctx) or 3 (legacy).
-
-    Only parameters without defaults count, so `def f(x, model=model)` is still a
-    one-argument bee.
-    """
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return CallStyle.PAYLOAD
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    required = sum(1 for p in params if p.kind in positional and p.default is p.empty)
-    return CallStyle(min(max(required, 1), 3))
-
-
 class Invoker:
-    """Calls one bee function with the signature it was written for."""
+    """Calls one bee function with the signature it was written for: its payload made
+    into what its hint asks for (a pydantic model, a dataclass), or, for a tensor bee,
+    numpy arrays by parameter name."""
 
-    __slots__ = ("fn", "style")
+    __slots__ = ("coerce", "fn", "outputs", "style", "tensors", "wants_ctx")
 
     def __init__(self, fn: Callable[..., Any]) -> None:
+        from .contract import coercer, tensor_outputs
+
         self.fn = fn
         self.style = call_style(fn)
+        declared = tensor_params(fn)
+        self.tensors = {name: t.datatype for name, t in declared.items()}  # name -> OIP datatype
+        self.coerce = None if declared else coercer(fn)
+        self.outputs = tensor_outputs(hints_of(fn).get("return")) if declared else []
+        self.wants_ctx = bool(declared) and "ctx" in parameters(fn)
+        if declared:
+            self.style = CallStyle.CONTEXT if self.wants_ctx else CallStyle.PAYLOAD
 
     def __call__(self, payload: Any, ctx: Any) -> Any:
+        if self.tensors:
+            args = arguments(payload, self.tensors)
+            return self.fn(**args, ctx=ctx) if self.wants_ctx else self.fn(**args)
+        if self.coerce is not None:
+            payload = self.coerce(payload)
         if self.style == CallStyle.PAYLOAD:
             return self.fn(payload)
         if self.style == CallStyle.CONTEXT:

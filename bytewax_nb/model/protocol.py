@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
+from .terms import Contract, Located
+
 if TYPE_CHECKING:
     from .source import Captured
     from .spec import BeeSpec, GatewaySpec
@@ -34,7 +36,9 @@ __all__ = [
     "GatewayCounts",
     "GatewayView",
     "Hello",
+    "Contract",
     "HubConfig",
+    "Located",
     "HubStats",
     "HubView",
     "Linked",
@@ -87,6 +91,7 @@ class Msg(StrEnum):
     BYE = "bye"  # child -> sup: drained, exiting (Bye)
     BEAT = "beat"  # a stack's task -> controller: alive, and what it runs with (Beat)
     SNAPSHOT = "snapshot"  # controller -> a stack's hub: the swarm's status for `GET /swarm` (SwarmStatus)
+    CONTRACTS = "contracts"  # sup -> hub: what each gateway's callers may send and get (dict[str, Contract])
 
 
 # the only kinds whose body is a pickle (verified before it is loaded): the rest is JSON
@@ -185,6 +190,7 @@ class HubConfig(TypedDict):
     ports: dict[str, int]  # gateway -> port a restarted hub takes again
     routes: RoutesBody
     journal: str  # the SQLite file of accepted submits
+    contracts: dict[str, Contract]  # gateway -> its schemas and tensors (model/contract.py)
 
 
 class BeeConfig(TypedDict):
@@ -280,8 +286,9 @@ class BeeError(TypedDict):
     message: str
     traceback: str
     request_id: str | None
-    status: int  # the HTTP status it answers with: 400 for BadRequest, else 500
+    status: int  # the HTTP status it answers with: 400 for BadRequest, 422, else 500
     time: float
+    errors: NotRequired[list[Located]]  # a 422's reasons, each located in the payload
 
 
 def bee_error(
@@ -309,6 +316,8 @@ def http_error_body(err: Mapping[str, Any], request_id: str, *, tracebacks: bool
     }
     if tracebacks and err.get("traceback"):
         body["traceback"] = str(err["traceback"])
+    if err.get("errors"):
+        body["errors"] = list(err["errors"])
     return body
 
 

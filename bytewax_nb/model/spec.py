@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 
 from .errors import TopologyError
 from .options import Form, option
+from .terms import Contract
 
 __all__ = ["AUTO", "BeeOptions", "BeeSpec", "BeeTimeout", "GatewaySpec", "Topology", "check_name"]
 
@@ -129,6 +130,10 @@ class BeeSpec:
     # a fused group, as the processes that run it see it (`fusion.plan` makes these):
     # the bees it runs, in order; empty for a bee that runs alone
     stages: tuple[BeeSpec, ...] = field(default=(), repr=False)
+    # what it promises its callers, read from its hints where its code is (None: not
+    # read yet: `promises.bee_contract`); JSON, so a stack's controller, which never
+    # has the code, knows it too
+    contract: Contract | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, name: str, fn: Callable[..., Any], inputs: Iterable[str], options: BeeOptions) -> BeeSpec:

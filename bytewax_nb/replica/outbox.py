@@ -5,6 +5,7 @@ Frames of one round leave in bursts; the oldest one's age says when not to wait.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import zmq
@@ -12,8 +13,10 @@ import zmq
 from ..bus.consumer import Intake
 from ..bus.producer import Producer
 from ..bus.sockio import send_frames
-from ..bus.wire import Enc, Header, Kind, Signer, dump_json, next_seq, pickled
+from ..bus.tensors import encode
+from ..bus.wire import Enc, Flag, Header, Kind, Signer, dump_json, next_seq, pickled
 from ..model.protocol import BeeError, bee_error
+from ..model.tensors import TensorMeta
 
 __all__ = ["Outbox"]
 
@@ -74,9 +77,13 @@ class Outbox:
         dispatcher = self.producer.dispatcher
         return not any(dispatcher.waiting.get(r.bee) for r in dispatcher.consumers(self.topic))
 
-    def respond(self, header: Header, data: Any, bee: str) -> None:
+    def respond(self, header: Header, data: Any, bee: str, outputs: Sequence[TensorMeta] = ()) -> None:
         """The caller's answer, as JSON (a value JSON cannot carry is the bee's error); for
-        a stream's chunk, that chunk of the answer."""
+        a stream's chunk, that chunk of the answer; for an inference call, raw tensors
+        (`outputs`: the bee's declared ones, which name them)."""
+        if header.flags & Flag.TENSOR and header.chunk < 0:
+            self._tensors(header, data, bee, outputs)
+            return
         try:
             body = dump_json(data)
         except TypeError as exc:
@@ -93,6 +100,15 @@ class Outbox:
         else:
             self._to_hub(Kind.RESPONSE, header, bee, body)
 
+    def _tensors(self, header: Header, data: Any, bee: str, outputs: Sequence[TensorMeta]) -> None:
+        try:
+            entries, buffers = encode(data, outputs)
+        except (TypeError, ValueError) as exc:
+            self.error(header, bee_error(bee, type(exc).__name__, f"bee {bee!r} made no tensors: {exc}"))
+            return
+        out = Header(Kind.RESPONSE, header.request_id, header.origin, bee, header.t0, enc=Enc.TENSORS)
+        self._send_hub(out, -1, 0, dump_json({"outputs": entries}), buffers)
+
     def error(self, header: Header, err: BeeError) -> None:
         """The caller's error (its request id set from the header); a stream ends with it."""
         err["request_id"] = header.request_id
@@ -102,11 +118,13 @@ class Outbox:
         out = Header(kind, header.request_id, header.origin, bee, header.t0, enc=Enc.JSON)
         self._send_hub(out, header.chunk, 0, body)
 
-    def _send_hub(self, out: Header, chunk: int, flags: int, body: bytes) -> None:
+    def _send_hub(
+        self, out: Header, chunk: int, flags: int, body: bytes, buffers: Sequence[Any] = ()
+    ) -> None:
         out.seq, out.src, out.dst = next_seq(), self.me, self.hub_id or ""
         out.chunk, out.flags = chunk, flags
         self._note()
-        self.to_hub += self._signer.frames(out, body)
+        self.to_hub += self._signer.frames(out, body, buffers)
 
     def overdue(self, hold: float) -> bool:
         """A finished result has waited longer than `hold` seconds for the rest of its round."""

@@ -21,7 +21,7 @@ from ..bus.child import Child
 from ..bus.consumer import InLink, Intake
 from ..bus.producer import died_answer
 from ..bus.sockio import readable
-from ..bus.wire import Header, Kind, Message
+from ..bus.wire import Flag, Header, Kind, Message
 from ..model.protocol import (
     Beat,
     BeeConfig,
@@ -288,8 +288,9 @@ class Replica:
     def _on_message(self, link: InLink, msg: Message) -> None:
         header = msg.header
         ack = (link, header.seq)
-        if header.flags:  # a stream's END or SKIP: on to whoever comes next, no bee called
-            self.outbox.mark(header, header.flags, header.chunk)
+        marker = header.flags & (Flag.END | Flag.SKIP)
+        if marker:  # a stream's END or SKIP: on to whoever comes next, no bee called
+            self.outbox.mark(header, marker, header.chunk)
             self.intake.done(link, header.seq)
             return
         try:

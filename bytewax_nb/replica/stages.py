@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ..bus.consumer import InLink
 from ..bus.wire import Flag, Header
+from ..model.contract import Unprocessable
 from ..model.errors import BadRequest
 from ..model.fusion import handoff
 from ..model.invoke import Context, Invoker
@@ -80,7 +81,7 @@ class _StageContext(Context):
 
     def respond(self, data: Any, context: Any = None) -> None:
         self._calls.said()
-        self._calls.outbox.respond(self._header, data, self._stage.name)
+        self._calls.outbox.respond(self._header, data, self._stage.name, self._stage.invoke.outputs)
 
     def stream(self, data: Any) -> None:
         self._calls.stream(self._stage, self._header, data)
@@ -211,7 +212,7 @@ class Calls:
         if not stage.last:
             self._pass_on(stage, header, result)
         elif self.outbox.sink:
-            self.outbox.respond(header, result, stage.name)
+            self.outbox.respond(header, result, stage.name, stage.invoke.outputs)
         else:
             self.outbox.publish(header, result)
 
@@ -235,6 +236,11 @@ class Calls:
         """A bee raised: its caller gets the error (BadRequest: a 400, the caller's mistake)."""
         if isinstance(exc, BadRequest):  # no traceback, not counted against the bee
             self.outbox.error(header, bee_error(stage.name, "BadRequest", str(exc), status=400))
+            return
+        if isinstance(exc, Unprocessable):  # not what its hint declares: located, like the hub's 422
+            err = bee_error(stage.name, "ValidationError", str(exc), status=422)
+            err["errors"] = exc.errors
+            self.outbox.error(header, err)
             return
         stage.errors += 1
         text = "".join(traceback.format_exception(type(exc), exc, user_traceback(exc.__traceback__)))

@@ -11,12 +11,23 @@ import json
 from typing import Any
 
 from ..model.errors import BytewaxNBError
+from ..model.promises import bee_contract
 from ..model.spec import BeeSpec, GatewaySpec, Topology
 
 __all__ = ["dump", "load", "remote"]
 
 # what a bee's spec keeps in a stack's graph: how it is wired and how it fails
-_BEE_FIELDS = ("inputs", "join", "replicas", "batch_size", "batch_timeout_ms", "timeout", "retries")
+# (and what it promises its callers: its schemas and tensors)
+_BEE_FIELDS = (
+    "inputs",
+    "join",
+    "replicas",
+    "batch_size",
+    "batch_timeout_ms",
+    "timeout",
+    "retries",
+    "contract",
+)
 # a gateway's, except its token (a Docker secret) and its host (all interfaces in a task)
 _GATEWAY_FIELDS = ("port", "timeout", "max_body", "max_in_flight", "read_timeout", "tracebacks")
 
@@ -36,6 +47,7 @@ def dump(topology: Topology, ports: dict[str, int]) -> str:
         "bees": {
             name: {f: list(v) if isinstance(v := getattr(b, f), tuple) else v for f in _BEE_FIELDS}
             for name, b in topology.bees.items()
+            if bee_contract(b)  # read where the code is: the controller never has it
         },
     }
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
@@ -50,7 +62,7 @@ def load(text: str, tokens: dict[str, str] | None = None) -> Topology:
         fields = {f: g[f] for f in _GATEWAY_FIELDS}
         topology.add_gateway(GatewaySpec(name, host="0.0.0.0", token=tokens.get(name), **fields))
     for name, b in body["bees"].items():
-        fields = {f: b[f] for f in _BEE_FIELDS}
+        fields = {f: b[f] for f in _BEE_FIELDS if f in b}  # a stack made before contracts has none
         fields["inputs"] = tuple(fields["inputs"])
         topology.add_bee(BeeSpec(name, remote, fuse=False, **fields))
     return topology

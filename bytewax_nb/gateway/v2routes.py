@@ -1,0 +1,138 @@
+"""The Open Inference Protocol's HTTP routes on a gateway (each gateway is a model of
+that name, version "1"): health, server and model metadata, readiness, and infer with
+JSON tensors or the binary-data extension. Errors are the protocol's `{"error": ...}`:
+400 for a bad tensor, 404 for an unknown model, 401 without the token, 503 and 504 as
+for any request."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from ..bus.wire import Kind, dump_json, new_request_id
+from ..model.spec import GatewaySpec
+from ..model.terms import Contract
+from .inference import HEADER_LENGTH, InferError, metadata, parse, render, server_metadata
+from .metrics import GatewayMetrics
+from .streams import Chunked
+
+__all__ = ["V2Routes"]
+
+
+class Model(Protocol):
+    """What the routes need of their gateway."""
+
+    name: str
+    spec: GatewaySpec
+    contract: Contract
+    metrics: GatewayMetrics
+    hub: Any
+
+    @property
+    def is_model(self) -> bool: ...
+
+    def authorized(self, request: web.BaseRequest) -> bool: ...
+
+    async def read(self, request: web.BaseRequest) -> bytes | web.Response: ...
+
+
+def _say(status: int, body: Any, **headers: str) -> web.Response:
+    return web.Response(status=status, body=dump_json(body), content_type="application/json", headers=headers)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _say(status, {"error": message})
+
+
+class V2Routes:
+    """`/v2...` of one gateway."""
+
+    def __init__(self, gw: Model) -> None:
+        self.gw = gw
+
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        parts = request.path.strip("/").split("/")  # v2, ...
+        method = request.method
+        get = method in ("GET", "HEAD")
+        if parts == ["v2"] and get:
+            return _say(200, server_metadata())
+        if parts[:2] == ["v2", "health"] and len(parts) == 3 and get:
+            if parts[2] == "live":
+                return _say(200, {"live": True})
+            if parts[2] == "ready":
+                ready = self.gw.hub.view.healthy
+                return _say(200 if ready else 503, {"ready": ready})
+        if parts[:2] == ["v2", "models"] and len(parts) >= 3:
+            return await self._model(request, parts[2], parts[3:], get)
+        return _error(404, f"no route {method} {request.path}")
+
+    async def _model(
+        self, request: web.BaseRequest, name: str, rest: list[str], get: bool
+    ) -> web.StreamResponse:
+        gw = self.gw
+        if rest[:1] == ["versions"]:
+            if len(rest) < 2 or rest[1] != "1":
+                return _error(404, f"model {name!r} has one version, 1")
+            rest = rest[2:]
+        if rest == ["ready"] and get:
+            ready = name == gw.name and gw.is_model and gw.hub.view.healthy
+            return _say(200 if ready else 503, {"name": name, "ready": ready})
+        if not gw.authorized(request):
+            return _error(401, "missing or bad bearer token")
+        if name != gw.name:
+            return _error(404, f"unknown model {name!r}; this gateway serves {gw.name!r}")
+        if not gw.is_model:
+            return _error(
+                404,
+                f"gateway {name!r} is not a model: no bee it feeds declares tensors "
+                '(def bee(x: Tensor["FP32", -1, 4]) -> Tensor["FP32", -1])',
+            )
+        if rest == [] and get:
+            return _say(200, metadata(name, gw.contract))
+        if rest == ["infer"] and request.method == "POST":
+            t = time.perf_counter()
+            response = await self._infer(request)
+            gw.metrics.count(response.status, time.perf_counter() - t)
+            return response
+        return _error(
+            404 if request.method in ("GET", "HEAD", "POST") else 405,
+            f"no route {request.method} {request.path}",
+        )
+
+    async def _infer(self, request: web.BaseRequest) -> web.Response:
+        gw = self.gw
+        body = await gw.read(request)
+        if isinstance(body, web.Response):  # 408 or 413: its body has the protocol's "error"
+            return body
+        try:
+            call = parse(body, request.headers.get(HEADER_LENGTH), gw.contract["inputs"])
+        except InferError as exc:
+            return _error(exc.status, str(exc))
+        refused = gw.hub.refusal(gw)
+        if refused is not None:
+            return _say(refused[0], {"error": refused[1]}, **{"Retry-After": "1"})
+        rid = new_request_id()
+        try:
+            answer = await gw.hub.request(gw, rid, dump_json({"inputs": call.inputs}), call.buffers)
+        except TimeoutError:
+            return _error(504, f"no response within {gw.spec.timeout:g} s")
+        if isinstance(answer, Chunked):
+            gw.hub.finish(rid, answer)
+            return _error(500, "the model streams its answer: call it over gRPC ModelStreamInfer")
+        kind, reply, bee, buffers = answer
+        if kind != Kind.RESPONSE:
+            err = json.loads(reply)
+            status = int(err.get("status", 500))
+            return _error(status if 400 <= status < 600 else 500, f"{bee}: {err.get('message', 'failed')}")
+        try:
+            outputs = json.loads(reply)["outputs"]
+            data, headers = render(gw.name, call, outputs, buffers)
+        except InferError as exc:
+            return _error(exc.status, str(exc))
+        except (KeyError, ValueError) as exc:  # a bee answered a tensor call with no tensors
+            return _error(500, f"{bee}: no tensors in its answer ({exc})")
+        headers["X-Request-Id"] = rid
+        return web.Response(status=200, body=data, headers=headers)

@@ -1,0 +1,50 @@
+"""What a gateway promises its callers, from the contracts of the bees it feeds: the
+payload every one of them takes, the answers the bees its requests end at give, and,
+when it feeds a tensor bee, the model it is."""
+
+from __future__ import annotations
+
+from .contract import contract_of, free
+from .spec import BeeSpec, Topology
+from .terms import Contract
+
+__all__ = ["bee_contract", "gateway_contract"]
+
+
+def bee_contract(spec: BeeSpec) -> Contract:
+    """The bee's contract, read from its function the first time it is asked for."""
+    if spec.contract is None:
+        spec.contract = contract_of(spec.fn)
+    return spec.contract
+
+
+def gateway_contract(topology: Topology, gateway: str) -> Contract:
+    """What a gateway's callers may send and get: every bee it feeds must take the
+    payload (their schemas all hold), and the answer comes from one of the bees its
+    requests end at (any of theirs); a tensor bee it feeds makes it a model."""
+    out = free()
+    direct = [b for b in topology.bees.values() if gateway in b.inputs and not b.join]
+    requests = [s for b in direct if (s := bee_contract(b)["request"]) is not None]
+    if len(requests) == 1:
+        out["request"] = requests[0]
+    elif requests:
+        out["request"] = {"allOf": requests}
+    reached, todo = {}, [b.name for b in direct]
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached[name] = topology.bees[name]
+            todo.extend(c.name for c in topology.consumers(name))
+    contracts = {n: bee_contract(b) for n, b in reached.items()}
+    out["streams"] = any(c["streams"] for c in contracts.values())
+    ends = [contracts[n] for n in reached if topology.is_sink(n)]
+    answers = [c["response"] for c in ends]
+    if answers and all(a is not None for a in answers):
+        unique = [a for i, a in enumerate(answers) if a not in answers[:i]]
+        out["response"] = unique[0] if len(unique) == 1 else {"anyOf": unique}
+    tensor = next((contracts[b.name] for b in direct if contracts[b.name]["inputs"]), None)
+    if tensor is not None:
+        out["inputs"] = tensor["inputs"]
+        declared = [c["outputs"] for c in ends if c["outputs"]]
+        out["outputs"] = declared[0] if len(declared) == 1 else []
+    return out

@@ -1,0 +1,120 @@
+"""Tensors as the Open Inference Protocol (v2) names them: a datatype, a shape and
+row-major data. A bee declares its tensors in its signature (`x: Tensor["FP32", -1, 4]`),
+so the same declaration types its code, names its model's inputs and outputs, and is
+what a gateway checks a caller's tensors against. No numpy here: the hub never needs it.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+__all__ = ["DATATYPES", "Tensor", "TensorMeta", "TensorType", "arguments", "fits", "nbytes"]
+
+# OIP datatype -> (numpy dtype name, struct format of one element); BYTES has no fixed size
+DATATYPES: dict[str, tuple[str, str]] = {
+    "BOOL": ("bool", "?"),
+    "UINT8": ("uint8", "B"),
+    "UINT16": ("uint16", "H"),
+    "UINT32": ("uint32", "I"),
+    "UINT64": ("uint64", "Q"),
+    "INT8": ("int8", "b"),
+    "INT16": ("int16", "h"),
+    "INT32": ("int32", "i"),
+    "INT64": ("int64", "q"),
+    "FP16": ("float16", "e"),
+    "FP32": ("float32", "f"),
+    "FP64": ("float64", "d"),
+    "BYTES": ("object", ""),
+}
+_SIZES = {name: struct.calcsize(fmt) if fmt else 0 for name, (_, fmt) in DATATYPES.items()}
+
+
+class TensorMeta(TypedDict):
+    """One input or output as the protocol's model metadata lists it (-1: any size)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """A declared tensor: its datatype and shape (-1 where any size goes)."""
+
+    datatype: str
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.datatype not in DATATYPES:
+            known = ", ".join(DATATYPES)
+            raise TypeError(f"unknown tensor datatype {self.datatype!r}; one of {known}")
+        if any(not isinstance(d, int) or d < -1 for d in self.shape):
+            raise TypeError(f"a tensor's shape is sizes >= 0, or -1 for any: {list(self.shape)}")
+
+    def meta(self, name: str) -> TensorMeta:
+        return TensorMeta(name=name, datatype=self.datatype, shape=list(self.shape))
+
+    @property
+    def dtype(self) -> str:
+        """Its numpy dtype's name."""
+        return DATATYPES[self.datatype][0]
+
+
+class Tensor:
+    """`Tensor["FP32", -1, 4]`: a bee's parameter (or result) is an array of that datatype
+    and shape. A bee whose parameters are tensors is called with numpy arrays by name and
+    is served as a model by the Open Inference Protocol routes (`/v2/models/...`)."""
+
+    def __class_getitem__(cls, item: Any) -> TensorType:
+        items = item if isinstance(item, tuple) else (item,)
+        if not items or not isinstance(items[0], str):
+            raise TypeError('write Tensor["FP32", -1, 4]: a datatype, then the sizes')
+        return TensorType(items[0], tuple(items[1:]))
+
+
+def nbytes(datatype: str, shape: list[int]) -> int | None:
+    """Bytes of a tensor's raw data (None for BYTES, whose elements vary)."""
+    size = _SIZES[datatype]
+    return size * math.prod(shape) if size else None
+
+
+def fits(declared: TensorMeta, shape: list[int]) -> bool:
+    """A caller's shape matches the declaration (-1 takes any size)."""
+    want = declared["shape"]
+    return len(want) == len(shape) and all(w in (-1, s) for w, s in zip(want, shape, strict=True))
+
+
+def arguments(payload: Any, declared: Mapping[str, str]) -> dict[str, Any]:
+    """A tensor bee's keyword arguments from a payload: arrays (from the hub's tensor
+    request) pass as they are; lists (a plain JSON request) become arrays of the declared
+    datatype (`declared`: parameter -> OIP datatype)."""
+    import numpy as np
+
+    from .errors import BadRequest
+
+    if not isinstance(payload, Mapping):
+        raise BadRequest(f"a tensor bee takes a JSON object of its inputs: {sorted(declared)}")
+    missing = [n for n in declared if n not in payload]
+    if missing:
+        raise BadRequest(f"missing input(s) {missing}; the inputs are {list(declared)}")
+    out = {}
+    for name, datatype in declared.items():
+        value = payload[name]
+        if isinstance(value, np.ndarray):
+            out[name] = value
+        elif datatype == "BYTES":
+            items = [
+                x.encode() if isinstance(x, str) else bytes(x)
+                for x in np.ravel(np.asarray(value, dtype=object))
+            ]
+            out[name] = np.asarray(items, dtype=object)
+        else:
+            try:
+                out[name] = np.asarray(value, dtype=DATATYPES[datatype][0])
+            except (TypeError, ValueError) as exc:
+                raise BadRequest(f"input {name!r} is not a {datatype} tensor: {exc}") from None
+    return out
