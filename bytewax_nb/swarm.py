@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import importlib.util
 import signal
 import sys
 import threading
@@ -135,16 +136,21 @@ class Swarm:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         tracebacks: bool = False,
+        grpc_port: int | None = None,
     ) -> GatewaySpec:
         """Add an HTTP gateway; port 0 picks a free one, `token` requires a bearer token.
 
         Past `max_in_flight` unanswered requests it answers 503 with Retry-After; a client
         gets `read_timeout` seconds for its headers and again for its body. Bees'
         tracebacks go into 500 bodies only with `tracebacks=True` (`swarm.request` always
-        gets them). On a running swarm the hub starts serving it at once.
+        gets them). `grpc_port` serves it over the Open Inference Protocol's gRPC
+        service too (`pip install 'bytewax-nb[grpc]'`). On a running swarm the hub starts
+        serving it at once.
         """
+        if grpc_port is not None and importlib.util.find_spec("grpc") is None:
+            raise TopologyError(f"gateway {name!r}: grpc_port needs gRPC: pip install 'bytewax-nb[grpc]'")
         spec = GatewaySpec(
-            name, host, port, timeout, token, max_body, max_in_flight, read_timeout, tracebacks
+            name, host, port, timeout, token, max_body, max_in_flight, read_timeout, tracebacks, grpc_port
         )
         supervisor = self._live()
         if supervisor is None:

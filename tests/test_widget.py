@@ -134,6 +134,8 @@ def test_graph_lists_nodes_edges_and_figures_of_a_snapshot() -> None:
         "url": "http://127.0.0.1:1/gateways/in",
         "rps": 20.0,
         "errors": 2,
+        "streams": 0,
+        "chunk_rate": 0.0,
     }
     assert by["a"]["rate"] == 10.0 and by["a"]["errors"] == 1 and by["a"]["p50_ms"] == 0.25
     assert by["j"]["status"] == "redeploying" and by["j"]["wanted"] == 2 and by["j"]["join"] is True
@@ -149,7 +151,7 @@ def test_graph_lists_nodes_edges_and_figures_of_a_snapshot() -> None:
 def test_each_gateway_serves_only_its_own_counters_and_the_bees_it_reaches() -> None:
     hub = HubMetrics()
     open_gw = GatewayMetrics(hub, "open", lambda: 0)
-    closed_gw = GatewayMetrics(hub, "closed", lambda: 3)
+    closed_gw = GatewayMetrics(hub, "private", lambda: 3)
     open_gw.count(200)
     closed_gw.count(200)
     closed_gw.count(500)
@@ -158,17 +160,20 @@ def test_each_gateway_serves_only_its_own_counters_and_the_bees_it_reaches() -> 
         "bees": {
             "a": {"input": ["open"], "handled": 4, "dropped_by": {"replayed": 2}},
             "b": {"input": ["a"], "handled": 4},
-            "secret": {"input": ["closed"], "handled": 9},
+            "secret": {"input": ["private"], "handled": 9},
         },
     }
     hub.drop("signature")
     shown = generate_latest(open_gw.registry).decode()
     assert 'bytewax_nb_gateway_requests_total{code="200",gateway="open"} 1.0' in shown
-    assert "closed" not in shown and "secret" not in shown
+    assert "private" not in shown and "secret" not in shown
     assert 'bytewax_nb_bee_handled_total{bee="b"} 4.0' in shown
     assert 'bytewax_nb_dropped_frames_total{process="bee:a",reason="replayed"} 2.0' in shown
     assert 'bytewax_nb_dropped_frames_total{process="hub",reason="signature"} 1.0' in shown
-    assert hub.counts() == {"open": {"requests": 1, "errors": 0}, "closed": {"requests": 2, "errors": 1}}
+    assert hub.counts() == {
+        "open": {"requests": 1, "errors": 0, "streams": 0, "chunks": 0},
+        "private": {"requests": 2, "errors": 1, "streams": 0, "chunks": 0},
+    }
 
 
 def test_bee_detail_keeps_the_tail_of_the_log_and_the_last_error() -> None:

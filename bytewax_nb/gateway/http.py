@@ -119,11 +119,6 @@ class GatewayApp:
             self.contract = contract
             self.check = RequestCheck(contract["request"]) if contract["request"] else None
 
-    @property
-    def is_model(self) -> bool:
-        """A bee it feeds declares tensors: the inference protocol's routes serve it."""
-        return bool(self.contract["inputs"])
-
     def server(self) -> web.Server:
         """aiohttp's low-level server: three routes need no router, and skipping the
         application layer spares each request a tenth of the hub's time."""
@@ -157,7 +152,7 @@ class GatewayApp:
             if path == "/swarm":
                 return self.swarm_view(request)
             if path == "/openapi.json":
-                return _json(200, document(self.spec, self.contract, self.is_model))
+                return _json(200, document(self.spec, self.contract))
             if path.startswith(_DOCS):
                 return apidocs.page(self.name) if path == _DOCS else apidocs.asset(path[len(_DOCS) + 1 :])
             return self.healthz() if path == "/healthz" else self.metrics_view(request)

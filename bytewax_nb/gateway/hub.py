@@ -96,6 +96,7 @@ class Hub:
         self.traceback_token = traceback_token(child.boot.key)
         self._last_stats: HubStats | None = None
         self.contracts: dict[str, Contract] = dict(config.get("contracts", {}))
+        self.model_servers: dict[int, Any] = {}  # gRPC port -> its ModelServer (grpcserver)
 
     # -- requests --------------------------------------------------------------------
 
@@ -336,7 +337,22 @@ class Hub:
         self.ports[spec.name] = sockets[0].getsockname()[1] if sockets else port
         self.gateways[spec.name] = gw
         self.servers.append((runner, site))
+        if spec.grpc_port is not None:
+            await self._serve_grpc(gw)
         self.drain_s = max(self.drain_s, spec.timeout)
+
+    async def _serve_grpc(self, gw: GatewayApp) -> None:
+        """Serve `gw` as a model on its gRPC port too (one server per port)."""
+        from .grpcserver import ModelServer  # the grpc extra: only a gateway that asks pays for it
+
+        spec = gw.spec
+        port = cast(int, spec.grpc_port)
+        server = self.model_servers.get(port)
+        if server is None:
+            server = ModelServer(spec.host, port, lambda: self.view.healthy, spec.max_body)
+            await server.start()
+            self.model_servers[port] = server
+        server.models[spec.name] = gw
 
     async def _serve_all(self, specs: list[GatewaySpec]) -> None:
         """Serve every gateway not served yet, then tell the supervisor where."""
@@ -373,6 +389,8 @@ class Hub:
                 await asyncio.wait_for(self.waiting.idle.wait(), self.drain_s)
         for runner, _ in self.servers:
             await runner.cleanup()
+        for server in self.model_servers.values():
+            await server.stop(1.0)
         for fd in fds:
             loop.remove_reader(fd)
         if self.child.stdin_fd is not None:

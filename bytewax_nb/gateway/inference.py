@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..bus.tensors import TensorEntry
-from ..model.protocol import Contract
 from ..model.tensors import DATATYPES, TensorMeta, fits, nbytes
 from ..model.version import VERSION
 
@@ -62,14 +61,8 @@ def server_metadata() -> dict[str, Any]:
     return {"name": "bytewax-nb", "version": VERSION, "extensions": ["binary_tensor_data"]}
 
 
-def metadata(model: str, contract: Contract) -> dict[str, Any]:
-    return {
-        "name": model,
-        "versions": ["1"],
-        "platform": "bytewax-nb",
-        "inputs": contract["inputs"],
-        "outputs": contract["outputs"],
-    }
+def metadata(model: str, inputs: list[TensorMeta], outputs: list[TensorMeta]) -> dict[str, Any]:
+    return {"name": model, "versions": ["1"], "platform": "bytewax-nb", "inputs": inputs, "outputs": outputs}
 
 
 def _no_constant(name: str) -> Any:

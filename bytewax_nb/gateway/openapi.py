@@ -1,6 +1,6 @@
 """A gateway's contract as an OpenAPI 3.1 document (`GET /openapi.json`): its route with
 the request and answer schemas its bees' hints promise, every status it can answer with
-and the error body of each, health, metrics, and, for a gateway that is a model, the
+and the error body of each, health, metrics, and the
 Open Inference Protocol v2 routes. Built from the contract the supervisor sends, so the
 document follows a bee that is changed while the swarm runs."""
 
@@ -92,8 +92,8 @@ def _errors(*codes: int) -> dict[str, Any]:
     }
 
 
-def document(spec: GatewaySpec, contract: Contract, model: bool) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of one gateway (`model`: it serves the v2 routes)."""
+def document(spec: GatewaySpec, contract: Contract) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of one gateway (a model too: the v2 routes)."""
     name = spec.name
     secured = spec.token is not None
     security: list[dict[str, list[str]]] = [{"bearer": []}] if secured else []
@@ -178,8 +178,7 @@ def document(spec: GatewaySpec, contract: Contract, model: bool) -> dict[str, An
             }
         },
     }
-    if model:
-        paths.update(_v2_paths(name, security))
+    paths.update(_v2_paths(name, security))
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -197,7 +196,7 @@ def document(spec: GatewaySpec, contract: Contract, model: bool) -> dict[str, An
                     "required": ["request_id"],
                     "properties": {"request_id": {"type": "string"}},
                 },
-                **(_V2_SCHEMAS if model else {}),
+                **_V2_SCHEMAS,
             },
             **({"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}} if secured else {}),
         },

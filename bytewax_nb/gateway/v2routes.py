@@ -6,18 +6,18 @@ for any request."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..bus.wire import Kind, dump_json, new_request_id
+from ..bus.wire import dump_json
 from ..model.spec import GatewaySpec
 from ..model.terms import Contract
+from .checks import RequestCheck
 from .inference import HEADER_LENGTH, InferError, metadata, parse, render, server_metadata
 from .metrics import GatewayMetrics
-from .streams import Chunked
+from .modelcall import infer, model_io
 
 __all__ = ["V2Routes"]
 
@@ -28,11 +28,9 @@ class Model(Protocol):
     name: str
     spec: GatewaySpec
     contract: Contract
+    check: RequestCheck | None
     metrics: GatewayMetrics
     hub: Any
-
-    @property
-    def is_model(self) -> bool: ...
 
     def authorized(self, request: web.BaseRequest) -> bool: ...
 
@@ -78,29 +76,20 @@ class V2Routes:
                 return _error(404, f"model {name!r} has one version, 1")
             rest = rest[2:]
         if rest == ["ready"] and get:
-            ready = name == gw.name and gw.is_model and gw.hub.view.healthy
+            ready = name == gw.name and gw.hub.view.healthy
             return _say(200 if ready else 503, {"name": name, "ready": ready})
         if not gw.authorized(request):
             return _error(401, "missing or bad bearer token")
         if name != gw.name:
             return _error(404, f"unknown model {name!r}; this gateway serves {gw.name!r}")
-        if not gw.is_model:
-            return _error(
-                404,
-                f"gateway {name!r} is not a model: no bee it feeds declares tensors "
-                '(def bee(x: Tensor["FP32", -1, 4]) -> Tensor["FP32", -1])',
-            )
         if rest == [] and get:
-            return _say(200, metadata(name, gw.contract))
+            return _say(200, metadata(name, *model_io(gw.contract)))
         if rest == ["infer"] and request.method == "POST":
             t = time.perf_counter()
             response = await self._infer(request)
             gw.metrics.count(response.status, time.perf_counter() - t)
             return response
-        return _error(
-            404 if request.method in ("GET", "HEAD", "POST") else 405,
-            f"no route {request.method} {request.path}",
-        )
+        return _error(404, f"no route {request.method} {request.path}")
 
     async def _infer(self, request: web.BaseRequest) -> web.Response:
         gw = self.gw
@@ -108,31 +97,10 @@ class V2Routes:
         if isinstance(body, web.Response):  # 408 or 413: its body has the protocol's "error"
             return body
         try:
-            call = parse(body, request.headers.get(HEADER_LENGTH), gw.contract["inputs"])
-        except InferError as exc:
-            return _error(exc.status, str(exc))
-        refused = gw.hub.refusal(gw)
-        if refused is not None:
-            return _say(refused[0], {"error": refused[1]}, **{"Retry-After": "1"})
-        rid = new_request_id()
-        try:
-            answer = await gw.hub.request(gw, rid, dump_json({"inputs": call.inputs}), call.buffers)
-        except TimeoutError:
-            return _error(504, f"no response within {gw.spec.timeout:g} s")
-        if isinstance(answer, Chunked):
-            gw.hub.finish(rid, answer)
-            return _error(500, "the model streams its answer: call it over gRPC ModelStreamInfer")
-        kind, reply, bee, buffers = answer
-        if kind != Kind.RESPONSE:
-            err = json.loads(reply)
-            status = int(err.get("status", 500))
-            return _error(status if 400 <= status < 600 else 500, f"{bee}: {err.get('message', 'failed')}")
-        try:
-            outputs = json.loads(reply)["outputs"]
+            call = parse(body, request.headers.get(HEADER_LENGTH), model_io(gw.contract)[0])
+            outputs, buffers = await infer(gw, call)
             data, headers = render(gw.name, call, outputs, buffers)
         except InferError as exc:
-            return _error(exc.status, str(exc))
-        except (KeyError, ValueError) as exc:  # a bee answered a tensor call with no tensors
-            return _error(500, f"{bee}: no tensors in its answer ({exc})")
-        headers["X-Request-Id"] = rid
+            retry = {"Retry-After": "1"} if exc.status == 503 else {}
+            return _say(exc.status, {"error": str(exc)}, **retry)
         return web.Response(status=200, body=data, headers=headers)

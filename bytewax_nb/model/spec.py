@@ -54,6 +54,8 @@ class GatewaySpec:
     read_timeout: float = DEFAULT_READ_TIMEOUT
     # bees' tracebacks in 500 bodies; otherwise only the owner (`swarm.request`) gets them
     tracebacks: bool = False
+    # where the Open Inference Protocol's gRPC service serves it too (the grpc extra)
+    grpc_port: int | None = None
 
     def __post_init__(self) -> None:
         check_name("gateway", self.name)
@@ -67,6 +69,8 @@ class GatewaySpec:
             raise TopologyError(f"gateway {self.name!r}: port {self.port} out of range")
         if self.max_body <= 0:
             raise TopologyError(f"gateway {self.name!r}: max_body must be positive")
+        if self.grpc_port is not None and not 0 < self.grpc_port < 65536:
+            raise TopologyError(f"gateway {self.name!r}: grpc_port {self.grpc_port} out of range (1-65535)")
 
 
 @dataclass

@@ -149,9 +149,11 @@ class SwarmMagics(Magics):
     @argument("--max-body", type=int, default=None, help="body limit in bytes")
     @argument("--max-in-flight", type=int, default=None, help="unanswered requests before 503")
     @argument("--tracebacks", action="store_true", help="bees' tracebacks in 500 bodies")
+    @argument("--grpc-port", type=int, default=None, help="serve it over OIP v2 gRPC on this port too")
     @line_magic
     def gateway(self, line: str) -> None:
-        """%gateway NAME [--port P] [--timeout S] [--token-env VAR] [--max-in-flight N] [--tracebacks]"""
+        """%gateway NAME [--port P] [--timeout S] [--token-env VAR] [--max-in-flight N] [--tracebacks]
+        [--grpc-port P]"""
         args = parse_argstring(self.gateway, line)
         token = None
         if args.token_env:
@@ -167,6 +169,7 @@ class SwarmMagics(Magics):
             timeout=args.timeout,
             token=token,
             tracebacks=args.tracebacks,
+            grpc_port=args.grpc_port,
             **extra,
         )
         where = f": {swarm.url(args.name)}" if swarm.running else ""
