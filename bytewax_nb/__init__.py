@@ -27,6 +27,7 @@ __all__ = [
     "StartError",
     "Swarm",
     "SwarmWidget",
+    "Tensor",
     "TopologyError",
     "__version__",
     "current_swarm",
@@ -46,6 +47,7 @@ _WHERE = {
     "BeeSpec": "model.spec",
     "GatewaySpec": "model.spec",
     "Context": "model.invoke",
+    "Tensor": "model.tensors",
     "DevSwarm": "devswarm",
     "Swarm": "swarm",
     "SwarmWidget": "widget",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     )
     from .model.invoke import Context
     from .model.spec import BeeSpec, GatewaySpec
+    from .model.tensors import Tensor
     from .notebook.magics import current_swarm
     from .swarm import Swarm
     from .widget import SwarmWidget

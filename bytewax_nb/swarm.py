@@ -24,6 +24,7 @@ from .engine.reports import gateway_url
 from .engine.shipping import check_picklable
 from .engine.supervisor import Supervisor
 from .model.errors import BytewaxNBError, StartError, TopologyError
+from .model.promises import bee_contract
 from .model.protocol import Runtime, SwarmStatus
 from .model.settings import DECLARE
 from .model.spec import (
@@ -200,6 +201,7 @@ class Swarm:
                 )
             trial = Topology(dict(self._topology.gateways), dict(self._topology.bees))
             trial.add_bee(spec, replace=True)
+            bee_contract(spec)  # its hints read here, where the names they use are
             check_picklable(spec.name, spec.fn)  # in the user's cell, before anything launches
             supervisor = self._live()
             if supervisor is None:

@@ -18,6 +18,7 @@ spliced, and it is checked (constant-time) before anything is unpickled.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import itertools
 import json
@@ -118,10 +119,21 @@ def unpack_seqs(raw: bytes) -> list[int]:
 
 
 def _default(obj: Any) -> Any:
-    # numpy arrays and scalars (and anything shaped like them) become plain JSON
+    # numpy arrays and scalars (and anything shaped like them) become plain JSON; so do
+    # the answers a bee's hints declare (pydantic models, dataclasses), and UTF-8 bytes
     tolist = getattr(obj, "tolist", None)
     if callable(tolist):
         return tolist()
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, bytes):
+        try:
+            return obj.decode()
+        except UnicodeDecodeError:
+            raise TypeError("bytes that are not UTF-8 have no JSON form") from None
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 

@@ -48,8 +48,9 @@ def free() -> Contract:
     return Contract(request=None, response=None, streams=False, inputs=[], outputs=[])
 
 
-def contract_of(fn: Callable[..., Any]) -> Contract:
-    hints = hints_of(fn)
+def contract_of(fn: Callable[..., Any], hints: dict[str, Any] | None = None) -> Contract:
+    """`hints`: the function's, evaluated where it was written (read now if None)."""
+    hints = hints_of(fn) if hints is None else hints
     out = free()
     out["streams"] = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
     ret = hints.get("return", inspect.Parameter.empty)
@@ -110,8 +111,8 @@ def schema_of(hint: Any, mode: Literal["validation", "serialization"] = "validat
         return found or None
     try:
         schema: Schema = TypeAdapter(hint).json_schema(mode=mode)
-    except Exception:  # noqa: BLE001 - a type pydantic has no schema for: free JSON
-        return None
+    except Exception:  # noqa: BLE001 - one pydantic refuses (typing.TypedDict before 3.12): ours
+        return _plain(hint) or None
     return schema or None
 
 
@@ -158,11 +159,11 @@ def _plain(hint: Any) -> Schema:
     return {}
 
 
-def coercer(fn: Callable[..., Any]) -> Callable[[Any], Any] | None:
+def coercer(fn: Callable[..., Any], hints: dict[str, Any] | None = None) -> Callable[[Any], Any] | None:
     """What turns a JSON payload into the object the bee's hint asks for (a pydantic
     model, a dataclass); None when the payload is passed as it is."""
     param = payload_param(fn)
-    hint = hints_of(fn).get(param or "", None)
+    hint = (hints_of(fn) if hints is None else hints).get(param or "", None)
     if not isinstance(hint, type) or hint in (dict, list, str, int, float, bool):
         return None
     is_model = hasattr(hint, "model_validate") and hasattr(hint, "model_json_schema")

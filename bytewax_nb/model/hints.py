@@ -55,6 +55,6 @@ def payload_param(fn: Callable[..., Any]) -> str | None:
     return names[index] if len(names) > index else None
 
 
-def tensor_params(fn: Callable[..., Any]) -> dict[str, TensorType]:
+def tensor_params(hints: dict[str, Any]) -> dict[str, TensorType]:
     """A tensor bee's tensor parameters, in order (empty: not a tensor bee)."""
-    return {k: v for k, v in hints_of(fn).items() if k != "return" and isinstance(v, TensorType)}
+    return {k: v for k, v in hints.items() if k != "return" and isinstance(v, TensorType)}

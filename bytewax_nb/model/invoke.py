@@ -67,15 +67,17 @@ class Invoker:
 
     __slots__ = ("coerce", "fn", "outputs", "style", "tensors", "wants_ctx")
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], hints: dict[str, Any] | None = None) -> None:
+        """`hints`: the function's, evaluated where it was written (read here if None)."""
         from .contract import coercer, tensor_outputs
 
+        hints = hints_of(fn) if hints is None else hints
         self.fn = fn
         self.style = call_style(fn)
-        declared = tensor_params(fn)
+        declared = tensor_params(hints)
         self.tensors = {name: t.datatype for name, t in declared.items()}  # name -> OIP datatype
-        self.coerce = None if declared else coercer(fn)
-        self.outputs = tensor_outputs(hints_of(fn).get("return")) if declared else []
+        self.coerce = None if declared else coercer(fn, hints)
+        self.outputs = tensor_outputs(hints.get("return")) if declared else []
         self.wants_ctx = bool(declared) and "ctx" in parameters(fn)
         if declared:
             self.style = CallStyle.CONTEXT if self.wants_ctx else CallStyle.PAYLOAD

@@ -5,6 +5,7 @@ when it feeds a tensor bee, the model it is."""
 from __future__ import annotations
 
 from .contract import contract_of, free
+from .hints import hints_of
 from .spec import BeeSpec, Topology
 from .terms import Contract
 
@@ -12,10 +13,15 @@ __all__ = ["bee_contract", "gateway_contract"]
 
 
 def bee_contract(spec: BeeSpec) -> Contract:
-    """The bee's contract, read from its function the first time it is asked for."""
+    """The bee's contract, read from its function the first time it is asked for (in
+    the process the code was written in: the hints it reads are kept with the spec, as
+    a replica that gets the function pickled may lack the names they use)."""
+    if spec.hints is None:
+        spec.hints = hints_of(spec.fn)
     if spec.contract is None:
-        spec.contract = contract_of(spec.fn)
-    return spec.contract
+        spec.contract = contract_of(spec.fn, spec.hints)
+    contract: Contract = spec.contract
+    return contract
 
 
 def gateway_contract(topology: Topology, gateway: str) -> Contract:
@@ -38,7 +44,8 @@ def gateway_contract(topology: Topology, gateway: str) -> Contract:
     contracts = {n: bee_contract(b) for n, b in reached.items()}
     out["streams"] = any(c["streams"] for c in contracts.values())
     ends = [contracts[n] for n in reached if topology.is_sink(n)]
-    answers = [c["response"] for c in ends]
+    # a bee declared to return None never answers: the others' answers are the gateway's
+    answers = [c["response"] for c in ends if c["response"] != {"type": "null"}]
     if answers and all(a is not None for a in answers):
         unique = [a for i, a in enumerate(answers) if a not in answers[:i]]
         out["response"] = unique[0] if len(unique) == 1 else {"anyOf": unique}

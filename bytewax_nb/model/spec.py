@@ -138,6 +138,9 @@ class BeeSpec:
     # read yet: `promises.bee_contract`); JSON, so a stack's controller, which never
     # has the code, knows it too
     contract: Contract | None = field(default=None, repr=False, compare=False)
+    # its type hints, evaluated where its code was written (a replica that unpickles the
+    # function may lack the names they use); None: not read yet
+    hints: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, name: str, fn: Callable[..., Any], inputs: Iterable[str], options: BeeOptions) -> BeeSpec:

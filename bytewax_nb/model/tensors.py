@@ -64,16 +64,32 @@ class TensorType:
         return DATATYPES[self.datatype][0]
 
 
+_PYTHON = {bool: "BOOL", int: "INT64", float: "FP64", bytes: "BYTES", str: "BYTES"}
+
+
 class Tensor:
-    """`Tensor["FP32", -1, 4]`: a bee's parameter (or result) is an array of that datatype
-    and shape. A bee whose parameters are tensors is called with numpy arrays by name and
-    is served as a model by the Open Inference Protocol routes (`/v2/models/...`)."""
+    """`Tensor[np.float32, -1, 4]` (or `Tensor["FP32", -1, 4]`, the protocol's name): a
+    bee's parameter (or result) is an array of that datatype and shape, -1 where any size
+    goes. A bee whose parameters are tensors is called with numpy arrays by name and is
+    served as a model by the Open Inference Protocol routes (`/v2/models/...`)."""
 
     def __class_getitem__(cls, item: Any) -> TensorType:
         items = item if isinstance(item, tuple) else (item,)
-        if not items or not isinstance(items[0], str):
-            raise TypeError('write Tensor["FP32", -1, 4]: a datatype, then the sizes')
-        return TensorType(items[0], tuple(items[1:]))
+        datatype = _datatype(items[0]) if items else None
+        if datatype is None:
+            raise TypeError('write Tensor[np.float32, -1, 4] (or "FP32"): a datatype, then the sizes')
+        return TensorType(datatype, tuple(items[1:]))
+
+
+def _datatype(given: Any) -> str | None:
+    """The protocol's datatype of a name ("FP32"), a numpy type or dtype, or a Python type."""
+    if isinstance(given, str):
+        return given
+    if given in _PYTHON:
+        return _PYTHON[given]
+    name = getattr(given, "name", None) or getattr(given, "__name__", None)  # a dtype, or a numpy type
+    by_numpy = {np_name: oip for oip, (np_name, _) in DATATYPES.items() if oip != "BYTES"}
+    return by_numpy.get(str(name)) if name else None
 
 
 def nbytes(datatype: str, shape: list[int]) -> int | None:

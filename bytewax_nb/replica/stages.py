@@ -54,7 +54,7 @@ class Stage:
 
     def __init__(self, spec: BeeSpec, index: int, last: bool) -> None:
         self.name = spec.name
-        self.invoke = Invoker(spec.fn)
+        self.invoke = Invoker(spec.fn, spec.hints)
         self.index = index
         self.last = last  # its results leave the process
         self.handled = 0
