@@ -220,7 +220,10 @@ class GatewayApp:
                 response.headers["Retry-After"] = _RETRY_AFTER
             return response
         rid = new_request_id()
-        if request.query_string and request.query.get("mode") == "submit":
+        mode = request.query.get("mode") if request.query_string else None
+        if mode not in (None, "submit"):
+            return _error(400, f"unknown mode {mode!r}: the one mode is submit")
+        if mode == "submit":
             hub.submit(self, rid, body)
             return _json(202, {"request_id": rid}, rid)
         try:

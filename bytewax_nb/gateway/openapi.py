@@ -15,6 +15,7 @@ from ..model.version import VERSION
 __all__ = ["document"]
 
 Schema = dict[str, Any]
+_JSON = "application/json"
 _ERROR: Schema = {
     "type": "object",
     "required": ["error", "request_id"],
@@ -256,15 +257,24 @@ def _v2_paths(name: str, security: list[Any]) -> dict[str, Any]:
             }
         return out
 
-    empty = {"200": {"description": "yes"}, "503": {"description": "no"}}
+    def yes_no(field: str, *more: str) -> dict[str, Any]:
+        props = {field: {"type": "boolean"}, **{m: {"type": "string"} for m in more}}
+        schema = {"type": "object", "required": [field, *more], "properties": props}
+        content = {_JSON: {"schema": schema}}
+        return {
+            "200": {"description": "yes", "content": content},
+            "503": {"description": "no", "content": content},
+        }
+
+    def get(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+        return {"get": {"summary": summary, "responses": responses, "security": []}}
+
+    metadata = {"200": {"description": "metadata", "content": {_JSON: {"schema": {"type": "object"}}}}}
     secured_errors = (401,) if security else ()
     return {
-        "/v2/health/live": {
-            "get": {"summary": "OIP v2: the server is live", "responses": empty, "security": []}
-        },
-        "/v2/health/ready": {
-            "get": {"summary": "OIP v2: the server is ready", "responses": empty, "security": []}
-        },
+        "/v2": get("OIP v2: the server's name, version and extensions", metadata),
+        "/v2/health/live": get("OIP v2: the server is live", yes_no("live")),
+        "/v2/health/ready": get("OIP v2: the server is ready", yes_no("ready")),
         f"/v2/models/{name}": {
             "get": {
                 "summary": "OIP v2: the model's inputs and outputs",
@@ -272,9 +282,7 @@ def _v2_paths(name: str, security: list[Any]) -> dict[str, Any]:
                 "security": security,
             }
         },
-        f"/v2/models/{name}/ready": {
-            "get": {"summary": "OIP v2: the model is ready", "responses": empty, "security": []}
-        },
+        f"/v2/models/{name}/ready": get("OIP v2: the model is ready", yes_no("ready", "name")),
         f"/v2/models/{name}/infer": {
             "post": {
                 "summary": "OIP v2: infer (JSON tensors, or the binary-data extension)",

@@ -45,6 +45,23 @@ def _error(status: int, message: str) -> web.Response:
     return _say(status, {"error": message})
 
 
+_GET = ("GET", "HEAD")
+
+
+def _allowed(parts: list[str]) -> tuple[str, ...] | None:
+    """The methods a /v2 path takes; None: no such route."""
+    if parts == ["v2"] or (parts[:2] == ["v2", "health"] and parts[2:] in (["live"], ["ready"])):
+        return _GET
+    if parts[:2] != ["v2", "models"] or len(parts) < 3:
+        return None
+    rest = parts[3:]
+    if rest[:1] == ["versions"]:
+        if len(rest) < 2:
+            return None
+        rest = rest[2:]
+    return {(): _GET, ("ready",): _GET, ("infer",): ("POST",)}.get(tuple(rest))
+
+
 class V2Routes:
     """`/v2...` of one gateway."""
 
@@ -53,43 +70,41 @@ class V2Routes:
 
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         parts = request.path.strip("/").split("/")  # v2, ...
-        method = request.method
-        get = method in ("GET", "HEAD")
-        if parts == ["v2"] and get:
+        allow = _allowed(parts)
+        if allow is None:
+            return _error(404, f"no route {request.method} {request.path}")
+        if request.method not in allow:
+            response = _error(405, f"method {request.method} not allowed on {request.path}")
+            response.headers["Allow"] = ", ".join(allow)
+            return response
+        if parts == ["v2"]:
             return _say(200, server_metadata())
-        if parts[:2] == ["v2", "health"] and len(parts) == 3 and get:
+        if parts[1] == "health":
             if parts[2] == "live":
                 return _say(200, {"live": True})
-            if parts[2] == "ready":
-                ready = self.gw.hub.view.healthy
-                return _say(200 if ready else 503, {"ready": ready})
-        if parts[:2] == ["v2", "models"] and len(parts) >= 3:
-            return await self._model(request, parts[2], parts[3:], get)
-        return _error(404, f"no route {method} {request.path}")
+            ready = self.gw.hub.view.healthy
+            return _say(200 if ready else 503, {"ready": ready})
+        return await self._model(request, parts[2], parts[3:])
 
-    async def _model(
-        self, request: web.BaseRequest, name: str, rest: list[str], get: bool
-    ) -> web.StreamResponse:
+    async def _model(self, request: web.BaseRequest, name: str, rest: list[str]) -> web.StreamResponse:
         gw = self.gw
         if rest[:1] == ["versions"]:
-            if len(rest) < 2 or rest[1] != "1":
+            if rest[1] != "1":
                 return _error(404, f"model {name!r} has one version, 1")
             rest = rest[2:]
-        if rest == ["ready"] and get:
+        if rest == ["ready"]:
             ready = name == gw.name and gw.hub.view.healthy
             return _say(200 if ready else 503, {"name": name, "ready": ready})
         if not gw.authorized(request):
             return _error(401, "missing or bad bearer token")
         if name != gw.name:
             return _error(404, f"unknown model {name!r}; this gateway serves {gw.name!r}")
-        if rest == [] and get:
+        if rest == []:
             return _say(200, metadata(name, *model_io(gw.contract)))
-        if rest == ["infer"] and request.method == "POST":
-            t = time.perf_counter()
-            response = await self._infer(request)
-            gw.metrics.count(response.status, time.perf_counter() - t)
-            return response
-        return _error(404, f"no route {request.method} {request.path}")
+        t = time.perf_counter()
+        response = await self._infer(request)
+        gw.metrics.count(response.status, time.perf_counter() - t)
+        return response
 
     async def _infer(self, request: web.BaseRequest) -> web.Response:
         gw = self.gw

@@ -75,7 +75,7 @@ class Invoker:
         self.fn = fn
         self.style = call_style(fn)
         declared = tensor_params(hints)
-        self.tensors = {name: t.datatype for name, t in declared.items()}  # name -> OIP datatype
+        self.tensors = declared  # a tensor bee's parameters: name -> datatype and shape
         self.coerce = None if declared else coercer(fn, hints)
         self.outputs = tensor_outputs(hints.get("return")) if declared else []
         self.wants_ctx = bool(declared) and "ctx" in parameters(fn)

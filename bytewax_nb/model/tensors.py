@@ -104,10 +104,10 @@ def fits(declared: TensorMeta, shape: list[int]) -> bool:
     return len(want) == len(shape) and all(w in (-1, s) for w, s in zip(want, shape, strict=True))
 
 
-def arguments(payload: Any, declared: Mapping[str, str]) -> dict[str, Any]:
+def arguments(payload: Any, declared: Mapping[str, TensorType]) -> dict[str, Any]:
     """A tensor bee's keyword arguments from a payload: arrays (from the hub's tensor
-    request) pass as they are; lists (a plain JSON request) become arrays of the declared
-    datatype (`declared`: parameter -> OIP datatype)."""
+    request, checked there) pass as they are; lists (a plain JSON request) become arrays
+    of the declared datatype, and must have the declared shape (BadRequest, a 400)."""
     import numpy as np
 
     from .errors import BadRequest
@@ -118,19 +118,23 @@ def arguments(payload: Any, declared: Mapping[str, str]) -> dict[str, Any]:
     if missing:
         raise BadRequest(f"missing input(s) {missing}; the inputs are {list(declared)}")
     out = {}
-    for name, datatype in declared.items():
+    for name, want in declared.items():
         value = payload[name]
         if isinstance(value, np.ndarray):
             out[name] = value
-        elif datatype == "BYTES":
-            items = [
-                x.encode() if isinstance(x, str) else bytes(x)
-                for x in np.ravel(np.asarray(value, dtype=object))
-            ]
-            out[name] = np.asarray(items, dtype=object)
-        else:
-            try:
-                out[name] = np.asarray(value, dtype=DATATYPES[datatype][0])
-            except (TypeError, ValueError) as exc:
-                raise BadRequest(f"input {name!r} is not a {datatype} tensor: {exc}") from None
+            continue
+        try:
+            if want.datatype == "BYTES":
+                shaped = np.asarray(value, dtype=object)
+                items = [x.encode() if isinstance(x, str) else bytes(x) for x in np.ravel(shaped)]
+                flat = np.empty(len(items), dtype=object)
+                flat[:] = items
+                arr: Any = flat.reshape(shaped.shape)
+            else:
+                arr = np.asarray(value, dtype=want.dtype)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise BadRequest(f"input {name!r} is not a {want.datatype} tensor: {exc}") from None
+        if not fits(want.meta(name), list(arr.shape)):
+            raise BadRequest(f"input {name!r} has shape {list(arr.shape)}; the bee takes {list(want.shape)}")
+        out[name] = arr
     return out
