@@ -104,7 +104,7 @@ def compose(plan: Plan) -> str:
         _task("hub", "hub"),
         ports=[
             {"target": port, "published": port, "protocol": "tcp", "mode": "host"}
-            for port in sorted(plan.ports.values())
+            for port in sorted(set(plan.ports.values()) | _grpc_ports(topo))
         ],
         volumes=["journal:/var/lib/bytewax-nb"],
         stop_grace_period=grace,
@@ -177,3 +177,8 @@ def compose(plan: Plan) -> str:
         "# (every service endpoint_mode dnsrr and the gateways published mode host: see the docs)\n"
     )
     return header + str(yaml.safe_dump(doc, sort_keys=False, width=100))
+
+
+def _grpc_ports(topology: Topology) -> set[int]:
+    """The ports gateways serve the inference protocol's gRPC service on (fixed: given)."""
+    return {g.grpc_port for g in topology.gateways.values() if g.grpc_port is not None}

@@ -23,7 +23,9 @@ from .watch import StackError
 
 __all__ = ["SYSTEM_NEEDS", "build_images", "code_image", "images_text", "push"]
 
-SYSTEM_NEEDS = ("aiohttp", "prometheus-client", "uvloop", "platformdirs")  # the hub's, the controller's
+# the hub's and the controller's (jsonschema: a gateway's declared schema is checked there)
+SYSTEM_NEEDS = ("aiohttp", "prometheus-client", "uvloop", "platformdirs", "jsonschema")
+GRPC_NEEDS = ("grpcio", "protobuf")  # a hub with a gateway on the inference protocol's gRPC
 Progress = Callable[[str], None]
 
 
@@ -88,7 +90,8 @@ def build_images(
 
     client = _client()
     builder = ImageBuilder(client, progress)
-    system = builder.image_with(SYSTEM_NEEDS, "the hub and the controller")
+    grpc = any(g.grpc_port is not None for g in topology.gateways.values())
+    system = builder.image_with(SYSTEM_NEEDS + (GRPC_NEEDS if grpc else ()), "the hub and the controller")
     images = {}
     for name, spec in topology.bees.items():
         images[name] = code_image(client, builder.image_for(spec, topology.upstream(spec)), spec, progress)

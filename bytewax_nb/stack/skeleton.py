@@ -29,7 +29,7 @@ _BEE_FIELDS = (
     "contract",
 )
 # a gateway's, except its token (a Docker secret) and its host (all interfaces in a task)
-_GATEWAY_FIELDS = ("port", "timeout", "max_body", "max_in_flight", "read_timeout", "tracebacks")
+_GATEWAY_FIELDS = ("port", "timeout", "max_body", "max_in_flight", "read_timeout", "tracebacks", "grpc_port")
 
 
 def remote(*args: Any) -> Any:
@@ -59,7 +59,7 @@ def load(text: str, tokens: dict[str, str] | None = None) -> Topology:
     tokens = tokens or {}
     topology = Topology()
     for name, g in body["gateways"].items():
-        fields = {f: g[f] for f in _GATEWAY_FIELDS}
+        fields = {f: g[f] for f in _GATEWAY_FIELDS if f in g}  # a stack made before grpc_port has none
         topology.add_gateway(GatewaySpec(name, host="0.0.0.0", token=tokens.get(name), **fields))
     for name, b in body["bees"].items():
         fields = {f: b[f] for f in _BEE_FIELDS if f in b}  # a stack made before contracts has none
