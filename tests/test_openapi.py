@@ -13,6 +13,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
@@ -184,7 +185,9 @@ def test_the_docs_page_renders_every_route_in_a_browser_offline(typed: Any) -> N
 
 
 @pytest.mark.slow
-def test_schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_allow(typed: Any) -> None:
+def test_schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_allow(
+    typed: Any, tmp_path: Path
+) -> None:
     st = shutil.which("st") or shutil.which("schemathesis")
     if st is None:
         missing("schemathesis is not installed", "pip install schemathesis (the test extra has it)")
@@ -216,6 +219,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_
             capture_output=True,
             text=True,
             timeout=300,
+            cwd=tmp_path,  # where it keeps its cache
         )
         assert run.returncode == 0, f"schemathesis on gateway {gateway!r}:\n{run.stdout[-6000:]}"
         assert re.search(r"\d+ generated, \d+ passed", run.stdout), run.stdout[-2000:]
