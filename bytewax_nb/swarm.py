@@ -138,6 +138,7 @@ class Swarm:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         tracebacks: bool = False,
         grpc_port: int | None = None,
+        cors: str | None = None,
     ) -> GatewaySpec:
         """Add an HTTP gateway; port 0 picks a free one, `token` requires a bearer token.
 
@@ -145,13 +146,23 @@ class Swarm:
         gets `read_timeout` seconds for its headers and again for its body. Bees'
         tracebacks go into 500 bodies only with `tracebacks=True` (`swarm.request` always
         gets them). `grpc_port` serves it over the Open Inference Protocol's gRPC
-        service too (`pip install 'bytewax-nb[grpc]'`). On a running swarm the hub starts
-        serving it at once.
+        service too (`pip install 'bytewax-nb[grpc]'`); `cors` lets browser pages of that
+        origin (or "*": any) call it. On a running swarm the hub starts serving it at once.
         """
         if grpc_port is not None and importlib.util.find_spec("grpc") is None:
             raise TopologyError(f"gateway {name!r}: grpc_port needs gRPC: pip install 'bytewax-nb[grpc]'")
         spec = GatewaySpec(
-            name, host, port, timeout, token, max_body, max_in_flight, read_timeout, tracebacks, grpc_port
+            name,
+            host,
+            port,
+            timeout,
+            token,
+            max_body,
+            max_in_flight,
+            read_timeout,
+            tracebacks,
+            grpc_port,
+            cors,
         )
         supervisor = self._live()
         if supervisor is None:

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +66,7 @@ def typed(make_swarm: Any) -> Iterator[Any]:
     def repeat(p: Prompt) -> list[str]:
         return [p.text] * max(0, min(p.n, 5))
 
-    swarm.gateway("orders", timeout=10)
+    swarm.gateway("orders", timeout=10, cors="*")
 
     @swarm.bee(input="orders")
     def total(order: Order) -> Iterator[str]:
@@ -140,6 +141,27 @@ def test_the_document_follows_a_bee_changed_while_the_swarm_runs(typed: Any) -> 
     assert typed.request("free", [1, 2]) == 3
 
 
+def test_a_gateway_with_cors_answers_browsers_of_other_origins(typed: Any) -> None:
+    url = typed.url("orders")
+    preflight = urllib.request.Request(url, method="OPTIONS", headers={"Origin": "http://lab.example"})
+    with urllib.request.urlopen(preflight, timeout=10) as r:
+        assert r.status == 204 and "POST" in r.headers["Access-Control-Allow-Methods"]
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+    for accept in ("application/json", "text/event-stream"):
+        body = json.dumps({"item": "x", "qty": 1}).encode()
+        req = urllib.request.Request(
+            url, data=body, headers={"Accept": accept, "Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.headers["Access-Control-Allow-Origin"] == "*", accept
+    with urllib.request.urlopen(url + "?payload=" + urllib.parse.quote('{"item": "y", "qty": 2}')) as r:
+        assert json.loads(r.read()) == ["y", "y"]  # GET, the payload in the query
+    assert _get(url)[0] == 400  # a GET without one
+    no_cors = urllib.request.Request(typed.url("prompt"), data=b'{"text": "a"}')
+    with urllib.request.urlopen(no_cors, timeout=10) as r:
+        assert "Access-Control-Allow-Origin" not in r.headers
+
+
 def test_the_docs_page_ships_its_assets_and_needs_no_network(typed: Any) -> None:
     base = _base(typed, "prompt")
     status, kind, page = _get(base + "/docs")
@@ -168,17 +190,38 @@ def test_the_docs_page_renders_every_route_in_a_browser_offline(typed: Any) -> N
         try:
             page = browser.new_page()
             outside: list[str] = []
-            # anything not from the gateway itself would need a network: refused, and noted
-            page.route(
-                re.compile(r"^(?!" + re.escape(base) + ")"),
-                lambda route: (outside.append(route.request.url), route.abort()),
-            )
+            # anything not from this machine's gateways would need a network: refused, noted
+
+            def local_only(route: Any) -> None:
+                if route.request.url.startswith("http://127.0.0.1:"):
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", local_only)
             page.goto(base + "/docs")
-            page.locator(".opblock-summary-path[data-path='/gateways/prompt']").wait_for(timeout=30_000)
+            page.locator(".opblock-post .opblock-summary-path[data-path='/gateways/prompt']").wait_for(
+                timeout=30_000
+            )
             page.locator(".opblock-summary-path[data-path='/v2/models/prompt/infer']").wait_for(
                 timeout=30_000
             )
             assert page.locator(".info .title").inner_text().startswith("bytewax-nb gateway prompt")
+            # a streamed answer read by the browser's own EventSource (GET, ?payload=)
+            orders = _base(typed, "orders")
+            page.goto(orders + "/docs")
+            tokens = page.evaluate(
+                """(url) => new Promise((resolve, reject) => {
+                    const got = [];
+                    const source = new EventSource(url);
+                    source.onmessage = (e) => got.push(JSON.parse(e.data));
+                    source.addEventListener("end", () => { source.close(); resolve(got); });
+                    source.onerror = () => { source.close(); reject(new Error("EventSource failed")); };
+                })""",
+                "/gateways/orders?payload=" + urllib.parse.quote(json.dumps({"item": "tea", "qty": 3})),
+            )
+            assert tokens == ["tea", "tea", "tea"]
             assert outside == []
         finally:
             browser.close()

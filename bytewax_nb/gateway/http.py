@@ -63,6 +63,11 @@ _JSON = "application/json"
 _PREFIX = "/gateways/"
 _DOCS = "/docs"
 _GETS = ("/healthz", "/metrics", "/swarm", "/openapi.json")
+_PREFLIGHT = {
+    "Access-Control-Allow-Methods": "POST, GET",
+    "Access-Control-Allow-Headers": "Content-Type, Authorization, Accept",
+    "Access-Control-Max-Age": "600",
+}
 _RETRY_AFTER = "1"  # seconds a client told "too busy" should wait
 
 
@@ -108,6 +113,8 @@ class GatewayApp:
         self.name = spec.name
         self.token = spec.token.encode() if spec.token else None
         self.metrics = GatewayMetrics(hub.metrics, spec.name, lambda: hub.in_flight(spec.name))
+        # a browser page on `spec.cors` (an origin, or "*") may call it
+        self.cors = {"Access-Control-Allow-Origin": spec.cors, "Vary": "Origin"} if spec.cors else {}
         self.contract: Contract = free()
         self.check: RequestCheck | None = None
         self.v2 = V2Routes(self)
@@ -139,11 +146,21 @@ class GatewayApp:
         )
 
     async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        response = await self._route(request)
+        if self.cors and not response.prepared:  # a stream has them already
+            response.headers.update(self.cors)
+        return response
+
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
         path, method = request.path, request.method
         if path.startswith(_PREFIX):
-            if method == "POST":
+            if method == "POST" or (method == "GET" and "payload" in request.query):
                 return await self.handle(request, path[len(_PREFIX) :])
-            return _not_allowed(method, path, "POST")
+            if method == "GET":
+                return _error(400, "GET takes the payload as ?payload=<JSON> (for EventSource); or POST it")
+            if method == "OPTIONS" and self.cors:  # a browser's preflight
+                return web.Response(status=204, headers=_PREFLIGHT)
+            return _not_allowed(method, path, "POST, GET")
         if path.startswith("/v2"):
             return await self.v2.dispatch(request)
         if path in _GETS or path.startswith(_DOCS):
@@ -197,7 +214,10 @@ class GatewayApp:
             return _error(401, "missing or bad bearer token")
         if name != self.name:
             return _error(404, f"unknown gateway {name!r}; this one is {self.name!r}")
-        body = await self.read(request)
+        if request.method == "GET":  # EventSource cannot POST: the payload is in the query
+            body: bytes | web.Response = request.query["payload"].encode()
+        else:
+            body = await self.read(request)
         if isinstance(body, web.Response):
             return body
         try:
@@ -254,7 +274,7 @@ class GatewayApp:
 
         try:
             return await streaming.write(
-                request, stream, rid, tracebacks=self._tracebacks(request), took=took
+                request, stream, rid, tracebacks=self._tracebacks(request), took=took, headers=self.cors
             )
         finally:
             metrics.streams_open -= 1

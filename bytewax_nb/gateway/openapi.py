@@ -149,6 +149,24 @@ def document(spec: GatewaySpec, contract: Contract) -> dict[str, Any]:
         },
         "security": security,
     }
+    get = {
+        "operationId": f"get_{name}",
+        "summary": "The same call with the payload in the query: what a browser's EventSource can send",
+        "parameters": [
+            {
+                "name": "payload",
+                "in": "query",
+                "required": True,
+                "description": "the payload, as JSON text",
+                "schema": {"type": "string"},
+            }
+        ],
+        "responses": {
+            "200": {"description": "the answer", "content": ok},
+            **_errors(*[c for c in codes if c not in (408, 413)]),
+        },
+        "security": security,
+    }
     health = {
         "summary": "Every wanted replica is ready (open without a token)",
         "responses": {
@@ -166,7 +184,7 @@ def document(spec: GatewaySpec, contract: Contract) -> dict[str, Any]:
         "security": security,
     }
     paths: dict[str, Any] = {
-        f"/gateways/{name}": {"post": post},
+        f"/gateways/{name}": {"post": post, "get": get},
         "/healthz": {"get": health},
         "/metrics": {"get": metrics},
         "/openapi.json": {

@@ -8,7 +8,7 @@ list (an error then is an ordinary error answer)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -47,8 +47,10 @@ async def write(
     *,
     tracebacks: bool,
     took: Callable[[], None],
+    headers: Mapping[str, str] = {},
 ) -> web.StreamResponse:
-    """Write `stream` to the caller as it comes; `took` is told after each chunk."""
+    """Write `stream` to the caller as it comes; `took` is told after each chunk;
+    `headers`: the gateway's own (CORS), on the response before it is sent."""
     form = form_of(request.headers.get("Accept", ""))
     if form == Form.LIST:
         chunks: list[bytes] = []
@@ -62,7 +64,7 @@ async def write(
         body = b"[" + b",".join(chunks) + b"]"
         return web.Response(body=body, content_type="application/json", headers={"X-Request-Id": rid})
     response = web.StreamResponse(
-        headers={"Content-Type": form.value, "Cache-Control": "no-cache", "X-Request-Id": rid}
+        headers={"Content-Type": form.value, "Cache-Control": "no-cache", "X-Request-Id": rid, **headers}
     )
     await response.prepare(request)
     count = 0

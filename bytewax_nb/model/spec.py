@@ -56,6 +56,8 @@ class GatewaySpec:
     tracebacks: bool = False
     # where the Open Inference Protocol's gRPC service serves it too (the grpc extra)
     grpc_port: int | None = None
+    # the origin (or "*") whose browser pages may call it (CORS); None: same origin only
+    cors: str | None = None
 
     def __post_init__(self) -> None:
         check_name("gateway", self.name)

@@ -150,10 +150,11 @@ class SwarmMagics(Magics):
     @argument("--max-in-flight", type=int, default=None, help="unanswered requests before 503")
     @argument("--tracebacks", action="store_true", help="bees' tracebacks in 500 bodies")
     @argument("--grpc-port", type=int, default=None, help="serve it over OIP v2 gRPC on this port too")
+    @argument("--cors", default=None, help='an origin (or "*") whose browser pages may call it')
     @line_magic
     def gateway(self, line: str) -> None:
         """%gateway NAME [--port P] [--timeout S] [--token-env VAR] [--max-in-flight N] [--tracebacks]
-        [--grpc-port P]"""
+        [--grpc-port P] [--cors ORIGIN]"""
         args = parse_argstring(self.gateway, line)
         token = None
         if args.token_env:
@@ -170,6 +171,7 @@ class SwarmMagics(Magics):
             token=token,
             tracebacks=args.tracebacks,
             grpc_port=args.grpc_port,
+            cors=args.cors,
             **extra,
         )
         where = f": {swarm.url(args.name)}" if swarm.running else ""

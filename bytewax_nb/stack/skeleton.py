@@ -29,7 +29,16 @@ _BEE_FIELDS = (
     "contract",
 )
 # a gateway's, except its token (a Docker secret) and its host (all interfaces in a task)
-_GATEWAY_FIELDS = ("port", "timeout", "max_body", "max_in_flight", "read_timeout", "tracebacks", "grpc_port")
+_GATEWAY_FIELDS = (
+    "port",
+    "timeout",
+    "max_body",
+    "max_in_flight",
+    "read_timeout",
+    "tracebacks",
+    "grpc_port",
+    "cors",
+)
 
 
 def remote(*args: Any) -> Any:
