@@ -65,6 +65,9 @@ _ZMQ_PEER = textwrap.dedent(
     """
     import sys, zmq
     sock = zmq.Context().socket(zmq.REP)
+    if len(sys.argv) > 2:  # CurveZMQ, as the bus has it: the server's secret key
+        sock.curve_server = True
+        sock.curve_secretkey = sys.argv[2].encode()
     sock.bind(f"tcp://127.0.0.1:{sys.argv[1]}")
     while True:
         sock.send(sock.recv(copy=False), copy=False)
@@ -93,9 +96,8 @@ def _wrk(url: str, body: str, concurrency: int, seconds: float, tmp: str) -> tup
     """(req/s, p50 ms, non-2xx) of a closed-loop POST load."""
     script = os.path.join(tmp, "post.lua")
     with open(script, "w") as f:
-        f.write(
-            f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n'
-        )
+        f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n')
+        f.write('wrk.headers["Content-Type"] = "application/json"\n')
     out = subprocess.run(
         ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script, url],
         capture_output=True,
@@ -214,13 +216,19 @@ async def _binary_rate(url: str, arr: np.ndarray, seconds: float) -> tuple[float
     return moved / seconds / 1e6, errors
 
 
-def _zmq_rate(nbytes: int, seconds: float) -> float:
-    """MB/s of `nbytes` sent and echoed by another process over loopback TCP (c=1)."""
+def _zmq_rate(nbytes: int, seconds: float, curve: bool = False) -> float:
+    """MB/s of `nbytes` sent and echoed by another process over loopback TCP (c=1),
+    encrypted with CurveZMQ (as the bus is by default) if `curve`."""
     import zmq
 
-    proc, port = None, _free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _ZMQ_PEER, str(port)])
+    port = _free_port()
+    server_public, server_secret = zmq.curve_keypair()
+    extra = [server_secret.decode()] if curve else []
+    proc = subprocess.Popen([sys.executable, "-c", _ZMQ_PEER, str(port), *extra])
     sock = zmq.Context.instance().socket(zmq.REQ)
+    if curve:
+        sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
+        sock.curve_serverkey = server_public
     try:
         sock.connect(f"tcp://127.0.0.1:{port}")
         payload = np.ones(nbytes, dtype=np.uint8).tobytes()
@@ -274,12 +282,30 @@ def bench_oip(seconds: float, tmp: str) -> list[str]:
         asyncio.run(_binary_rate(big_url, arr, 0.5))  # warm-up
         oip_mb, errors = asyncio.run(_binary_rate(big_url, arr, seconds))
     zmq_mb = _zmq_rate(arr.nbytes, seconds)
+    curve_mb = _zmq_rate(arr.nbytes, seconds, curve=True)
+    proc, port = _server(_ECHO_AIOHTTP)
+    try:
+        echo_mb = asyncio.run(_echo_rate(f"http://127.0.0.1:{port}/echo", arr.tobytes(), seconds))
+    finally:
+        proc.terminate()
+        proc.wait()
     lines.append(
-        f"oip     1 MB binary tensor in and out (c=1): v2 {oip_mb:8.0f} MB/s   "
-        f"raw pyzmq {zmq_mb:8.0f} MB/s   "
-        f"v2/pyzmq {oip_mb / zmq_mb:.0%}   errors {errors}"
+        f"oip     1 MB binary tensor in and out (c=1): v2 {oip_mb:6.0f} MB/s   "
+        f"raw pyzmq {zmq_mb:6.0f} (v2 {oip_mb / zmq_mb:.0%})   pyzmq+CurveZMQ {curve_mb:6.0f} "
+        f"(v2 {oip_mb / curve_mb:.0%})   aiohttp echo {echo_mb:6.0f} (v2 {oip_mb / echo_mb:.0%})   "
+        f"errors {errors}"
     )
     return lines
+
+
+async def _echo_rate(url: str, body: bytes, seconds: float) -> float:
+    moved, end = 0, time.monotonic() + seconds
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < end:
+            async with session.post(url, data=body) as r:
+                await r.read()
+                moved += len(body) * 2
+    return moved / seconds / 1e6
 
 
 # -- the HTTP core ---------------------------------------------------------------------
