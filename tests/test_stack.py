@@ -476,3 +476,55 @@ def test_a_fixed_port_notebook_deploys_from_its_declaration_alone_and_answers_on
         if client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
             subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", stack], capture_output=True)
         client.close()
+
+
+def test_the_streaming_tutorial_deployed_streams_and_speaks_the_inference_protocol() -> None:
+    import json as _json
+
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    from bytewax_nb import client as bxclient
+
+    client = _engine()
+    stack = "bxnb-test-stream"
+    try:
+        url = _url(_cli("deploy", str(ROOT / "notebooks" / "04-streaming-text.ipynb"), "--stack", stack))
+        prompt = {"start": "Beautiful is ", "words": 6}
+        chunks = list(bxclient.stream(url, prompt))  # NDJSON, chunk by chunk, through the stack's hub
+        assert len(chunks) == 6 and all(isinstance(c, str) for c in chunks)
+        assert bxclient.call(url, prompt).value == chunks  # the same chunks as one list
+        status, err, _ = post(url, {"start": 4})
+        assert status == 422 and {e["pointer"] for e in err["errors"]} == {"", "/start"}
+        base = url.rsplit("/gateways/", 1)[0]
+        doc = _json.loads(subprocess.run(["curl", "-s", base + "/openapi.json"], capture_output=True).stdout)
+        assert doc["paths"]["/gateways/complete"]["post"]["requestBody"]["content"]["application/json"]
+        # the inference protocol, HTTP (the JSON bridge) and gRPC (the port the notebook chose)
+        triton = httpclient.InferenceServerClient(url.split("/")[2])
+        payload = httpclient.InferInput("payload", [1], "BYTES")
+        payload.set_data_from_numpy(np.array([_json.dumps(prompt).encode()], dtype=object))
+        assert _json.loads(triton.infer("complete", [payload]).as_numpy("answer")[0]) == chunks
+        triton.close()
+        (hub,) = [
+            s
+            for s in client.services.list(filters={"label": f"{NAMESPACE}={stack}"})
+            if s.name.endswith("_hub")
+        ]
+        published = {p["PublishedPort"] for p in hub.attrs["Spec"]["EndpointSpec"]["Ports"]}
+        (grpc_port,) = published - {int(url.split(":")[2].split("/")[0])}
+        streamed: list[Any] = []
+        rpc = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        rpc.start_stream(
+            callback=lambda result, error: streamed.append(error or result.as_numpy("answer")[0])
+        )
+        request = grpcclient.InferInput("payload", [1], "BYTES")
+        request.set_data_from_numpy(np.array([_json.dumps(prompt).encode()], dtype=object))
+        rpc.async_stream_infer("complete", [request])
+        rpc.stop_stream()
+        rpc.close()
+        assert [_json.loads(s) for s in streamed] == chunks  # one response per chunk
+    finally:
+        if client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
+            subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", stack], capture_output=True)
+        client.close()
