@@ -156,7 +156,7 @@ def test_a_gateway_with_cors_answers_browsers_of_other_origins(typed: Any) -> No
             assert r.headers["Access-Control-Allow-Origin"] == "*", accept
     with urllib.request.urlopen(url + "?payload=" + urllib.parse.quote('{"item": "y", "qty": 2}')) as r:
         assert json.loads(r.read()) == ["y", "y"]  # GET, the payload in the query
-    assert _get(url)[0] == 400  # a GET without one
+    assert _get(url)[0] == 405  # a GET without one: POST it
     no_cors = urllib.request.Request(typed.url("prompt"), data=b'{"text": "a"}')
     with urllib.request.urlopen(no_cors, timeout=10) as r:
         assert "Access-Control-Allow-Origin" not in r.headers

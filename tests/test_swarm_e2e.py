@@ -371,7 +371,10 @@ def test_http_errors_are_json_with_the_documented_codes(make_swarm: Any) -> None
     code, body = raw("/gateways/in", iter([b'"', b"x" * 2000, b'"']))  # chunked: no length given
     assert code == 413 and "1024" in body["error"]
     code, body = raw("/gateways/in", b"", method="GET")
-    assert code == 405 and body["error"] == "method GET not allowed on /gateways/in; use POST"
+    assert (
+        code == 405
+        and body["error"] == "method GET not allowed on /gateways/in; use POST, or GET with ?payload=<JSON>"
+    )
     code, body = raw("/nowhere", b"", method="GET")
     assert code == 404 and body["error"] == "no route GET /nowhere"
     code, body = raw("/gateways/in", b'{"sleep": 1}')

@@ -34,6 +34,7 @@ import zmq
 from blake3 import blake3
 
 __all__ = [
+    "STREAM_CREDIT",
     "TRACEBACK_HEADER",
     "Enc",
     "Flag",
@@ -93,6 +94,9 @@ class Enc:
     TENSORS = 3  # JSON describing tensors, their raw bytes as the buffers (`tensors`)
 
 
+# chunks a stream may make ahead of its caller: a replica's window per stream, which the
+# hub tops up (MORE) as its caller takes them
+STREAM_CREDIT = 16
 TRACEBACK_HEADER = "X-Bytewax-Traceback"  # where the owner shows a gateway its traceback token
 
 _ID_PREFIX = os.urandom(8).hex()  # per process: ids of a restarted hub never repeat

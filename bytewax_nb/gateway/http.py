@@ -156,11 +156,13 @@ class GatewayApp:
         if path.startswith(_PREFIX):
             if method == "POST" or (method == "GET" and "payload" in request.query):
                 return await self.handle(request, path[len(_PREFIX) :])
-            if method == "GET":
-                return _error(400, "GET takes the payload as ?payload=<JSON> (for EventSource); or POST it")
             if method == "OPTIONS" and self.cors:  # a browser's preflight
                 return web.Response(status=204, headers=_PREFLIGHT)
-            return _not_allowed(method, path, "POST, GET")
+            response = _error(
+                405, f"method {method} not allowed on {path}; use POST, or GET with ?payload=<JSON>"
+            )
+            response.headers["Allow"] = "POST, GET"
+            return response
         if path.startswith("/v2"):
             return await self.v2.dispatch(request)
         if path in _GETS or path.startswith(_DOCS):

@@ -21,7 +21,17 @@ from aiohttp import web
 from ..bus.child import Child
 from ..bus.producer import Parcel, Producer, died_answer
 from ..bus.sockio import readable
-from ..bus.wire import Enc, Flag, Header, Kind, Message, ReplayGuard, dump_json, traceback_token
+from ..bus.wire import (
+    STREAM_CREDIT,
+    Enc,
+    Flag,
+    Header,
+    Kind,
+    Message,
+    ReplayGuard,
+    dump_json,
+    traceback_token,
+)
 from ..model.protocol import (
     Beat,
     Bye,
@@ -54,7 +64,6 @@ from .waiting import Reply, Waiting
 __all__ = ["Hub"]
 
 _FLUSH_AT = 8  # requests that leave at once, so the bees start while more arrive
-CREDIT = 16  # chunks a stream may make ahead of its caller (a replica's starting window)
 _TICK = 0.5  # seconds between looks at requests whose callers stopped waiting
 
 
@@ -163,7 +172,7 @@ class Hub:
 
     def took(self, rid: str, stream: Chunked) -> None:
         """The caller took chunks: its producer may make as many more."""
-        if stream.taken - stream.granted >= CREDIT // 2:
+        if stream.taken - stream.granted >= STREAM_CREDIT // 2:
             n, stream.granted = stream.taken - stream.granted, stream.taken
             self.producer.tell(stream.source, Kind.MORE, rid, n)
             self._flush()

@@ -163,6 +163,10 @@ def document(spec: GatewaySpec, contract: Contract) -> dict[str, Any]:
         ],
         "responses": {
             "200": {"description": "the answer", "content": ok},
+            "405": {
+                "description": "no payload in the query: a GET needs ?payload=",
+                "content": {"application/json": {"schema": _ref("Error")}},
+            },
             **_errors(*[c for c in codes if c not in (408, 413)]),
         },
         "security": security,

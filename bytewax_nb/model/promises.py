@@ -4,6 +4,8 @@ when it feeds a tensor bee, the model it is."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from .contract import contract_of, free
 from .hints import hints_of
 from .spec import BeeSpec, Topology
@@ -19,9 +21,20 @@ def bee_contract(spec: BeeSpec) -> Contract:
     if spec.hints is None:
         spec.hints = hints_of(spec.fn)
     if spec.contract is None:
-        spec.contract = contract_of(spec.fn, spec.hints)
+        made = contract_of(spec.fn, spec.hints)
+        if spec.batch_size > 1:  # its hints say lists of payloads and answers: one is an item
+            made["request"], made["response"] = _item(made["request"]), _item(made["response"])
+        spec.contract = made
     contract: Contract = spec.contract
     return contract
+
+
+def _item(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What one element of a list schema promises (None: anything)."""
+    if schema is None or schema.get("type") != "array":
+        return None
+    item = schema.get("items")
+    return item if isinstance(item, dict) and item else None
 
 
 def gateway_contract(topology: Topology, gateway: str) -> Contract:

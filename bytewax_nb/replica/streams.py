@@ -19,12 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..bus.wire import Header
+from ..bus.wire import STREAM_CREDIT, Header
 from .stages import Ack, Calls, Stage
 
-__all__ = ["CREDIT", "Streams"]
-
-CREDIT = 16  # chunks a stream may send the hub before it hears they were taken
+__all__ = ["Streams"]
 
 
 @dataclass(eq=False)
@@ -36,7 +34,7 @@ class Stream:
     header: Header
     acks: list[Ack]
     made: int = 0  # chunks so far
-    credit: int = CREDIT  # chunks it may still send the hub
+    credit: int = STREAM_CREDIT  # chunks it may still send the hub
 
 
 class Streams:
