@@ -225,3 +225,8 @@ def test_outputs_render_as_json_or_binary_as_asked() -> None:
     assert as_list("FP16", struct.pack("<2e", 1.5, -2.0)) == [1.5, -2.0]
     with pytest.raises(InferError, match="unknown output"):
         render("m", InferCall(None, [], [], wanted=[("z", None)]), outputs, buffers)
+    infinite = [struct.pack("<2f", float("inf"), 1.0), buffers[1]]
+    with pytest.raises(InferError, match="NaN or Infinity") as err:
+        render("m", InferCall(None, [], []), outputs, infinite)  # as JSON: cannot be said
+    assert err.value.status == 500
+    assert render("m", InferCall(None, [], [], binary=True), outputs, infinite)[0].endswith(infinite[1])

@@ -268,7 +268,12 @@ def render(
     body: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": said}
     if call.id is not None:
         body["id"] = call.id
-    head = json.dumps(body, separators=(",", ":")).encode()
+    try:
+        head = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        raise InferError(
+            "an output holds NaN or Infinity, which JSON cannot carry: ask for it as binary data", 500
+        ) from None
     if not blobs:
         return head, {"Content-Type": "application/json"}
     return b"".join([head, *blobs]), {
