@@ -362,4 +362,7 @@ class Supervisor:
     def _snapshot(self) -> SwarmStatus:
         """`status()`; a stack's controller sends it to the hub for `/swarm`."""
         since = self.adoption.since if self.adoption is not None else None
-        return reports.snapshot(self.book, self.readiness.started.is_set(), since)
+        # a controller is ready once its quiet start is over: until then a replica that
+        # already serves may not have beaten yet, and would show as starting
+        learning = self.adoption is not None and self.adoption.quiet()
+        return reports.snapshot(self.book, self.readiness.started.is_set() and not learning, since)
