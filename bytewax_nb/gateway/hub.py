@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 import time
 from collections.abc import Sequence
 from typing import Any, cast
@@ -51,7 +50,7 @@ from ..model.protocol import (
     routes_from,
     routes_to,
 )
-from ..model.settings import HEARTBEAT, HTTP_CORE
+from ..model.settings import HEARTBEAT
 from ..model.spec import GatewaySpec
 from ..model.terms import Contract
 from .http import GatewayApp
@@ -107,7 +106,6 @@ class Hub:
         self._last_stats: HubStats | None = None
         self.contracts: dict[str, Contract] = dict(config.get("contracts", {}))
         self.model_servers: dict[int, Any] = {}  # gRPC port -> its ModelServer (grpcserver)
-        self.granian: list[Any] = []  # the bench's experiment (rsgi.py)
 
     # -- requests --------------------------------------------------------------------
 
@@ -339,9 +337,6 @@ class Hub:
     async def _serve(self, spec: GatewaySpec) -> None:
         gw = GatewayApp(self, spec)
         gw.promise(self.contracts.get(spec.name))
-        if HTTP_CORE.get() == "granian":  # the bench's experiment: see rsgi.py
-            await self._serve_granian(gw)
-            return
         runner = web.ServerRunner(gw.server(), handle_signals=False)
         await runner.setup()
         port = self.ports.get(spec.name, spec.port)  # a restarted hub keeps its URLs
@@ -354,21 +349,6 @@ class Hub:
         if spec.grpc_port is not None:
             await self._serve_grpc(gw)
         self.drain_s = max(self.drain_s, spec.timeout)
-
-    async def _serve_granian(self, gw: GatewayApp) -> None:
-        from .rsgi import GranianGateway
-
-        spec = gw.spec
-        port = self.ports.get(spec.name, spec.port)
-        if not port:  # Granian binds it itself: a free one, chosen here
-            with socket.socket() as s:
-                s.bind((spec.host, 0))
-                port = s.getsockname()[1]
-        server = GranianGateway(gw)
-        await server.start(spec.host, port)
-        self.ports[spec.name] = port
-        self.gateways[spec.name] = gw
-        self.granian.append(server)
 
     async def _serve_grpc(self, gw: GatewayApp) -> None:
         """Serve `gw` as a model on its gRPC port too (one server per port)."""
@@ -420,8 +400,6 @@ class Hub:
             await runner.cleanup()
         for server in self.model_servers.values():
             await server.stop(1.0)
-        for core in self.granian:
-            await core.stop()
         for fd in fds:
             loop.remove_reader(fd)
         if self.child.stdin_fd is not None:

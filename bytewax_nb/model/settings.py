@@ -18,7 +18,6 @@ __all__ = [
     "DOCKER_NETWORK",
     "ENCRYPT",
     "HEARTBEAT",
-    "HTTP_CORE",
     "OWNER",
     "RUNTIME",
     "SETTINGS",
@@ -110,13 +109,6 @@ HEARTBEAT = Setting(
     "Seconds between a stack's tasks' heartbeats; a task silent for six of them is taken for dead "
     "(what it held is sent elsewhere).",
 )
-HTTP_CORE = Setting(
-    "BYTEWAX_NB_HTTP_CORE",
-    "aiohttp",
-    "An experiment for `bench/bench_protocols.py`: `granian` serves each gateway's call route "
-    "with Granian (RSGI) instead of aiohttp, and nothing else (no streams, `/v2`, `/docs`, "
-    "`/metrics`). Not for serving callers.",
-)
 SETTINGS = (
     RUNTIME,
     BASE_IMAGE,
@@ -129,7 +121,6 @@ SETTINGS = (
     TASK,
     HEARTBEAT,
     DECLARE,
-    HTTP_CORE,
 )
 
 
