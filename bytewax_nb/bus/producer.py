@@ -344,12 +344,17 @@ class Producer:
                 self._guard.drop("unreachable")
         return True
 
-    def read(self, now: float) -> None:
+    def read(self, now: float) -> bool:
         """Take what consumers sent (call when the socket is readable; ZeroMQ's FD is
         edge-triggered: read while EVENTS says so, or the edge is lost): verified, then
-        link traffic to the dispatcher, the rest to `answers`."""
+        link traffic to the dispatcher, the rest to `answers`.
+
+        True when it stopped early with more to read: after a stream's first chunk, so
+        its caller's handler writes it before the chunks made behind it are opened (call
+        again soon: the socket's edge was consumed)."""
         while readable(self.router):
             identity, burst = recv_routed(self.router)
+            first = False
             for frames in burst:
                 msg = self._signer.open(frames)
                 if msg is None:
@@ -357,10 +362,15 @@ class Producer:
                     continue
                 if not self._guard.admit(msg.header, now, identity):
                     continue
-                if self._answers is not None and msg.header.kind in (Kind.RESPONSE, Kind.ERROR, Kind.CHUNK):
+                kind = msg.header.kind
+                if self._answers is not None and kind in (Kind.RESPONSE, Kind.ERROR, Kind.CHUNK):
                     self._answers(msg)
+                    first = first or (kind == Kind.CHUNK and msg.header.chunk == 0)
                 else:
                     self.dispatcher.on_frame(identity, msg.header, msg.payload)
+            if first:
+                return True
+        return False
 
     def tell(self, identity: str, kind: int, rid: str, count: int) -> None:
         """A word to one consumer about one request (a stream's MORE or CANCEL), signed

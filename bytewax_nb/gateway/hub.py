@@ -206,7 +206,8 @@ class Hub:
     # -- sockets ---------------------------------------------------------------------
 
     def _drain_router(self) -> None:
-        self.producer.read(time.time())
+        if self.producer.read(time.time()):  # a stream began: its first chunk is written first
+            self.loop.call_soon(self._drain_router)
 
     def _answer_frame(self, msg: Message) -> None:
         """A bee's answer (or error, or a stream's chunk) to a request: its caller's,
