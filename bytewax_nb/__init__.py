@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .model import errors as _errors
 from .model.version import VERSION as __version__
 
 __all__ = [
@@ -80,6 +81,15 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'bytewax_nb' has no attribute {name!r}")
     return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def _as_in_ipython(text: str) -> str:
+    from .notebook.cells import as_in_ipython  # only when IPython shows a bee's traceback
+
+    return as_in_ipython(text)
+
+
+_errors.RemoteError.name_files = _as_in_ipython
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -91,3 +91,37 @@ def test_kernel_exit_stops_everything_the_notebook_started(
     assert not alive
     if not now:
         assert state.read_all() == []  # a clean exit removes its record
+
+
+def test_a_bee_traceback_names_its_cell_as_ipython_does(tmp_path: Path) -> None:
+    nb = _notebook(
+        "%load_ext bytewax_nb\n%swarm new named --runtime process\n%gateway in\n%gateway api",
+        '%%bee --input in\ndef picky(payload):\n    value = payload["needed"]\n    return value',
+        # a bee written in a plain cell, added by the API
+        "from bytewax_nb import current_swarm\n\ndef strict(p):\n    return 1 / 0\n\n"
+        "current_swarm().bee(strict, input='api')",
+        '%send in {"other": 1}',
+        "current_swarm().request('api', 1)",
+        "from bytewax_nb.notebook.magics import live_output\n"
+        "assert live_output().wait_shown('picky', 'KeyError')",
+        "%swarm stop",
+    )
+    NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
+    picky_cell, strict_cell = nb.cells[1].execution_count, nb.cells[2].execution_count
+    for at, where in (
+        (3, f"Cell In[{picky_cell}], line 2, in picky"),
+        (4, f"Cell In[{strict_cell}], line 4, in strict"),
+    ):
+        (error,) = [o for o in nb.cells[at].outputs if o.output_type == "error"]
+        shown = "\n".join(error.traceback)
+        assert error.ename == "RemoteError" and where in shown, shown
+        assert "ipykernel_" not in shown, shown  # no kernel's file left anywhere in it
+    assert [o for o in nb.cells[5].outputs if o.output_type == "error"] == []
+    (panel,) = [o.data["text/plain"] for o in nb.cells[1].outputs if o.output_type == "display_data"]
+    assert f"Cell In[{picky_cell}], line 2, in picky" in panel and "ipykernel_" not in panel, panel

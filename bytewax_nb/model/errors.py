@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 __all__ = [
     "BadRequest",
@@ -100,7 +101,11 @@ class RemoteError(BytewaxNBError):
             status=status,
         )
 
+    # set by the package in a kernel: a cell's file named as IPython names it (`Cell In[3]`)
+    name_files: ClassVar[Callable[[str], str] | None] = None
+
     def _render_traceback_(self) -> list[str]:
         head = f"RemoteError in bee {self.bee!r} (request {self.request_id}):"
-        lines = self.traceback.rstrip("\n").splitlines() if self.traceback else []
+        text = RemoteError.name_files(self.traceback) if RemoteError.name_files else self.traceback
+        lines = text.rstrip("\n").splitlines() if text else []
         return [head, *lines] if lines else [head, f"{self.ename}: {self.evalue}"]

@@ -13,6 +13,8 @@ from typing import Any
 
 from IPython.display import DisplayHandle, Pretty, display
 
+from .cells import cell_namer, name_cells
+
 __all__ = ["LiveOutput"]
 
 _REFRESH_S = 0.25
@@ -55,6 +57,7 @@ class LiveOutput:
         self._thread: threading.Thread | None = None
         self._shown = threading.Condition()
         self._last_shown: dict[str, str] = {}
+        self._name_of = cell_namer()  # a bee's traceback names its cell as IPython does
 
     def attach(self, bee: str) -> None:
         """Show this bee's output under the cell running now (a re-run moves it here)."""
@@ -71,6 +74,8 @@ class LiveOutput:
             panel = self._panels.get(name) if role == "bee" else None
             if panel is None:
                 return
+            if self._name_of is not None:
+                line = name_cells(line, self._name_of)
             panel.add(f"{name}/{replica} | {line}")
 
     def _refresh(self) -> None:
