@@ -194,7 +194,9 @@ def test_widget_syncs_the_running_graph_with_live_figures(
     swarm = chain(make_swarm).start()
     w, front = open_widget(swarm, recording)
     try:
-        assert front.opened_with["state"]["_model_module"] == "bytewax-nb-widget"
+        # an anywidget: the front-end's module travels in the comm's state, not in an extension
+        state = front.opened_with["state"]
+        assert state["_model_module"] == "anywidget" and "export" in state["_esm"]
         assert w.running and w.swarm == "w"
         assert [(e["source"], e["target"]) for e in w.edges] == [("in", "a"), ("a", "b"), ("b", "c")]
         for i in range(20):

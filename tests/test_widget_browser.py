@@ -1,5 +1,6 @@
-"""The Swarm widget for real: JupyterLab started here, headless Chromium driven by
-Playwright, a notebook that builds a 3-bee swarm, and an edge dragged with the mouse.
+"""The Swarm widget for real: JupyterLab and Notebook 7 started here, headless Chromium
+driven by Playwright, a notebook that builds a 3-bee swarm, and an edge dragged with the
+mouse; and a marimo notebook showing the same widget.
 
 CI runs it (`bash .ci/run` installs Chromium); `--no-browser` skips it locally. A failing
 run leaves a screenshot in `test-artifacts/`.
@@ -97,9 +98,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A JupyterLab server on loopback serving `tmp_path`; stopped with its kernels."""
+@pytest.fixture(params=["lab", "notebook"], ids=["JupyterLab", "Notebook 7"])
+def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A JupyterLab (or Notebook 7) server on loopback serving `tmp_path`; stopped with
+    its kernels. The widget is an anywidget: neither needs an extension of ours for it."""
+    front_end = request.param
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(SETUP),
@@ -118,16 +121,19 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     cmd = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        "jupyterlab" if front_end == "lab" else "notebook",
         "--no-browser",
         "--ip=127.0.0.1",
         f"--port={port}",
         f"--IdentityProvider.token={token}",
         "--allow-root",
         f"--ServerApp.root_dir={tmp_path}",
-        f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
+    if front_end == "lab":
+        cmd += [
+            f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
     log = open(tmp_path / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -143,7 +149,8 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
         wait_until(answers, timeout=60, what="JupyterLab answering")
         assert server.poll() is None, (tmp_path / "jupyterlab.log").read_text()[-3000:]
-        yield f"{base}/lab/tree/widget.ipynb?token={token}", tmp_path
+        where = "lab/tree" if front_end == "lab" else "notebooks"
+        yield f"{base}/{where}/widget.ipynb?token={token}", tmp_path
     finally:
         kids = psutil.Process(server.pid).children(recursive=True) if server.poll() is None else []
         server.terminate()  # shuts its kernels down; a kernel's exit stops its swarm
@@ -253,7 +260,11 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(url)
-            page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\bIdle\b")).wait_for(timeout=90_000)
+            # the kernel idle: Lab's status bar says so, Notebook 7's kernel indicator too
+            idle = page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\bIdle\b"))
+            idle.or_(page.locator(".jp-NotebookKernelStatus-idle, [data-status='idle']")).first.wait_for(
+                timeout=90_000
+            )
             _run_cell(page, 0)
             graph = page.locator(".bxnb-widget")
             for name in ("in", "a", "b", "c"):

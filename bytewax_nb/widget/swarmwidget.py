@@ -1,10 +1,13 @@
-"""The Swarm widget: the kernel side of the live graph (front-end in `labextension/`).
+"""The Swarm widget: the kernel side of the live graph.
 
-It declares synced traits and nothing else the front-end relies on. A daemon thread
-reads the swarm's status about once a second and sets the traits in one
-`hold_sync` message; edits the front-end sends (connect, disconnect, replicas) run
-one at a time on a worker thread through the same `Swarm` methods Python users call,
-and their outcome comes back as `message`.
+An anywidget: its front-end (React Flow, built from `labextension/src` into
+`static/swarm.js`) travels in this package, so every front-end that speaks anywidget
+(JupyterLab, Notebook 7, VS Code, Colab, marimo) draws it, offline. It declares synced
+traits and nothing else the front-end relies on. A daemon thread reads the swarm's
+status about once a second and sets the traits in one `hold_sync` message; edits the
+front-end sends (connect, disconnect, replicas) run one at a time on a worker thread
+through the same `Swarm` methods Python users call, and their outcome comes back as
+`message`.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
-from ipywidgets import DOMWidget
+from anywidget import AnyWidget
 from traitlets import Bool, Dict, List, Unicode
 
 from ..model.errors import BytewaxNBError
 from ..model.spec import Topology
-from ..model.version import VERSION
 from .graph import Rates, bee_detail, describe_edit, graph
 
 
@@ -51,23 +54,18 @@ class Watched(Protocol):
 
 __all__ = ["SwarmWidget"]
 
-MODULE = "bytewax-nb-widget"
-MODULE_VERSION = f"^{VERSION}"
+_STATIC = Path(__file__).parent / "static"  # built by `npm run build:widget` (pip install does it)
 _INTERVAL = 1.0
 _EDITS = ("connect", "disconnect", "replicas", "remove")
 _SAY_AFTER = 3  # failed refreshes in a row before the widget shows the error
 _ONE_PER_SWARM: weakref.WeakKeyDictionary[Watched, SwarmWidget] = weakref.WeakKeyDictionary()
 
 
-class SwarmWidget(DOMWidget):  # type: ignore[misc]  # ipywidgets is untyped
+class SwarmWidget(AnyWidget):
     """A live, editable graph of one swarm."""
 
-    _model_name = Unicode("SwarmModel").tag(sync=True)
-    _model_module = Unicode(MODULE).tag(sync=True)
-    _model_module_version = Unicode(MODULE_VERSION).tag(sync=True)
-    _view_name = Unicode("SwarmView").tag(sync=True)
-    _view_module = Unicode(MODULE).tag(sync=True)
-    _view_module_version = Unicode(MODULE_VERSION).tag(sync=True)
+    _esm = _STATIC / "swarm.js"
+    _css = _STATIC / "swarm.css"
 
     swarm = Unicode("").tag(sync=True)
     running = Bool(False).tag(sync=True)
