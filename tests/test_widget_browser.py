@@ -8,6 +8,7 @@ run leaves a screenshot in `test-artifacts/`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import secrets
@@ -329,6 +330,106 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             shot = ARTIFACTS / f"widget-browser-{int(time.time())}.png"
             page.screenshot(path=str(shot), full_page=True)
             shutil.copy(tmp / "jupyterlab.log", ARTIFACTS / "jupyterlab.log")
+            print(f"screenshot of the failure: {shot}")
+            raise
+        finally:
+            browser.close()
+
+
+MARIMO_APP = """\
+import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+    from bytewax_nb import Swarm, SwarmWidget
+
+    swarm = Swarm("marimo", runtime="process", on_log=None)
+    swarm.gateway("in")
+
+    def step(name):
+        def bee(p):
+            return {**p, "path": p["path"] + [name]}
+
+        return bee
+
+    swarm.bee(step("a"), input="in", name="a")
+    swarm.bee(step("b"), input="a", name="b")
+    swarm.bee(step("c"), input="b", name="c")
+    swarm.start()
+    widget = SwarmWidget.of(swarm)
+    widget
+    return swarm, widget
+"""
+
+
+@pytest.fixture
+def marimo_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`marimo run` of a notebook whose cell shows a swarm's widget; stopped with the swarm."""
+    if importlib.util.find_spec("marimo") is None:
+        missing("marimo is not installed", 'pip install -e ".[dev]"', "--no-browser")
+    (tmp_path / "app.py").write_text(MARIMO_APP)
+    port = _free_port()
+    cmd = [sys.executable, "-m", "marimo", "run", "app.py", "--headless", "--host", "127.0.0.1"]
+    log = open(tmp_path / "marimo.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([*cmd, "--port", str(port)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return server.poll() is not None
+
+        wait_until(answers, timeout=60, what="marimo answering")
+        assert server.poll() is None, (tmp_path / "marimo.log").read_text()[-3000:]
+        yield base, tmp_path
+    finally:
+        kids = psutil.Process(server.pid).children(recursive=True) if server.poll() is None else []
+        server.terminate()  # ends its sessions; the swarm stops with them
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        _gone, alive = psutil.wait_procs(kids, timeout=20)
+        for p in alive:
+            p.kill()
+        assert not alive, f"processes left behind by marimo: {alive}"
+
+
+def test_the_widget_draws_and_edits_a_swarm_in_marimo(marimo_app: tuple[str, Path], busy_cpu: None) -> None:
+    sync_playwright = _need_browser()
+    url, tmp = marimo_app
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(url)
+            graph = page.locator(".bxnb-widget")
+            for name in ("in", "a", "b", "c"):
+                graph.locator(f".react-flow__node[data-id='{name}']").wait_for(timeout=90_000)
+            # figures come from the kernel's poller thread: the bees turn ready
+            graph.locator(".react-flow__node[data-id='c'] .bxnb-status", has_text="ready").wait_for(
+                timeout=60_000
+            )
+            assert "not supported in marimo" not in page.content()
+            # an edit goes to the kernel as a message and comes back as the swarm's new graph
+            _drag_edge(page, graph, "in", "c")
+            graph.locator(".bxnb-message", has_text="done: connect in -> c").wait_for(timeout=60_000)
+            graph.locator(".react-flow__edge[data-id='in->c']").wait_for(state="attached", timeout=10_000)
+            graph.locator(".bxnb-frame[data-bees='a b']").wait_for(timeout=30_000)
+        except BaseException:
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / f"widget-marimo-{int(time.time())}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            shutil.copy(tmp / "marimo.log", ARTIFACTS / "marimo.log")
             print(f"screenshot of the failure: {shot}")
             raise
         finally:
