@@ -100,7 +100,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(params=["lab", "notebook"], ids=["JupyterLab", "Notebook 7"])
-def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     """A JupyterLab (or Notebook 7) server on loopback serving `tmp_path`; stopped with
     its kernels. The widget is an anywidget: neither needs an extension of ours for it."""
     front_end = request.param
@@ -151,7 +151,7 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, P
         wait_until(answers, timeout=60, what="JupyterLab answering")
         assert server.poll() is None, (tmp_path / "jupyterlab.log").read_text()[-3000:]
         where = "lab/tree" if front_end == "lab" else "notebooks"
-        yield f"{base}/{where}/widget.ipynb?token={token}", tmp_path
+        yield f"{base}/{where}/widget.ipynb?token={token}", tmp_path, front_end
     finally:
         kids = psutil.Process(server.pid).children(recursive=True) if server.poll() is None else []
         server.terminate()  # shuts its kernels down; a kernel's exit stops its swarm
@@ -231,6 +231,14 @@ def _all_shown(graph: Any, nodes: list[str], edges: list[str]) -> None:
         assert path.get_attribute("d"), f"edge {edge} has no path"
 
 
+def _screenshot(graph: Any, front_end: str) -> None:
+    """The docs' pictures of the widget, from the real front-ends (scripts/screenshots.sh
+    sets the folder)."""
+    folder = os.environ.get("BYTEWAX_NB_SCREENSHOTS")
+    if folder:
+        graph.screenshot(path=str(Path(folder) / f"widget-{front_end}.png"))
+
+
 @pytest.fixture
 def busy_cpu() -> Iterator[None]:
     """Another program keeping every core busy while the test runs (as a user's machine
@@ -243,10 +251,10 @@ def busy_cpu() -> Iterator[None]:
 
 
 def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
-    lab: tuple[str, Path], busy_cpu: None
+    lab: tuple[str, Path, str], busy_cpu: None
 ) -> None:
     sync_playwright = _need_browser()
-    url, tmp = lab
+    url, tmp, front_end = lab
     args = [
         "--no-sandbox",
         "--disable-gpu",
@@ -308,8 +316,7 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             panel.locator(".bxnb-apply").click()
             graph.locator(".bxnb-message", has_text="done: c: 2 replicas").wait_for(timeout=60_000)
             graph.locator(".react-flow__node[data-id='c']", has_text="2/2 replicas").wait_for(timeout=30_000)
-            if os.environ.get("BYTEWAX_NB_SCREENSHOT"):  # for a look at the widget by hand
-                graph.screenshot(path=os.environ["BYTEWAX_NB_SCREENSHOT"])
+            _screenshot(graph, front_end)
 
             # a click on an edge selects it; its panel removes it from the running swarm
             graph.locator(".react-flow__edge[data-id='b->c'] .react-flow__edge-interaction").click()
@@ -425,6 +432,7 @@ def test_the_widget_draws_and_edits_a_swarm_in_marimo(marimo_app: tuple[str, Pat
             graph.locator(".bxnb-message", has_text="done: connect in -> c").wait_for(timeout=60_000)
             graph.locator(".react-flow__edge[data-id='in->c']").wait_for(state="attached", timeout=10_000)
             graph.locator(".bxnb-frame[data-bees='a b']").wait_for(timeout=30_000)
+            _screenshot(graph, "marimo")
         except BaseException:
             ARTIFACTS.mkdir(exist_ok=True)
             shot = ARTIFACTS / f"widget-marimo-{int(time.time())}.png"
