@@ -16,7 +16,8 @@ from prometheus_client import generate_latest
 from bytewax_nb import Swarm, SwarmWidget
 from bytewax_nb.gateway.metrics import GatewayMetrics, HubMetrics
 from bytewax_nb.model.spec import BeeSpec, GatewaySpec, Topology
-from bytewax_nb.widget.graph import Rates, bee_detail, graph
+from bytewax_nb.widget.graph import Errors, Rates, bee_detail, graph
+from bytewax_nb.widget.history import History
 
 
 class RecordingComm:
@@ -139,10 +140,11 @@ def test_graph_lists_nodes_edges_and_figures_of_a_snapshot() -> None:
     }
     assert by["a"]["rate"] == 10.0 and by["a"]["errors"] == 1 and by["a"]["p50_ms"] == 0.25
     assert by["j"]["status"] == "redeploying" and by["j"]["wanted"] == 2 and by["j"]["join"] is True
+    # an edge's rate: what its one-input bee handles, else what its producer sends
     assert edges == [
-        {"source": "in", "target": "a", "join": False},
-        {"source": "in", "target": "j", "join": True},
-        {"source": "a", "target": "j", "join": True},
+        {"source": "in", "target": "a", "join": False, "rate": 10.0},
+        {"source": "in", "target": "j", "join": True, "rate": 20.0},
+        {"source": "a", "target": "j", "join": True, "rate": 10.0},
     ]
     stopped, _ = graph(topo, {"running": False}, Rates(), now=0.0)
     assert {n["status"] for n in stopped} == {"stopped"}
@@ -176,12 +178,52 @@ def test_each_gateway_serves_only_its_own_counters_and_the_bees_it_reaches() -> 
     }
 
 
-def test_bee_detail_keeps_the_tail_of_the_log_and_the_last_error() -> None:
+def test_bee_detail_keeps_the_tail_of_the_log_the_errors_and_the_replicas() -> None:
     err = {"type": "KeyError", "message": "'x'", "traceback": "Traceback...", "request_id": "r1", "time": 1}
-    detail = bee_detail("a", {"bees": {"a": {"last_error": err}}}, [f"line {i}" for i in range(100)])
+    replicas = [{"replica": 0, "pid": 11, "state": "up", "handled": 5, "queued": 1, "p50_ms": 0.1}]
+    status = {"bees": {"a": {"last_error": err, "replicas": replicas}}}
+    detail = bee_detail("a", status, [f"line {i}" for i in range(100)], [])
     assert detail["lines"][0] == "line 60" and len(detail["lines"]) == 40
-    assert detail["last_error"] == {k: str(err[k]) for k in ("type", "message", "traceback", "request_id")}
-    assert bee_detail("a", {}, [])["last_error"] is None
+    assert detail["last_error"] == {
+        **{k: str(err[k]) for k in ("type", "message", "traceback", "request_id")},
+        "time": 1.0,
+    }
+    assert detail["replicas"] == [{"replica": 0, "pid": 11, "state": "up", "handled": 5, "queued": 1}]
+    assert bee_detail("a", {}, [], [])["last_error"] is None
+
+
+def test_recent_errors_are_each_kept_once_newest_first_and_bounded() -> None:
+    errors = Errors(keep=3)
+    for t in range(5):
+        for _ in range(2):  # the same last error read twice: kept once
+            errors.note(
+                {
+                    "bees": {
+                        "a": {"last_error": {"type": "E", "message": str(t), "time": t, "request_id": "r"}}
+                    }
+                }
+            )
+    assert [e["message"] for e in errors.of("a")] == ["4", "3", "2"]
+    assert errors.of("b") == []
+
+
+def test_history_keeps_the_last_samples_of_each_node_and_forgets_removed_ones() -> None:
+    history = History(samples=4)
+    gw = {"id": "in", "kind": "gateway", "rps": 0.0, "errors": 0}
+    bee = {"id": "a", "kind": "bee", "rate": 0.0, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0}
+    for t in range(6):
+        history.add([{**gw, "rps": float(t), "errors": 2 * t}, {**bee, "rate": float(t)}], now=100.0 + t)  # type: ignore[list-item]
+    assert history.of("in") == {
+        "ago": [3.0, 2.0, 1.0, 0.0],
+        "rate": [2.0, 3.0, 4.0, 5.0],
+        "p50": [0.0] * 4,
+        "p99": [0.0] * 4,
+        "errors": [2.0] * 4,  # two more errors each second
+    }
+    a = history.of("a")
+    assert a is not None and a["p99"] == [2.0] * 4 and a["rate"] == [2.0, 3.0, 4.0, 5.0]
+    history.add([gw], now=107.0)  # type: ignore[list-item]  # bee a left the graph
+    assert history.of("a") is None and history.of("in") is not None
 
 
 # -- live: a recording comm in front, real processes behind ---------------------------
@@ -225,7 +267,7 @@ def test_front_end_edits_change_the_running_swarm_and_leave_other_bees_alone(
         front.edit(type="connect", source="in", target="c")
         wait_until(lambda: w.message.get("text") == "done: connect in -> c", what="connect applied")
         assert swarm.topology.bees["c"].inputs == ("b", "in")
-        assert {"source": "in", "target": "c", "join": False} in w.edges
+        assert ("in", "c") in {(e["source"], e["target"]) for e in w.edges}
         swarm.request("in", {"n": 7, "path": []})
         wait_until(lambda: any("c saw gateway 7" in x for x in swarm.logs("c")), what="the new edge used")
         assert {b: pids(swarm, b) for b in ("a", "b")} == before  # untouched bees kept running
@@ -299,7 +341,7 @@ def test_changes_from_python_appear_in_the_widget(
     w, _ = open_widget(swarm, recording)
     try:
         swarm.connect("a", "c")
-        wait_until(lambda: {"source": "a", "target": "c", "join": False} in w.edges, what="edge in widget")
+        wait_until(lambda: ("a", "c") in {(e["source"], e["target"]) for e in w.edges}, what="edge in widget")
         swarm.bee(_path("d"), input="c", name="d")
         wait_until(lambda: any(n["id"] == "d" for n in w.nodes), what="new bee in widget")
         swarm.stop()
@@ -333,6 +375,14 @@ def test_clicking_a_bee_shows_its_logs_and_last_error(
         )
         assert detail["last_error"]["type"] == "KeyError"
         assert 'str(p["must"])' in detail["last_error"]["traceback"]
+        assert [e["type"] for e in detail["errors"]] == ["KeyError"]
+        assert [(r["replica"], r["state"]) for r in detail["replicas"]] == [(0, "up")]
+        assert detail["replicas"][0]["handled"] >= 1
+        # the node's last minutes, for its sparklines: a sample a refresh, bounded
+        hist = wait_until(
+            lambda: (h := w.detail.get("history")) and len(h["ago"]) >= 2 and h, what="the bee's last minutes"
+        )
+        assert set(hist) == {"ago", "rate", "p50", "p99", "errors"} and hist["ago"][-1] == 0.0
         assert any("picky got {'must': 'ok'}" in line for line in detail["lines"])
         assert node(w, "picky")["errors"] == 1
     finally:
@@ -398,6 +448,14 @@ def test_the_front_ends_types_are_made_from_the_kernels() -> None:
         kind = state.GatewayNode if node["kind"] == "gateway" else state.BeeNode
         assert set(node) == set(kind.__annotations__), node
     assert all(set(e) == set(state.SwarmEdge.__annotations__) for e in edges)
-    detail = bee_detail("b", {"bees": {"b": {"last_error": {"type": "E", "message": "m"}}}}, ["x"])
+    bees = {"b": {"last_error": {"type": "E", "message": "m"}, "replicas": [{"replica": 0, "pid": 1}]}}
+    errors = Errors()
+    errors.note({"bees": bees})
+    history = History()
+    history.add(nodes, now=1.0)
+    detail = bee_detail("b", {"bees": bees}, ["x"], errors.of("b"), history.of("b"))
     assert set(detail) == set(state.BeeDetail.__annotations__)
     assert set(detail["last_error"] or {}) == set(state.LastError.__annotations__)
+    assert all(set(e) == set(state.LastError.__annotations__) for e in detail["errors"])
+    assert all(set(r) == set(state.ReplicaInfo.__annotations__) for r in detail["replicas"])
+    assert set(detail["history"] or {}) == set(state.NodeHistory.__annotations__)

@@ -173,7 +173,11 @@ def _run_cell(page: Any, index: int) -> Any:
 
     cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
     prompt = cell.locator(".jp-InputPrompt")
+    ask = page.locator(".jp-Dialog", has_text="Select Kernel")
     for _ in range(4):
+        if ask.is_visible():  # JupyterLab may ask which kernel to start even once idle
+            ask.locator("button.jp-mod-accept").click()
+            ask.wait_for(state="detached", timeout=30_000)
         prompt.click()
         page.locator("[data-command='notebook:run-cell-and-select-next']").first.click()
         try:
@@ -269,11 +273,12 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(url)
-            # the kernel idle: Lab's status bar says so, Notebook 7's kernel indicator too
+            # the kernel idle: Lab's status bar says so, Notebook 7's kernel indicator too;
+            # or JupyterLab asks which kernel to start (the notebook's: accepted)
             idle = page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\bIdle\b"))
-            idle.or_(page.locator(".jp-NotebookKernelStatus-idle, [data-status='idle']")).first.wait_for(
-                timeout=90_000
-            )
+            idle = idle.or_(page.locator(".jp-NotebookKernelStatus-idle, [data-status='idle']"))
+            ask = page.locator(".jp-Dialog", has_text="Select Kernel")
+            idle.or_(ask).first.wait_for(timeout=90_000)  # _run_cell answers the question
             _run_cell(page, 0)
             graph = page.locator(".bxnb-widget")
             for name in ("in", "a", "b", "c"):
@@ -312,10 +317,16 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             graph.locator(".react-flow__node[data-id='c']").click()
             panel = graph.locator(".bxnb-panel[data-panel='bee']")
             panel.locator(".bxnb-logs", has_text="c saw gateway 42").wait_for(timeout=30_000)
+            # its last minutes (rate, p50/p99, errors) as charts, its replicas as a table
+            panel.locator(".bxnb-chart canvas").nth(2).wait_for(timeout=30_000)
+            panel.locator(".bxnb-replica-table tr[data-replica='0']", has_text="handled").wait_for(
+                timeout=30_000
+            )
             panel.locator(".bxnb-replicas").fill("2")
             panel.locator(".bxnb-apply").click()
             graph.locator(".bxnb-message", has_text="done: c: 2 replicas").wait_for(timeout=60_000)
             graph.locator(".react-flow__node[data-id='c']", has_text="2/2 replicas").wait_for(timeout=30_000)
+            panel.locator(".bxnb-replica-table tr[data-replica='1']").wait_for(timeout=30_000)
             _screenshot(graph, front_end)
 
             # a click on an edge selects it; its panel removes it from the running swarm

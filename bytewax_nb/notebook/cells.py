@@ -32,7 +32,7 @@ def cell_namer() -> Callable[[str], str | None] | None:
         from IPython import get_ipython
     except ImportError:
         return None
-    compiler = getattr(get_ipython(), "compile", None)  # type: ignore[no-untyped-call]
+    compiler = getattr(get_ipython(), "compile", None)
     known = getattr(compiler, "_filename_map", None)  # IPython >= 8: file -> execution count
     if not isinstance(known, dict):
         return None

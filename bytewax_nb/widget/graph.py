@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..model.spec import Topology
-from .state import BeeDetail, BeeNode, GatewayNode, LastError, SwarmEdge
+from .state import BeeDetail, BeeNode, GatewayNode, LastError, NodeHistory, ReplicaInfo, SwarmEdge
 
-__all__ = ["Rates", "bee_detail", "describe_edit", "graph"]
+__all__ = ["Errors", "Rates", "bee_detail", "describe_edit", "graph"]
 
 Node = GatewayNode | BeeNode
 _LOG_TAIL = 40
+_KEEP_ERRORS = 10
 
 
 class Rates:
@@ -79,26 +80,96 @@ def graph(
             )
         )
     edges = [
-        SwarmEdge(source=src, target=name, join=spec.join)
+        SwarmEdge(source=src, target=name, join=spec.join, rate=0.0)
         for name, spec in bees.items()
         for src in spec.inputs
     ]
+    _edge_rates(nodes, edges)
     return nodes, edges
 
 
-def bee_detail(bee: str, status: Mapping[str, Any], lines: list[str]) -> BeeDetail:
-    """What a click on a bee opens: its recent log lines and its last error."""
+def _out_rate(n: Node) -> float:
+    return n["rps"] if n["kind"] == "gateway" else n["rate"]
+
+
+def _edge_rates(nodes: list[Node], edges: list[SwarmEdge]) -> None:
+    """Messages a second along each edge. A bee with one input handles exactly what that
+    edge carries; for one with several, its producer's output rate is the best figure
+    there is (a producer sends each output to every bee that reads it)."""
+    by_id = {n["id"]: n for n in nodes}
+    inputs: dict[str, int] = {}
+    for e in edges:
+        inputs[e["target"]] = inputs.get(e["target"], 0) + 1
+    for e in edges:
+        target, source = by_id.get(e["target"]), by_id.get(e["source"])
+        if target is not None and target["kind"] == "bee" and inputs[e["target"]] == 1:
+            e["rate"] = target["rate"]
+        elif source is not None:
+            e["rate"] = _out_rate(source)
+
+
+def _last_error(err: Mapping[str, Any]) -> LastError:
+    return LastError(
+        type=str(err.get("type", "")),
+        message=str(err.get("message", "")),
+        traceback=str(err.get("traceback", "")),
+        request_id=str(err.get("request_id", "")),
+        time=float(err.get("time", 0.0)),
+    )
+
+
+class Errors:
+    """Each bee's recent distinct errors, newest first, a few each (the status holds
+    only the last one; the widget shows what came before it too)."""
+
+    def __init__(self, keep: int = _KEEP_ERRORS) -> None:
+        self._keep = keep
+        self._seen: dict[str, list[LastError]] = {}
+
+    def note(self, status: Mapping[str, Any]) -> None:
+        for bee, st in status.get("bees", {}).items():
+            err = st.get("last_error")
+            if not isinstance(err, Mapping):
+                continue
+            last = _last_error(err)
+            known = self._seen.setdefault(bee, [])
+            if not known or (known[0]["time"], known[0]["request_id"]) != (last["time"], last["request_id"]):
+                known.insert(0, last)
+                del known[self._keep :]
+
+    def of(self, bee: str) -> list[LastError]:
+        return list(self._seen.get(bee, []))
+
+
+def bee_detail(
+    bee: str,
+    status: Mapping[str, Any],
+    lines: list[str],
+    errors: list[LastError],
+    history: NodeHistory | None = None,
+) -> BeeDetail:
+    """What a click on a bee opens: its recent log lines, its recent errors, its replicas
+    and its last minutes."""
     st = status.get("bees", {}).get(bee, {})
     err = st.get("last_error")
-    last = None
-    if isinstance(err, Mapping):
-        last = LastError(
-            type=str(err.get("type", "")),
-            message=str(err.get("message", "")),
-            traceback=str(err.get("traceback", "")),
-            request_id=str(err.get("request_id", "")),
+    replicas = [
+        ReplicaInfo(
+            replica=int(r.get("replica", 0)),
+            pid=r.get("pid"),
+            state=str(r.get("state", "")),
+            handled=int(r.get("handled", 0)),
+            queued=int(r.get("queued", 0)),
         )
-    return BeeDetail(bee=bee, lines=lines[-_LOG_TAIL:], last_error=last)
+        for r in st.get("replicas", [])
+    ]
+    return BeeDetail(
+        bee=bee,
+        lines=lines[-_LOG_TAIL:],
+        last_error=_last_error(err) if isinstance(err, Mapping) else None,
+        errors=errors,
+        replicas=replicas,
+        history=history,
+    )
 
 
 def describe_edit(content: Mapping[str, Any]) -> str:

@@ -22,6 +22,8 @@ __all__ = [
     "GatewayNode",
     "LastError",
     "Message",
+    "NodeHistory",
+    "ReplicaInfo",
     "SwarmEdge",
     "typescript",
 ]
@@ -61,6 +63,17 @@ class SwarmEdge(TypedDict):
     source: str
     target: str
     join: bool
+    rate: float  # messages a second along it
+
+
+class NodeHistory(TypedDict):
+    """A node's last minutes, oldest sample first (`ago`: seconds before the newest)."""
+
+    ago: list[float]
+    rate: list[float]  # requests (gateway) or messages handled (bee) a second
+    p50: list[float]
+    p99: list[float]
+    errors: list[float]  # errors a second
 
 
 class LastError(TypedDict):
@@ -68,14 +81,27 @@ class LastError(TypedDict):
     message: str
     traceback: str
     request_id: str
+    time: float  # epoch seconds
+
+
+class ReplicaInfo(TypedDict):
+    replica: int
+    pid: int | None
+    state: str
+    handled: int
+    queued: int
 
 
 class BeeDetail(TypedDict, total=False):
-    """What a click on a bee opens: its recent lines and its last error."""
+    """What a click on a bee opens: its recent lines, its recent errors (newest first),
+    its replicas and its last minutes."""
 
     bee: str
     lines: list[str]
     last_error: LastError | None
+    errors: list[LastError]
+    replicas: list[ReplicaInfo]
+    history: NodeHistory | None  # its last minutes, for the panel's charts
 
 
 class Message(TypedDict, total=False):
@@ -111,7 +137,7 @@ class RemoveEdit(TypedDict):
 
 Edit = ConnectEdit | DisconnectEdit | ReplicasEdit | RemoveEdit  # what the front-end asks
 
-_INTERFACES = (GatewayNode, BeeNode, SwarmEdge, LastError, BeeDetail, Message)
+_INTERFACES = (GatewayNode, BeeNode, SwarmEdge, NodeHistory, LastError, ReplicaInfo, BeeDetail, Message)
 _EDITS = (ConnectEdit, DisconnectEdit, ReplicasEdit, RemoveEdit)
 
 

@@ -25,7 +25,8 @@ from traitlets import Bool, Dict, List, Unicode
 
 from ..model.errors import BytewaxNBError
 from ..model.spec import Topology
-from .graph import Rates, bee_detail, describe_edit, graph
+from .graph import Errors, Rates, bee_detail, describe_edit, graph
+from .history import History
 
 
 class Watched(Protocol):
@@ -73,7 +74,7 @@ class SwarmWidget(AnyWidget):
     edges = List(Dict()).tag(sync=True)
     message = Dict().tag(sync=True)  # {"text", "level": "info" | "error", "seq"}
     selected = Unicode("").tag(sync=True)  # set by the front-end: the bee clicked
-    detail = Dict().tag(sync=True)  # that bee's log lines and last error
+    detail = Dict().tag(sync=True)  # that bee's log lines, recent errors and replicas
     pending = Unicode("").tag(sync=True)  # the edit being applied, in words
 
     def __init__(self, swarm: Watched, interval: float = _INTERVAL, **kwargs: Any) -> None:
@@ -81,6 +82,8 @@ class SwarmWidget(AnyWidget):
         self._swarm = swarm
         self._interval = interval
         self._rates = Rates()
+        self._history = History()
+        self._errors = Errors()
         self._seq = 0
         self._sync_lock = threading.Lock()  # trait updates come from two threads
         self._refresh_lock = threading.Lock()
@@ -115,11 +118,15 @@ class SwarmWidget(AnyWidget):
     def _refresh(self) -> None:
         swarm = self._swarm
         status = swarm.status(fresh=0.2) if swarm.running else {"running": False}
-        nodes, edges = graph(swarm.topology, status, self._rates, time.monotonic())
+        now = time.monotonic()
+        nodes, edges = graph(swarm.topology, status, self._rates, now)
+        self._history.add(nodes, now)
+        self._errors.note(status)
         selected = self.selected
         detail = None
         if selected in swarm.topology.bees:
-            detail = bee_detail(selected, status, swarm.logs(selected))
+            errors, history = self._errors.of(selected), self._history.of(selected)
+            detail = bee_detail(selected, status, swarm.logs(selected), errors, history)
         with self._sync_lock, self.hold_sync():
             self.running = bool(status.get("running"))
             # traits hold plain dicts: the TypedDicts are what they hold (see `state`)

@@ -48,7 +48,8 @@ import {
   layout,
   structureKey
 } from './graph';
-import type { BeeDetail, Message } from './state';
+import { Chart } from './spark';
+import type { BeeDetail, LastError, Message, NodeHistory } from './state';
 
 /** What the view needs of its synced model. */
 export interface SwarmModelLike {
@@ -75,6 +76,11 @@ function useModel<T>(model: SwarmModelLike, name: string): T {
 
 type BeeData = { node: BeeNode; picked: boolean };
 type GatewayData = { node: GatewayNode; picked: boolean };
+
+const RATE = '#1f6feb';
+const P99 = '#bf8700';
+const P50 = '#2da44e';
+const ERRORS = '#cf222e';
 
 function BeeNodeView({ data }: NodeProps<Node<BeeData>>): JSX.Element {
   const n = data.node;
@@ -159,9 +165,22 @@ function FrameView({ data }: NodeProps<Node<FrameData>>): JSX.Element {
 
 const nodeTypes = { bee: BeeNodeView, gateway: GatewayNodeView, frame: FrameView };
 
+function ErrorItem({ e }: { e: LastError }): JSX.Element {
+  const when = e.time ? new Date(e.time * 1000).toLocaleTimeString() : '';
+  return (
+    <details className="bxnb-error-item">
+      <summary>
+        {when} {e.type}: {e.message}
+      </summary>
+      <pre className="bxnb-error">{e.traceback || '(no traceback)'}</pre>
+    </details>
+  );
+}
+
 function BeePanel(props: {
   bee: BeeNode;
   detail: BeeDetail;
+  history?: NodeHistory;
   edges: SwarmEdge[];
   edit: (e: Edit) => void;
   refuse: (why: string) => void;
@@ -207,12 +226,66 @@ function BeePanel(props: {
       <button className="bxnb-remove-bee" onClick={remove}>
         Remove bee
       </button>
-      <div className="bxnb-subtitle">last error</div>
-      <pre className="bxnb-error">
-        {mine && detail.last_error
-          ? `${detail.last_error.type}: ${detail.last_error.message}\n${detail.last_error.traceback}`
-          : 'none'}
-      </pre>
+      {props.history && props.history.ago.length > 1 ? (
+        <div className="bxnb-charts">
+          <div className="bxnb-subtitle">last minutes</div>
+          <Chart
+            ago={props.history.ago}
+            lines={[{ label: 'msg/s', values: props.history.rate, color: RATE }]}
+            width={300}
+            height={90}
+            axes={true}
+            className="bxnb-chart"
+          />
+          <Chart
+            ago={props.history.ago}
+            lines={[
+              { label: 'p50 ms', values: props.history.p50, color: P50 },
+              { label: 'p99 ms', values: props.history.p99, color: P99 }
+            ]}
+            width={300}
+            height={90}
+            axes={true}
+            className="bxnb-chart"
+          />
+          <Chart
+            ago={props.history.ago}
+            lines={[{ label: 'errors/s', values: props.history.errors, color: ERRORS }]}
+            width={300}
+            height={70}
+            axes={true}
+            className="bxnb-chart"
+          />
+        </div>
+      ) : null}
+      <div className="bxnb-subtitle">replicas</div>
+      <table className="bxnb-replica-table">
+        <tbody>
+          {mine
+            ? (detail.replicas ?? []).map(r => (
+                <tr key={r.replica} data-replica={r.replica}>
+                  <td>#{r.replica}</td>
+                  <td>pid {r.pid ?? '-'}</td>
+                  <td>{r.state}</td>
+                  <td>{r.handled} handled</td>
+                  <td>{r.queued} queued</td>
+                </tr>
+              ))
+            : null}
+        </tbody>
+      </table>
+      <div className="bxnb-subtitle">recent errors</div>
+      <div className="bxnb-errors">
+        {mine && (detail.errors ?? []).length ? (
+          (detail.errors ?? []).map(e => <ErrorItem key={`${e.time}|${e.request_id}`} e={e} />)
+        ) : (
+          <pre className="bxnb-error">
+            {mine && detail.last_error
+              ? `${detail.last_error.type}: ${detail.last_error.message}\n${detail.last_error.traceback}`
+              : 'none'}
+          </pre>
+        )}
+      </div>
       <div className="bxnb-subtitle">recent log lines</div>
       <pre className="bxnb-logs">{mine ? (detail.lines ?? []).join('\n') || '(none yet)' : 'loading...'}</pre>
     </div>
@@ -318,7 +391,7 @@ function SwarmApp({ model }: { model: SwarmModelLike }): JSX.Element {
     id: edgeId(e),
     source: e.source,
     target: e.target,
-    label: e.join ? 'join' : undefined,
+    label: e.join ? `join ${formatRate(e.rate)}` : e.rate > 0 ? formatRate(e.rate) : undefined,
     className: e.join ? 'bxnb-join' : undefined,
     selected: edgeId(e) === pickedEdge,
     markerEnd: { type: MarkerType.ArrowClosed }
@@ -387,7 +460,14 @@ function SwarmApp({ model }: { model: SwarmModelLike }): JSX.Element {
         {edge ? (
           <EdgePanel edge={edge} remove={() => removeEdge(edge)} />
         ) : bee ? (
-          <BeePanel bee={bee} detail={detail} edges={edges} edit={edit} refuse={setRefusal} />
+          <BeePanel
+            bee={bee}
+            detail={detail}
+            history={detail.bee === bee.id ? (detail.history ?? undefined) : undefined}
+            edges={edges}
+            edit={edit}
+            refuse={setRefusal}
+          />
         ) : null}
       </div>
     </div>

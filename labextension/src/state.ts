@@ -35,6 +35,15 @@ export interface SwarmEdge {
   source: string;
   target: string;
   join: boolean;
+  rate: number;
+}
+
+export interface NodeHistory {
+  ago: number[];
+  rate: number[];
+  p50: number[];
+  p99: number[];
+  errors: number[];
 }
 
 export interface LastError {
@@ -42,12 +51,24 @@ export interface LastError {
   message: string;
   traceback: string;
   request_id: string;
+  time: number;
+}
+
+export interface ReplicaInfo {
+  replica: number;
+  pid: number | null;
+  state: string;
+  handled: number;
+  queued: number;
 }
 
 export interface BeeDetail {
   bee?: string;
   lines?: string[];
   last_error?: LastError | null;
+  errors?: LastError[];
+  replicas?: ReplicaInfo[];
+  history?: NodeHistory | null;
 }
 
 export interface Message {
