@@ -194,17 +194,19 @@ def test_bee_detail_keeps_the_tail_of_the_log_the_errors_and_the_replicas() -> N
 
 def test_recent_errors_are_each_kept_once_newest_first_and_bounded() -> None:
     errors = Errors(keep=3)
+
+    def seen(t: int) -> dict[str, Any]:
+        err = {"type": "E", "message": str(t), "time": t, "request_id": f"r{t}"}
+        return {"running": True, "bees": {"a": {"last_error": err}, "b": {}}}
+
     for t in range(5):
         for _ in range(2):  # the same last error read twice: kept once
-            errors.note(
-                {
-                    "bees": {
-                        "a": {"last_error": {"type": "E", "message": str(t), "time": t, "request_id": "r"}}
-                    }
-                }
-            )
+            errors.note(seen(t))
+    errors.note(seen(3))  # an older error again (its newer one's replica died): not kept twice
     assert [e["message"] for e in errors.of("a")] == ["4", "3", "2"]
     assert errors.of("b") == []
+    errors.note({"running": True, "bees": {"b": {}}})  # bee a was removed: its errors go
+    assert errors.of("a") == []
 
 
 def test_history_keeps_the_last_samples_of_each_node_and_forgets_removed_ones() -> None:

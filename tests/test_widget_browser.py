@@ -8,6 +8,7 @@ run leaves a screenshot in `test-artifacts/`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -99,6 +100,41 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def _server(cmd: list[str], folder: Path, health: str, env: dict[str, str] | None = None) -> Iterator[None]:
+    """A front-end's server started in `folder` (its log there), up once `health`
+    answers 200; stopped at the end with everything it started (kernels, swarms)."""
+    import urllib.request
+
+    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(health, timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return server.poll() is not None  # died: fail below with its log
+
+        wait_until(answers, timeout=60, what=f"{cmd[2]} answering")
+        assert server.poll() is None, (folder / "server.log").read_text()[-3000:]
+        yield
+    finally:
+        kids = psutil.Process(server.pid).children(recursive=True) if server.poll() is None else []
+        server.terminate()  # shuts its kernels down; a kernel's exit stops its swarm
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        _gone, alive = psutil.wait_procs(kids, timeout=20)
+        for p in alive:
+            p.kill()
+        assert not alive, f"processes left behind by {cmd[2]}: {alive}"
+
+
 @pytest.fixture(params=["lab", "notebook"], ids=["JupyterLab", "Notebook 7"])
 def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     """A JupyterLab (or Notebook 7) server on loopback serving `tmp_path`; stopped with
@@ -135,36 +171,10 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, P
             f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         ]
-    log = open(tmp_path / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
-    try:
-        import urllib.request
-
-        def answers() -> bool:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
-                    return r.status == 200
-            except OSError:
-                return server.poll() is not None  # died: fail below with its log
-
-        wait_until(answers, timeout=60, what="JupyterLab answering")
-        assert server.poll() is None, (tmp_path / "jupyterlab.log").read_text()[-3000:]
+    with _server(cmd, tmp_path, f"{base}/api/status?token={token}", env):
         where = "lab/tree" if front_end == "lab" else "notebooks"
         yield f"{base}/{where}/widget.ipynb?token={token}", tmp_path, front_end
-    finally:
-        kids = psutil.Process(server.pid).children(recursive=True) if server.poll() is None else []
-        server.terminate()  # shuts its kernels down; a kernel's exit stops its swarm
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-        _gone, alive = psutil.wait_procs(kids, timeout=20)
-        for p in alive:
-            p.kill()
-        assert not alive, f"processes left behind by the kernel: {alive}"
 
 
 def _run_cell(page: Any, index: int) -> Any:
@@ -347,7 +357,7 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             ARTIFACTS.mkdir(exist_ok=True)
             shot = ARTIFACTS / f"widget-browser-{int(time.time())}.png"
             page.screenshot(path=str(shot), full_page=True)
-            shutil.copy(tmp / "jupyterlab.log", ARTIFACTS / "jupyterlab.log")
+            shutil.copy(tmp / "server.log", ARTIFACTS / f"{front_end}.log")
             print(f"screenshot of the failure: {shot}")
             raise
         finally:
@@ -391,35 +401,9 @@ def marimo_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     (tmp_path / "app.py").write_text(MARIMO_APP)
     port = _free_port()
     cmd = [sys.executable, "-m", "marimo", "run", "app.py", "--headless", "--host", "127.0.0.1"]
-    log = open(tmp_path / "marimo.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen([*cmd, "--port", str(port)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
-        import urllib.request
-
-        def answers() -> bool:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    return r.status == 200
-            except OSError:
-                return server.poll() is not None
-
-        wait_until(answers, timeout=60, what="marimo answering")
-        assert server.poll() is None, (tmp_path / "marimo.log").read_text()[-3000:]
+    with _server([*cmd, "--port", str(port)], tmp_path, f"{base}/health"):
         yield base, tmp_path
-    finally:
-        kids = psutil.Process(server.pid).children(recursive=True) if server.poll() is None else []
-        server.terminate()  # ends its sessions; the swarm stops with them
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-        _gone, alive = psutil.wait_procs(kids, timeout=20)
-        for p in alive:
-            p.kill()
-        assert not alive, f"processes left behind by marimo: {alive}"
 
 
 def test_the_widget_draws_and_edits_a_swarm_in_marimo(marimo_app: tuple[str, Path], busy_cpu: None) -> None:
@@ -448,7 +432,7 @@ def test_the_widget_draws_and_edits_a_swarm_in_marimo(marimo_app: tuple[str, Pat
             ARTIFACTS.mkdir(exist_ok=True)
             shot = ARTIFACTS / f"widget-marimo-{int(time.time())}.png"
             page.screenshot(path=str(shot), full_page=True)
-            shutil.copy(tmp / "marimo.log", ARTIFACTS / "marimo.log")
+            shutil.copy(tmp / "server.log", ARTIFACTS / "marimo.log")
             print(f"screenshot of the failure: {shot}")
             raise
         finally:

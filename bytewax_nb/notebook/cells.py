@@ -33,13 +33,13 @@ def cell_namer() -> Callable[[str], str | None] | None:
     except ImportError:
         return None
     compiler = getattr(get_ipython(), "compile", None)
-    known = getattr(compiler, "_filename_map", None)  # IPython >= 8: file -> execution count
-    if not isinstance(known, dict):
+    label = getattr(compiler, "format_code_name", None)  # IPython >= 8: ("Cell", "In[3]")
+    if label is None:
         return None
 
     def name_of(filename: str) -> str | None:
-        count = known.get(filename)
-        return None if count is None else f"Cell In[{count}]"
+        said = label(filename)
+        return f"{said[0]} {said[1]}" if said else None
 
     return name_of
 

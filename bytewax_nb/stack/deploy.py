@@ -266,9 +266,8 @@ def undeploy(stack: str, timeout: float = 60.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:  # the engine removes tasks and networks in the background
         bus = f"{stack}_{BUS}"  # listed by name too: it outlives its label for a moment
-        containers = client.containers.list(all=True, filters=label)
-        _remove_ended(containers)
-        left = [*containers, *client.networks.list(filters=label)]
+        containers = client.containers.list(all=True, filters=label, sparse=True, ignore_removed=True)
+        left = [*_remove_ended(containers), *client.networks.list(filters=label)]
         left += [n for n in client.networks.list(names=[bus]) if n.name == bus]
         if not left:
             break
@@ -284,13 +283,17 @@ def undeploy(stack: str, timeout: float = 60.0) -> list[str]:
     return removed
 
 
-def _remove_ended(containers: list[Any]) -> None:
-    """Containers of ended tasks: with their service gone nothing needs them, and a
-    busy engine's task reaper can take a minute to get to them."""
+def _remove_ended(containers: list[Any]) -> list[Any]:
+    """Remove the containers of ended tasks (with their service gone nothing needs them,
+    and the engine's task reaper can leave them for good); those still running."""
+    running = []
     for c in containers:
         if c.status in ("exited", "dead", "created"):
             with contextlib.suppress(Exception):  # the reaper got there first
                 c.remove(force=True)
+        else:
+            running.append(c)
+    return running
 
 
 def export(

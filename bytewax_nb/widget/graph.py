@@ -119,21 +119,28 @@ def _last_error(err: Mapping[str, Any]) -> LastError:
 
 
 class Errors:
-    """Each bee's recent distinct errors, newest first, a few each (the status holds
-    only the last one; the widget shows what came before it too)."""
+    """Each bee's recent errors, newest first, a few each: the status holds only the
+    last one, so this keeps the last error seen at each refresh (errors between two
+    refreshes show as the newest of them)."""
 
     def __init__(self, keep: int = _KEEP_ERRORS) -> None:
         self._keep = keep
         self._seen: dict[str, list[LastError]] = {}
 
     def note(self, status: Mapping[str, Any]) -> None:
-        for bee, st in status.get("bees", {}).items():
+        """Keep each bee's last error if it is newer than what is kept (a replica that
+        died takes its newer error with it: an older one shows as last again)."""
+        bees = status.get("bees", {})
+        if status.get("running"):
+            for gone in set(self._seen) - set(bees):  # a bee added again starts afresh
+                del self._seen[gone]
+        for bee, st in bees.items():
             err = st.get("last_error")
             if not isinstance(err, Mapping):
                 continue
             last = _last_error(err)
             known = self._seen.setdefault(bee, [])
-            if not known or (known[0]["time"], known[0]["request_id"]) != (last["time"], last["request_id"]):
+            if not known or last["time"] > known[0]["time"]:
                 known.insert(0, last)
                 del known[self._keep :]
 

@@ -56,6 +56,10 @@ class Watched(Protocol):
 __all__ = ["SwarmWidget"]
 
 _STATIC = Path(__file__).parent / "static"  # built by `npm run build:widget` (pip install does it)
+# a checkout whose front-end was never built still imports (and says so where it draws)
+_NOT_BUILT = """export default { render({ el }) {
+  el.textContent = "bytewax-nb: the widget's front-end was not built (pip install -e . builds it; needs npm)";
+} };"""
 _INTERVAL = 1.0
 _EDITS = ("connect", "disconnect", "replicas", "remove")
 _SAY_AFTER = 3  # failed refreshes in a row before the widget shows the error
@@ -65,8 +69,8 @@ _ONE_PER_SWARM: weakref.WeakKeyDictionary[Watched, SwarmWidget] = weakref.WeakKe
 class SwarmWidget(AnyWidget):
     """A live, editable graph of one swarm."""
 
-    _esm = _STATIC / "swarm.js"
-    _css = _STATIC / "swarm.css"
+    _esm = _STATIC / "swarm.js" if (_STATIC / "swarm.js").exists() else _NOT_BUILT
+    _css = _STATIC / "swarm.css" if (_STATIC / "swarm.css").exists() else ""
 
     swarm = Unicode("").tag(sync=True)
     running = Bool(False).tag(sync=True)

@@ -48,7 +48,7 @@ import {
   layout,
   structureKey
 } from './graph';
-import { Chart } from './spark';
+import { Chart, Line } from './spark';
 import type { BeeDetail, LastError, Message, NodeHistory } from './state';
 
 /** What the view needs of its synced model. */
@@ -67,6 +67,7 @@ function useModel<T>(model: SwarmModelLike, name: string): T {
   useEffect(() => {
     const update = (): void => setValue(model.get(name) as T);
     model.on(`change:${name}`, update);
+    update(); // a change between the first render and this subscription
     return () => {
       model.off(`change:${name}`, update);
     };
@@ -165,6 +166,28 @@ function FrameView({ data }: NodeProps<Node<FrameData>>): JSX.Element {
 
 const nodeTypes = { bee: BeeNodeView, gateway: GatewayNodeView, frame: FrameView };
 
+/** An edge's label: its rate when it carries anything, and whether it feeds a join
+ * (an edge saved by an earlier version has no rate). */
+function edgeLabel(e: SwarmEdge): string | undefined {
+  const rate = e.rate ?? 0;
+  if (e.join) {
+    return rate > 0 ? `join ${formatRate(rate)}` : 'join';
+  }
+  return rate > 0 ? formatRate(rate) : undefined;
+}
+
+/** The panel's charts of a bee's last minutes: rate, latency, errors. */
+function panelCharts(h: NodeHistory): Line[][] {
+  return [
+    [{ label: 'msg/s', values: h.rate, color: RATE }],
+    [
+      { label: 'p50 ms', values: h.p50, color: P50 },
+      { label: 'p99 ms', values: h.p99, color: P99 }
+    ],
+    [{ label: 'errors/s', values: h.errors, color: ERRORS }]
+  ];
+}
+
 function ErrorItem({ e }: { e: LastError }): JSX.Element {
   const when = e.time ? new Date(e.time * 1000).toLocaleTimeString() : '';
   return (
@@ -229,33 +252,17 @@ function BeePanel(props: {
       {props.history && props.history.ago.length > 1 ? (
         <div className="bxnb-charts">
           <div className="bxnb-subtitle">last minutes</div>
-          <Chart
-            ago={props.history.ago}
-            lines={[{ label: 'msg/s', values: props.history.rate, color: RATE }]}
-            width={300}
-            height={90}
-            axes={true}
-            className="bxnb-chart"
-          />
-          <Chart
-            ago={props.history.ago}
-            lines={[
-              { label: 'p50 ms', values: props.history.p50, color: P50 },
-              { label: 'p99 ms', values: props.history.p99, color: P99 }
-            ]}
-            width={300}
-            height={90}
-            axes={true}
-            className="bxnb-chart"
-          />
-          <Chart
-            ago={props.history.ago}
-            lines={[{ label: 'errors/s', values: props.history.errors, color: ERRORS }]}
-            width={300}
-            height={70}
-            axes={true}
-            className="bxnb-chart"
-          />
+          {panelCharts(props.history).map(lines => (
+            <Chart
+              key={lines[0].label}
+              ago={props.history?.ago ?? []}
+              lines={lines}
+              width={300}
+              height={80}
+              axes={true}
+              className="bxnb-chart"
+            />
+          ))}
         </div>
       ) : null}
       <div className="bxnb-subtitle">replicas</div>
@@ -391,7 +398,7 @@ function SwarmApp({ model }: { model: SwarmModelLike }): JSX.Element {
     id: edgeId(e),
     source: e.source,
     target: e.target,
-    label: e.join ? `join ${formatRate(e.rate)}` : e.rate > 0 ? formatRate(e.rate) : undefined,
+    label: edgeLabel(e),
     className: e.join ? 'bxnb-join' : undefined,
     selected: edgeId(e) === pickedEdge,
     markerEnd: { type: MarkerType.ArrowClosed }
