@@ -117,8 +117,18 @@ def test_the_deployed_tutorial_answers_and_serves_its_status(hello: tuple[Any, s
     # the tutorial scaled `hello` to 2 before it was deployed: the service has 2 tasks
     assert services[f"{STACK}_hello"].attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 2
     link = StackLink(STACK)
-    st = wait_until(lambda: (s := link.status()).get("ready") and s, timeout=30, what="the stack's status")
-    assert st["bees"]["hello"]["ready"] == 2 and st["bees"]["goodbye"]["state"] == "ready"
+
+    # the deploy returns once the gateway answers; a bee is "ready" in the status once its
+    # replicas are linked to every replica of their producers, which follows within seconds
+    def both_ready() -> dict[str, Any] | None:
+        s = link.status()
+        bees = s.get("bees", {})
+        hello, goodbye = bees.get("hello", {}), bees.get("goodbye", {})
+        ok = s.get("ready") and hello.get("ready") == 2 and goodbye.get("state") == "ready"
+        return s if ok else None
+
+    st = wait_until(both_ready, timeout=60, what="the stack's status: hello 2 ready, goodbye ready")
+    assert st["bees"]["hello"]["state"] == "ready" and st["bees"]["goodbye"]["ready"] == 1
     # the controller's figures reach `/swarm` within a second or so
     wait_until(
         lambda: link.status()["bees"]["goodbye"]["handled"] >= 1, timeout=10, what="the request counted"

@@ -482,12 +482,20 @@ def test_a_process_without_the_swarms_keys_cannot_even_connect(make_swarm: Any, 
             swarm._supervisor.channel.bus_keys.server_public, b"", own.client_public, own.client_secret
         )
         Curve(ctx, wrong).client(eavesdropper)  # knows the server's public key, not the client's
+    # plain text is refused (mechanism mismatch), a stranger's key denied; under load the
+    # server may also drop the connection before the greeting ends: never a handshake
     failed = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL if keys == "none" else zmq.EVENT_HANDSHAKE_FAILED_AUTH
-    monitor = eavesdropper.get_monitor_socket(failed)
+    refused = {failed, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_DISCONNECTED}
+    monitor = eavesdropper.get_monitor_socket()
     eavesdropper.connect(replica.address)
     eavesdropper.send_multipart([b"credit please"])
-    assert monitor.poll(10_000), "no failed handshake"
-    assert recv_monitor_message(monitor)["event"] == failed  # plain text refused; a stranger's key denied
+    seen: list[int] = []
+    deadline = time.monotonic() + 30
+    while not refused & set(seen) and time.monotonic() < deadline:
+        if monitor.poll(1000):
+            seen.append(recv_monitor_message(monitor)["event"])
+    assert refused & set(seen), f"no refused handshake, events {seen}"
+    assert zmq.EVENT_HANDSHAKE_SUCCEEDED not in seen, seen
     assert not eavesdropper.poll(0)  # nothing was ever delivered to it
     eavesdropper.disable_monitor()
     ctx.destroy(linger=0)

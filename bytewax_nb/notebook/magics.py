@@ -52,6 +52,23 @@ def _in_kernel(shell: Any) -> bool:
     return getattr(shell, "kernel", None) is not None
 
 
+def _cell_number(shell: Any) -> int:
+    """The number of the cell running this magic: the one IPython compiled its caller
+    under (IPython 9 has counted the next cell by then, IPython 8 not yet)."""
+    import re
+    import sys
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        said = shell.compile.format_code_name(frame.f_code.co_filename)
+        if said:
+            found = re.fullmatch(r"In\[(\d+)\]", said[1])
+            if found:
+                return int(found.group(1))
+        frame = frame.f_back  # type: ignore[assignment]
+    return int(shell.execution_count)
+
+
 @magics_class
 class SwarmMagics(Magics):
     """The bytewax-nb magics; state lives in the current `Swarm`."""
@@ -243,8 +260,9 @@ class SwarmMagics(Magics):
         defined = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
         if not defined:
             raise BytewaxNBError("a %%bee cell must define a function (def ...)")
-        # a named file in linecache: tracebacks, here and in replicas, show these lines
-        filename = shell.compile.cache(code, shell.execution_count, raw_code=cell)
+        # a named file in linecache: tracebacks, here and in replicas, show these lines,
+        # under the number IPython gave this cell (`Cell In[3]`)
+        filename = shell.compile.cache(code, _cell_number(shell), raw_code=cell)
         exec(compile(code, filename, "exec"), shell.user_ns)
         if len(defined) == 1:
             return shell.user_ns[defined[0]]
