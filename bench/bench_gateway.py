@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from dataclasses import dataclass
+
+from loadgen import free_port, wait_port, wrk
 
 from bytewax_nb import Swarm
 from bytewax_nb.model.settings import ENCRYPT
@@ -45,7 +44,6 @@ _LUA = (
     'wrk.body = \'{"name": "Bee", "x": 1}\'\n'
     'wrk.headers["Content-Type"] = "application/json"\n'
 )
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 @dataclass
@@ -56,39 +54,6 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def _latency(text: str, pct: str) -> float:
-    m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
-    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
-
-
-def _wrk(url: str, concurrency: int, seconds: float, script: str) -> tuple[float, float, float, int]:
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script, url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return rps, _latency(out, "50"), _latency(out, "99"), int(bad.group(1)) if bad else 0
 
 
 def _chain(n: int, fuse: bool = False) -> Swarm:
@@ -121,15 +86,15 @@ def main() -> None:
     results: list[Result] = []
 
     def run(case: str, url: str) -> None:
-        _wrk(url, 8, min(1.0, seconds), script)  # warm-up
+        wrk(url, 8, min(1.0, seconds), script)  # warm-up
         for c in (1, 32):
-            rps, p50, p99, errors = _wrk(url, c, seconds, script)
+            rps, p50, p99, errors = wrk(url, c, seconds, script)
             results.append(Result(case, c, rps, p50, p99, errors))
 
-    port = _free_port()
+    port = free_port()
     echo = subprocess.Popen([sys.executable, "-c", _ECHO, str(port)])
     try:
-        _wait_port(port)
+        wait_port(port)
         run("echo", f"http://127.0.0.1:{port}/gateways/echo")
     finally:
         echo.terminate()

@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +32,7 @@ from collections.abc import Iterator
 
 import aiohttp
 import numpy as np
+from loadgen import free_port, post_script, wait_port, wrk
 
 from bytewax_nb import Swarm, Tensor
 
@@ -73,47 +72,18 @@ _ZMQ_PEER = textwrap.dedent(
         sock.send(sock.recv(copy=False), copy=False)
     """
 )
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def _wrk(url: str, body: str, concurrency: int, seconds: float, tmp: str) -> tuple[float, float, int]:
     """(req/s, p50 ms, non-2xx) of a closed-loop POST load."""
-    script = os.path.join(tmp, "post.lua")
-    with open(script, "w") as f:
-        f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n')
-        f.write('wrk.headers["Content-Type"] = "application/json"\n')
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script, url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    m = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return rps, float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan"), int(bad.group(1)) if bad else 0
+    rps, p50, _p99, bad = wrk(url, concurrency, seconds, post_script(tmp, body))
+    return rps, p50, bad
 
 
 def _server(code: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", code, str(port)])
-    _wait_port(port)
+    wait_port(port)
     return proc, port
 
 
@@ -221,7 +191,7 @@ def _zmq_rate(nbytes: int, seconds: float, curve: bool = False) -> float:
     encrypted with CurveZMQ (as the bus is by default) if `curve`."""
     import zmq
 
-    port = _free_port()
+    port = free_port()
     server_public, server_secret = zmq.curve_keypair()
     extra = [server_secret.decode()] if curve else []
     proc = subprocess.Popen([sys.executable, "-c", _ZMQ_PEER, str(port), *extra])

@@ -13,16 +13,14 @@ widget sends its front-end and their size.
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from typing import Any
 
 import psutil
+from loadgen import post_script, wrk
 
 from bytewax_nb import Swarm, SwarmWidget
 
@@ -41,15 +39,6 @@ def _counting(widget: SwarmWidget) -> dict[str, int]:
     return sent
 
 
-def _wrk(url: str, seconds: float, folder: str) -> subprocess.Popen[str]:
-    script = os.path.join(folder, "post.lua")
-    with open(script, "w") as f:
-        f.write('wrk.method = "POST"\nwrk.body = \'{"n": 1}\'\n')
-        f.write('wrk.headers["Content-Type"] = "application/json"\n')
-    cmd = ["wrk", "-t1", "-c8", f"-d{max(1, round(seconds))}s", "-s", script, url]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-
-
 def measure(seconds: float, load: bool, with_widget: bool) -> dict[str, float]:
     swarm = Swarm("bench-widget", runtime="process", on_log=None)
     swarm.gateway("in")
@@ -66,8 +55,7 @@ def measure(seconds: float, load: bool, with_widget: bool) -> dict[str, float]:
         folder = tempfile.mkdtemp()
         cpu0, t0 = sum(owner.cpu_times()[:2]), time.monotonic()
         if load:
-            out = _wrk(swarm.url("in"), seconds, folder).communicate()[0]
-            rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+            rps = wrk(swarm.url("in"), 8, seconds, post_script(folder, '{"n": 1}'))[0]
         else:
             time.sleep(seconds)  # the measurement's span, not a wait for readiness
             rps = 0.0
