@@ -173,8 +173,24 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, P
         ]
     base = f"http://127.0.0.1:{port}"
     with _server(cmd, tmp_path, f"{base}/api/status?token={token}", env):
+        _start_kernel(base, token, "widget.ipynb")
         where = "lab/tree" if front_end == "lab" else "notebooks"
         yield f"{base}/{where}/widget.ipynb?token={token}", tmp_path, front_end
+
+
+def _start_kernel(base: str, token: str, path: str) -> None:
+    """The notebook's kernel started through the server's REST API before the
+    page opens: the front-end joins that session, instead of racing its own kernel-spec
+    fetch (which, on a busy machine, can end in a "Select Kernel" question). The page's
+    kernel indicator says when it is idle."""
+    import json
+    import urllib.request
+
+    new = {"path": path, "name": path, "type": "notebook", "kernel": {"name": "python3"}}
+    req = urllib.request.Request(f"{base}/api/sessions?token={token}", data=json.dumps(new).encode())
+    with urllib.request.urlopen(req, timeout=30) as r:
+        session = json.loads(r.read())
+    assert session["kernel"]["name"] == "python3", session
 
 
 def _run_cell(page: Any, index: int) -> Any:
@@ -196,6 +212,15 @@ def _run_cell(page: Any, index: int) -> Any:
         except PlaywrightTimeout:
             continue
     raise AssertionError(f"cell {index} never started running")
+
+
+def _drawn_or_failed(graph: Any, cell: Any) -> None:
+    """Wait for the widget's first node, or fail at once with the cell's traceback."""
+    stderr = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+    error = cell.locator(stderr, has_text="Traceback")
+    first = graph.locator(".react-flow__node").first
+    first.or_(error).first.wait_for(timeout=90_000)
+    assert not error.is_visible(), f"the set-up cell failed:\n{error.inner_text()}"
 
 
 def _center(locator: Any) -> tuple[float, float]:
@@ -289,8 +314,9 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             idle = idle.or_(page.locator(".jp-NotebookKernelStatus-idle, [data-status='idle']"))
             ask = page.locator(".jp-Dialog", has_text="Select Kernel")
             idle.or_(ask).first.wait_for(timeout=90_000)  # _run_cell answers the question
-            _run_cell(page, 0)
+            setup = _run_cell(page, 0)
             graph = page.locator(".bxnb-widget")
+            _drawn_or_failed(graph, setup)
             for name in ("in", "a", "b", "c"):
                 graph.locator(f".react-flow__node[data-id='{name}']").wait_for(timeout=90_000)
             c_status = graph.locator(".react-flow__node[data-id='c'] .bxnb-status")
@@ -359,6 +385,12 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             page.screenshot(path=str(shot), full_page=True)
             shutil.copy(tmp / "server.log", ARTIFACTS / f"{front_end}.log")
             print(f"screenshot of the failure: {shot}")
+            # what the page said, in the test's own output (a CI machine's files are gone)
+            for i, text in enumerate(page.locator(".jp-Notebook .jp-Cell .jp-OutputArea").all_inner_texts()):
+                print(f"--- output of cell {i}:\n{text[-2000:]}")
+            for text in page.locator(".jp-Dialog").all_inner_texts():
+                print(f"--- dialog open:\n{text}")
+            print("--- server log (end):\n" + (tmp / "server.log").read_text()[-3000:])
             raise
         finally:
             browser.close()
