@@ -56,9 +56,9 @@ class Result:
     errors: int
 
 
-def _chain(n: int, fuse: bool = False) -> Swarm:
+def _chain(n: int, fuse: bool = False, tracing: bool = False) -> Swarm:
     swarm = Swarm(f"bench{n}", runtime="process", on_log=None, fuse=fuse)
-    swarm.gateway("in")
+    swarm.gateway("in", tracing=tracing)
     src = "in"
     for i in range(n):
         last = i == n - 1
@@ -105,6 +105,11 @@ def main() -> None:
     # the same chain fused (the default): one process per replica, bees called in turn
     with _chain(3, fuse=True) as swarm:
         run("3bee-fused", swarm.url("in"))
+    # tracing on: every request's hops recorded, the slowest and failed kept (no exporter)
+    with _chain(3, fuse=True, tracing=True) as swarm:
+        run("fused-traced", swarm.url("in"))
+    with _chain(3, tracing=True) as swarm:
+        run("3bee-traced", swarm.url("in"))
     # the same 3-bee chain with the bus's CurveZMQ encryption off: what encryption costs
     os.environ[ENCRYPT.name] = "0"
     try:
@@ -123,6 +128,13 @@ def main() -> None:
         print(
             f"{case} / echo: req/s at c=32 {s32.rps / echo32.rps:.0%}, "
             f"p50 at c=1 +{s1.p50_ms - echo1.p50_ms:.3f} ms"
+        )
+    for traced, untraced in (("fused-traced", "3bee-fused"), ("3bee-traced", "swarm-3bee")):
+        on32, off32 = by[(traced, 32)], by[(untraced, 32)]
+        on1, off1 = by[(traced, 1)], by[(untraced, 1)]
+        print(
+            f"tracing on the {untraced}: req/s at c=32 {on32.rps / off32.rps - 1:+.1%}, "
+            f"p50 at c=1 {on1.p50_ms - off1.p50_ms:+.3f} ms"
         )
     plain32, plain1 = by[("3bee-plain", 32)], by[("3bee-plain", 1)]
     enc32, enc1 = by[("swarm-3bee", 32)], by[("swarm-3bee", 1)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -10,10 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .bus.wire import dump_json
-from .model.errors import GatewayError, NotReady, RemoteError, RequestTimeout
+from .bus.wire import TRACE_HEADER, dump_json
+from .model.errors import BytewaxNBError, GatewayError, NotReady, RemoteError, RequestTimeout
+from .model.tracing import TraceRecord
 
-__all__ = ["Answer", "call", "post", "raise_for", "request", "stream", "submit"]
+__all__ = ["Answer", "Traced", "call", "get", "post", "raise_for", "request", "stream", "submit", "traced"]
 
 
 def post(
@@ -149,3 +151,60 @@ def submit(url: str, payload: Any, *, token: str | None = None, timeout: float =
     if status != 202:
         raise_for(status, body, rid)
     return str(body["request_id"])
+
+
+def get(url: str, *, token: str | None = None, timeout: float = 10.0) -> Any:
+    """GET a JSON document from a gateway (GatewayError with its message otherwise)."""
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        raise_for(err.code, json.loads(raw) if raw else None, None)
+    except (TimeoutError, urllib.error.URLError) as exc:
+        raise GatewayError(0, f"cannot reach {url}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Traced:
+    """A request sent with its path traced: its answer (or error) and where its time went."""
+
+    answer: Any
+    error: BytewaxNBError | None  # what the caller would have got instead of an answer
+    trace: TraceRecord
+
+    def waterfall(self, width: int = 48) -> str:
+        """The trace as text: one line per span, a bar where it lies in the request."""
+        total = self.trace["duration_ms"] or 1.0
+        lines = [f"trace {self.trace['trace_id']}  status {self.trace['status']}  {total:.2f} ms"]
+        for s in self.trace["spans"]:
+            start = int(s["start_ms"] / total * width)
+            length = max(1, int(s["duration_ms"] / total * width))
+            who = s["name"] if s["kind"] == "request" else f"{s['bee']}[{s['replica']}] {s['kind']}"
+            bar = " " * start + "#" * min(length, width - start)
+            lines.append(f"{who[:28]:<28} |{bar:<{width}}| {s['duration_ms']:8.3f} ms")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.waterfall()
+
+
+def traced(
+    url: str, base: str, payload: Any, *, token: str | None, timeout: float, headers: dict[str, str]
+) -> Traced:
+    """POST `payload` asking the gateway (as the owner: `headers`) to keep its trace,
+    then read that trace back from `base`/traces."""
+    trace_id = os.urandom(16).hex()
+    answer: Any = None
+    error: BytewaxNBError | None = None
+    try:
+        answer = call(
+            url, payload, token=token, timeout=timeout, headers={**headers, TRACE_HEADER: trace_id}
+        ).value
+    except BytewaxNBError as exc:  # the trace says where it went wrong
+        error = exc
+    record: TraceRecord = get(f"{base}/traces/{trace_id}", token=token)
+    return Traced(answer, error, record)

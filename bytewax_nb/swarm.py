@@ -38,6 +38,7 @@ from .model.spec import (
     Topology,
     check_name,
 )
+from .model.tracing import TraceRecord
 from .runtime.choose import make_launcher, resolve, runtime_unsupported
 from .runtime.progress import BuildProgress
 
@@ -139,6 +140,7 @@ class Swarm:
         tracebacks: bool = False,
         grpc_port: int | None = None,
         cors: str | None = None,
+        tracing: bool = False,
     ) -> GatewaySpec:
         """Add an HTTP gateway; port 0 picks a free one, `token` requires a bearer token.
 
@@ -147,7 +149,9 @@ class Swarm:
         tracebacks go into 500 bodies only with `tracebacks=True` (`swarm.request` always
         gets them). `grpc_port` serves it over the Open Inference Protocol's gRPC
         service too (`pip install 'bytewax-nb[grpc]'`); `cors` lets browser pages of that
-        origin (or "*": any) call it. On a running swarm the hub starts serving it at once.
+        origin (or "*": any) call it. `tracing` records every request's path (the
+        slowest and failed are kept: `swarm.traces()`; exported with the otel extra). On
+        a running swarm the hub starts serving it at once.
         """
         if grpc_port is not None and importlib.util.find_spec("grpc") is None:
             raise TopologyError(f"gateway {name!r}: grpc_port needs gRPC: pip install 'bytewax-nb[grpc]'")
@@ -163,6 +167,7 @@ class Swarm:
             tracebacks,
             grpc_port,
             cors,
+            tracing,
         )
         supervisor = self._live()
         if supervisor is None:
@@ -464,6 +469,29 @@ class Swarm:
         wait = timeout if timeout is not None else spec.timeout + 5
         owner = {TRACEBACK_HEADER: self._require("a request").traceback_token}
         return client.call(self.url(spec.name), payload, token=spec.token, timeout=wait, headers=owner)
+
+    def trace(self, gateway: str | None, payload: Any, *, timeout: float | None = None) -> client.Traced:
+        """Send `payload` as `request` does, with its path traced whatever the gateway's
+        `tracing`: its answer (or the error it met) and where its time went, hop by hop
+        (`print(t)` draws the waterfall)."""
+        spec = self._gateway(gateway)
+        wait = timeout if timeout is not None else spec.timeout + 5
+        owner = {TRACEBACK_HEADER: self._require("a request").traceback_token}
+        url = self.url(spec.name)
+        base = url.rsplit("/gateways/", 1)[0]
+        return client.traced(url, base, payload, token=spec.token, timeout=wait, headers=owner)
+
+    def traces(self) -> dict[str, list[TraceRecord]]:
+        """The traces the gateways keep: the slowest requests of the last minutes and the
+        last failed ones (every request of a gateway with `tracing=True`; see `trace`)."""
+        listing: dict[str, list[TraceRecord]] = {"slow": [], "failed": []}
+        for spec in self._topology.gateways.values():  # each gateway shows its own (its token)
+            base = self.url(spec.name).rsplit("/gateways/", 1)[0]
+            for kind, records in client.get(f"{base}/traces", token=spec.token).items():
+                listing[kind] += records
+        listing["slow"].sort(key=lambda r: -r["duration_ms"])
+        listing["failed"].sort(key=lambda r: -r["start"])
+        return listing
 
     def stream(self, gateway: str | None, payload: Any, *, timeout: float | None = None) -> Iterator[Any]:
         """Send `payload` over HTTP and yield the answer's chunks as they are made (a bee

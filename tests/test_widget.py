@@ -461,3 +461,45 @@ def test_the_front_ends_types_are_made_from_the_kernels() -> None:
     assert all(set(e) == set(state.LastError.__annotations__) for e in detail["errors"])
     assert all(set(r) == set(state.ReplicaInfo.__annotations__) for r in detail["replicas"])
     assert set(detail["history"] or {}) == set(state.NodeHistory.__annotations__)
+
+
+@pytest.mark.slow
+def test_a_test_payload_from_the_widget_comes_back_with_its_answer_and_its_trace(
+    make_swarm: Callable[..., Swarm], recording: list[RecordingComm]
+) -> None:
+    swarm = chain(make_swarm)
+    swarm.gateway("div")
+    swarm.bee(lambda p: 1 / p["n"], input="div", name="inverse")  # a bee that can fail
+    swarm.start()
+    w, front = open_widget(swarm, recording)
+    try:
+        front.edit(type="probe", gateway="in", payload='{"n": 4, "path": []}')
+        wait_until(lambda: w.probe.get("state") == "done", what="the probe answered")
+        assert json.loads(w.probe["answer"]) == ["a", "b", "c"]
+        spans = w.probe["trace"]["spans"]
+        assert [s["bee"] for s in spans if s["kind"] == "running"] == ["a", "b", "c"]
+        assert w.probe["trace"]["status"] == 200 and w.probe["gateway"] == "in"
+        seq = w.probe["seq"]
+
+        # a typing mistake is an answer too: nothing is sent, the kernel does not raise
+        front.edit(type="probe", gateway="in", payload="{oops")
+        wait_until(lambda: w.probe["seq"] > seq and w.probe["state"] == "error", what="bad JSON refused")
+        assert "not JSON" in w.probe["error"] and w.probe["trace"] is None
+        front.edit(type="probe", gateway="in", payload="NaN")
+        wait_until(lambda: "NaN is not a JSON value" in w.probe["error"], what="NaN refused")
+        front.edit(type="probe", gateway="nosuch", payload="{}")
+        wait_until(lambda: "no gateway 'nosuch'" in w.probe["error"], what="unknown gateway refused")
+
+        # a request that fails comes back with its error and the trace of where it failed
+        front.edit(type="probe", gateway="div", payload='{"n": 0}')
+        wait_until(lambda: "ZeroDivisionError" in w.probe["error"], what="the failed probe")
+        assert w.probe["trace"]["status"] == 500
+        assert [s["bee"] for s in w.probe["trace"]["spans"] if s["kind"] == "running"] == ["inverse"]
+
+        front.edit(type="traces")
+        wait_until(lambda: w.kept.get("failed"), what="the kept traces")
+        assert [t["gateway"] for t in w.kept["failed"]] == ["div"]
+        assert {t["gateway"] for t in w.kept["slow"]} == {"in"}
+        assert swarm.request("in", {"n": 2, "path": []}) == ["a", "b", "c"]  # nothing disturbed
+    finally:
+        w.close()

@@ -349,6 +349,22 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             _all_shown(graph, ["in", "a", "b", "c"], ["in->a", "a->b", "b->c", "in->c"])
             assert page.evaluate("window.__bxnbHidden") == 0, "nodes were hidden by a figures update"
 
+            # a click on the gateway opens its panel: a test payload sent traced, and the
+            # waterfall of where its time went; a typing mistake answered there
+            graph.locator(".react-flow__node[data-id='in']").click()
+            gpanel = graph.locator(".bxnb-panel[data-panel='gateway']")
+            gpanel.locator(".bxnb-probe-payload").fill('{"n": 5, "path": []}')
+            gpanel.locator(".bxnb-probe-send").click()
+            gpanel.locator(".bxnb-probe-answer", has_text='"c"').wait_for(timeout=60_000)
+            gpanel.locator(".bxnb-span[data-kind='running'][data-bee='c']").wait_for(timeout=10_000)
+            gpanel.locator(".bxnb-probe-payload").fill("{oops")
+            gpanel.locator(".bxnb-probe-send").click()
+            gpanel.locator(".bxnb-probe-error", has_text="not JSON").wait_for(timeout=30_000)
+            gpanel.locator(".bxnb-kept-load").click()
+            gpanel.locator(".bxnb-kept[data-kept='slowest'] .bxnb-kept-item").first.click(timeout=30_000)
+            gpanel.locator(".bxnb-waterfall .bxnb-span[data-kind='request']").wait_for(timeout=10_000)
+            _screenshot(graph, f"{front_end}-trace")
+
             # a click on a bee opens its panel: its log lines, and its replica count to edit
             graph.locator(".react-flow__node[data-id='c']").click()
             panel = graph.locator(".bxnb-panel[data-panel='bee']")

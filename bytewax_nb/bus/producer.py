@@ -291,6 +291,7 @@ def _copy(h: Header) -> Header:
         h.n_buffers,
         chunk=h.chunk,
         flags=h.flags,
+        trace=h.trace,
     )
 
 

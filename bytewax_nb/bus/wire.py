@@ -36,6 +36,7 @@ from blake3 import blake3
 __all__ = [
     "STREAM_CREDIT",
     "TRACEBACK_HEADER",
+    "TRACE_HEADER",
     "Enc",
     "Flag",
     "Header",
@@ -98,6 +99,7 @@ class Enc:
 # hub tops up (MORE) as its caller takes them
 STREAM_CREDIT = 16
 TRACEBACK_HEADER = "X-Bytewax-Traceback"  # where the owner shows a gateway its traceback token
+TRACE_HEADER = "X-Bytewax-Trace"  # the owner asks for this request's trace, kept by its id
 
 _ID_PREFIX = os.urandom(8).hex()  # per process: ids of a restarted hub never repeat
 _ID_COUNTER = itertools.count()
@@ -170,6 +172,8 @@ class Header:
     dst: str = ""  # the receiving process's identity
     chunk: int = -1  # which chunk of its request's stream this is (-1: no stream)
     flags: int = 0  # `Flag` bits
+    trace: str = ""  # a traced request's trace id and its hops so far ("": not traced; `model.tracing`)
+    received: float = 0.0  # not sent: when this process read it (epoch s; traced only)
 
 
 @dataclass(slots=True)
@@ -248,7 +252,8 @@ class Signer:
     ) -> list[Any]:
         """The frame list for one message, signed (`state`: `over_buffers(buffers)`, if
         already computed)."""
-        names = f"{header.request_id}\0{header.origin}\0{header.sender}\0{header.src}\0{header.dst}".encode()
+        h = header
+        names = f"{h.request_id}\0{h.origin}\0{h.sender}\0{h.src}\0{h.dst}\0{h.trace}".encode()
         fixed = _FIXED.pack(
             header.kind,
             header.enc,
@@ -278,12 +283,14 @@ class Signer:
         try:
             kind, enc, n_buf, t0, deadline, seq, chunk, flags, n_names = _FIXED.unpack_from(f0)
             names_at = _FIXED.size
-            rid, origin, sender, src, dst = f0[names_at : names_at + n_names].decode().split("\0")
+            rid, origin, sender, src, dst, trace = f0[names_at : names_at + n_names].decode().split("\0")
         except (ValueError, UnicodeDecodeError, struct.error):
             return None
         if n_buf != len(buffers):
             return None
-        header = Header(kind, rid, origin, sender, t0, deadline, enc, n_buf, seq, src, dst, chunk, flags)
+        header = Header(
+            kind, rid, origin, sender, t0, deadline, enc, n_buf, seq, src, dst, chunk, flags, trace
+        )
         return Message(header, f0[names_at + n_names : -SIG_LEN], buffers)
 
 

@@ -19,16 +19,18 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..bus.wire import TRACEBACK_HEADER, Kind, new_request_id
+from ..bus.wire import TRACE_HEADER, TRACEBACK_HEADER, Kind, new_request_id
 from ..model.contract import free
 from ..model.protocol import BeeError, SwarmStatus, http_error_body
 from ..model.spec import GatewaySpec
 from ..model.terms import Contract
+from ..model.tracing import TraceContext, parse_traceparent
 from . import apidocs, streaming
 from .checks import RequestCheck
 from .metrics import GatewayMetrics, HubMetrics
 from .openapi import document
 from .streams import Chunked
+from .traces import Traces
 from .v2routes import V2Routes
 from .view import SwarmView
 from .waiting import Reply
@@ -48,8 +50,16 @@ class Serving(Protocol):
 
     def submit(self, gw: GatewayApp, rid: str, body: bytes) -> None: ...
 
+    traces: Traces
+
     async def request(
-        self, gw: GatewayApp, rid: str, body: bytes, tensors: Sequence[Any] | None = None
+        self,
+        gw: GatewayApp,
+        rid: str,
+        body: bytes,
+        tensors: Sequence[Any] | None = None,
+        trace: TraceContext | None = None,
+        asked: bool = False,
     ) -> Reply | Chunked: ...
 
     def took(self, rid: str, stream: Chunked) -> None: ...
@@ -90,6 +100,13 @@ def _json(status: int, body: Any, request_id: str | None = None, **headers: str)
 
 def _error(status: int, message: str, request_id: str | None = None, **extra: Any) -> web.Response:
     return _json(status, {"error": message, "request_id": request_id, **extra}, request_id)
+
+
+def _told(response: web.Response, trace: TraceContext | None) -> web.Response:
+    """A traced request's answer tells its caller the trace (W3C `traceresponse`)."""
+    if trace is not None:
+        response.headers["traceresponse"] = trace.traceparent()
+    return response
 
 
 def _no_constant(name: str) -> Any:
@@ -165,6 +182,10 @@ class GatewayApp:
             return response
         if path.startswith("/v2"):
             return await self.v2.dispatch(request)
+        if path == "/traces" or path.startswith("/traces/"):
+            if method not in ("GET", "HEAD"):
+                return _not_allowed(method, path, "GET, HEAD")
+            return self.traces_view(request, path[len("/traces/") :])
         if path in _GETS or path.startswith(_DOCS):
             if method not in ("GET", "HEAD"):
                 return _not_allowed(method, path, "GET, HEAD")
@@ -184,8 +205,10 @@ class GatewayApp:
         return hmac.compare_digest(given, b"Bearer " + self.token)
 
     def _tracebacks(self, request: web.BaseRequest) -> bool:
-        if self.spec.tracebacks:
-            return True
+        return self.spec.tracebacks or self._owner(request)
+
+    def _owner(self, request: web.BaseRequest) -> bool:
+        """The swarm's owner (the notebook) sent it: it showed the traceback token."""
         given = request.headers.get(TRACEBACK_HEADER)
         return given is not None and hmac.compare_digest(given.encode(), self.hub.traceback_token)
 
@@ -242,6 +265,7 @@ class GatewayApp:
                 response.headers["Retry-After"] = _RETRY_AFTER
             return response
         rid = new_request_id()
+        trace, asked = self._trace(request, rid)
         mode = request.query.get("mode") if request.query_string else None
         if mode not in (None, "submit"):
             return _error(400, f"unknown mode {mode!r}: the one mode is submit")
@@ -249,18 +273,31 @@ class GatewayApp:
             hub.submit(self, rid, body)
             return _json(202, {"request_id": rid}, rid)
         try:
-            answer = await hub.request(self, rid, body)
+            answer = await hub.request(self, rid, body, trace=trace, asked=asked)
         except TimeoutError:
-            return _error(504, f"no response within {self.spec.timeout:g} s", rid)
+            return _told(_error(504, f"no response within {self.spec.timeout:g} s", rid), trace)
         if isinstance(answer, Chunked):
             return await self._stream(request, answer, rid)
         kind, reply, _, _ = answer
         if kind == Kind.RESPONSE:
-            return web.Response(body=reply, content_type=_JSON, headers={"X-Request-Id": rid})
+            return _told(web.Response(body=reply, content_type=_JSON, headers={"X-Request-Id": rid}), trace)
         err: BeeError = json.loads(reply)
         status = err.get("status", 500)
         said = http_error_body(err, rid, tracebacks=self._tracebacks(request))
-        return _json(status if 400 <= status < 600 else 500, said, rid)
+        return _told(_json(status if 400 <= status < 600 else 500, said, rid), trace)
+
+    def _trace(self, request: web.BaseRequest, rid: str) -> tuple[TraceContext | None, bool]:
+        """Whether this request is traced (a tracing gateway, or the owner asking: kept
+        by id), and as which trace: its caller's `traceparent` continued, else its own."""
+        given = request.headers.get(TRACE_HEADER)
+        asked = given is not None and self._owner(request)
+        if not (self.spec.tracing or asked):
+            return None, False
+        if asked and given and len(given) == 32:  # the owner's test call: the id it will look up
+            own = parse_traceparent(f"00-{given}-{'1' * 16}-01")
+            if own is not None:
+                return TraceContext(own.trace_id), True
+        return parse_traceparent(request.headers.get("traceparent")) or TraceContext.new(rid), asked
 
     async def _stream(self, request: web.BaseRequest, stream: Chunked, rid: str) -> web.StreamResponse:
         """A streamed answer, as its caller asked for it (see `streaming`); a caller that
@@ -302,6 +339,20 @@ class GatewayApp:
         if not self._tracebacks(request):
             status = without_tracebacks(status)
         return _json(200, status)
+
+    def traces_view(self, request: web.BaseRequest, trace_id: str) -> web.Response:
+        """This gateway's kept traces (not another's: its token may guard them), or one by id."""
+        if not self.authorized(request):
+            return _error(401, "missing or bad bearer token")
+        traces = self.hub.traces
+        if not trace_id:
+            return _json(200, traces.listing(self.name))
+        kept = traces.find(trace_id.lower(), self.name)
+        if kept is None:
+            return _error(
+                404, f"no trace {trace_id!r} kept here (the slowest, the failed and the asked-for are)"
+            )
+        return _json(200, kept.record())
 
     def metrics_view(self, request: web.BaseRequest) -> web.Response:
         if not self.authorized(request):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from collections.abc import Sequence
@@ -53,11 +54,14 @@ from ..model.protocol import (
 from ..model.settings import HEARTBEAT
 from ..model.spec import GatewaySpec
 from ..model.terms import Contract
+from ..model.tracing import TraceContext
 from .http import GatewayApp
 from .journal import Journal
 from .metrics import HubMetrics
+from .otel import otlp_exporter
 from .streams import Chunked
 from .submits import Submits
+from .traces import Traces
 from .view import SwarmView
 from .waiting import Reply, Waiting
 
@@ -103,6 +107,9 @@ class Hub:
         self.drain_s = max((s.timeout for s in specs), default=5.0)
         self.specs = specs
         self.traceback_token = traceback_token(child.boot.key)
+        self.otlp = otlp_exporter()
+        self.traces = Traces(self.otlp.put if self.otlp else None)
+        self.hops: dict[str, str] = {}  # request id -> its answer's trace, until `_traced` reads it
         self._last_stats: HubStats | None = None
         self.contracts: dict[str, Contract] = dict(config.get("contracts", {}))
         self.model_servers: dict[int, Any] = {}  # gRPC port -> its ModelServer (grpcserver)
@@ -149,11 +156,18 @@ class Hub:
             self.waiting.forget(rid)
 
     async def request(
-        self, gw: GatewayApp, rid: str, body: bytes, tensors: Sequence[Any] | None = None
+        self,
+        gw: GatewayApp,
+        rid: str,
+        body: bytes,
+        tensors: Sequence[Any] | None = None,
+        trace: TraceContext | None = None,
+        asked: bool = False,
     ) -> Reply | Chunked:
         """Publish and wait for the first response (TimeoutError after the timeout): a
         plain answer, or the stream its chunks come in (the caller ends it: `finish`).
-        `tensors`: an inference call, `body` describing the raw tensors given here."""
+        `tensors`: an inference call, `body` describing the raw tensors given here.
+        `trace`: its bees record their times, kept here (`asked`: by id, for the owner)."""
         fut: asyncio.Future[Reply | Chunked] = self.loop.create_future()
         self.waiting.track(rid, gw.name, fut, gw.spec.timeout)
         now = time.time()
@@ -161,14 +175,39 @@ class Hub:
         header = Header(Kind.DATA, rid, gw.name, gw.name, now, now + gw.spec.timeout, enc)
         if tensors is not None:
             header.flags = Flag.TENSOR
+        if trace is None and gw.spec.tracing:  # an inference call (v2, gRPC) through a tracing gateway
+            trace = TraceContext.new(rid)
+        if trace is not None:
+            header.trace = trace.wire()
         self._publish(gw.name, header, body, tensors or ())
         answer: Reply | Chunked | None = None
         try:
             answer = await fut
             return answer
         finally:
+            if trace is not None:
+                self._traced(gw.name, rid, trace, now, answer, asked)
             if not isinstance(answer, Chunked):
                 self.waiting.forget(rid)
+
+    def _traced(
+        self,
+        gateway: str,
+        rid: str,
+        trace: TraceContext,
+        t0: float,
+        answer: Reply | Chunked | None,
+        asked: bool,
+    ) -> None:
+        """A traced request is over (or its stream began): its hops, as its answer brought them."""
+        status, error = 200, ""
+        if answer is None:
+            status, error = 504, "no answer within the gateway's timeout"
+        elif not isinstance(answer, Chunked) and answer[0] == Kind.ERROR:
+            err = json.loads(answer[1])
+            status, error = err.get("status", 500), f"{err.get('type', 'Error')}: {err.get('message', '')}"
+        hops = self.hops.pop(rid, trace.wire())
+        self.traces.add(hops, trace.parent_id, rid, gateway, t0, time.time(), status, error, asked)
 
     def took(self, rid: str, stream: Chunked) -> None:
         """The caller took chunks: its producer may make as many more."""
@@ -215,6 +254,8 @@ class Hub:
         header = msg.header
         if header.kind == Kind.CHUNK:
             if self.waiting.chunk(header.request_id, header.src, header.chunk, header.flags, msg.payload):
+                if header.trace and header.chunk == 0:  # a stream's trace: to its first chunk
+                    self.hops[header.request_id] = header.trace
                 return
             if not header.flags & Flag.END:
                 self.producer.tell(header.src, Kind.CANCEL, header.request_id, 0)
@@ -222,6 +263,8 @@ class Hub:
         else:
             reply = (header.kind, msg.payload, header.sender, msg.buffers)
             answered = self.waiting.answer(header.request_id, reply)
+            if answered and header.trace:  # read by `_traced` once its caller has it
+                self.hops[header.request_id] = header.trace
         if not answered:
             gw = self.gateways.get(header.origin)
             if gw is not None:
@@ -401,6 +444,8 @@ class Hub:
             await runner.cleanup()
         for server in self.model_servers.values():
             await server.stop(1.0)
+        if self.otlp is not None:  # the traces of the last requests, out
+            await asyncio.to_thread(self.otlp.close)
         for fd in fds:
             loop.remove_reader(fd)
         if self.child.stdin_fd is not None:

@@ -58,6 +58,9 @@ class GatewaySpec:
     grpc_port: int | None = None
     # the origin (or "*") whose browser pages may call it (CORS); None: same origin only
     cors: str | None = None
+    # every request's bees record their times: the slowest and failed are kept (GET
+    # /traces), and exported if OpenTelemetry is set up; off, only the owner's test calls
+    tracing: bool = False
 
     def __post_init__(self) -> None:
         check_name("gateway", self.name)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..bus.wire import Header
+from ..model.tracing import merge
 from .stages import Ack
 
 __all__ = ["Batch", "Joins"]
@@ -26,6 +27,7 @@ class Joins:
         self._inputs = tuple(inputs)
         self._done = done
         self.parts: dict[str, tuple[float, dict[str, tuple[Ack, Any]]]] = {}
+        self.traces: dict[str, str] = {}  # a traced request's branches' hops, merged
 
     def __len__(self) -> int:
         return len(self.parts)
@@ -39,15 +41,19 @@ class Joins:
             old, _ = parts[header.sender]
             self._done(old)
         parts[header.sender] = (ack, payload)
+        if header.trace:  # a traced request: the joined call's trace holds every branch's hops
+            self.traces[rid] = header.trace = merge(self.traces.get(rid, ""), header.trace)
         if len(parts) < len(self._inputs):
             return None
         del self.parts[rid]
+        self.traces.pop(rid, None)
         return {src: parts[src][1] for src in self._inputs}, [a for a, _ in parts.values()]
 
     def purge(self, now: float) -> None:
         """Drop joins nobody waits for any more (past their deadline)."""
         stale = [rid for rid, (expires, _) in self.parts.items() if expires < now]
         for rid in stale:
+            self.traces.pop(rid, None)
             for ack, _ in self.parts.pop(rid)[1].values():
                 self._done(ack)  # nobody waits for it: free the producers' windows
 
@@ -57,6 +63,7 @@ class Joins:
             for ack, _ in parts.values():
                 giving_back(ack)
         self.parts.clear()
+        self.traces.clear()
 
 
 class Batch:

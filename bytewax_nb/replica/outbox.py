@@ -57,6 +57,7 @@ class Outbox:
         comes next: the hub when nothing listens to this bee, else the bees that do."""
         if self.sink:
             out = Header(Kind.CHUNK, header.request_id, header.origin, self.topic, header.t0, enc=Enc.JSON)
+            out.trace = header.trace
             self._send_hub(out, chunk, flags, b"")
             return
         marker = self._onward(header)
@@ -68,7 +69,7 @@ class Outbox:
         if header.chunk >= 0 and deadline:
             deadline = time.time() + (deadline - header.t0)
         out = Header(Kind.DATA, header.request_id, header.origin, self.topic, header.t0, deadline)
-        out.chunk, out.flags = header.chunk, header.flags
+        out.chunk, out.flags, out.trace = header.chunk, header.flags, header.trace
         return out
 
     @property
@@ -96,6 +97,7 @@ class Outbox:
             return
         if header.chunk >= 0:
             out = Header(Kind.CHUNK, header.request_id, header.origin, bee, header.t0, enc=Enc.JSON)
+            out.trace = header.trace
             self._send_hub(out, header.chunk, 0, body)
         else:
             self._to_hub(Kind.RESPONSE, header, bee, body)
@@ -107,6 +109,7 @@ class Outbox:
             self.error(header, bee_error(bee, type(exc).__name__, f"bee {bee!r} made no tensors: {exc}"))
             return
         out = Header(Kind.RESPONSE, header.request_id, header.origin, bee, header.t0, enc=Enc.TENSORS)
+        out.trace = header.trace
         self._send_hub(out, -1, 0, dump_json({"outputs": entries}), buffers)
 
     def error(self, header: Header, err: BeeError) -> None:
@@ -116,6 +119,7 @@ class Outbox:
 
     def _to_hub(self, kind: int, header: Header, bee: str, body: bytes) -> None:
         out = Header(kind, header.request_id, header.origin, bee, header.t0, enc=Enc.JSON)
+        out.trace = header.trace
         self._send_hub(out, header.chunk, 0, body)
 
     def _send_hub(

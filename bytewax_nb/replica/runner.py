@@ -74,7 +74,7 @@ class Replica:
         self.outbox = Outbox(router, me, members[-1].name, child.signer, self.intake)
         self.producer = self.outbox.producer
         self.producer.dispatcher.set_routes(routes_from(config["routes"]))
-        self.calls = Calls(members, self.outbox, lambda: self.child.send(Msg.BUSY, Busy()))
+        self.calls = Calls(members, self.outbox, lambda: self.child.send(Msg.BUSY, Busy()), config["replica"])
         self.streams = Streams(self.calls, self._acknowledge)
         self.calls.streams = self.streams
         # who prints: the output of a fused group's bees is marked with their names
@@ -287,6 +287,8 @@ class Replica:
 
     def _on_message(self, link: InLink, msg: Message) -> None:
         header = msg.header
+        if header.trace:
+            header.received = time.time()
         ack = (link, header.seq)
         marker = header.flags & (Flag.END | Flag.SKIP)
         if marker:  # a stream's END or SKIP: on to whoever comes next, no bee called

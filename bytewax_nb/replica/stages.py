@@ -26,6 +26,7 @@ from ..model.invoke import Context, Invoker
 from ..model.protocol import BeeError, CallStyle, bee_error
 from ..model.source import user_traceback
 from ..model.spec import BeeSpec
+from ..model.tracing import add_hop
 from .outbox import Outbox
 
 __all__ = ["Ack", "Calls", "Stage", "Starts"]
@@ -80,7 +81,7 @@ class _StageContext(Context):
         self._calls.publish(self._stage, self._header, data)
 
     def respond(self, data: Any, context: Any = None) -> None:
-        self._calls.said()
+        self._calls.said(self._stage, self._header)
         self._calls.outbox.respond(self._header, data, self._stage.name, self._stage.invoke.outputs)
 
     def stream(self, data: Any) -> None:
@@ -90,8 +91,11 @@ class _StageContext(Context):
 class Calls:
     """The stages of one replica and the calls between them."""
 
-    def __init__(self, members: tuple[BeeSpec, ...], outbox: Outbox, unstuck: Callable[[], None]) -> None:
+    def __init__(
+        self, members: tuple[BeeSpec, ...], outbox: Outbox, unstuck: Callable[[], None], replica: int = 0
+    ) -> None:
         self.stages = [Stage(m, i, i == len(members) - 1) for i, m in enumerate(members)]
+        self.replica = str(replica)  # in a traced request's hops
         self.outbox = outbox
         self.current = self.stages[0]  # the stage whose code runs (or ran last)
         self.pending: deque[tuple[Stage, Header, Any]] = deque()  # stages' results for the next
@@ -101,6 +105,8 @@ class Calls:
         self._held = False  # the call's messages stay unacknowledged: a stream holds them
         self._said = False  # the call published or responded explicitly
         self._explicit: dict[str, int] = {}  # request id -> chunks sent by ctx.stream so far
+        self._started = 0.0  # when the traced call running now began (0: not traced)
+        self._hopped = False  # its hop is in its trace already (it sent something)
 
     def call(self, header: Header, payload: Any, acks: list[Ack]) -> bool:
         """The first stage's call, then every call it leads to within the process; True if
@@ -130,11 +136,14 @@ class Calls:
 
     def invoke(self, stage: Stage, header: Header, payload: Any, acks: list[Ack]) -> None:
         t = self.enter(stage, [header], acks)
-        self._said = False
+        started = self._started = time.time() if header.trace else 0.0
+        self._said = self._hopped = False
         try:
             ctx = None if stage.invoke.style == CallStyle.PAYLOAD else _StageContext(self, stage, header)
             result = stage.invoke(payload, ctx)
         except Exception as exc:  # noqa: BLE001 - a bee's error goes to its caller
+            if started and not self._hopped:
+                self._hop(stage, [header], started)
             self.fail(header, exc, stage)
             self._explicit.pop(header.request_id, None)
             return
@@ -142,6 +151,8 @@ class Calls:
             stage.handled += 1
         finally:
             self.leave(stage, t)
+        if started and not self._hopped:
+            self._hop(stage, [header], started)
         if _streaming(result):
             if self.streams is None or header.chunk >= 0:
                 why = "a bee that takes a stream's chunks cannot stream itself" if header.chunk >= 0 else ""
@@ -161,8 +172,18 @@ class Calls:
         elif header.chunk >= 0 and stage.last and not self._said:
             self.outbox.mark(header, Flag.SKIP, header.chunk)  # its caller counts every chunk
 
+    def _hop(self, stage: Stage, headers: list[Header], started: float) -> None:
+        """A traced call's times, added to its header's trace: a fused group's next stage
+        reads it the moment this one ends."""
+        ended = time.time()
+        self._hopped = True
+        for h in headers:
+            h.trace = add_hop(h.trace, stage.name, self.replica, h.t0, h.received or started, started, ended)
+            h.received = ended
+
     def stream(self, stage: Stage, header: Header, value: Any) -> None:
         """`ctx.stream(x)`: the next chunk of this request's answer, sent now."""
+        self._traced_so_far(stage, header)
         index = self._explicit.get(header.request_id, 0)
         self._explicit[header.request_id] = index + 1
         self.chunk(stage, header, index, value)
@@ -181,6 +202,9 @@ class Calls:
         """A batch bee's call: a list of payloads in, a list of results out, one per payload."""
         stage = self.stages[0]  # only a group's first bee may batch
         t = self.enter(stage, headers, acks)
+        self._started = 0.0  # each traced header's hop is added below, sent or not
+        traced = [h for h in headers if h.trace]
+        started = time.time() if traced else 0.0
         results: list[Any] | None = None
         try:
             invoke = stage.invoke
@@ -194,11 +218,16 @@ class Calls:
                     f"batch bee {stage.name!r} returned {len(results)} results for {len(payloads)} payloads"
                 )
         except Exception as exc:  # noqa: BLE001 - a bee's error goes to each of its callers
+            if traced:
+                self._hop(stage, traced, started)
+                traced = []
             for h in headers:
                 self.fail(h, exc, stage)
             results = None
         finally:
             self.leave(stage, t)
+        if traced:
+            self._hop(stage, traced, started)
         if results is not None:
             stage.handled += len(headers)
             for h, r in zip(headers, results, strict=True):
@@ -219,14 +248,22 @@ class Calls:
     def publish(self, stage: Stage, header: Header, data: Any) -> None:
         """`ctx.publish(x)` of a stage."""
         self._said = True
+        self._traced_so_far(stage, header)
         if stage.last:
             self.outbox.publish(header, data)
         else:
             self._pass_on(stage, header, data)
 
-    def said(self) -> None:
-        """The call answered explicitly (`ctx.respond`)."""
+    def said(self, stage: Stage, header: Header) -> None:
+        """The call answered explicitly (`ctx.respond`): a traced one's hop ends here."""
         self._said = True
+        self._traced_so_far(stage, header)
+
+    def _traced_so_far(self, stage: Stage, header: Header) -> None:
+        """A traced call sends before it returns (`ctx.respond`, `publish`, `stream`):
+        its hop is recorded once, up to the first thing it sends."""
+        if header.trace and self._started and not self._hopped:
+            self._hop(stage, [header], self._started)
 
     def _pass_on(self, stage: Stage, header: Header, data: Any) -> None:
         """A fused stage's result: the next stage's call, on a value no other bee can change."""
@@ -257,5 +294,5 @@ def _streaming(result: Any) -> bool:
 def _as_chunk(header: Header, index: int) -> Header:
     """The header of chunk `index` of the stream `header`'s request makes."""
     own = Header(header.kind, header.request_id, header.origin, header.sender, header.t0, header.deadline)
-    own.chunk = index
+    own.chunk, own.trace = index, header.trace
     return own

@@ -13,6 +13,7 @@ import typing
 from typing import Literal, TypedDict, Union
 
 from ..model.protocol import BeeState
+from ..model.tracing import SpanRecord, TraceRecord
 
 __all__ = [
     "BeeDetail",
@@ -20,9 +21,11 @@ __all__ = [
     "BeeStatus",
     "Edit",
     "GatewayNode",
+    "Kept",
     "LastError",
     "Message",
     "NodeHistory",
+    "Probe",
     "ReplicaInfo",
     "SwarmEdge",
     "typescript",
@@ -112,6 +115,25 @@ class Message(TypedDict, total=False):
     seq: int
 
 
+class Probe(TypedDict, total=False):
+    """A test payload sent from the widget, traced: its answer and where its time went."""
+
+    gateway: str
+    state: Literal["running", "done", "error"]
+    payload: str  # as typed (JSON text)
+    answer: str  # the answer, as JSON text ("" if none)
+    error: str  # what went wrong instead ("" if answered)
+    trace: TraceRecord | None
+    seq: int
+
+
+class Kept(TypedDict):
+    """The traces the gateways keep: the slowest and the failed requests."""
+
+    slow: list[TraceRecord]
+    failed: list[TraceRecord]
+
+
 class ConnectEdit(TypedDict):
     type: Literal["connect"]
     source: str
@@ -135,10 +157,35 @@ class RemoveEdit(TypedDict):
     bee: str
 
 
-Edit = ConnectEdit | DisconnectEdit | ReplicasEdit | RemoveEdit  # what the front-end asks
+class ProbeAsk(TypedDict):
+    type: Literal["probe"]
+    gateway: str
+    payload: str
 
-_INTERFACES = (GatewayNode, BeeNode, SwarmEdge, NodeHistory, LastError, ReplicaInfo, BeeDetail, Message)
-_EDITS = (ConnectEdit, DisconnectEdit, ReplicasEdit, RemoveEdit)
+
+class TracesAsk(TypedDict):
+    type: Literal["traces"]
+
+
+Edit = (
+    ConnectEdit | DisconnectEdit | ReplicasEdit | RemoveEdit | ProbeAsk | TracesAsk
+)  # what the front-end asks
+
+_INTERFACES = (
+    GatewayNode,
+    BeeNode,
+    SwarmEdge,
+    NodeHistory,
+    LastError,
+    ReplicaInfo,
+    BeeDetail,
+    Message,
+    SpanRecord,
+    TraceRecord,
+    Probe,
+    Kept,
+)
+_EDITS = (ConnectEdit, DisconnectEdit, ReplicasEdit, RemoveEdit, ProbeAsk, TracesAsk)
 
 
 def _ts(tp: object) -> str:
@@ -169,7 +216,7 @@ def _fields(td: type) -> list[str]:
     required = td.__required_keys__  # type: ignore[attr-defined]
     out = []
     for name, tp in hints.items():
-        ts = "BeeStatus" if name == "status" else _ts(tp)
+        ts = "BeeStatus" if name == "status" and td in (GatewayNode, BeeNode) else _ts(tp)
         out.append(f"  {name}{'' if name in required else '?'}: {ts};")
     return out
 
@@ -186,7 +233,7 @@ def typescript() -> str:
     for td in _INTERFACES:
         lines += ["", f"export interface {td.__name__} {{", *_fields(td), "}"]
     lines += ["", "export type SwarmNode = GatewayNode | BeeNode;", ""]
-    lines.append("/** What the front-end asks the kernel to change; the kernel checks it again. */")
+    lines.append("/** What the front-end asks the kernel (to change: checked again there). */")
     variants = []
     for edit in _EDITS:
         hints = typing.get_type_hints(edit)

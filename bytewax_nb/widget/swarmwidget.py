@@ -18,15 +18,20 @@ import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from anywidget import AnyWidget
 from traitlets import Bool, Dict, List, Unicode
 
 from ..model.errors import BytewaxNBError
 from ..model.spec import Topology
+from ..model.tracing import TraceRecord
 from .graph import Errors, Rates, bee_detail, describe_edit, graph
 from .history import History
+from .probe import send_probe, sent
+
+if TYPE_CHECKING:
+    from ..client import Traced
 
 
 class Watched(Protocol):
@@ -52,6 +57,10 @@ class Watched(Protocol):
 
     def remove(self, name: str) -> None: ...
 
+    def trace(self, gateway: str | None, payload: Any, *, timeout: float | None = None) -> Traced: ...
+
+    def traces(self) -> dict[str, list[TraceRecord]]: ...
+
 
 __all__ = ["SwarmWidget"]
 
@@ -62,6 +71,7 @@ _NOT_BUILT = """export default { render({ el }) {
 } };"""
 _INTERVAL = 1.0
 _EDITS = ("connect", "disconnect", "replicas", "remove")
+_ASKS = ("probe", "traces")  # not edits: a traced test payload, the kept traces
 _SAY_AFTER = 3  # failed refreshes in a row before the widget shows the error
 _ONE_PER_SWARM: weakref.WeakKeyDictionary[Watched, SwarmWidget] = weakref.WeakKeyDictionary()
 
@@ -80,6 +90,8 @@ class SwarmWidget(AnyWidget):
     selected = Unicode("").tag(sync=True)  # set by the front-end: the bee clicked
     detail = Dict().tag(sync=True)  # that bee's log lines, recent errors and replicas
     pending = Unicode("").tag(sync=True)  # the edit being applied, in words
+    probe = Dict().tag(sync=True)  # the last test payload sent from the widget, traced
+    kept = Dict().tag(sync=True)  # the slowest and failed requests' traces, when asked for
 
     def __init__(self, swarm: Watched, interval: float = _INTERVAL, **kwargs: Any) -> None:
         super().__init__(swarm=swarm.name, **kwargs)
@@ -166,11 +178,30 @@ class SwarmWidget(AnyWidget):
     # -- edits from the front-end ----------------------------------------------------
 
     def _on_front_end(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if not isinstance(content, dict) or content.get("type") not in _EDITS:
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind not in _EDITS and kind not in _ASKS:
             self._say("error", f"refused: unknown edit {content!r}")
             return
         if not self.closed:  # a closed widget's worker is gone
-            self._edits.submit(self._apply, content)
+            self._edits.submit(self._apply if kind in _EDITS else self._ask, content)
+
+    def _ask(self, content: dict[str, Any]) -> None:
+        if content["type"] == "traces":
+            try:
+                kept = self._swarm.traces()
+            except BytewaxNBError as exc:
+                self._say("error", f"could not read the kept traces: {exc}")
+                return
+            with self._sync_lock:
+                self.kept = dict(kept)
+            return
+        self._seq += 1
+        gateway, text = str(content.get("gateway", "")), str(content.get("payload", ""))
+        with self._sync_lock:
+            self.probe = dict(sent(gateway, text, self._seq))
+        outcome = send_probe(self._swarm, gateway, text, self._seq)
+        with self._sync_lock:
+            self.probe = dict(outcome)
 
     def _apply(self, content: dict[str, Any]) -> None:
         what = describe_edit(content)

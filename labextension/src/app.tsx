@@ -49,7 +49,8 @@ import {
   structureKey
 } from './graph';
 import { Chart, Line } from './spark';
-import type { BeeDetail, LastError, Message, NodeHistory } from './state';
+import type { BeeDetail, Kept, LastError, Message, NodeHistory, Probe } from './state';
+import { GatewayPanel } from './trace';
 
 /** What the view needs of its synced model. */
 export interface SwarmModelLike {
@@ -341,8 +342,11 @@ function SwarmApp({ model }: { model: SwarmModelLike }): JSX.Element {
   const pending = useModel<string>(model, 'pending');
   const running = useModel<boolean>(model, 'running');
   const swarm = useModel<string>(model, 'swarm');
+  const probe = useModel<Probe>(model, 'probe');
+  const kept = useModel<Kept>(model, 'kept');
   const [refusal, setRefusal] = useState<string | null>(null);
   const [pickedEdge, setPickedEdge] = useState<string | null>(null);
+  const [pickedGateway, setPickedGateway] = useState<string | null>(null);
   useEffect(() => setRefusal(null), [message.seq]);
 
   const key = structureKey(nodes, edges);
@@ -424,6 +428,7 @@ function SwarmApp({ model }: { model: SwarmModelLike }): JSX.Element {
 
   const bee = nodes.find((n): n is BeeNode => n.kind === 'bee' && n.id === selected);
   const edge = edges.find(e => edgeId(e) === pickedEdge);
+  const gateway = nodes.find((n): n is GatewayNode => n.kind === 'gateway' && n.id === pickedGateway);
   const shown = refusal ?? message.text;
   const level = refusal ? 'error' : (message.level ?? 'info');
   return (
@@ -446,13 +451,16 @@ function SwarmApp({ model }: { model: SwarmModelLike }): JSX.Element {
             onConnect={onConnect}
             onNodeClick={(_, n) => {
               setPickedEdge(null);
-              if (n.type === 'bee') {
-                pick(n.id);
-              }
+              setPickedGateway(n.type === 'gateway' ? n.id : null);
+              pick(n.type === 'bee' ? n.id : '');
             }}
-            onEdgeClick={(_, e) => setPickedEdge(e.id)}
+            onEdgeClick={(_, e) => {
+              setPickedGateway(null);
+              setPickedEdge(e.id);
+            }}
             onPaneClick={() => {
               setPickedEdge(null); // a click on the background closes the side panel
+              setPickedGateway(null);
               pick('');
             }}
             deleteKeyCode={null}
@@ -461,11 +469,13 @@ function SwarmApp({ model }: { model: SwarmModelLike }): JSX.Element {
             proOptions={{ hideAttribution: true }}
           >
             <Background gap={16} />
-            <FitOnChange shape={`${key}|${edge ? 'edge' : bee ? 'bee' : ''}`} />
+            <FitOnChange shape={`${key}|${edge ? 'edge' : bee ? 'bee' : gateway ? 'gateway' : ''}`} />
           </ReactFlow>
         </div>
         {edge ? (
           <EdgePanel edge={edge} remove={() => removeEdge(edge)} />
+        ) : gateway ? (
+          <GatewayPanel gateway={gateway} probe={probe} kept={kept} ask={e => model.send(e)} />
         ) : bee ? (
           <BeePanel
             bee={bee}

@@ -77,11 +77,50 @@ export interface Message {
   seq?: number;
 }
 
+export interface SpanRecord {
+  name: string;
+  kind: string;
+  bee: string;
+  replica: string;
+  start_ms: number;
+  duration_ms: number;
+}
+
+export interface TraceRecord {
+  trace_id: string;
+  span_id: string;
+  parent_id: string;
+  request_id: string;
+  gateway: string;
+  status: number;
+  start: number;
+  duration_ms: number;
+  error: string;
+  spans: SpanRecord[];
+}
+
+export interface Probe {
+  gateway?: string;
+  state?: 'running' | 'done' | 'error';
+  payload?: string;
+  answer?: string;
+  error?: string;
+  trace?: TraceRecord | null;
+  seq?: number;
+}
+
+export interface Kept {
+  slow: TraceRecord[];
+  failed: TraceRecord[];
+}
+
 export type SwarmNode = GatewayNode | BeeNode;
 
-/** What the front-end asks the kernel to change; the kernel checks it again. */
+/** What the front-end asks the kernel (to change: checked again there). */
 export type Edit =
   | { type: 'connect'; source: string; target: string }
   | { type: 'disconnect'; source: string; target: string }
   | { type: 'replicas'; bee: string; replicas: number }
-  | { type: 'remove'; bee: string };
+  | { type: 'remove'; bee: string }
+  | { type: 'probe'; gateway: string; payload: string }
+  | { type: 'traces' };
