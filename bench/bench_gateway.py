@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,10 +57,15 @@ class Result:
     errors: int
 
 
-def _chain(n: int, fuse: bool = False, tracing: bool = False) -> Swarm:
+def _chain(n: int, fuse: bool = False, traced: bool = False) -> Swarm:
+    """A chain of `n` bees behind gateway "in"; `traced`: a second gateway, "traced",
+    with tracing on, into the same bees (the same processes serve both)."""
     swarm = Swarm(f"bench{n}", runtime="process", on_log=None, fuse=fuse)
-    swarm.gateway("in", tracing=tracing)
-    src = "in"
+    swarm.gateway("in")
+    src: str | list[str] = "in"
+    if traced:
+        swarm.gateway("traced", tracing=True)
+        src = ["in", "traced"]
     for i in range(n):
         last = i == n - 1
         swarm.bee(lambda p: p, input=src, name=f"b{i}") if not last else swarm.bee(
@@ -105,11 +111,13 @@ def main() -> None:
     # the same chain fused (the default): one process per replica, bees called in turn
     with _chain(3, fuse=True) as swarm:
         run("3bee-fused", swarm.url("in"))
-    # tracing on: every request's hops recorded, the slowest and failed kept (no exporter)
-    with _chain(3, fuse=True, tracing=True) as swarm:
-        run("fused-traced", swarm.url("in"))
-    with _chain(3, tracing=True) as swarm:
-        run("3bee-traced", swarm.url("in"))
+    # tracing on: every request's hops recorded, the slowest and failed kept (no
+    # exporter); against the same bees untraced, in turn, three times (medians compared)
+    for fuse, case in ((True, "fused"), (False, "unfused")):
+        with _chain(3, fuse=fuse, traced=True) as swarm:
+            for _ in range(3):
+                run(f"{case}-off", swarm.url("in"))
+                run(f"{case}-traced", swarm.url("traced"))
     # the same 3-bee chain with the bus's CurveZMQ encryption off: what encryption costs
     os.environ[ENCRYPT.name] = "0"
     try:
@@ -129,12 +137,16 @@ def main() -> None:
             f"{case} / echo: req/s at c=32 {s32.rps / echo32.rps:.0%}, "
             f"p50 at c=1 +{s1.p50_ms - echo1.p50_ms:.3f} ms"
         )
-    for traced, untraced in (("fused-traced", "3bee-fused"), ("3bee-traced", "swarm-3bee")):
-        on32, off32 = by[(traced, 32)], by[(untraced, 32)]
-        on1, off1 = by[(traced, 1)], by[(untraced, 1)]
+
+    def median(case: str, c: int, figure: str) -> float:
+        return statistics.median(getattr(r, figure) for r in results if (r.case, r.concurrency) == (case, c))
+
+    for case in ("fused", "unfused"):
+        on32, off32 = median(f"{case}-traced", 32, "rps"), median(f"{case}-off", 32, "rps")
+        on1, off1 = median(f"{case}-traced", 1, "p50_ms"), median(f"{case}-off", 1, "p50_ms")
         print(
-            f"tracing on the {untraced}: req/s at c=32 {on32.rps / off32.rps - 1:+.1%}, "
-            f"p50 at c=1 {on1.p50_ms - off1.p50_ms:+.3f} ms"
+            f"tracing on the {case} 3-bee chain (medians of 3): req/s at c=32 {on32 / off32 - 1:+.1%}, "
+            f"p50 at c=1 {on1 - off1:+.3f} ms"
         )
     plain32, plain1 = by[("3bee-plain", 32)], by[("3bee-plain", 1)]
     enc32, enc1 = by[("swarm-3bee", 32)], by[("swarm-3bee", 1)]

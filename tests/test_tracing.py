@@ -163,14 +163,14 @@ def test_a_tracing_gateway_continues_the_callers_trace_and_keeps_each_hops_times
     ends = [s["start_ms"] + s["duration_ms"] for s in rec["spans"][1:]]
     assert ends == sorted(ends)  # a chain: one after the other
 
-    # without a traceparent a trace of its own begins; a failure is kept with its error
-    status, headers, _ = _http(url, {"fail": True})
-    assert status == 500
-    own = headers["traceresponse"].split("-")[1]
-    assert own != CALLER_TRACE
+    # without a traceparent a trace of its own begins (the request id: nothing to tell a
+    # caller who sent none); a failure is kept with its error
+    status, headers, body = _http(url, {"fail": True})
+    assert status == 500 and "traceresponse" not in headers
     failed = swarm.traces()["failed"]
-    assert [r["trace_id"] for r in failed] == [own]
-    assert failed[0]["status"] == 500 and failed[0]["error"] == "ValueError: asked to fail"
+    assert [r["trace_id"] for r in failed] == [body["request_id"]] != [CALLER_TRACE]
+    assert failed[0]["status"] == 500 and failed[0]["parent_id"] == ""
+    assert failed[0]["error"] == "ValueError: asked to fail"
     assert [s["kind"] for s in failed[0]["spans"]] == ["request", "hand-off", "waiting", "running"]
     assert CALLER_TRACE in [r["trace_id"] for r in swarm.traces()["slow"]]
 

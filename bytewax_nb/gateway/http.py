@@ -265,7 +265,8 @@ class GatewayApp:
                 response.headers["Retry-After"] = _RETRY_AFTER
             return response
         rid = new_request_id()
-        trace, asked = self._trace(request, rid)
+        trace, asked, tell = self._trace(request, rid)
+        told = trace if tell else None
         mode = request.query.get("mode") if request.query_string else None
         if mode not in (None, "submit"):
             return _error(400, f"unknown mode {mode!r}: the one mode is submit")
@@ -275,29 +276,34 @@ class GatewayApp:
         try:
             answer = await hub.request(self, rid, body, trace=trace, asked=asked)
         except TimeoutError:
-            return _told(_error(504, f"no response within {self.spec.timeout:g} s", rid), trace)
+            return _told(_error(504, f"no response within {self.spec.timeout:g} s", rid), told)
         if isinstance(answer, Chunked):
             return await self._stream(request, answer, rid)
         kind, reply, _, _ = answer
         if kind == Kind.RESPONSE:
-            return _told(web.Response(body=reply, content_type=_JSON, headers={"X-Request-Id": rid}), trace)
+            return _told(web.Response(body=reply, content_type=_JSON, headers={"X-Request-Id": rid}), told)
         err: BeeError = json.loads(reply)
         status = err.get("status", 500)
         said = http_error_body(err, rid, tracebacks=self._tracebacks(request))
-        return _told(_json(status if 400 <= status < 600 else 500, said, rid), trace)
+        return _told(_json(status if 400 <= status < 600 else 500, said, rid), told)
 
-    def _trace(self, request: web.BaseRequest, rid: str) -> tuple[TraceContext | None, bool]:
+    def _trace(self, request: web.BaseRequest, rid: str) -> tuple[TraceContext | None, bool, bool]:
         """Whether this request is traced (a tracing gateway, or the owner asking: kept
-        by id), and as which trace: its caller's `traceparent` continued, else its own."""
-        given = request.headers.get(TRACE_HEADER)
+        by id), as which trace (its caller's `traceparent` continued, else its own), and
+        whether its answer says which (to a caller that sent a `traceparent`, or asked)."""
+        headers = request.headers
+        given = headers.get(TRACE_HEADER)
         asked = given is not None and self._owner(request)
         if not (self.spec.tracing or asked):
-            return None, False
+            return None, False, False
         if asked and given and len(given) == 32:  # the owner's test call: the id it will look up
             own = parse_traceparent(f"00-{given}-{'1' * 16}-01")
             if own is not None:
-                return TraceContext(own.trace_id), True
-        return parse_traceparent(request.headers.get("traceparent")) or TraceContext.new(rid), asked
+                return TraceContext(own.trace_id), True, True
+        caller = parse_traceparent(headers.get("traceparent"))
+        if caller is not None:
+            return caller, asked, True
+        return TraceContext.new(rid), asked, asked
 
     async def _stream(self, request: web.BaseRequest, stream: Chunked, rid: str) -> web.StreamResponse:
         """A streamed answer, as its caller asked for it (see `streaming`); a caller that

@@ -73,8 +73,18 @@ class Traces:
         error: str = "",
         asked: bool = False,
     ) -> None:
-        kept = Kept(t1 - t0, next(self._seq), trace, parent_id, request_id, gateway, t0, status, error)
         self.recorded += 1
+        duration = t1 - t0
+        if not (asked or status >= 400 or self.export is not None):  # most requests: not slow enough
+            heap = self._slow.get(gateway)
+            if (
+                heap is not None
+                and len(heap) >= self.keep
+                and duration <= heap[0].duration
+                and not self._due()
+            ):
+                return
+        kept = Kept(duration, next(self._seq), trace, parent_id, request_id, gateway, t0, status, error)
         if asked:
             self.asked[trace.partition("-")[0]] = kept
             while len(self.asked) > _ASKED:
@@ -82,10 +92,9 @@ class Traces:
         if status >= 400:
             self.failed.append(kept)
         else:
-            now = time.monotonic()
-            if now >= self._rotate_at:
+            if self._due():
                 self._before, self._slow = self._slow, {}
-                self._rotate_at = now + _WINDOW
+                self._rotate_at = time.monotonic() + _WINDOW
             heap = self._slow.setdefault(gateway, [])
             if len(heap) < self.keep:
                 heapq.heappush(heap, kept)
@@ -93,6 +102,10 @@ class Traces:
                 heapq.heapreplace(heap, kept)
         if self.export is not None:
             self.export(kept)
+
+    def _due(self) -> bool:
+        """The window is over: this one's slowest become the previous window's."""
+        return time.monotonic() >= self._rotate_at
 
     def slowest(self, gateway: str) -> list[Kept]:
         both = [*self._slow.get(gateway, ()), *self._before.get(gateway, ())]

@@ -13,9 +13,10 @@ running (the bee's own code).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypedDict
 
 __all__ = [
@@ -35,14 +36,26 @@ _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
-@dataclass(frozen=True, slots=True)
-class TraceContext:
-    """Which trace a request belongs to, and the caller's span it continues ("" if none)."""
+_SPAN_BASE = int.from_bytes(os.urandom(8), "big")  # per process: span ids of two hubs differ
+_SPANS = itertools.count(1)
 
-    trace_id: str
-    parent_id: str = ""
-    sampled: bool = True
-    span_id: str = field(default_factory=lambda: os.urandom(8).hex())  # the gateway's own span
+
+def new_span_id() -> str:
+    """16 hex digits, never all zeros (W3C), unique per process: a counter, not a syscall."""
+    return f"{(_SPAN_BASE + next(_SPANS)) & 0xFFFFFFFFFFFFFFFF or 1:016x}"
+
+
+class TraceContext:
+    """Which trace a request belongs to, and the caller's span it continues ("" if none).
+    A plain class: one is made per traced request, on the hub's loop."""
+
+    __slots__ = ("parent_id", "sampled", "span_id", "trace_id")
+
+    def __init__(self, trace_id: str, parent_id: str = "", sampled: bool = True, span_id: str = "") -> None:
+        self.trace_id = trace_id
+        self.parent_id = parent_id
+        self.sampled = sampled
+        self.span_id = span_id or new_span_id()  # the gateway's own span
 
     @classmethod
     def new(cls, request_id: str) -> TraceContext:
@@ -87,8 +100,8 @@ def add_hop(
     trace: str, bee: str, replica: str, t0: float, received: float, started: float, ended: float
 ) -> str:
     """The trace string with one more hop (epoch-second times made relative to `t0`)."""
-    us = 1e6
-    r, s, e = round((received - t0) * us), round((started - t0) * us), round((ended - t0) * us)
+    # to the nearest microsecond (int(), not round(): it is called three times per hop)
+    r, s, e = int((received - t0) * 1e6 + 0.5), int((started - t0) * 1e6 + 0.5), int((ended - t0) * 1e6 + 0.5)
     return f"{trace};{bee},{replica},{r},{s},{e}"
 
 
