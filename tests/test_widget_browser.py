@@ -357,13 +357,13 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             gpanel.locator(".bxnb-probe-send").click()
             gpanel.locator(".bxnb-probe-answer", has_text='"c"').wait_for(timeout=60_000)
             gpanel.locator(".bxnb-span[data-kind='running'][data-bee='c']").wait_for(timeout=10_000)
+            _screenshot(graph, f"{front_end}-trace")
             gpanel.locator(".bxnb-probe-payload").fill("{oops")
             gpanel.locator(".bxnb-probe-send").click()
             gpanel.locator(".bxnb-probe-error", has_text="not JSON").wait_for(timeout=30_000)
             gpanel.locator(".bxnb-kept-load").click()
             gpanel.locator(".bxnb-kept[data-kept='slowest'] .bxnb-kept-item").first.click(timeout=30_000)
             gpanel.locator(".bxnb-waterfall .bxnb-span[data-kind='request']").wait_for(timeout=10_000)
-            _screenshot(graph, f"{front_end}-trace")
 
             # a click on a bee opens its panel: its log lines, and its replica count to edit
             graph.locator(".react-flow__node[data-id='c']").click()
