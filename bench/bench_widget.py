@@ -5,7 +5,9 @@ Not a test: prints figures. A 3-bee fused chain serves a closed loop of wrk call
 does under a cell (a bee selected, so its panel's detail is refreshed too), and idle.
 Measured over each run: the owner process's CPU (the kernel's side: supervisor and
 widget; the widget's cost is the difference), and the state messages a second the
-widget sends its front-end and their size.
+widget sends its front-end and their size. Then the browser's side: a real JupyterLab
+page drawing the widget, its frame times idle and under about 2,000 req/s (one wrk
+caller), with a Playwright trace of that span (`widget_frames.py`).
 
     python bench/bench_widget.py [--seconds 10] [--smoke]
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 import psutil
 from loadgen import post_script, wrk
+from widget_frames import frame_times
 
 from bytewax_nb import Swarm, SwarmWidget
 
@@ -90,6 +93,17 @@ def main() -> None:
     ):
         r = measure(seconds, load, with_widget)
         print(f"{name:<28} {r['rps']:8.0f} {r['cpu_pct']:12.2f} {r['msgs']:7.2f} {r['kb']:6.1f}")
+    frames = frame_times(seconds, callers=1)
+    if isinstance(frames, str):
+        print(f"browser frame times: not measured ({frames})")
+        return
+    print(f"\nJupyterLab page, widget shown ({frames['rps']:.0f} req/s under load)")
+    print(f"{'run':<8} {'frames':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'>50 ms':>7}")
+    for name in ("idle", "load"):
+        f = frames[name]
+        figures = f"{f['frames']:7d} {f['p50_ms']:7.1f} {f['p99_ms']:7.1f} {f['max_ms']:7.1f} {f['long']:7d}"
+        print(f"{name:<8} {figures}")
+    print(f"Playwright trace of the loaded span: {frames['trace']} (playwright show-trace FILE)")
 
 
 if __name__ == "__main__":
