@@ -228,6 +228,21 @@ def test_history_keeps_the_last_samples_of_each_node_and_forgets_removed_ones() 
     assert history.of("a") is None and history.of("in") is not None
 
 
+def test_a_nodes_sparklines_are_its_last_minutes_in_sixty_points_at_most() -> None:
+    history = History()  # 120 samples
+    bee = {"id": "a", "kind": "bee", "rate": 0.0, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0}
+    assert history.spark("a") == {"rate": [], "p99": [], "errors": []}
+    for t in range(3):
+        history.add([{**bee, "rate": t / 3}], now=100.0 + t)  # type: ignore[list-item]
+    assert history.spark("a") == {"rate": [0.0, 0.333, 0.667], "p99": [2.0] * 3, "errors": [0.0] * 3}
+    for t in range(3, 300):
+        history.add([{**bee, "rate": float(t), "errors": t}], now=100.0 + t)  # type: ignore[list-item]
+    spark = history.spark("a")
+    assert len(spark["rate"]) == len(spark["p99"]) == len(spark["errors"]) == 60
+    assert spark["rate"][-1] == 299.0 and spark["rate"][0] == 181.0  # every other of the last 120
+    assert spark["errors"][-1] == 1.0  # one more error each second
+
+
 # -- live: a recording comm in front, real processes behind ---------------------------
 
 
@@ -446,9 +461,13 @@ def test_the_front_ends_types_are_made_from_the_kernels() -> None:
         {"in": GatewaySpec("in")}, {"b": BeeSpec("b", len, ("in",)), "c": BeeSpec("c", len, ("b", "in"))}
     )
     nodes, edges = graph(top, {"running": False}, Rates(), 0.0)
-    for node in nodes:
+    sparks = History()
+    sparks.add(nodes, now=0.0)
+    for node in nodes:  # as the widget sends them: each with its sparklines
+        node["spark"] = sparks.spark(node["id"])
         kind = state.GatewayNode if node["kind"] == "gateway" else state.BeeNode
         assert set(node) == set(kind.__annotations__), node
+        assert set(node["spark"]) == set(state.Spark.__annotations__)
     assert all(set(e) == set(state.SwarmEdge.__annotations__) for e in edges)
     bees = {"b": {"last_error": {"type": "E", "message": "m"}, "replicas": [{"replica": 0, "pid": 1}]}}
     errors = Errors()

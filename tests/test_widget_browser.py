@@ -347,6 +347,10 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             page.evaluate(_WATCH_HIDDEN)
             _run_cell(page, 2).locator(".jp-OutputArea-output", has_text="STRESSED").wait_for(timeout=60_000)
             _all_shown(graph, ["in", "a", "b", "c"], ["in->a", "a->b", "b->c", "in->c"])
+            # each node draws its last minutes inside it (its rate, at least, once sampled twice)
+            for name in ("in", "a", "b", "c"):
+                spark = graph.locator(f".react-flow__node[data-id='{name}'] .bxnb-spark")
+                spark.locator("polyline[data-series='rate']").wait_for(state="attached", timeout=10_000)
             assert page.evaluate("window.__bxnbHidden") == 0, "nodes were hidden by a figures update"
 
             # a click on the gateway opens its panel: a test payload sent traced, and the

@@ -10,11 +10,12 @@ from collections import deque
 from collections.abc import Iterable
 
 from .graph import Node
-from .state import NodeHistory
+from .state import NodeHistory, Spark
 
-__all__ = ["SAMPLES", "History"]
+__all__ = ["SAMPLES", "SPARK_POINTS", "History"]
 
 SAMPLES = 120  # at one refresh a second: the last two minutes
+SPARK_POINTS = 60  # what a node's sparklines draw of them
 _KEYS = ("t", "rate", "p50", "p99", "errors")
 
 
@@ -52,6 +53,20 @@ class History:
             return 0.0
         return round((count - last[1]) / (now - last[0]), 2)
 
+    def spark(self, node: str) -> Spark:
+        """A node's sparklines: every other sample of its rate, p99 and error rate (the
+        last two minutes in 60 points), to three significant digits: each node's share
+        of a refresh stays under a kilobyte."""
+        s = self._series.get(node)
+        if not s:
+            return Spark(rate=[], p99=[], errors=[])
+        step = max(1, len(s["t"]) // SPARK_POINTS)
+        return Spark(
+            rate=[_short(v) for v in list(s["rate"])[-1::-step][::-1]],
+            p99=[_short(v) for v in list(s["p99"])[-1::-step][::-1]],
+            errors=[_short(v) for v in list(s["errors"])[-1::-step][::-1]],
+        )
+
     def of(self, node: str) -> NodeHistory | None:
         """A node's series, `ago` in seconds before its newest sample (None: none yet)."""
         s = self._series.get(node)
@@ -65,3 +80,7 @@ class History:
             p99=list(s["p99"]),
             errors=list(s["errors"]),
         )
+
+
+def _short(v: float) -> float:
+    return float(f"{v:.3g}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Literal, TypedDict, Union
+from typing import Literal, NotRequired, TypedDict, Union
 
 from ..model.protocol import BeeState
 from ..model.tracing import SpanRecord, TraceRecord
@@ -27,11 +27,20 @@ __all__ = [
     "NodeHistory",
     "Probe",
     "ReplicaInfo",
+    "Spark",
     "SwarmEdge",
     "typescript",
 ]
 
 BeeStatus = str  # one of BeeState's values (the TypeScript side spells them out)
+
+
+class Spark(TypedDict):
+    """A node's last minutes, small: what its sparklines draw (oldest first)."""
+
+    rate: list[float]
+    p99: list[float]
+    errors: list[float]
 
 
 class GatewayNode(TypedDict):
@@ -43,6 +52,7 @@ class GatewayNode(TypedDict):
     errors: int
     streams: int  # streamed answers being written now
     chunk_rate: float  # chunks per second
+    spark: NotRequired[Spark]
 
 
 class BeeNode(TypedDict):
@@ -60,6 +70,7 @@ class BeeNode(TypedDict):
     batch: float
     join: bool
     group: list[str]  # the bees that share its processes (a fused chain), in order; [] alone
+    spark: NotRequired[Spark]
 
 
 class SwarmEdge(TypedDict):
@@ -172,6 +183,7 @@ Edit = (
 )  # what the front-end asks
 
 _INTERFACES = (
+    Spark,
     GatewayNode,
     BeeNode,
     SwarmEdge,
@@ -217,7 +229,12 @@ def _fields(td: type) -> list[str]:
     out = []
     for name, tp in hints.items():
         ts = "BeeStatus" if name == "status" and td in (GatewayNode, BeeNode) else _ts(tp)
-        out.append(f"  {name}{'' if name in required else '?'}: {ts};")
+        # NotRequired, spelled as a string here (future annotations), is not always
+        # seen by the TypedDict's required keys
+        raw = td.__annotations__.get(name)
+        spelled = getattr(raw, "__forward_arg__", raw)
+        optional = name not in required or str(spelled).startswith("NotRequired[")
+        out.append(f"  {name}{'?' if optional else ''}: {ts};")
     return out
 
 

@@ -137,6 +137,8 @@ class SwarmWidget(AnyWidget):
         now = time.monotonic()
         nodes, edges = graph(swarm.topology, status, self._rates, now)
         self._history.add(nodes, now)
+        for n in nodes:  # each node draws its own last minutes (one trait, one render)
+            n["spark"] = self._history.spark(n["id"])
         self._errors.note(status)
         selected = self.selected
         detail = None

@@ -48,7 +48,7 @@ import {
   layout,
   structureKey
 } from './graph';
-import { Chart, Line } from './spark';
+import { Chart, Line, Sparkline } from './spark';
 import type { BeeDetail, Kept, LastError, Message, NodeHistory, Probe } from './state';
 import { GatewayPanel } from './trace';
 
@@ -83,6 +83,7 @@ const RATE = '#1f6feb';
 const P99 = '#bf8700';
 const P50 = '#2da44e';
 const ERRORS = '#cf222e';
+const SPARK_COLORS = { rate: RATE, p99: P99, errors: ERRORS };
 
 function BeeNodeView({ data }: NodeProps<Node<BeeData>>): JSX.Element {
   const n = data.node;
@@ -118,6 +119,7 @@ function BeeNodeView({ data }: NodeProps<Node<BeeData>>): JSX.Element {
           <span>{n.join ? 'join' : `batch ${n.batch.toFixed(1)}`}</span>
         ) : null}
       </div>
+      <Sparkline spark={n.spark} colors={SPARK_COLORS} />
       <Handle type="source" position={Position.Right} />
     </div>
   );
@@ -143,6 +145,7 @@ function GatewayNodeView({ data }: NodeProps<Node<GatewayData>>): JSX.Element {
           {n.errors} errors
         </span>
       </div>
+      <Sparkline spark={n.spark} colors={SPARK_COLORS} />
       <Handle type="source" position={Position.Right} />
     </div>
   );

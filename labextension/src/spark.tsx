@@ -57,3 +57,44 @@ export function Chart(props: {
   });
   return <div ref={host} className={props.className} title={props.title} data-points={ago.length} />;
 }
+
+const SPARK_W = 150;
+const SPARK_H = 22;
+
+/** One series as an SVG polyline's points, scaled to its own maximum (a flat zero line
+ * when it never rose). */
+function points(values: number[]): string {
+  const top = Math.max(...values, 0) || 1;
+  const step = values.length > 1 ? SPARK_W / (values.length - 1) : 0;
+  return values
+    .map((v, i) => `${(i * step).toFixed(1)},${(SPARK_H - 1 - (v / top) * (SPARK_H - 2)).toFixed(1)}`)
+    .join(' ');
+}
+
+/**
+ * A node's last minutes drawn inside it: rate, p99 and (when any) errors, each on its
+ * own scale. Plain SVG, always the same size (an empty one before data comes), so the
+ * node never changes size and React Flow never measures it again for this.
+ */
+export function Sparkline(props: {
+  spark?: { rate: number[]; p99: number[]; errors: number[] };
+  colors: { rate: string; p99: string; errors: string };
+}): JSX.Element {
+  const s = props.spark;
+  const lines: [string, number[], string][] = s
+    ? [
+        ['rate', s.rate, props.colors.rate],
+        ['p99', s.p99, props.colors.p99],
+        ['errors', s.errors.some(v => v > 0) ? s.errors : [], props.colors.errors]
+      ]
+    : [];
+  return (
+    <svg className="bxnb-spark" width={SPARK_W} height={SPARK_H} viewBox={`0 0 ${SPARK_W} ${SPARK_H}`}>
+      {lines
+        .filter(([, values]) => values.length > 1)
+        .map(([name, values, color]) => (
+          <polyline key={name} data-series={name} points={points(values)} fill="none" stroke={color} strokeWidth={1} />
+        ))}
+    </svg>
+  );
+}

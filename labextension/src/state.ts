@@ -3,6 +3,12 @@
 
 export type BeeStatus = 'starting' | 'ready' | 'redeploying' | 'error' | 'stuck' | 'stopped';
 
+export interface Spark {
+  rate: number[];
+  p99: number[];
+  errors: number[];
+}
+
 export interface GatewayNode {
   id: string;
   kind: 'gateway';
@@ -12,6 +18,7 @@ export interface GatewayNode {
   errors: number;
   streams: number;
   chunk_rate: number;
+  spark?: Spark;
 }
 
 export interface BeeNode {
@@ -29,6 +36,7 @@ export interface BeeNode {
   batch: number;
   join: boolean;
   group: string[];
+  spark?: Spark;
 }
 
 export interface SwarmEdge {
