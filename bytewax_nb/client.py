@@ -174,10 +174,14 @@ class Traced:
 
     answer: Any
     error: BytewaxNBError | None  # what the caller would have got instead of an answer
-    trace: TraceRecord
+    # None: the gateway refused it before any bee saw it (bad JSON, the schema, a full
+    # gateway); `error` says why
+    trace: TraceRecord | None
 
     def waterfall(self, width: int = 48) -> str:
         """The trace as text: one line per span, a bar where it lies in the request."""
+        if self.trace is None:
+            return f"no trace: the gateway refused the request ({self.error})"
         total = self.trace["duration_ms"] or 1.0
         lines = [f"trace {self.trace['trace_id']}  status {self.trace['status']}  {total:.2f} ms"]
         for s in self.trace["spans"]:
@@ -206,5 +210,10 @@ def traced(
         ).value
     except BytewaxNBError as exc:  # the trace says where it went wrong
         error = exc
-    record: TraceRecord = get(f"{base}/traces/{trace_id}", token=token)
+    try:
+        record: TraceRecord = get(f"{base}/traces/{trace_id}", token=token)
+    except GatewayError as missing:
+        if error is None or missing.status != 404:
+            raise
+        return Traced(answer, error, None)  # refused before it was traced
     return Traced(answer, error, record)

@@ -20,6 +20,7 @@ from conftest import hello_swarm, missing, wait_until
 
 from bytewax_nb import RemoteError
 from bytewax_nb.gateway.traces import Traces
+from bytewax_nb.model.errors import GatewayError
 from bytewax_nb.model.tracing import TraceContext, add_hop, hops, merge, parse_traceparent, record
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -195,7 +196,13 @@ def test_tracing_off_records_nothing_but_the_owners_test_call(make_swarm: Any) -
     assert "slow[" in str(t) and "running" in str(t)
     failed = swarm.trace("in", {"fail": True})
     assert isinstance(failed.error, RemoteError) and failed.answer is None
+    assert failed.trace is not None
     assert failed.trace["status"] == 500 and "asked to fail" in failed.trace["error"]
+    # refused by the gateway before any bee (not what parse's hint declares): the
+    # caller's error, and no trace to show
+    refused = swarm.trace("in", [1, 2])
+    assert isinstance(refused.error, GatewayError) and refused.error.status == 422
+    assert refused.trace is None and "no trace: the gateway refused" in str(refused)
 
 
 def test_a_bee_that_answers_with_ctx_respond_is_traced_up_to_its_answer(make_swarm: Any) -> None:
