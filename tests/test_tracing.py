@@ -21,7 +21,15 @@ from conftest import hello_swarm, missing, wait_until
 from bytewax_nb import RemoteError
 from bytewax_nb.gateway.traces import Traces
 from bytewax_nb.model.errors import GatewayError
-from bytewax_nb.model.tracing import TraceContext, add_hop, hops, merge, parse_traceparent, record
+from bytewax_nb.model.tracing import (
+    TraceContext,
+    add_hop,
+    hops,
+    merge,
+    parse_trace_id,
+    parse_traceparent,
+    record,
+)
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -64,6 +72,9 @@ def test_a_callers_traceparent_is_read_as_w3c_says_and_a_bad_one_starts_a_new_tr
         None,
     ):
         assert parse_traceparent(bad) is None, bad
+    assert parse_trace_id(CALLER_TRACE) == CALLER_TRACE  # the owner's asked-for id
+    for bad in ("0" * 32, CALLER_TRACE.upper(), CALLER_TRACE[:-1], CALLER_TRACE + "0", "1", "", None):
+        assert parse_trace_id(bad) is None, bad
     own = TraceContext.new("ab" * 16)
     assert own.trace_id == "ab" * 16 and own.parent_id == ""
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..bus.tensors import TensorEntry
+from ..model import strictjson
 from ..model.tensors import DATATYPES, TensorMeta, fits, nbytes
 from ..model.version import VERSION
 
@@ -65,10 +66,6 @@ def metadata(model: str, inputs: list[TensorMeta], outputs: list[TensorMeta]) ->
     return {"name": model, "versions": ["1"], "platform": "bytewax-nb", "inputs": inputs, "outputs": outputs}
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
 def parse(body: bytes, header_length: str | None, declared: list[TensorMeta]) -> InferCall:
     """An HTTP infer request's body (`header_length`: its Inference-Header-Content-Length
     header: the JSON part's size, binary tensors after it; None: all JSON)."""
@@ -83,7 +80,7 @@ def parse(body: bytes, header_length: str | None, declared: list[TensorMeta]) ->
         if not 0 < size <= len(body):
             raise InferError(f"{HEADER_LENGTH} {size} does not fit a body of {len(body)} bytes")
     try:
-        head = json.loads(body[:size], parse_constant=_no_constant)
+        head = strictjson.loads(body[:size])
     except (ValueError, RecursionError) as exc:
         raise InferError(f"invalid JSON: {exc}") from None
     return check(head, memoryview(body)[size:], declared)

@@ -28,11 +28,13 @@ __all__ = [
     "handed",
     "hops",
     "merge",
+    "parse_trace_id",
     "parse_traceparent",
     "record",
 ]
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
@@ -69,6 +71,13 @@ class TraceContext:
     def wire(self) -> str:
         """The start of the header's trace string (hops are appended to it)."""
         return f"{self.trace_id}-{self.span_id}"
+
+
+def parse_trace_id(value: str | None) -> str | None:
+    """A W3C trace id (32 lowercase hex digits, not all zeros), or None."""
+    if value is None or _TRACE_ID.match(value) is None or value == _ZERO_TRACE:
+        return None
+    return value
 
 
 def parse_traceparent(value: str | None) -> TraceContext | None:

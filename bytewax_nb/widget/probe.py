@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..model import strictjson
 from ..model.errors import BytewaxNBError
 from .state import Probe
 
@@ -31,7 +32,7 @@ def send_probe(swarm: Tracing, gateway: str, text: str, seq: int) -> Probe:
     out = sent(gateway, text, seq)
     out["state"] = "error"
     try:
-        payload = json.loads(text, parse_constant=_no_constant)
+        payload = strictjson.loads(text)
     except ValueError as exc:
         out["error"] = f"the payload is not JSON: {exc}"
         return out
@@ -50,7 +51,3 @@ def send_probe(swarm: Tracing, gateway: str, text: str, seq: int) -> Probe:
         answer = answer[:_SHOWN] + f"\n... ({len(answer) - _SHOWN} more characters)"
     out["state"], out["answer"] = "done", answer
     return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
