@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import client
 from ..engine import state
+from ..engine.commands import ask
 from ..model.errors import BytewaxNBError
 from ..model.settings import secret_from
 
@@ -93,22 +94,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _ask(record: state.Record, cmd: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
     """One request over the owner's local control socket."""
-    import zmq
-
-    ctx = zmq.Context()
-    try:
-        sock = ctx.socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(record.control)
-        sock.send(json.dumps({"cmd": cmd, **fields}).encode())
-        if not sock.poll(int(timeout * 1000)):
-            raise BytewaxNBError(f"swarm {record.swarm!r} (owner {record.owner}) did not answer {cmd!r}")
-        reply: dict[str, Any] = json.loads(sock.recv())
-    finally:
-        ctx.destroy(linger=0)
-    if not reply.get("ok"):
-        raise BytewaxNBError(f"swarm {record.swarm!r}: {reply.get('error')}")
-    return reply
+    return ask(record.control, f"swarm {record.swarm!r} (owner {record.owner})", cmd, timeout, **fields)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -15,10 +15,10 @@ from typing import Any
 
 import zmq
 
-from ..model.errors import StartError
+from ..model.errors import BytewaxNBError, StartError
 from ..model.spec import BeeSpec
 
-__all__ = ["CHANGE_TIMEOUT", "Action", "CommandSocket", "swarm_actions"]
+__all__ = ["CHANGE_TIMEOUT", "Action", "CommandSocket", "ask", "swarm_actions"]
 
 Post = Callable[[Callable[[], None]], None]
 # what a command does, given the request's fields: an answer (merged into {"ok": True})
@@ -80,6 +80,25 @@ class CommandSocket:
     def close(self) -> None:
         if self.socket is not None:
             self.socket.close(linger=0)
+
+
+def ask(address: str, who: str, cmd: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+    """One request to the socket at `address` (what `bytewax-nb` and the JupyterLab
+    panel send); a refusal or silence raises, in words naming `who` answers there."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(address)
+        sock.send(json.dumps({"cmd": cmd, **fields}).encode())
+        if not sock.poll(int(timeout * 1000)):
+            raise BytewaxNBError(f"{who} did not answer {cmd!r}")
+        reply: dict[str, Any] = json.loads(sock.recv())
+    finally:
+        ctx.destroy(linger=0)
+    if not reply.get("ok"):
+        raise BytewaxNBError(f"{who}: {reply.get('error')}")
+    return reply
 
 
 CHANGE_TIMEOUT = 60.0  # seconds a scale or restart asked by the command line may take

@@ -2,7 +2,7 @@
 swarm's topology and status (`graph`), synced to its front-end (`labextension/`).
 
 Runs in a kernel. Imports `model`, ipywidgets and traitlets; it knows a swarm only by
-what it asks of one (`swarmwidget.Watched`), so the public API can offer it.
+what it asks of one (`view.Watched`), so the public API can offer it.
 """
 
 from .swarmwidget import SwarmWidget

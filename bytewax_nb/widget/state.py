@@ -23,6 +23,9 @@ __all__ = [
     "GatewayNode",
     "Kept",
     "LastError",
+    "Listed",
+    "ListedBee",
+    "ListedGateway",
     "Message",
     "NodeHistory",
     "Probe",
@@ -145,6 +148,32 @@ class Kept(TypedDict):
     failed: list[TraceRecord]
 
 
+class ListedGateway(TypedDict):
+    name: str
+    url: str | None
+
+
+class ListedBee(TypedDict):
+    name: str
+    state: str  # a BeeStatus ("" until its owner said)
+    ready: int
+    wanted: int
+
+
+class Listed(TypedDict):
+    """A swarm of this machine, or a deployed stack, as JupyterLab's side panel lists it."""
+
+    id: str  # "local/NAME.PID" or "stack/NAME": what the panel's requests name
+    name: str
+    kind: Literal["swarm", "stack"]
+    runtime: str
+    owner: int | None  # the pid of the process that runs it (a swarm of this machine)
+    state: str  # "ready", "starting", "deployed", "not answering" or "owner dead"
+    gateways: list[ListedGateway]
+    bees: list[ListedBee]
+    error: str  # why it is not answering ("" when it is)
+
+
 class ConnectEdit(TypedDict):
     type: Literal["connect"]
     source: str
@@ -196,6 +225,9 @@ _INTERFACES = (
     TraceRecord,
     Probe,
     Kept,
+    ListedGateway,
+    ListedBee,
+    Listed,
 )
 _EDITS = (ConnectEdit, DisconnectEdit, ReplicasEdit, RemoveEdit, ProbeAsk, TracesAsk)
 

@@ -14,53 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from anywidget import AnyWidget
 from traitlets import Bool, Dict, List, Unicode
 
 from ..model.errors import BytewaxNBError
-from ..model.spec import Topology
-from ..model.tracing import TraceRecord
-from .graph import Errors, Rates, bee_detail, describe_edit, graph
-from .history import History
+from .graph import describe_edit
 from .probe import send_probe, sent
-
-if TYPE_CHECKING:
-    from ..client import Traced
-
-
-class Watched(Protocol):
-    """What the widget asks of a swarm (a `Swarm`: running here, or attached to a stack)."""
-
-    name: str
-
-    @property
-    def running(self) -> bool: ...
-
-    @property
-    def topology(self) -> Topology: ...
-
-    def status(self, fresh: float = 0.5) -> Any: ...
-
-    def logs(self, bee: str) -> list[str]: ...
-
-    def scale(self, bee: str, replicas: int) -> None: ...
-
-    def connect(self, source: str, bee: str) -> None: ...
-
-    def disconnect(self, source: str, bee: str) -> None: ...
-
-    def remove(self, name: str) -> None: ...
-
-    def trace(self, gateway: str | None, payload: Any, *, timeout: float | None = None) -> Traced: ...
-
-    def traces(self) -> dict[str, list[TraceRecord]]: ...
-
+from .view import GraphView, Watched, apply_edit
 
 __all__ = ["SwarmWidget"]
 
@@ -97,9 +62,7 @@ class SwarmWidget(AnyWidget):
         super().__init__(swarm=swarm.name, **kwargs)
         self._swarm = swarm
         self._interval = interval
-        self._rates = Rates()
-        self._history = History()
-        self._errors = Errors()
+        self._view = GraphView()
         self._seq = 0
         self._sync_lock = threading.Lock()  # trait updates come from two threads
         self._refresh_lock = threading.Lock()
@@ -132,26 +95,10 @@ class SwarmWidget(AnyWidget):
             self._refresh()
 
     def _refresh(self) -> None:
-        swarm = self._swarm
-        status = swarm.status(fresh=0.2) if swarm.running else {"running": False}
-        now = time.monotonic()
-        nodes, edges = graph(swarm.topology, status, self._rates, now)
-        self._history.add(nodes, now)
-        for n in nodes:  # each node draws its own last minutes (one trait, one render)
-            n["spark"] = self._history.spark(n["id"])
-        self._errors.note(status)
-        selected = self.selected
-        detail = None
-        if selected in swarm.topology.bees:
-            errors, history = self._errors.of(selected), self._history.of(selected)
-            detail = bee_detail(selected, status, swarm.logs(selected), errors, history)
+        shown = self._view.read(self._swarm, self.selected)
         with self._sync_lock, self.hold_sync():
-            self.running = bool(status.get("running"))
-            # traits hold plain dicts: the TypedDicts are what they hold (see `state`)
-            self.nodes = [dict(n) for n in nodes]
-            self.edges = [dict(e) for e in edges]
-            if detail is not None:
-                self.detail = dict(detail)
+            for name, value in shown.items():
+                setattr(self, name, value)
 
     def _poll(self) -> None:
         failures = 0
@@ -222,23 +169,9 @@ class SwarmWidget(AnyWidget):
 
     def edit(self, content: dict[str, Any]) -> None:
         """Apply one front-end edit to the running swarm (raises on a refused one)."""
-        kind = content["type"]
-        if kind == "replicas":
-            replicas = content["replicas"]
-            if not isinstance(replicas, int) or isinstance(replicas, bool):
-                raise ValueError(f"replicas must be an integer, not {replicas!r}")
-            self._swarm.scale(str(content["bee"]), replicas)
-        elif kind == "connect":
-            self._swarm.connect(str(content["source"]), str(content["target"]))
-        elif kind == "disconnect":
-            self._swarm.disconnect(str(content["source"]), str(content["target"]))
-        elif kind == "remove":
-            bee = str(content["bee"])
-            self._swarm.remove(bee)
-            if self.selected == bee:
-                self.selected = ""
-        else:
-            raise ValueError(f"unknown edit {kind!r}")
+        apply_edit(self._swarm, content)
+        if content["type"] == "remove" and self.selected == str(content["bee"]):
+            self.selected = ""
 
     def close(self) -> None:
         self._closed.set()

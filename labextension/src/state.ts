@@ -122,6 +122,30 @@ export interface Kept {
   failed: TraceRecord[];
 }
 
+export interface ListedGateway {
+  name: string;
+  url: string | null;
+}
+
+export interface ListedBee {
+  name: string;
+  state: string;
+  ready: number;
+  wanted: number;
+}
+
+export interface Listed {
+  id: string;
+  name: string;
+  kind: 'swarm' | 'stack';
+  runtime: string;
+  owner: number | null;
+  state: string;
+  gateways: ListedGateway[];
+  bees: ListedBee[];
+  error: string;
+}
+
 export type SwarmNode = GatewayNode | BeeNode;
 
 /** What the front-end asks the kernel (to change: checked again there). */
