@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -142,6 +144,17 @@ def hello_swarm(
         ctx.respond(f"goodbye {payload['name']}")
 
     return swarm
+
+
+@pytest.fixture
+def busy_cpu() -> Iterator[None]:
+    """Another program keeping every core busy while the test runs (as a user's machine
+    often is): the widget must not blank out, nor edits get lost, under load."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    yield
+    for hog in hogs:
+        hog.kill()
+        hog.wait()
 
 
 # "auto" means the process runtime in tests (and in the tutorials run by nbval):

@@ -8,14 +8,11 @@ run leaves a screenshot in `test-artifacts/`.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import re
 import secrets
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,14 +20,22 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import psutil
 import pytest
-from conftest import missing, wait_until
+from browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    free_port,
+    front_end_command,
+    need_browser,
+    run_cell,
+    server,
+    start_kernel,
+)
+from conftest import missing
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 SETUP = """\
 from bytewax_nb import Swarm, SwarmWidget
@@ -79,62 +84,6 @@ print("STRESSED")
 """
 
 
-def _need_browser() -> Any:
-    why = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        why = "playwright is not installed"
-    if why is None and not os.path.exists(CHROMIUM):
-        why = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-    if why is not None:
-        missing(
-            why, "pip install playwright; apt-get install chromium (bash .ci/run does both)", "--no-browser"
-        )
-    return sync_playwright
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _server(cmd: list[str], folder: Path, health: str, env: dict[str, str] | None = None) -> Iterator[None]:
-    """A front-end's server started in `folder` (its log there), up once `health`
-    answers 200; stopped at the end with everything it started (kernels, swarms)."""
-    import urllib.request
-
-    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-
-        def answers() -> bool:
-            try:
-                with urllib.request.urlopen(health, timeout=2) as r:
-                    return r.status == 200
-            except OSError:
-                return server.poll() is not None  # died: fail below with its log
-
-        wait_until(answers, timeout=60, what=f"{cmd[2]} answering")
-        assert server.poll() is None, (folder / "server.log").read_text()[-3000:]
-        yield
-    finally:
-        kids = psutil.Process(server.pid).children(recursive=True) if server.poll() is None else []
-        server.terminate()  # shuts its kernels down; a kernel's exit stops its swarm
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-        _gone, alive = psutil.wait_procs(kids, timeout=20)
-        for p in alive:
-            p.kill()
-        assert not alive, f"processes left behind by {cmd[2]}: {alive}"
-
-
 @pytest.fixture(params=["lab", "notebook"], ids=["JupyterLab", "Notebook 7"])
 def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     """A JupyterLab (or Notebook 7) server on loopback serving `tmp_path`; stopped with
@@ -149,69 +98,13 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, P
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "widget.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyterlab" if front_end == "lab" else "notebook",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        f"--IdentityProvider.token={token}",
-        "--allow-root",
-        f"--ServerApp.root_dir={tmp_path}",
-    ]
-    if front_end == "lab":
-        cmd += [
-            f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ]
+    port, token = free_port(), secrets.token_hex(16)
+    cmd, env = front_end_command(front_end, tmp_path, port, token)
     base = f"http://127.0.0.1:{port}"
-    with _server(cmd, tmp_path, f"{base}/api/status?token={token}", env):
-        _start_kernel(base, token, "widget.ipynb")
+    with server(cmd, tmp_path, f"{base}/api/status?token={token}", env):
+        start_kernel(base, token, "widget.ipynb")
         where = "lab/tree" if front_end == "lab" else "notebooks"
         yield f"{base}/{where}/widget.ipynb?token={token}", tmp_path, front_end
-
-
-def _start_kernel(base: str, token: str, path: str) -> None:
-    """The notebook's kernel started through the server's REST API before the
-    page opens: the front-end joins that session, instead of racing its own kernel-spec
-    fetch (which, on a busy machine, can end in a "Select Kernel" question). The page's
-    kernel indicator says when it is idle."""
-    import json
-    import urllib.request
-
-    new = {"path": path, "name": path, "type": "notebook", "kernel": {"name": "python3"}}
-    req = urllib.request.Request(f"{base}/api/sessions?token={token}", data=json.dumps(new).encode())
-    with urllib.request.urlopen(req, timeout=30) as r:
-        session = json.loads(r.read())
-    assert session["kernel"]["name"] == "python3", session
-
-
-def _run_cell(page: Any, index: int) -> Any:
-    """Run one cell with the toolbar button; retry when the click is lost (it can be)."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
-    prompt = cell.locator(".jp-InputPrompt")
-    ask = page.locator(".jp-Dialog", has_text="Select Kernel")
-    for _ in range(4):
-        if ask.is_visible():  # JupyterLab may ask which kernel to start even once idle
-            ask.locator("button.jp-mod-accept").click()
-            ask.wait_for(state="detached", timeout=30_000)
-        prompt.click()
-        page.locator("[data-command='notebook:run-cell-and-select-next']").first.click()
-        try:
-            prompt.filter(has_text=re.compile(r"\[(\*|\d+)\]")).wait_for(timeout=10_000)
-            return cell
-        except PlaywrightTimeout:
-            continue
-    raise AssertionError(f"cell {index} never started running")
 
 
 def _drawn_or_failed(graph: Any, cell: Any) -> None:
@@ -278,33 +171,13 @@ def _screenshot(graph: Any, front_end: str) -> None:
         graph.screenshot(path=str(Path(folder) / f"widget-{front_end}.png"))
 
 
-@pytest.fixture
-def busy_cpu() -> Iterator[None]:
-    """Another program keeping every core busy while the test runs (as a user's machine
-    often is): the widget must not blank out, nor edits get lost, under load."""
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
-    yield
-    for hog in hogs:
-        hog.kill()
-        hog.wait()
-
-
 def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
     lab: tuple[str, Path, str], busy_cpu: None
 ) -> None:
-    sync_playwright = _need_browser()
+    sync_playwright = need_browser()
     url, tmp, front_end = lab
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(url)
@@ -314,7 +187,7 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             idle = idle.or_(page.locator(".jp-NotebookKernelStatus-idle, [data-status='idle']"))
             ask = page.locator(".jp-Dialog", has_text="Select Kernel")
             idle.or_(ask).first.wait_for(timeout=90_000)  # _run_cell answers the question
-            setup = _run_cell(page, 0)
+            setup = run_cell(page, 0)
             graph = page.locator(".bxnb-widget")
             _drawn_or_failed(graph, setup)
             for name in ("in", "a", "b", "c"):
@@ -336,7 +209,7 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             graph.locator(".bxnb-frame[data-bees='a b']").wait_for(timeout=30_000)
             graph.locator(".bxnb-frame[data-bees='a b c']").wait_for(state="detached", timeout=10_000)
 
-            cell = _run_cell(page, 1)
+            cell = run_cell(page, 1)
             out = cell.locator(".jp-OutputArea-output", has_text="FLOWED")
             out.wait_for(timeout=60_000)
             text = cell.locator(".jp-OutputArea").inner_text()
@@ -345,7 +218,7 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             assert re.search(r'ANSWER \[("c"|"a", "b", "c")\]', text), text
 
             page.evaluate(_WATCH_HIDDEN)
-            _run_cell(page, 2).locator(".jp-OutputArea-output", has_text="STRESSED").wait_for(timeout=60_000)
+            run_cell(page, 2).locator(".jp-OutputArea-output", has_text="STRESSED").wait_for(timeout=60_000)
             _all_shown(graph, ["in", "a", "b", "c"], ["in->a", "a->b", "b->c", "in->c"])
             # each node draws its last minutes inside it (its rate, at least, once sampled twice)
             for name in ("in", "a", "b", "c"):
@@ -397,7 +270,7 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             graph.locator(".bxnb-message", has_text="done: remove bee c").wait_for(timeout=60_000)
             graph.locator(".react-flow__node[data-id='c']").wait_for(state="detached", timeout=10_000)
 
-            _run_cell(page, 3)
+            run_cell(page, 3)
             graph.locator(".bxnb-swarm-state", has_text="stopped").wait_for(timeout=30_000)
         except BaseException:
             ARTIFACTS.mkdir(exist_ok=True)
@@ -451,15 +324,15 @@ def marimo_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     if importlib.util.find_spec("marimo") is None:
         missing("marimo is not installed", 'pip install -e ".[dev]"', "--no-browser")
     (tmp_path / "app.py").write_text(MARIMO_APP)
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "marimo", "run", "app.py", "--headless", "--host", "127.0.0.1"]
     base = f"http://127.0.0.1:{port}"
-    with _server([*cmd, "--port", str(port)], tmp_path, f"{base}/health"):
+    with server([*cmd, "--port", str(port)], tmp_path, f"{base}/health"):
         yield base, tmp_path
 
 
 def test_the_widget_draws_and_edits_a_swarm_in_marimo(marimo_app: tuple[str, Path], busy_cpu: None) -> None:
-    sync_playwright = _need_browser()
+    sync_playwright = need_browser()
     url, tmp = marimo_app
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])

@@ -1,7 +1,9 @@
-/** The JupyterLab plugin: registers the Swarm widget with the widget manager. */
+/** The JupyterLab plugins: the Swarm widget registered with the widget manager (for
+ * notebooks saved with its earlier model), and the side panel of this machine's swarms. */
 import { IJupyterWidgetRegistry } from '@jupyter-widgets/base';
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 
+import { panelPlugin } from './labcommands';
 import { MODULE_NAME, MODULE_VERSION, SwarmModel, SwarmView } from './widget';
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -18,4 +20,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, panelPlugin];
