@@ -184,12 +184,12 @@ def test_the_side_panel_lists_opens_scales_reads_attaches_and_stops(
             graph.locator(".bxnb-message", has_text="done: hi: 2 replicas").wait_for(timeout=90_000)
             graph.locator(".react-flow__node[data-id='hi']", has_text="2/2 replicas").wait_for(timeout=30_000)
             mine.locator(".bxnb-lab-bees li[data-bee='hi']", has_text="2/2 replicas").wait_for(timeout=30_000)
+            _screenshot(page)
             # taking a bee out is the owner's: refused in words, nothing changed
             bee.locator(".bxnb-remove-bee").click()
             refused = graph.locator(".bxnb-message.bxnb-error", has_text="only the notebook or script")
             refused.wait_for(timeout=30_000)
             assert request(gateway, {"name": "Again"}) == "hi Again"
-            _screenshot(page)
 
             # a bee's logs, from the command palette
             _palette(page, "Open a bee's logs")
