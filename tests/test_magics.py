@@ -107,6 +107,9 @@ def test_a_bee_error_shows_the_cell_line_that_raised(ip: Any) -> None:
         ("%%bee --input in\ndef f(x):\n    return x\ndef g(x):\n    return x\n", "several functions"),
         ("%%bee --input in --image custom:1\ndef f(x):\n    return x\n", "cannot apply image"),
         ("%%bee --input in --env NOEQUALS\ndef f(x):\n    return x\n", "KEY=VALUE"),
+        ("%%bee --input in --replicas 3:1\ndef f(x):\n    return x\n", "0 <= min_replicas <= max_replicas"),
+        ("%%bee --input in --replicas two\ndef f(x):\n    return x\n", "N or MIN:MAX"),
+        ("%%bee --input in --min-replicas 2\ndef f(x):\n    return x\n", "min_replicas needs max_replicas"),
         ('%send in {"broken"', "not JSON"),
         ("%swarm frobnicate", "unknown %swarm action"),
         ("%bee hello", "%bee logs NAME or %bee rm NAME"),
@@ -165,6 +168,20 @@ def test_bee_timeout_from_the_cell_magic(ip: Any) -> None:
     assert (bees["plain"].timeout, bees["plain"].retries) == ("auto", 0)  # the default limit
     assert swarm.topology.call_timeout(bees["plain"]) == 25.0  # 5/6 of its gateway's 30 s
     assert bees["patient"].timeout is None
+
+
+def test_an_autoscaled_bee_from_the_cell_magic(ip: Any) -> None:
+    run(ip, "%swarm new mg-auto --runtime process")
+    run(ip, "%gateway in")
+    run(ip, "%%bee --input in --replicas 0:3 --idle-s 5 --target-in-flight 4\ndef f(p):\n    return p\n")
+    swarm = current_swarm()
+    assert swarm is not None
+    spec = swarm.topology.bees["f"]
+    assert (spec.min_replicas, spec.max_replicas, spec.replicas) == (0, 3, 1)  # starts with one
+    assert (spec.idle_s, spec.target_in_flight, spec.autoscaled) == (5.0, 4.0, True)
+    run(ip, "%%bee --input in --replicas 2\ndef g(p):\n    return p\n")
+    fixed = swarm.topology.bees["g"]
+    assert (fixed.replicas, fixed.autoscaled, fixed.replica_range) == (2, False, (2, 2))
 
 
 def test_a_refused_bee_cell_leaves_the_swarm_as_it_was(ip: Any) -> None:

@@ -63,10 +63,15 @@ def test_fused_bees_must_agree_on_every_shared_option_and_only_on_those() -> Non
     assert tuple(shared) == fusion._SHARED
     top_values = {"replicas": 2, "requirements": ("x",), "image": "i", "env": {"a": "b"}, "cpus": 1.0}
     top_values |= {"memory": "1g", "gpus": 1, "timeout": 3.0, "retries": 0}
+    top_values |= {"min_replicas": 0, "max_replicas": 3, "target_in_flight": 4.0, "idle_s": 5.0}
     assert set(top_values) == set(shared)
     for name, value in top_values.items():
-        a = BeeSpec("a", len, ("in",))
-        b = BeeSpec("b", len, ("a",), **{name: value})
+        # autoscaling's settings are compared between two autoscaled bees
+        base: dict[str, Any] = (
+            {"max_replicas": 4} if name in ("min_replicas", "target_in_flight", "idle_s") else {}
+        )
+        a = BeeSpec("a", len, ("in",), **base)
+        b = BeeSpec("b", len, ("a",), **{**base, name: value})
         assert not fusion.same_processes(a, b), name
     # an option that is not shared (how the second bee is called) does not split the chain
     assert fusion.same_processes(BeeSpec("a", len, ("in",)), BeeSpec("b", len, ("a",), batch_timeout_ms=9.0))

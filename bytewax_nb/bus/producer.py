@@ -265,6 +265,16 @@ class Dispatcher:
     def in_flight(self) -> int:
         return sum(len(k.out) for k in self.links.values())
 
+    def outstanding(self) -> dict[str, int]:
+        """Per consumer bee: messages sent to its replicas and not yet done, and those
+        waiting for one with room. Summed over a bee's producers, what it has to do:
+        the load its autoscaler follows."""
+        out = {bee: len(q) for bee, q in self.waiting.items() if q}
+        for link in self.links.values():
+            if link.out:
+                out[link.bee] = out.get(link.bee, 0) + len(link.out)
+        return out
+
 
 def _weight(rid: bytes, identity: str) -> int:
     """Rendezvous weight of a replica for a request: the same in every process (unlike

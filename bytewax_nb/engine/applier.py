@@ -99,6 +99,18 @@ class Applier:
             bees[name] = dataclasses.replace(bees[name], replicas=replicas)
             self._replan(f"scaling bee {name!r} to {replicas}", bees, timeout)
 
+    def resize(self, unit: str, replicas: int, why: str, timeout: float) -> None:
+        """The autoscaler's change: `replicas` of a process-level bee, a fused group's
+        bees all alike, so the group stays one (`scale` takes a bee out of its group)."""
+        with self._lock:
+            spec = self._book.units.bees.get(unit)
+            if spec is None:
+                raise StartError(f"swarm {self._book.swarm!r} runs no bee {unit!r} any more")
+            bees = dict(self._book.topology.bees)
+            for name in fusion.members(spec):
+                bees[name] = dataclasses.replace(bees[name], replicas=replicas)
+            self._replan(f"autoscaling bee {unit!r} to {replicas} ({why})", bees, timeout)
+
     def remove(self, name: str, timeout: float) -> None:
         """Take a bee out: its replicas ask for nothing more, finish what they hold, exit."""
         with self._lock:

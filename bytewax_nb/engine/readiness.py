@@ -41,7 +41,12 @@ class Readiness:
         """Tell the hub the swarm's readiness and figures, if they changed (or it is time)."""
         bees = book.wiring.bee_stats()
         # a bee whose every ready replica is stuck in a call takes no work: not ready
-        not_ready = sorted(n for n, st in bees.items() if st["ready"] == 0 or st["state"] == BeeState.STUCK)
+        # an idle bee (autoscaled to none) serves: a request starts one
+        not_ready = sorted(
+            n
+            for n, st in bees.items()
+            if (st["ready"] == 0 and st["state"] != BeeState.IDLE) or st["state"] == BeeState.STUCK
+        )
         short = sorted(
             n for n, st in bees.items() if st["ready"] < st["wanted"] or st["state"] == BeeState.STUCK
         )
@@ -54,6 +59,8 @@ class Readiness:
                 st["dropped"],
                 st["state"],
                 st["failing"],
+                st.get("autoscale", {}).get("desired"),  # the autoscaler's word reaches /metrics at once
+                st.get("autoscale", {}).get("reason"),
             )
             for _, st in sorted(bees.items())
         ]

@@ -53,6 +53,7 @@ from .lifecycle import Lifecycle
 from .logbook import LogBook, LogCallback
 from .mailbox import Mailbox
 from .readiness import Readiness
+from .scaling import Scaling, cores_cap
 from .stopping import Stopping
 from .wiring import Member
 
@@ -105,6 +106,12 @@ class Supervisor:
             lambda: reports.not_ready_report(self.book.wiring, self.logs.lines),
         )
         self.stopping = Stopping()
+        # an owner's supervisor scales autoscaled bees itself (a stack's, the engine does)
+        self.scaling = (
+            Scaling(self.book, cores_cap(str(launcher.name)), self.applier.resize, self._say)
+            if adopt is None
+            else None
+        )
         self._commands = CommandSocket(self.ctx, self.record.control)
         self._cli_actions = swarm_actions(
             status=self.status,
@@ -260,6 +267,10 @@ class Supervisor:
             stopping=self.stopping.stopping, stop=self.stop, actions=self._cli_actions, post=self.mailbox.post
         )
 
+    def _say(self, bee: str, line: str) -> None:
+        """A line of the swarm's own into a bee's log (what the autoscaler decided)."""
+        self.logs.add(f"{Role.BEE}:{bee}:0:0", line)
+
     def _send(self, m: Member, kind: Msg, body: Any) -> None:
         self.channel.send(m.identity, kind, body)
 
@@ -332,6 +343,8 @@ class Supervisor:
         if self.stopping.stopping:
             wiring = self.book.wiring
             self.stopping.step(now, list(wiring.members.values()), wiring.hub(), self._send)
+        elif self.scaling is not None and self.readiness.started.is_set():
+            self.scaling.tick(now, busy=self.applier.current is not None)
         return self.stopping.stopping or self.applier.current is not None
 
     # -- after every change (supervisor thread) --------------------------------------

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from ..model.fusion import members
 from ..model.protocol import (
+    AutoscaleView,
     BeeError,
     BeeFigures,
     BeeState,
@@ -132,6 +133,7 @@ class Wiring:
         self.slots: dict[tuple[Role, str, int], Slot] = {}
         self.retried_before: dict[str, int] = {}  # per consumer bee, counted by producers now gone
         self.past: dict[str, Past] = {}  # per bee
+        self.autoscale: dict[str, AutoscaleView] = {}  # per autoscaled bee: its autoscaler's view
 
     # -- membership ------------------------------------------------------------------
 
@@ -364,11 +366,16 @@ class Wiring:
                 state=self._bee_state(unit, ready, spec.replicas, slots, free),
                 group=group if len(group) > 1 else [],
             )
+            if name in self.autoscale:
+                out[name]["autoscale"] = self.autoscale[name]
         return out
 
     def _bee_state(self, name: str, ready: int, wanted: int, slots: list[Slot], free: int) -> BeeState:
-        """starting, ready, redeploying (old replicas handing over), error (crashing) or
-        stuck (every ready replica in a call running far past its usual time)."""
+        """starting, ready, redeploying (old replicas handing over), error (crashing),
+        stuck (every ready replica in a call running far past its usual time) or idle
+        (autoscaled to none)."""
+        if wanted == 0 and not ready:
+            return BeeState.IDLE
         if ready and not free:
             return BeeState.STUCK
         if any(m.retiring for m in self.members.values() if m.role == Role.BEE and m.name == name):

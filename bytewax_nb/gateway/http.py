@@ -271,6 +271,12 @@ class GatewayApp:
         try:
             answer = await hub.request(self, rid, body, trace=trace, asked=asked)
         except TimeoutError:
+            cold = hub.view.cold(self.spec.name)
+            if cold is not None:  # scaled to zero and not started in time: come back soon
+                why = f"bee {cold!r} had no replica (autoscaled to zero) and none served in time"
+                response = _error(503, why, rid)
+                response.headers["Retry-After"] = _RETRY_AFTER
+                return _told(response, told)
             return _told(_error(504, f"no response within {self.spec.timeout:g} s", rid), told)
         if isinstance(answer, Chunked):
             return await self._stream(request, answer, rid)

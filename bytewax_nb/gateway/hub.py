@@ -335,6 +335,7 @@ class Hub:
             dropped_by=dropped,
             retried=dict(self.dispatcher.retried),
             waiting=sum(len(q) for q in self.dispatcher.waiting.values()),
+            outstanding=self.dispatcher.outstanding(),
         )
 
     def _send(self, kind: Msg, body: Any) -> None:

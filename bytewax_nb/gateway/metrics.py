@@ -55,6 +55,17 @@ class _SwarmCollector(Collector):
         wanted = GaugeMetricFamily("bytewax_nb_bee_replicas_wanted", "Wanted replicas", labels=["bee"])
         p50 = GaugeMetricFamily("bytewax_nb_bee_latency_p50_seconds", "Median call time", labels=["bee"])
         p99 = GaugeMetricFamily("bytewax_nb_bee_latency_p99_seconds", "p99 call time", labels=["bee"])
+        desired = GaugeMetricFamily(
+            "bytewax_nb_bee_replicas_desired", "Replicas an autoscaled bee's autoscaler wants", labels=["bee"]
+        )
+        in_flight = GaugeMetricFamily(
+            "bytewax_nb_bee_in_flight", "Requests an autoscaled bee has to do now", labels=["bee"]
+        )
+        decision = GaugeMetricFamily(
+            "bytewax_nb_bee_autoscale_decision_timestamp_seconds",
+            "When an autoscaled bee's autoscaler last changed its replicas, and why",
+            labels=["bee", "min", "max", "reason"],
+        )
         dropped = CounterMetricFamily(
             "bytewax_nb_dropped_frames",
             "Bus frames dropped: bad signature, replayed, past their deadline, or no room",
@@ -70,6 +81,13 @@ class _SwarmCollector(Collector):
             wanted.add_metric([name], st.get("wanted", 0))
             p50.add_metric([name], st.get("p50_ms", 0.0) / 1000)
             p99.add_metric([name], st.get("p99_ms", 0.0) / 1000)
+            scale = st.get("autoscale")
+            if scale:
+                desired.add_metric([name], scale["desired"])
+                in_flight.add_metric([name], scale["in_flight"])
+                if scale.get("decided") is not None:
+                    labels = [name, str(scale["min"]), str(scale["max"]), scale["reason"]]
+                    decision.add_metric(labels, scale["decided"])
             for reason, count in sorted((st.get("dropped_by") or {}).items()):
                 dropped.add_metric([f"bee:{name}", reason], count)
         for reason, count in sorted(self._owner.dropped.items()):
@@ -79,6 +97,7 @@ class _SwarmCollector(Collector):
         )
         restarts.add_metric([], snapshot["hub_restarts"] if snapshot else 0)
         yield from (handled, errors, deaths, retried, ready, wanted, p50, p99, dropped, restarts)
+        yield from (desired, in_flight, decision)
 
 
 class GatewayMetrics:

@@ -51,6 +51,16 @@ class SwarmView:
             return f"bee {bee!r} keeps failing ({err['message'] if err else 'no replica'})"
         return f"bee {bee!r} has {figures['ready']} of {figures['wanted']} replicas ready"
 
+    def cold(self, gateway: str) -> str | None:
+        """A bee `gateway` reaches that runs no replica because its autoscaler stopped
+        it when idle (one is starting, or will): its callers that waited their whole
+        timeout get 503 and Retry-After, not 504."""
+        for bee in downstream(gateway, self.bees):
+            figures = self.bees[bee]
+            if figures["state"] == BeeState.IDLE or (figures["ready"] == 0 and "autoscale" in figures):
+                return bee
+        return None
+
 
 def _takes_no_work(figures: BeeFigures) -> bool:
     return figures["failing"] or figures["state"] == BeeState.STUCK

@@ -23,6 +23,7 @@ class Form(StrEnum):
     WORDS = "words"  # --requirements "numpy scikit-learn"
     PAIRS = "pairs"  # --env K=V K2=V2
     TIMEOUT = "timeout"  # --timeout S|auto, --no-timeout
+    RANGE = "range"  # --replicas 2, or --replicas 1:8 (autoscaling: min and max)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .spec import BeeSpec, GatewaySpec
 
 __all__ = [
+    "AutoscaleView",
     "Beat",
     "BeeConfig",
     "BeeError",
@@ -133,6 +134,7 @@ class BeeState(StrEnum):
     ERROR = "error"  # a replica slot failed since it was last ready
     STUCK = "stuck"  # every ready replica is in a call running far past its usual time: no work taken
     STOPPED = "stopped"
+    IDLE = "idle"  # autoscaled to zero replicas: the next request starts one
 
 
 class CallStyle(IntEnum):
@@ -341,6 +343,9 @@ class BeeStats(TypedDict):
     # a fused group's replica: each of its bees' own figures (what the replica counts as
     # a whole, drops and queue, with its first bee's)
     stages: NotRequired[dict[str, BeeStats]]
+    # consumer bee -> what this replica sent it and is not done, or holds for it (the
+    # load its autoscaler follows; absent from a replica of an older version)
+    outstanding: NotRequired[dict[str, int]]
 
 
 class GatewayCounts(TypedDict):
@@ -357,6 +362,21 @@ class HubStats(TypedDict):
     dropped_by: dict[str, int]
     retried: dict[str, int]
     waiting: int
+    outstanding: NotRequired[dict[str, int]]  # as a replica's: the gateways' load on each bee
+
+
+class AutoscaleView(TypedDict):
+    """An autoscaled bee's range and its autoscaler's last word (a fused group's bees
+    share theirs)."""
+
+    min: int
+    max: int  # its max_replicas, or fewer: what its runtime can run (the machine's cores)
+    target: float  # requests in flight per replica it aims at
+    in_flight: int  # what it has to do now: sent to it and not done, or waiting for room
+    desired: int  # replicas it should run
+    reason: str  # why, in words ("" until it first decides)
+    decided: float | None  # when (epoch seconds)
+    cold_start_s: float | None  # its last start from zero replicas: seconds until one served
 
 
 class BeeFigures(TypedDict):
@@ -381,6 +401,7 @@ class BeeFigures(TypedDict):
     last_error: BeeError | None
     state: BeeState
     group: list[str]  # the bees that share its processes, in order ([] when it runs alone)
+    autoscale: NotRequired[AutoscaleView]  # an autoscaled bee's
 
 
 class Status(TypedDict):

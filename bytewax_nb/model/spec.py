@@ -92,7 +92,28 @@ class BeeSpec:
         form=Form.SWITCH,
     )
     replicas: int = option(
-        1, "replicas that share the bee's messages (each message goes to one)", shared=True
+        1,
+        "replicas that share the bee's messages (each message goes to one); `%%bee --replicas "
+        "MIN:MAX` sets `min_replicas` and `max_replicas`",
+        shared=True,
+        form=Form.RANGE,
+        metavar="N|MIN:MAX",
+    )
+    min_replicas: int | None = option(
+        None,
+        "autoscaling: the fewest replicas (0: none while idle, started by the next request; default 1)",
+        shared=True,
+    )
+    max_replicas: int | None = option(
+        None, "autoscaling: the most replicas; giving it turns autoscaling on", shared=True
+    )
+    target_in_flight: float | None = option(
+        None,
+        "autoscaling: requests in flight per replica to aim at (None: from the bee's latency)",
+        shared=True,
+    )
+    idle_s: float = option(
+        30.0, "autoscaling: seconds the load stays low before a replica is retired", shared=True
     )
     batch_size: int = option(1, "call the bee with a list of up to N payloads; it returns a list of results")
     batch_timeout_ms: float = option(0.0, "milliseconds a batch waits to fill before it is called")
@@ -155,6 +176,9 @@ class BeeSpec:
             given["requirements"] = tuple(given["requirements"])
         if "env" in given:
             given["env"] = dict(given["env"] or {})
+        if given.get("max_replicas") is not None and "replicas" not in given:
+            # autoscaled: it starts at its fewest, and with one at least (its code proven)
+            given["replicas"] = max(1, given.get("min_replicas") or 1)
         return cls(name, fn, tuple(inputs), **given)
 
     def __post_init__(self) -> None:
@@ -167,8 +191,7 @@ class BeeSpec:
             raise TopologyError(f"bee {self.name!r} lists an input twice: {list(self.inputs)}")
         if self.join and len(self.inputs) < 2:
             raise TopologyError(f"bee {self.name!r}: join=True needs at least two inputs")
-        if not isinstance(self.replicas, int) or self.replicas < 1:
-            raise TopologyError(f"bee {self.name!r}: replicas must be an integer >= 1")
+        self._check_replicas()
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise TopologyError(f"bee {self.name!r}: batch_size must be an integer >= 1")
         if self.batch_timeout_ms < 0:
@@ -183,6 +206,49 @@ class BeeSpec:
         if self.join and self.batch_size > 1:
             raise TopologyError(f"bee {self.name!r}: a join bee cannot batch")
 
+    @property
+    def autoscaled(self) -> bool:
+        """Its replicas follow its load (`max_replicas` given)."""
+        return self.max_replicas is not None
+
+    @property
+    def replica_range(self) -> tuple[int, int]:
+        """The fewest and the most replicas it may run (fixed: `replicas` both)."""
+        if self.max_replicas is None:
+            return self.replicas, self.replicas
+        return (1 if self.min_replicas is None else self.min_replicas), self.max_replicas
+
+    def _check_replicas(self) -> None:
+        def whole(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        name = self.name
+        if not whole(self.replicas) or self.replicas < 0:
+            raise TopologyError(f"bee {name!r}: replicas must be an integer >= 1")
+        if self.max_replicas is None:
+            if self.min_replicas is not None:
+                raise TopologyError(f"bee {name!r}: min_replicas needs max_replicas (autoscaling)")
+            if self.replicas < 1:
+                raise TopologyError(f"bee {name!r}: replicas must be an integer >= 1")
+        else:
+            low = 1 if self.min_replicas is None else self.min_replicas
+            if not whole(self.max_replicas) or not whole(low) or not 0 <= low <= self.max_replicas:
+                raise TopologyError(
+                    f"bee {name!r}: autoscaling needs integers 0 <= min_replicas <= max_replicas "
+                    f"(got {self.min_replicas!r}, {self.max_replicas!r})"
+                )
+            if self.max_replicas < 1:
+                raise TopologyError(f"bee {name!r}: max_replicas must be >= 1")
+            if not low <= self.replicas <= self.max_replicas:
+                raise TopologyError(
+                    f"bee {name!r}: replicas={self.replicas} is outside min_replicas..max_replicas "
+                    f"({low}..{self.max_replicas})"
+                )
+        if self.target_in_flight is not None and not self.target_in_flight > 0:
+            raise TopologyError(f"bee {name!r}: target_in_flight must be positive")
+        if not self.idle_s >= 0:
+            raise TopologyError(f"bee {name!r}: idle_s must be >= 0 seconds")
+
 
 class BeeOptions(TypedDict, total=False):
     """`@swarm.bee(...)`'s keyword options, typed: the option fields of `BeeSpec` (a test
@@ -190,6 +256,10 @@ class BeeOptions(TypedDict, total=False):
 
     join: bool
     replicas: int
+    min_replicas: int | None
+    max_replicas: int | None
+    target_in_flight: float | None
+    idle_s: float
     batch_size: int
     batch_timeout_ms: float
     requirements: Iterable[str]

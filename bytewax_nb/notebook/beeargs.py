@@ -23,6 +23,15 @@ def _seconds_or_auto(text: str) -> float | str:
     return AUTO if text == AUTO else float(text)
 
 
+def _replica_range(text: str) -> int | tuple[int, int]:
+    """`--replicas`: N, or MIN:MAX (autoscaling)."""
+    low, sep, high = text.partition(":")
+    try:
+        return (int(low), int(high)) if sep else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"replicas must be N or MIN:MAX (integers), not {text!r}") from None
+
+
 def _value_type(annotation: str) -> Callable[[str], Any]:
     return int if "int" in annotation else float if "float" in annotation else str
 
@@ -46,6 +55,8 @@ def _arguments() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
             )
         elif opt.form == Form.WORDS:
             out.append(((flag,), {**given, "metavar": metavar}))
+        elif opt.form == Form.RANGE:
+            out.append(((flag,), {**given, "type": _replica_range, "metavar": metavar}))
         else:
             out.append(((flag,), {**given, "type": _value_type(str(f.type)), "metavar": metavar}))
     return out
@@ -69,6 +80,9 @@ def options_from(args: argparse.Namespace) -> BeeOptions:
             value = tuple(shlex.split(value))
         elif opt.form == Form.PAIRS:
             value = _pairs(value)
+        elif opt.form == Form.RANGE and isinstance(value, tuple):
+            given["min_replicas"], given["max_replicas"] = value
+            continue
         given[f.name] = value
     return cast(BeeOptions, given)
 

@@ -372,11 +372,13 @@ class Replica:
     def _send_stats(self, force: bool = False) -> None:
         dropped = self._dropped()
         stages = self.calls.stages
+        outstanding = self.producer.dispatcher.outstanding()
         key = (
             [(st.handled, st.errors) for st in stages],
             sum(dropped.values()),
             len(self.joins),
             len(self.intake.queue),
+            outstanding,
         )
         if key == self._last_stats and not force:
             return
@@ -389,6 +391,7 @@ class Replica:
             self.batch.mean(),
             len(self.joins),
         )
+        stats["outstanding"] = outstanding
         p99 = slowest_p99(stats)
         self.watchdog.busy_after = max(0.5, 4 * p99 / 1000)
         self.watchdog.stuck_after = max(STUCK_AFTER, 4 * p99 / 1000)

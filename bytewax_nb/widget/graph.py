@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..model.spec import Topology
-from .state import BeeDetail, BeeNode, GatewayNode, LastError, NodeHistory, ReplicaInfo, SwarmEdge
+from .state import Autoscaled, BeeDetail, BeeNode, GatewayNode, LastError, NodeHistory, ReplicaInfo, SwarmEdge
 
 __all__ = ["Errors", "Rates", "bee_detail", "describe_edit", "graph"]
 
@@ -61,24 +61,34 @@ def graph(
         )
     for name, spec in bees.items():
         st = status.get("bees", {}).get(name, {}) if running else {}
-        nodes.append(
-            BeeNode(
-                id=name,
-                kind="bee",
-                status=st.get("state", "starting") if running else "stopped",
-                ready=int(st.get("ready", 0)),
-                wanted=spec.replicas,
-                rate=rates.rate(("bee", name), float(st.get("handled", 0)), now),
-                p50_ms=round(float(st.get("p50_ms", 0.0)), 3),
-                p99_ms=round(float(st.get("p99_ms", 0.0)), 3),
-                errors=int(st.get("errors", 0)),
-                deaths=int(st.get("deaths", 0)),
-                dropped=int(st.get("dropped", 0)),
-                batch=round(float(st.get("batch", 1.0)), 2),
-                join=spec.join,
-                group=[str(b) for b in st.get("group", [])],  # the bees sharing its processes
-            )
+        bee = BeeNode(
+            id=name,
+            kind="bee",
+            status=st.get("state", "starting") if running else "stopped",
+            ready=int(st.get("ready", 0)),
+            wanted=spec.replicas,
+            rate=rates.rate(("bee", name), float(st.get("handled", 0)), now),
+            p50_ms=round(float(st.get("p50_ms", 0.0)), 3),
+            p99_ms=round(float(st.get("p99_ms", 0.0)), 3),
+            errors=int(st.get("errors", 0)),
+            deaths=int(st.get("deaths", 0)),
+            dropped=int(st.get("dropped", 0)),
+            batch=round(float(st.get("batch", 1.0)), 2),
+            join=spec.join,
+            group=[str(b) for b in st.get("group", [])],  # the bees sharing its processes
         )
+        scale = st.get("autoscale")
+        if scale:
+            bee["autoscale"] = Autoscaled(
+                min=int(scale["min"]),
+                max=int(scale["max"]),
+                desired=int(scale["desired"]),
+                in_flight=int(scale["in_flight"]),
+                target=float(scale["target"]),
+                reason=str(scale.get("reason", "")),
+                cold_start_s=scale.get("cold_start_s"),
+            )
+        nodes.append(bee)
     edges = [
         SwarmEdge(source=src, target=name, join=spec.join, rate=0.0)
         for name, spec in bees.items()

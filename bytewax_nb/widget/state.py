@@ -16,6 +16,7 @@ from ..model.protocol import BeeState
 from ..model.tracing import SpanRecord, TraceRecord
 
 __all__ = [
+    "Autoscaled",
     "BeeDetail",
     "BeeNode",
     "BeeStatus",
@@ -58,6 +59,18 @@ class GatewayNode(TypedDict):
     spark: NotRequired[Spark]
 
 
+class Autoscaled(TypedDict):
+    """An autoscaled bee's range and its autoscaler's last word."""
+
+    min: int
+    max: int
+    desired: int
+    in_flight: int
+    target: float
+    reason: str  # "" until it first decides
+    cold_start_s: float | None
+
+
 class BeeNode(TypedDict):
     id: str
     kind: Literal["bee"]
@@ -74,6 +87,7 @@ class BeeNode(TypedDict):
     join: bool
     group: list[str]  # the bees that share its processes (a fused chain), in order; [] alone
     spark: NotRequired[Spark]
+    autoscale: NotRequired[Autoscaled]
 
 
 class SwarmEdge(TypedDict):
@@ -214,6 +228,7 @@ Edit = (
 _INTERFACES = (
     Spark,
     GatewayNode,
+    Autoscaled,
     BeeNode,
     SwarmEdge,
     NodeHistory,

@@ -98,6 +98,14 @@ function BeeNodeView({ data }: NodeProps<Node<BeeData>>): JSX.Element {
         <span title="replicas ready / wanted">
           {n.ready}/{n.wanted} replicas
         </span>
+        {n.autoscale ? (
+          <span
+            className="bxnb-autoscale"
+            title={`autoscaled: ${n.autoscale.in_flight} in flight, target ${n.autoscale.target} per replica`}
+          >
+            {n.autoscale.min}–{n.autoscale.max} auto
+          </span>
+        ) : null}
         <span title="messages handled per second">{formatRate(n.rate)}</span>
         <span title="p50 / p99 call time">
           p50 {formatMs(n.p50_ms)} · p99 {formatMs(n.p99_ms)}
@@ -119,6 +127,12 @@ function BeeNodeView({ data }: NodeProps<Node<BeeData>>): JSX.Element {
           <span>{n.join ? 'join' : `batch ${n.batch.toFixed(1)}`}</span>
         ) : null}
       </div>
+      {n.autoscale?.reason ? (
+        <div className="bxnb-decision" title="the autoscaler's last decision">
+          {n.autoscale.reason}
+          {n.autoscale.cold_start_s != null ? ` · cold start ${n.autoscale.cold_start_s.toFixed(2)} s` : ''}
+        </div>
+      ) : null}
       <Sparkline spark={n.spark} colors={SPARK_COLORS} />
       <Handle type="source" position={Position.Right} />
     </div>

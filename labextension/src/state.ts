@@ -1,7 +1,7 @@
 // Made by `python -m bytewax_nb.widget` from bytewax_nb/widget/state.py: do not edit.
 // The widget's state as the kernel syncs it, and the edits the front-end sends.
 
-export type BeeStatus = 'starting' | 'ready' | 'redeploying' | 'error' | 'stuck' | 'stopped';
+export type BeeStatus = 'starting' | 'ready' | 'redeploying' | 'error' | 'stuck' | 'stopped' | 'idle';
 
 export interface Spark {
   rate: number[];
@@ -21,6 +21,16 @@ export interface GatewayNode {
   spark?: Spark;
 }
 
+export interface Autoscaled {
+  min: number;
+  max: number;
+  desired: number;
+  in_flight: number;
+  target: number;
+  reason: string;
+  cold_start_s: number | null;
+}
+
 export interface BeeNode {
   id: string;
   kind: 'bee';
@@ -37,6 +47,7 @@ export interface BeeNode {
   join: boolean;
   group: string[];
   spark?: Spark;
+  autoscale?: Autoscaled;
 }
 
 export interface SwarmEdge {
