@@ -25,7 +25,7 @@ import psutil
 import pytest
 from conftest import Load, hello_swarm, missing, wait_until
 
-from bytewax_nb import RemoteError
+from bytewax_nb import RemoteError, Swarm
 from bytewax_nb.model.settings import BASE_IMAGE
 from bytewax_nb.runtime.docker import base_image_here, daemon_answers
 from bytewax_nb.runtime.images import ImageBuilder
@@ -477,3 +477,39 @@ def test_a_stream_crosses_containers_chunk_by_chunk(make_swarm: Any, engine: Any
     assert list(swarm.stream("in", "a swarm skip streams")) == ["A", "SWARM", "STREAMS"]
     assert swarm.request("in", "one two") == ["ONE", "TWO"]  # no Accept: the chunks as one list
     assert {c["Labels"]["bytewax-nb.bee"] for c in ours(engine, "dk-stream")} == {"words", "upper"}
+
+
+def test_an_autoscaled_bee_in_containers_follows_a_step_load_down_to_zero_and_back(engine: Any) -> None:
+    swarm = Swarm("autodock", runtime="docker", on_log=None)
+    try:
+        swarm.gateway("in", timeout=30)
+
+        @swarm.bee(input="in", min_replicas=0, max_replicas=2, idle_s=2.0)
+        def work(p: Any) -> Any:
+            import time
+
+            end = time.perf_counter() + 0.005  # about 5 ms of CPU a call
+            while time.perf_counter() < end:
+                pass
+            return p
+
+        swarm.start()
+        with Load(swarm.url("in"), callers=8) as load:
+            wait_until(
+                lambda: swarm.status()["bees"]["work"]["ready"] == 2, timeout=60, what="a second container"
+            )
+        assert not load.failed(), load.failed()[:3]  # every request answered
+        assert len(ours(engine, "autodock")) == 2  # a container per replica
+        # idle: one drained container at a time, down to none
+        wait_until(lambda: ours(engine, "autodock") == [], timeout=60, what="the bee's containers gone")
+        assert swarm.status()["bees"]["work"]["state"] == "idle"
+        assert swarm.request("in", {"n": 7}) == {"n": 7}  # a new container, at once
+        cold = wait_until(
+            lambda: swarm.status()["bees"]["work"]["autoscale"]["cold_start_s"],
+            what="the cold start measured",
+        )
+        print(f"docker cold start: {cold:.2f} s")
+        assert any("cold start took" in line for line in swarm.logs("work"))
+    finally:
+        swarm.stop(drain_timeout=1)
+    assert ours(engine, "autodock") == []

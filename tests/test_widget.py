@@ -466,7 +466,8 @@ def test_the_front_ends_types_are_made_from_the_kernels() -> None:
     for node in nodes:  # as the widget sends them: each with its sparklines
         node["spark"] = sparks.spark(node["id"])
         kind = state.GatewayNode if node["kind"] == "gateway" else state.BeeNode
-        assert set(node) == set(kind.__annotations__), node
+        only_autoscaled = {"autoscale"} if kind is state.BeeNode else set()
+        assert set(node) == set(kind.__annotations__) - only_autoscaled, node
         assert set(node["spark"]) == set(state.Spark.__annotations__)
     assert all(set(e) == set(state.SwarmEdge.__annotations__) for e in edges)
     bees = {"b": {"last_error": {"type": "E", "message": "m"}, "replicas": [{"replica": 0, "pid": 1}]}}
@@ -480,6 +481,14 @@ def test_the_front_ends_types_are_made_from_the_kernels() -> None:
     assert all(set(e) == set(state.LastError.__annotations__) for e in detail["errors"])
     assert all(set(r) == set(state.ReplicaInfo.__annotations__) for r in detail["replicas"])
     assert set(detail["history"] or {}) == set(state.NodeHistory.__annotations__)
+    # an autoscaled bee's node carries its range and its autoscaler's last word
+    scale = {"min": 0, "max": 4, "target": 2.0, "in_flight": 3, "desired": 2, "reason": "why"}
+    scale |= {"decided": 1.0, "cold_start_s": 0.4}
+    bees = {"b": {"state": "ready", "ready": 2, "autoscale": scale}}
+    nodes, _ = graph(top, {"running": True, "bees": bees}, Rates(), 0.0)
+    b = next(n for n in nodes if n["id"] == "b")
+    assert set(b["autoscale"]) == set(state.Autoscaled.__annotations__)  # type: ignore[typeddict-item]
+    assert (b["autoscale"]["max"], b["autoscale"]["reason"]) == (4, "why")  # type: ignore[typeddict-item]
 
 
 @pytest.mark.slow
