@@ -85,6 +85,15 @@ def test_a_low_load_retires_one_replica_at_a_time_after_idle_s_and_never_flaps()
     busy = Autoscaler()
     for i in range(200):
         assert busy.look(i * 0.5, spec, _load(int(LOW * 2 * 3) + 1, 4)) is None
+    # nor does a steady load that one replica fewer could not carry, though little is
+    # queued at any moment: 260 calls/s of 5 ms are 1.3 replicas' worth of work
+    steady = Autoscaler()
+    for i in range(200):
+        assert steady.look(i * 0.5, spec, _load(1, 2, handled=130 * i)) is None, i
+    # once it drops, the wait starts
+    drop = [steady.look(100 + i * 0.5, spec, _load(0, 2, handled=130 * 200 + 10 * i)) for i in range(80)]
+    first = next(i for i, d in enumerate(drop) if d is not None)
+    assert drop[first] is not None and drop[first].replicas == 1 and first * 0.5 >= 30.0
     # and a spike restarts the wait
     spiky = Autoscaler()
     for i in range(120):

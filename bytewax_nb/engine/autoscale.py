@@ -10,8 +10,9 @@ summed over its producers). A fused group is one bee here: what reaches its firs
   `UP_AFTER`, to as many replicas as it needs at once (not one at a time), at most the
   bee's `max_replicas` and the cap its runtime gives (the machine's cores).
 - Down, one replica at a time, each drained: once the load has stayed low for the bee's
-  `idle_s` (every sample at most `LOW` x target for one replica fewer: it never flaps
-  back up), then every `STEP_DOWN_EVERY` while it stays so, down to `min_replicas`.
+  `idle_s` (every look: at most `LOW` x target in flight for one replica fewer, and
+  work for at most `LOW` of each of them, its call rate times its call time: it never
+  flaps back up), then every `STEP_DOWN_EVERY` while it stays so, down to `min_replicas`.
 - To zero (`min_replicas=0`): once no request came for `idle_s`; the next request
   starts one at once.
 """
@@ -31,6 +32,7 @@ LOW = 0.5  # a replica is retired only if the rest would each carry at most this
 LATENCY_BUDGET_MS = 10.0  # the default target: about this long queued behind the others
 MAX_DEFAULT_TARGET = 32.0
 RETRY_AFTER_FAILURE = 10.0  # seconds before a change that failed is tried again
+RATE_SECONDS = 2.0  # the call rate's smoothing
 
 
 def target(spec: BeeSpec, p50_ms: float) -> float:
@@ -70,6 +72,8 @@ class _Track:
     low_since: float | None = None
     last_down: float = -math.inf
     handled: int = -1
+    looked: float | None = None  # when it last looked
+    rate: float = 0.0  # calls a second, smoothed over about RATE_SECONDS
     busy_at: float = 0.0  # when it last handled or held anything
     failed_at: float = -math.inf
 
@@ -99,9 +103,13 @@ class Autoscaler:
     def look(self, now: float, spec: BeeSpec, load: Load) -> Decision | None:
         """One look at `spec`'s load at `now` (monotonic seconds): a change, or None."""
         t = self._tracks.setdefault(spec.name, _Track(busy_at=now))
+        if t.looked is not None and now > t.looked and load.handled >= t.handled >= 0:
+            weight = min(1.0, (now - t.looked) / RATE_SECONDS)
+            t.rate += weight * ((load.handled - t.handled) / (now - t.looked) - t.rate)
+        t.looked = now
         if load.handled != t.handled or load.in_flight:
             t.busy_at = now
-            t.handled = load.handled
+        t.handled = load.handled
         if now - t.failed_at < RETRY_AFTER_FAILURE:
             return None
         low, high = self.limits(spec)
@@ -138,7 +146,8 @@ class Autoscaler:
                 return None
             t.last_down = now
             return to(0, f"no request for {spec.idle_s:g} s")
-        if in_flight > LOW * aim * fewer:
+        working = t.rate * load.p50_ms / 1000  # replicas' worth of calls running (Little's law)
+        if in_flight > LOW * aim * fewer or working > LOW * fewer:
             t.low_since = None
             return None
         if t.low_since is None:
