@@ -205,7 +205,9 @@ def draw(runs: list[Run], phases: list[tuple[float, float]], path: str) -> None:
     for r in runs:
         secs = per_second(r, total)
         color = colors.get(r.name, "#555")
-        axes[0].plot(secs["ok"], color=color, label=f"answered, {r.name}")
+        axes[0].step(
+            range(len(secs["ok"])), secs["ok"], where="post", color=color, label=f"answered, {r.name}"
+        )
         axes[1].plot(secs["p99"], color=color, label=f"p99, {r.name}")
         axes[1].plot(secs["p50"], color=color, linestyle=":", label=f"p50, {r.name}")
         axes[2].step(

@@ -23,6 +23,7 @@ from bytewax_nb.engine.autoscale import (
     target,
 )
 from bytewax_nb.model.spec import BeeSpec
+from bytewax_nb.model.table import status_table
 
 
 def _spec(**kw: Any) -> BeeSpec:
@@ -173,6 +174,8 @@ def test_a_step_load_scales_a_bee_up_then_back_down_and_every_request_is_answere
     assert (scale["min"], scale["max"]) == (1, 2) and scale["target"] == 2.0
     assert "in flight, above 2 per replica" in scale["reason"]
     assert any("autoscale: 1 -> 2 replicas" in line for line in swarm.logs("work"))
+    table = status_table(swarm.status(), "process")
+    assert "autoscaled work: 1..2 replicas, wants 2" in table and "last: " in table
     metrics = urllib.request.urlopen(url.rsplit("/gateways/", 1)[0] + "/metrics", timeout=5).read().decode()
     assert 'bytewax_nb_bee_replicas_desired{bee="work"}' in metrics
     assert "bytewax_nb_bee_autoscale_decision_timestamp_seconds{" in metrics

@@ -45,6 +45,16 @@ def status_table(st: Mapping[str, Any], runtime: str) -> str:
     if groups:
         lines.append("")
         lines += [f"fused (one process per replica): {' -> '.join(g)}" for g in sorted(groups)]
+    scaled = [(name, b["autoscale"]) for name, b in st.get("bees", {}).items() if b.get("autoscale")]
+    if scaled:
+        lines.append("")
+    for name, a in scaled:
+        said = f"; last: {a['reason']}" if a.get("reason") else ""
+        cold = f"; cold start {a['cold_start_s']:g} s" if a.get("cold_start_s") is not None else ""
+        lines.append(
+            f"autoscaled {name}: {a['min']}..{a['max']} replicas, wants {a['desired']}, "
+            f"{a['in_flight']} in flight (target {a['target']:g} per replica){said}{cold}"
+        )
     hub = st.get("hub") or {}
     if hub.get("restarts") or hub.get("dropped_by"):
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(hub.get("dropped_by", {}).items())) or "none"
