@@ -7,6 +7,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from conftest import Gate, wait_until
 from conftest import Load as Callers
 
+from bytewax_nb.client import stream
 from bytewax_nb.engine.autoscale import (
     LOW,
     STEP_DOWN_EVERY,
@@ -256,3 +258,57 @@ def test_a_cold_start_slower_than_the_gateways_timeout_answers_503_with_retry_af
     Path(gate).unlink()  # it starts now: the next caller is answered
     wait_until(lambda: _view(swarm, "echo")["ready"] == 1, timeout=30, what="the replica serving")
     assert swarm.request("in", 2) == 2
+
+
+def test_a_batching_bee_scales_on_what_it_holds_and_every_request_is_answered(make_swarm: Any) -> None:
+    swarm = make_swarm("autobatch")
+    swarm.gateway("in", timeout=30)
+
+    @swarm.bee(input="in", batch_size=4, batch_timeout_ms=2, max_replicas=2, idle_s=60.0)
+    def batch(payloads: list[Any]) -> list[Any]:
+        end = time.process_time() + 0.004 * len(payloads)
+        while time.process_time() < end:
+            pass
+        return payloads
+
+    swarm.start()
+    assert _view(swarm, "batch")["autoscale"]["target"] >= 8  # whole batches
+    with Callers(swarm.url("in"), callers=24) as load:
+        wait_until(lambda: _view(swarm, "batch")["ready"] == 2, timeout=30, what="a second replica")
+    assert not load.failed(), load.failed()[:3]
+    assert [o[2] for o in load.outcomes[:50]] == [o[3] for o in load.outcomes[:50]]  # each its own answer
+
+
+def test_a_streaming_bee_scales_on_the_streams_under_way_and_every_stream_ends(make_swarm: Any) -> None:
+    swarm = make_swarm("autostream")
+    swarm.gateway("prompt", timeout=30)
+
+    @swarm.bee(input="prompt", max_replicas=2, idle_s=60.0)
+    def generate(payload: dict[str, Any]) -> Any:
+        for i in range(payload["n"]):
+            end = time.process_time() + 0.002
+            while time.process_time() < end:
+                pass
+            yield {"token": i}
+
+    swarm.start()
+    url = swarm.url("prompt")
+    done: list[int] = []
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        while len(done) < 400 and not errors:
+            try:
+                chunks = list(stream(url, {"n": 20}, timeout=30))
+            except BaseException as exc:  # noqa: BLE001 - counted, and the test fails on it
+                errors.append(exc)
+                return
+            done.append(len(chunks))
+
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(8):
+            pool.submit(caller)
+        wait_until(lambda: _view(swarm, "generate")["ready"] == 2 or errors, timeout=30, what="scaled up")
+    assert not errors, errors[:3]
+    assert done and set(done) == {20}  # every stream ended with all its chunks
+    assert "in flight" in _view(swarm, "generate")["autoscale"]["reason"]

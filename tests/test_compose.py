@@ -73,3 +73,36 @@ def test_secrets_are_referenced_never_inlined_and_the_overlay_is_encrypted() -> 
     )
     assert exported["secrets"] == {"boot": {"name": "iris_boot", "file": "./secrets/boot.json"}}
     assert "driver_opts" not in exported["networks"]["bus"]
+
+
+def test_only_an_autoscaled_stacks_controller_gets_the_engines_api_on_a_manager() -> None:
+    plain = yaml.safe_load(compose(_plan()))["services"]["controller"]
+    assert "volumes" not in plain and "placement" not in plain["deploy"]
+    plan = _plan()
+    plan.topology.bees["prep"] = BeeSpec("prep", len, ("predict",), max_replicas=4)
+    scaled = yaml.safe_load(compose(plan))["services"]["controller"]
+    assert scaled["volumes"] == [
+        {
+            "type": "bind",
+            "source": "/var/run/docker.sock",
+            "target": "/var/run/docker.sock",
+            "read_only": False,
+        }
+    ]
+    assert scaled["deploy"]["placement"] == {"constraints": ["node.role == manager"]}
+
+
+def test_a_stack_caps_replicas_by_the_cpus_its_ready_nodes_hold() -> None:
+    from bytewax_nb.stack.scaler import cpus_cap
+
+    def node(cpus: float, state: str = "ready", availability: str = "active") -> dict[str, Any]:
+        return {
+            "Status": {"State": state},
+            "Spec": {"Availability": availability},
+            "Description": {"Resources": {"NanoCPUs": int(cpus * 1e9)}},
+        }
+
+    nodes = [node(4), node(2), node(8, state="down"), node(8, availability="drain")]
+    assert cpus_cap(nodes, 1.5) == 4  # 6 cpus on ready, active nodes
+    assert cpus_cap(nodes, None) is None  # no reservation: only max_replicas
+    assert cpus_cap([node(1)], 2.0) == 1  # one at least

@@ -56,7 +56,7 @@ THEIRS = textwrap.dedent(
     swarm = Swarm("theirs", runtime="process", on_log=None)
     swarm.gateway("in")
 
-    @swarm.bee(input="in")
+    @swarm.bee(input="in", max_replicas=2, idle_s=600)
     def hi(payload):
         print("hi saw", payload["name"])
         return "hi " + payload["name"]
@@ -176,6 +176,9 @@ def test_the_side_panel_lists_opens_scales_reads_attaches_and_stops(
             graph.locator(".react-flow__node[data-id='hi'] .bxnb-status", has_text="ready").wait_for(
                 timeout=30_000
             )
+            # an autoscaled bee's node shows its range (at most this machine's cores)
+            scaled = graph.locator(".react-flow__node[data-id='hi'] .bxnb-autoscale")
+            scaled.filter(has_text=re.compile("1\u2013[12] auto")).wait_for(timeout=30_000)  # a core, or two
             graph.locator(".react-flow__node[data-id='hi']").click()
             bee = graph.locator(".bxnb-panel[data-panel='bee']")
             bee.locator(".bxnb-logs", has_text="hi saw Bee").wait_for(timeout=30_000)

@@ -538,3 +538,64 @@ def test_the_streaming_tutorial_deployed_streams_and_speaks_the_inference_protoc
         if client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
             subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", stack], capture_output=True)
         client.close()
+
+
+def _autoscaled_notebook(folder: Path) -> Path:
+    """A notebook with a CPU-bound bee that may run one to two replicas."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(src)
+        for src in (
+            "%load_ext bytewax_nb\n%swarm new autoscaled",
+            "%gateway gw --timeout 30",
+            "%%bee --input gw --replicas 1:2 --idle-s 3\n"
+            "def work(payload):\n"
+            "    import time\n"
+            "    end = time.process_time() + 0.005\n"
+            "    while time.process_time() < end:\n"
+            "        pass\n"
+            "    return payload",
+        )
+    ]
+    path = folder / "autoscaled.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _service_replicas(client: Any, service: str) -> int:
+    return int(client.services.get(service).attrs["Spec"]["Mode"]["Replicated"]["Replicas"])
+
+
+def test_a_deployed_stack_scales_its_bee_with_the_load_and_answers_every_request(tmp_path: Path) -> None:
+    client = _engine()
+    stack = "bxnb-test-auto"
+    try:
+        out = _cli("deploy", str(_autoscaled_notebook(tmp_path)), "--stack", stack)
+        url = _url(out)
+        task = client.services.get(f"{stack}_controller").attrs["Spec"]["TaskTemplate"]
+        assert "node.role == manager" in task["Placement"]["Constraints"]  # it holds the engine's API
+        assert _service_replicas(client, f"{stack}_work") == 1
+        with Load(url, callers=8) as load:
+            wait_until(lambda: _service_replicas(client, f"{stack}_work") == 2, timeout=60, what="scaled up")
+            link = StackLink(stack)
+            wait_until(
+                lambda: link.status()["bees"]["work"]["ready"] == 2, timeout=90, what="2 tasks serving"
+            )
+        counted = _tally(load)
+        assert set(counted) == {"answered"}, counted  # every request answered
+        view = link.status()["bees"]["work"]["autoscale"]
+        assert (view["min"], view["max"]) == (1, 2) and "in flight" in view["reason"]
+        # the load gone: back to one task after idle_s, and it still answers
+        wait_until(lambda: _service_replicas(client, f"{stack}_work") == 1, timeout=90, what="scaled down")
+        assert post(url, {"n": 1})[:2] == (200, {"n": 1})
+        # its decisions are in the controller's log
+        label = {"label": f"com.docker.swarm.service.name={stack}_controller"}
+        said = "".join(c.logs().decode(errors="replace") for c in client.containers.list(filters=label))
+        assert "[work/0] bytewax-nb autoscale: 1 -> 2 replicas" in said, said[-2000:]
+        assert "[work/0] bytewax-nb autoscale: 2 -> 1 replicas" in said, said[-2000:]
+    finally:
+        if client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
+            subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", stack], capture_output=True)
+        client.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -107,6 +107,9 @@ class Beats:
         self.holding: dict[str, set[str]] = {}
         self.dialling: dict[str, set[str]] = {}
         self.told: set[str] = set()  # identities seen to end, or already said lost
+        # the replicas the engine runs of each bee, when this controller may ask it (an
+        # autoscaled stack's): what a bee wants, also at zero; otherwise its slots say
+        self.engine_wanted: Callable[[], Mapping[str, int]] | None = None
 
     def quiet(self) -> bool:
         """Still learning the swarm after a (re)start: send nothing that rewires."""
@@ -189,13 +192,18 @@ class Beats:
         self.told.update(dead)
         return dead
 
-    @staticmethod
-    def sync_wanted(wiring: Wiring, units: Topology) -> None:
-        """Each bee wants as many replicas as it has slots (none known yet: as deployed)."""
+    def sync_wanted(self, wiring: Wiring, units: Topology) -> None:
+        """Each bee wants what the engine runs of it, if this controller may ask, else as
+        many replicas as it has slots (none known yet: as deployed)."""
+        told = self.engine_wanted() if self.engine_wanted is not None else {}
         for name, spec in list(units.bees.items()):
-            slots = sum(1 for role, bee, _ in wiring.slots if role == Role.BEE and bee == name)
-            if slots and slots != spec.replicas:
-                units.bees[name] = dataclasses.replace(spec, replicas=slots)
+            want = sum(1 for role, bee, _ in wiring.slots if role == Role.BEE and bee == name)
+            if name in told:
+                want = told[name]
+            elif not want:
+                continue
+            if want != spec.replicas:
+                units.bees[name] = dataclasses.replace(spec, replicas=want)
                 if wiring.user is not units and name in wiring.user.bees:
                     wiring.user.bees[name] = units.bees[name]
 
@@ -243,6 +251,10 @@ class Adoption:
             if bee in book.units.bees or bee in book.topology.bees:
                 past = book.wiring.past.setdefault(bee, Past())
                 past.deaths = max(past.deaths, deaths)
+
+    def resync(self) -> None:
+        """The engine's replicas changed (this controller scaled a bee): want them now."""
+        self.beats.sync_wanted(self._book.wiring, self._book.units)
 
     def ended(self, m: Member) -> None:
         """Seen to end: not one that died unseen."""

@@ -24,7 +24,7 @@ from ..model.spec import BeeSpec
 from .autoscale import Autoscaler, Decision, Load, target
 from .book import Book
 
-__all__ = ["EVERY", "Scaling", "cores_cap"]
+__all__ = ["EVERY", "Resize", "Scaling", "cores_cap"]
 
 EVERY = 0.25  # seconds between two looks (the figures come every 0.5 s)
 _CHANGE_TIMEOUT = 60.0  # seconds a change the autoscaler makes may take to settle

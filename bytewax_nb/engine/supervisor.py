@@ -53,7 +53,7 @@ from .lifecycle import Lifecycle
 from .logbook import LogBook, LogCallback
 from .mailbox import Mailbox
 from .readiness import Readiness
-from .scaling import Scaling, cores_cap
+from .scaling import Resize, Scaling, cores_cap
 from .stopping import Stopping
 from .wiring import Member
 
@@ -267,6 +267,11 @@ class Supervisor:
             stopping=self.stopping.stopping, stop=self.stop, actions=self._cli_actions, post=self.mailbox.post
         )
 
+    def autoscale_with(self, cap: Callable[[BeeSpec], int | None], resize: Resize) -> None:
+        """A stack's controller: its autoscaled bees are scaled by the engine (`resize`),
+        `cap` replicas at most each (see `bytewax_nb.stack.scaler`)."""
+        self.scaling = Scaling(self.book, cap, resize, self._say)
+
     def _say(self, bee: str, line: str) -> None:
         """A line of the swarm's own into a bee's log (what the autoscaler decided)."""
         self.logs.add(f"{Role.BEE}:{bee}:0:0", line)
@@ -343,7 +348,11 @@ class Supervisor:
         if self.stopping.stopping:
             wiring = self.book.wiring
             self.stopping.step(now, list(wiring.members.values()), wiring.hub(), self._send)
-        elif self.scaling is not None and self.readiness.started.is_set():
+        elif (
+            self.scaling is not None
+            and self.readiness.started.is_set()
+            and not (self.adoption is not None and self.adoption.quiet())  # learning the swarm
+        ):
             self.scaling.tick(now, busy=self.applier.current is not None)
         return self.stopping.stopping or self.applier.current is not None
 

@@ -67,6 +67,9 @@ def _resources(spec: BeeSpec) -> dict[str, Any]:
     return out
 
 
+_ENGINE_SOCKET = "/var/run/docker.sock"
+
+
 def _service(plan: Plan, image: str, module: str, task: str, **extra: Any) -> dict[str, Any]:
     env = {"BYTEWAX_NB_STACK": plan.stack, "BYTEWAX_NB_TASK": task, "PYTHONUNBUFFERED": "1"}
     env.update(extra.pop("environment", {}))
@@ -118,6 +121,13 @@ def compose(plan: Plan) -> str:
             "labels": {"bytewax-nb.ports": json.dumps(plan.ports, sort_keys=True)},
         },
     )
+    if any(spec.autoscaled for spec in topo.bees.values()):
+        # its controller scales the bees' services: the engine's API, on a manager node
+        controller = services["controller"]
+        controller["volumes"] = [
+            {"type": "bind", "source": _ENGINE_SOCKET, "target": _ENGINE_SOCKET, "read_only": False}
+        ]
+        controller["deploy"]["placement"] = {"constraints": ["node.role == manager"]}
     if plan.tokens_secret:  # the controller hands them to the hub; both roll over when they change
         for service in (services["controller"], hub):
             service["secrets"].append({"source": TOKENS, "target": "bytewax-nb-tokens", "mode": 0o400})

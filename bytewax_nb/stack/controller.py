@@ -40,6 +40,15 @@ def main() -> None:
         bytes.fromhex(boot["key"]), BusKeys.from_boot(boot.get("curve")), beat=float(HEARTBEAT.get())
     )
     supervisor = Supervisor(stack, topology, Engine(), _print, fuse=False, adopt=adopt)
+    if any(spec.autoscaled for spec in topology.bees.values()):  # its compose mounts the engine's socket
+        import docker
+
+        from .scaler import StackScaler
+
+        scaler = StackScaler(stack, supervisor, docker.from_env())
+        if supervisor.adoption is not None:
+            supervisor.adoption.beats.engine_wanted = scaler.engine_wanted
+        supervisor.autoscale_with(scaler.cap, scaler.resize)
     supervisor.serve()
     print(
         f"bytewax-nb: controller of stack {stack!r} listening; bees: {', '.join(topology.bees)}", flush=True

@@ -166,12 +166,6 @@ def deploy(
 
     check_name("stack", stack)
     topology.validate()
-    for spec in topology.bees.values():
-        if spec.autoscaled:  # said, not silently ignored (see docs/deploying.md)
-            progress(
-                f"bee {spec.name!r}: a stack does not autoscale yet; it runs {spec.replicas} "
-                f"replica(s) (`bytewax-nb scale {stack} {spec.name} N` changes them)"
-            )
     t0 = time.monotonic()
     client = _client()
     _check_swarm(client)

@@ -26,6 +26,7 @@ __all__ = ["SYSTEM_NEEDS", "build_images", "code_image", "images_text", "push"]
 # the hub's and the controller's (jsonschema: a gateway's declared schema is checked there)
 SYSTEM_NEEDS = ("aiohttp", "prometheus-client", "uvloop", "platformdirs", "jsonschema")
 GRPC_NEEDS = ("grpcio", "protobuf")  # a hub with a gateway on the inference protocol's gRPC
+SCALER_NEEDS = ("docker",)  # a controller that scales its stack's services (autoscaled bees)
 Progress = Callable[[str], None]
 
 
@@ -91,7 +92,9 @@ def build_images(
     client = _client()
     builder = ImageBuilder(client, progress)
     grpc = any(g.grpc_port is not None for g in topology.gateways.values())
-    system = builder.image_with(SYSTEM_NEEDS + (GRPC_NEEDS if grpc else ()), "the hub and the controller")
+    scaled = any(spec.autoscaled for spec in topology.bees.values())
+    needs = SYSTEM_NEEDS + (GRPC_NEEDS if grpc else ()) + (SCALER_NEEDS if scaled else ())
+    system = builder.image_with(needs, "the hub and the controller")
     images = {}
     for name, spec in topology.bees.items():
         images[name] = code_image(client, builder.image_for(spec, topology.upstream(spec)), spec, progress)
