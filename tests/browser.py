@@ -145,3 +145,25 @@ def run_cell(page: Any, index: int) -> Any:
         except PlaywrightTimeout:
             continue
     raise AssertionError(f"cell {index} never started running")
+
+
+def dump_failure(page: Any, folder: Path, name: str) -> None:
+    """What a failed browser test saw, in its own output (a CI machine's files are gone
+    with it): a screenshot in test-artifacts/, every notebook cell's output, open
+    dialogs, and the end of the front-end server's log."""
+    import shutil
+    import time
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"{name}-{int(time.time())}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    log = folder / "server.log"
+    if log.exists():
+        shutil.copy(log, ARTIFACTS / f"{name}.log")
+    print(f"screenshot of the failure: {shot}")
+    for i, text in enumerate(page.locator(".jp-Notebook .jp-Cell .jp-OutputArea").all_inner_texts()):
+        print(f"--- output of cell {i}:\n{text[-2000:]}")
+    for text in page.locator(".jp-Dialog").all_inner_texts():
+        print(f"--- dialog open:\n{text}")
+    if log.exists():
+        print("--- server log (end):\n" + log.read_text()[-3000:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -155,6 +156,25 @@ def busy_cpu() -> Iterator[None]:
     for hog in hogs:
         hog.kill()
         hog.wait()
+
+
+@contextlib.contextmanager
+def other_owner(folder: Path, source: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A script in its own process that starts a swarm and prints one line once it
+    serves (yielded with the process); it stops its swarm when its stdin closes."""
+    script = folder / "owner.py"  # a file: a bee's source is read from it
+    script.write_text(source)
+    owner = subprocess.Popen(
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert owner.stdin is not None and owner.stdout is not None
+    try:
+        said = owner.stdout.readline().strip()
+        assert said, "the script's swarm did not start"
+        yield owner, said
+    finally:
+        owner.stdin.close()
+        owner.wait(timeout=60)
 
 
 # "auto" means the process runtime in tests (and in the tutorials run by nbval):

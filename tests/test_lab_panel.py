@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,16 +21,16 @@ from typing import Any
 import nbformat
 import pytest
 from browser import (
-    ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    dump_failure,
     free_port,
     front_end_command,
     need_browser,
     server,
     start_kernel,
 )
-from conftest import missing
+from conftest import missing, other_owner
 
 from bytewax_nb.client import request
 from bytewax_nb.engine import state
@@ -96,19 +94,9 @@ def stack() -> Iterator[str]:
 @pytest.fixture
 def theirs(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A swarm run by a script (not by a kernel of the JupyterLab under test)."""
-    script = tmp_path / "theirs.py"  # a file: a bee's source is read from it
-    script.write_text(THEIRS)
-    owner = subprocess.Popen(
-        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert owner.stdin is not None and owner.stdout is not None
-    try:
-        url = owner.stdout.readline().strip()
-        assert url.startswith("http://"), "the script's swarm did not start"
+    with other_owner(tmp_path, THEIRS) as (owner, url):
+        assert url.startswith("http://"), url
         yield owner, url
-    finally:
-        owner.stdin.close()
-        owner.wait(timeout=60)
 
 
 @pytest.fixture
@@ -231,14 +219,7 @@ def test_the_side_panel_lists_opens_scales_reads_attaches_and_stops(
             assert not [r for r in state.read_all() if r.owner == owner.pid]
             deployed.locator(".bxnb-lab-state", has_text="ready").wait_for(timeout=10_000)
         except BaseException:
-            ARTIFACTS.mkdir(exist_ok=True)
-            shot = ARTIFACTS / f"lab-panel-{int(time.time())}.png"
-            page.screenshot(path=str(shot), full_page=True)
-            shutil.copy(tmp / "server.log", ARTIFACTS / "lab-panel.log")
-            print(f"screenshot of the failure: {shot}")
-            for text in page.locator(".jp-Dialog").all_inner_texts():
-                print(f"--- dialog open:\n{text}")
-            print("--- server log (end):\n" + (tmp / "server.log").read_text()[-3000:])
+            dump_failure(page, tmp, "lab-panel")
             raise
         finally:
             browser.close()

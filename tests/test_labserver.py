@@ -1,14 +1,12 @@
 """JupyterLab's side panel, its server half: a real Jupyter server (the extension
 enabled by the config file the package installs) answering for swarms another process
-owns, over real HTTP. The panel itself is driven in Chromium in test_widget_browser."""
+owns, over real HTTP. The panel itself is driven in Chromium in test_lab_panel."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import hello_swarm, wait_until
+from browser import free_port, server
+from conftest import hello_swarm, other_owner
 
 from bytewax_nb.engine import state
 
@@ -54,44 +53,17 @@ class Lab:
         return body
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    log = (tmp_path / "server.log").open("w")
     args = ["--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1"]
     args += [f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}"]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", *args], stdout=log, stderr=subprocess.STDOUT, env=env
-    )
-    lab = Lab(port, token)
-    try:
-        wait_until(lambda: _serving(lab) or server.poll() is not None, timeout=60, what="the Jupyter server")
-        assert server.poll() is None, (tmp_path / "server.log").read_text()
-        yield lab
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-
-
-def _serving(lab: Lab) -> bool:
-    try:
-        return lab.call("")[0] != 0
-    except OSError:
-        return False
+    cmd = [sys.executable, "-m", "jupyter_server", *args]
+    with server(cmd, tmp_path, f"http://127.0.0.1:{port}/api/status?token={token}", env):
+        yield Lab(port, token)
 
 
 def test_the_panel_lists_draws_changes_and_stops_a_swarm_another_process_owns(
@@ -179,14 +151,8 @@ def test_a_second_owners_swarm_is_drawn_and_stopped_and_the_first_serves_on(
     make_swarm: Any, lab: Lab, tmp_path: Path
 ) -> None:
     mine = hello_swarm(make_swarm, name="mine").start()
-    script = tmp_path / "theirs.py"  # a file: a bee's source is read from it
-    script.write_text(_THEIRS)
-    other = subprocess.Popen(
-        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert other.stdin is not None and other.stdout is not None
-    try:
-        assert other.stdout.readline().strip() == "serving"
+    with other_owner(tmp_path, _THEIRS) as (other, said):
+        assert said == "serving"
         rows = {r["id"]: r["owner"] for r in lab.get()}
         assert rows == {f"local/mine.{os.getpid()}": os.getpid(), f"local/theirs.{other.pid}": other.pid}
         theirs = lab.get(f"/local/theirs.{other.pid}/view")
@@ -196,9 +162,6 @@ def test_a_second_owners_swarm_is_drawn_and_stopped_and_the_first_serves_on(
         assert status == 200 and stopped["text"] == "swarm 'theirs' stopped"
         assert [r["id"] for r in lab.get()] == [f"local/mine.{os.getpid()}"]
         assert mine.request("hello-world", {"name": "Bee"}) == "goodbye Bee"
-    finally:
-        other.stdin.close()
-        other.wait(timeout=60)
     assert not [r for r in state.read_all() if r.owner == other.pid]
 
 

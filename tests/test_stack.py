@@ -541,7 +541,7 @@ def test_the_streaming_tutorial_deployed_streams_and_speaks_the_inference_protoc
 
 
 def _autoscaled_notebook(folder: Path) -> Path:
-    """A notebook with a CPU-bound bee that may run one to two replicas."""
+    """A notebook with a CPU-bound bee that may run none to two replicas."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -550,7 +550,7 @@ def _autoscaled_notebook(folder: Path) -> Path:
         for src in (
             "%load_ext bytewax_nb\n%swarm new autoscaled",
             "%gateway gw --timeout 30",
-            "%%bee --input gw --replicas 1:2 --idle-s 3\n"
+            "%%bee --input gw --replicas 0:2 --idle-s 3\n"
             "def work(payload):\n"
             "    import time\n"
             "    end = time.process_time() + 0.005\n"
@@ -568,7 +568,9 @@ def _service_replicas(client: Any, service: str) -> int:
     return int(client.services.get(service).attrs["Spec"]["Mode"]["Replicated"]["Replicas"])
 
 
-def test_a_deployed_stack_scales_its_bee_with_the_load_and_answers_every_request(tmp_path: Path) -> None:
+def test_a_deployed_stack_scales_its_bee_with_the_load_to_zero_and_back_answering_every_request(
+    tmp_path: Path,
+) -> None:
     client = _engine()
     stack = "bxnb-test-auto"
     try:
@@ -586,15 +588,31 @@ def test_a_deployed_stack_scales_its_bee_with_the_load_and_answers_every_request
         counted = _tally(load)
         assert set(counted) == {"answered"}, counted  # every request answered
         view = link.status()["bees"]["work"]["autoscale"]
-        assert (view["min"], view["max"]) == (1, 2) and "in flight" in view["reason"]
-        # the load gone: back to one task after idle_s, and it still answers
-        wait_until(lambda: _service_replicas(client, f"{stack}_work") == 1, timeout=90, what="scaled down")
-        assert post(url, {"n": 1})[:2] == (200, {"n": 1})
+        assert (view["min"], view["max"]) == (0, 2) and "in flight" in view["reason"]
+        # the load gone: one task at a time down to none after idle_s; the next request
+        # starts one and is answered
+        wait_until(lambda: _service_replicas(client, f"{stack}_work") == 0, timeout=90, what="scaled to zero")
+        gone = {"state": "idle", "replicas": []}  # its last task drained and left, too
+        wait_until(
+            lambda: {k: link.status()["bees"]["work"][k] for k in gone} == gone, timeout=60, what="no task"
+        )
+        assert post(url, {"n": 1}, timeout=60)[:2] == (200, {"n": 1})
+        label = {"label": f"com.docker.swarm.service.name={stack}_controller"}
+        try:
+            cold = wait_until(
+                lambda: link.status()["bees"]["work"]["autoscale"]["cold_start_s"], what="measured"
+            )
+        except AssertionError:
+            said = "".join(c.logs().decode(errors="replace") for c in client.containers.list(filters=label))
+            print(said[-4000:], link.status()["bees"]["work"])
+            raise
+        print(f"stack cold start: {cold:.2f} s")
         # its decisions are in the controller's log
         label = {"label": f"com.docker.swarm.service.name={stack}_controller"}
         said = "".join(c.logs().decode(errors="replace") for c in client.containers.list(filters=label))
         assert "[work/0] bytewax-nb autoscale: 1 -> 2 replicas" in said, said[-2000:]
         assert "[work/0] bytewax-nb autoscale: 2 -> 1 replicas" in said, said[-2000:]
+        assert "[work/0] bytewax-nb autoscale: 1 -> 0 replicas" in said, said[-2000:]
     finally:
         if client.services.list(filters={"label": f"{NAMESPACE}={stack}"}):
             subprocess.run([sys.executable, "-m", "bytewax_nb.cli", "undeploy", stack], capture_output=True)

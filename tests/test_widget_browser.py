@@ -12,9 +12,7 @@ import importlib.util
 import os
 import re
 import secrets
-import shutil
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +20,9 @@ from typing import Any
 import nbformat
 import pytest
 from browser import (
-    ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    dump_failure,
     free_port,
     front_end_command,
     need_browser,
@@ -273,17 +271,7 @@ def test_dragging_an_edge_in_jupyterlab_rewires_the_running_swarm(
             run_cell(page, 3)
             graph.locator(".bxnb-swarm-state", has_text="stopped").wait_for(timeout=30_000)
         except BaseException:
-            ARTIFACTS.mkdir(exist_ok=True)
-            shot = ARTIFACTS / f"widget-browser-{int(time.time())}.png"
-            page.screenshot(path=str(shot), full_page=True)
-            shutil.copy(tmp / "server.log", ARTIFACTS / f"{front_end}.log")
-            print(f"screenshot of the failure: {shot}")
-            # what the page said, in the test's own output (a CI machine's files are gone)
-            for i, text in enumerate(page.locator(".jp-Notebook .jp-Cell .jp-OutputArea").all_inner_texts()):
-                print(f"--- output of cell {i}:\n{text[-2000:]}")
-            for text in page.locator(".jp-Dialog").all_inner_texts():
-                print(f"--- dialog open:\n{text}")
-            print("--- server log (end):\n" + (tmp / "server.log").read_text()[-3000:])
+            dump_failure(page, tmp, f"widget-{front_end}")
             raise
         finally:
             browser.close()
@@ -354,11 +342,7 @@ def test_the_widget_draws_and_edits_a_swarm_in_marimo(marimo_app: tuple[str, Pat
             graph.locator(".bxnb-frame[data-bees='a b']").wait_for(timeout=30_000)
             _screenshot(graph, "marimo")
         except BaseException:
-            ARTIFACTS.mkdir(exist_ok=True)
-            shot = ARTIFACTS / f"widget-marimo-{int(time.time())}.png"
-            page.screenshot(path=str(shot), full_page=True)
-            shutil.copy(tmp / "server.log", ARTIFACTS / "marimo.log")
-            print(f"screenshot of the failure: {shot}")
+            dump_failure(page, tmp, "widget-marimo")
             raise
         finally:
             browser.close()
