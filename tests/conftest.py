@@ -177,6 +177,29 @@ def other_owner(folder: Path, source: str) -> Iterator[tuple[subprocess.Popen[st
         owner.wait(timeout=60)
 
 
+def swarm_manager() -> Any:
+    """The Docker engine, a Swarm mode manager with a base image to build from: what a
+    deployed stack needs (missing: a skip locally, a failure in CI)."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=10)
+        swarm = client.info().get("Swarm", {})
+    except Exception as exc:  # noqa: BLE001 - no engine at all
+        swarm, client = {"error": str(exc)}, None
+    if client is None:
+        missing("no Docker engine answers", "apt-get install docker.io; dockerd &", "--no-stack")
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        missing("the Docker engine is no Swarm mode manager", "scripts/swarm-init.sh (as root)", "--no-stack")
+    if not os.environ.get("BYTEWAX_NB_BASE_IMAGE"):
+        missing(
+            "BYTEWAX_NB_BASE_IMAGE is not set (a stack's images are built from it)",
+            "export BYTEWAX_NB_BASE_IMAGE=$(scripts/base-image.sh)",
+            "--no-stack",
+        )
+    return client
+
+
 # "auto" means the process runtime in tests (and in the tutorials run by nbval):
 # docker tests ask for runtime="docker" explicitly.
 os.environ.setdefault("BYTEWAX_NB_RUNTIME", "process")

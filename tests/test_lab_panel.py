@@ -30,7 +30,7 @@ from browser import (
     server,
     start_kernel,
 )
-from conftest import missing, other_owner
+from conftest import other_owner, swarm_manager
 
 from bytewax_nb.client import request
 from bytewax_nb.engine import state
@@ -70,12 +70,7 @@ THEIRS = textwrap.dedent(
 @pytest.fixture(scope="module")
 def stack() -> Iterator[str]:
     """The hello tutorial deployed by the real command; removed at the end."""
-    import docker
-
-    try:
-        docker.from_env().info()
-    except Exception as exc:  # noqa: BLE001 - no engine here
-        missing(f"no Docker engine: {exc}", "bash .ci/run starts one", "--no-stack")
+    swarm_manager().close()  # an engine in Swarm mode, and a base image (or a skip)
     deploy = [
         sys.executable,
         "-m",

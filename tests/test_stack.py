@@ -20,9 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
-from conftest import Load, missing, wait_until
+from conftest import Load, swarm_manager, wait_until
 
 from bytewax_nb.client import post
 from bytewax_nb.stack.attach import StackLink
@@ -35,22 +34,7 @@ NAMESPACE = "com.docker.stack.namespace"
 
 
 def _engine() -> Any:
-    try:
-        client = docker.from_env(timeout=10)
-        swarm = client.info().get("Swarm", {})
-    except Exception as exc:  # noqa: BLE001 - no engine at all
-        swarm, client = {"error": str(exc)}, None
-    if client is None:
-        missing("no Docker engine answers", "apt-get install docker.io; dockerd &", "--no-stack")
-    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
-        missing("the Docker engine is no Swarm mode manager", "scripts/swarm-init.sh (as root)", "--no-stack")
-    if not os.environ.get("BYTEWAX_NB_BASE_IMAGE"):
-        missing(
-            "BYTEWAX_NB_BASE_IMAGE is not set (a stack's images are built from it)",
-            "export BYTEWAX_NB_BASE_IMAGE=$(scripts/base-image.sh)",
-            "--no-stack",
-        )
-    return client
+    return swarm_manager()
 
 
 def _cli(*args: str, timeout: float = 600) -> str:
