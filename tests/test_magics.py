@@ -66,6 +66,10 @@ def test_the_seed_tutorial_through_magics(ip: Any, capsys: pytest.CaptureFixture
     table = capsys.readouterr().out
     assert "hello-world  http://127.0.0.1:" in table
     assert "hello    hello-world  1/1" in table
+    # a replica's prints reach the owner on a reader thread: the answer can come first
+    swarm = current_swarm()
+    assert swarm is not None
+    wait_until(lambda: "[hello/0] hello Bee" in swarm.logs("hello"), what="the bee's print read")
     run(ip, "%bee logs hello")
     assert "[hello/0] hello Bee" in capsys.readouterr().out
     run(ip, "%swarm stop")
