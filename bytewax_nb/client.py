@@ -7,7 +7,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,6 +194,19 @@ class Traced:
 
     def __str__(self) -> str:
         return self.waterfall()
+
+
+def kept(gateways: Iterable[tuple[str, str | None]]) -> dict[str, list[TraceRecord]]:
+    """The traces kept by each gateway (its URL and token): the slowest first, then the
+    last failed, newest first, all gateways together."""
+    listing: dict[str, list[TraceRecord]] = {"slow": [], "failed": []}
+    for url, token in gateways:  # each gateway shows its own
+        base = url.rsplit("/gateways/", 1)[0]
+        for kind, records in get(f"{base}/traces", token=token).items():
+            listing[kind] += records
+    listing["slow"].sort(key=lambda r: -r["duration_ms"])
+    listing["failed"].sort(key=lambda r: -r["start"])
+    return listing
 
 
 def traced(

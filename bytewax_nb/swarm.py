@@ -484,14 +484,7 @@ class Swarm:
     def traces(self) -> dict[str, list[TraceRecord]]:
         """The traces the gateways keep: the slowest requests of the last minutes and the
         last failed ones (every request of a gateway with `tracing=True`; see `trace`)."""
-        listing: dict[str, list[TraceRecord]] = {"slow": [], "failed": []}
-        for spec in self._topology.gateways.values():  # each gateway shows its own (its token)
-            base = self.url(spec.name).rsplit("/gateways/", 1)[0]
-            for kind, records in client.get(f"{base}/traces", token=spec.token).items():
-                listing[kind] += records
-        listing["slow"].sort(key=lambda r: -r["duration_ms"])
-        listing["failed"].sort(key=lambda r: -r["start"])
-        return listing
+        return client.kept((self.url(g.name), g.token) for g in self._topology.gateways.values())
 
     def stream(self, gateway: str | None, payload: Any, *, timeout: float | None = None) -> Iterator[Any]:
         """Send `payload` over HTTP and yield the answer's chunks as they are made (a bee

@@ -135,11 +135,4 @@ class Elsewhere:
         return client.Traced(answer, error, record)
 
     def traces(self) -> dict[str, list[TraceRecord]]:
-        listing: dict[str, list[TraceRecord]] = {"slow": [], "failed": []}
-        for url in self.record.gateways.values():
-            base = url.rsplit("/gateways/", 1)[0]
-            for kind, records in client.get(f"{base}/traces").items():
-                listing[kind] += records
-        listing["slow"].sort(key=lambda r: -r["duration_ms"])
-        listing["failed"].sort(key=lambda r: -r["start"])
-        return listing
+        return client.kept((url, None) for url in self.record.gateways.values())
