@@ -83,15 +83,22 @@ def missing(what: str, provide: str, quiet: str = "") -> NoReturn:
     pytest.skip(f"{what}: {provide}" + (f"; {quiet} skips these quietly" if quiet else ""))
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll a condition on a live system until it holds; fail with `what` otherwise."""
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    what: str = "condition",
+    show: Callable[[], Any] | None = None,
+) -> Any:
+    """Poll a condition on a live system until it holds; fail with `what` otherwise, and
+    with what the predicate last returned (or `show()`), so a CI failure explains itself."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            seen = show() if show is not None else value
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last seen: {seen!r}")
         time.sleep(0.02)
 
 
@@ -235,7 +242,8 @@ class Load:
         self.answered_at: list[float] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop) for _ in range(callers)]
+        # daemons: a caller left running by a failed test cannot keep pytest from exiting
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(callers)]
 
     def _loop(self) -> None:
         from bytewax_nb.client import post
@@ -266,8 +274,16 @@ class Load:
     def __enter__(self) -> Load:
         for t in self._threads:
             t.start()
-        wait_until(lambda: len(self.outcomes) > 30, what="load flowing")
+        try:
+            wait_until(lambda: len(self.outcomes) > 30, what="load flowing", show=self._last)
+        except BaseException:
+            self.__exit__()  # no `with` body ran, so no __exit__ would stop the callers
+            raise
         return self
+
+    def _last(self) -> str:
+        with self._lock:
+            return f"{len(self.outcomes)} outcomes, the last: {self.outcomes[-3:]}"
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

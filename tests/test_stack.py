@@ -86,6 +86,34 @@ def hello() -> Iterator[tuple[Any, str]]:
         client.close()
 
 
+def _report(client: Any) -> str:
+    """What the engine says of the stack's tasks, and its controller's and hub's last
+    lines: printed when a wait on the stack fails, as CI keeps nothing else."""
+    lines = []
+    for service in client.services.list(filters={"label": f"{NAMESPACE}={STACK}"}):
+        for task in sorted(service.tasks(), key=lambda t: t["CreatedAt"])[-4:]:
+            st = task["Status"]
+            lines.append(
+                f"{service.name} task {task['ID'][:8]} slot {task.get('Slot')}: {st['State']}"
+                f" (wants {task['DesiredState']}) at {st['Timestamp']}: {st.get('Message', '')}"
+                f" {st.get('Err', '')} exit {st.get('ContainerStatus', {}).get('ExitCode')}"
+            )
+        if service.name.endswith(("_controller", "_hub")):
+            logs = b"".join(service.logs(stdout=True, stderr=True, tail=25, timestamps=True))
+            lines += [f"  | {line}" for line in logs.decode(errors="replace").splitlines()]
+    return "\n".join(lines)
+
+
+def _serving(client: Any, link: StackLink) -> None:
+    """The stack serves, both hello replicas ready (what each test starts from)."""
+    wait_until(
+        lambda: link.status().get("ready") and link.status()["bees"]["hello"]["ready"] == 2,
+        timeout=120,
+        what="the stack serving with 2 hello replicas",
+        show=lambda: _report(client),
+    )
+
+
 def _named(n: int) -> dict[str, str]:
     return {"name": f"caller-{n}"}
 
@@ -125,6 +153,7 @@ def test_the_deployed_tutorial_answers_and_serves_its_status(hello: tuple[Any, s
 def test_scaling_by_hand_and_by_the_api_under_load_loses_nothing(hello: tuple[Any, str]) -> None:
     client, url = hello
     link = StackLink(STACK)
+    _serving(client, link)
     running = _task_ids(client, f"{STACK}_hello")
     with Load(url, callers=6, payload=_named) as load:
         subprocess.run(["docker", "service", "scale", "--detach", f"{STACK}_hello=3"], check=True)
@@ -177,18 +206,27 @@ def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
         healed = bool(st.get("ready")) and hello_bee.get("ready") == 2
         return (st.get("hub") or {}).get("restarts", 0), hello_bee.get("deaths", 0), healed
 
+    def seen() -> str:
+        return f"{figures()} (hub restarts, hello deaths, healed)\n{_report(client)}"
+
+    _serving(client, link)
     with Load(url, callers=6, payload=_named) as load:
         # all three die while no controller runs: the restarted one still counts them
         killed = time.monotonic()
         hub = [kill(service) for service in ("controller", "hello", "hub")][-1]
         wait_until(lambda: gone(hub), timeout=30, what="the hub's task gone")
         hub_gone = time.monotonic()  # seen dead: no request sent after this met it
-        wait_until(lambda: figures() == (1, 1, True), timeout=90, what="hub and hello healed and counted")
+        wait_until(
+            lambda: figures() == (1, 1, True),
+            timeout=90,
+            what="hub and hello healed and counted",
+            show=seen,
+        )
         healed = time.monotonic()  # the new hub answered, ready, with both hello replicas
         # a bee task dying with a controller watching: counted, and nothing lost
         again = time.monotonic()
         kill("hello")
-        wait_until(lambda: figures() == (1, 2, True), timeout=60, what="hello healed again")
+        wait_until(lambda: figures() == (1, 2, True), timeout=60, what="hello healed again", show=seen)
         # a new controller carries on from the counts the hub last heard, not from zero
         since = link.status()["controller_since"]
         kill("controller")
@@ -196,12 +234,12 @@ def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
             lambda: link.status().get("controller_since", since) != since, timeout=60, what="a new controller"
         )
         # (had it started from zero, the counts would stay (0, 0) however long one waits)
-        wait_until(lambda: figures() == (1, 2, True), timeout=30, what="the counts carried on")
+        wait_until(lambda: figures() == (1, 2, True), timeout=30, what="the counts carried on", show=seen)
         mark = len(load.outcomes)
         wait_until(lambda: len(load.outcomes) > mark + 300, timeout=30, what="requests after healing")
     tally = _tally(load)
     cuts = Counter(_cut(o[2]) for o in load.outcomes if o[1] == 0)
-    print("kill test tally:", dict(tally), dict(cuts))
+    print("kill test tally:", dict(tally), dict(cuts), f"healed {healed - killed:.1f} s after the kills")
     # every caller got an answer or an error, none was left waiting; only requests that
     # reached the hub's task before it was gone were cut off (those it held, and those
     # the dying task's socket still took in); the rest of the outage was refused
@@ -232,6 +270,7 @@ def test_a_changed_bee_rolls_over_under_load_and_nothing_else_restarts(
             cell["source"] = source.replace("goodbye {payload", "farewell {payload")
     changed = tmp_path / "hello-changed.ipynb"
     changed.write_text(json.dumps(nb))
+    _serving(client, StackLink(STACK))
     untouched = {s: _task_ids(client, f"{STACK}_{s}") for s in ("hub", "hello", "controller")}
     with Load(url, callers=6, payload=_named) as load:
         _cli("deploy", str(changed), "--stack", STACK)

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import zmq
+
 from ..model import fusion
 from ..model.errors import StartError
 from ..model.protocol import Msg
@@ -68,10 +70,14 @@ class Applier:
 
             self._mailbox.call(begin)
             change.done.wait(timeout)
-            self._mailbox.call(lambda: setattr(self, "current", None))
-            if change.error or not change.done.is_set():
+            failed = bool(change.error) or not change.done.is_set()
+            try:
+                self._mailbox.call(lambda: setattr(self, "current", None))
+                report = self._mailbox.call(self._report) if failed else ""
+            except (zmq.ZMQError, TimeoutError):  # the swarm stopped meanwhile: its loop is gone
+                report = ""
+            if failed:
                 why = change.error or f"not ready after {timeout:g} s"
-                report = self._mailbox.call(self._report)
                 raise StartError(f"swarm {self._book.swarm!r}: {change.what} failed: {why}\n{report}")
 
     def deploy(self, spec: BeeSpec, timeout: float) -> None:

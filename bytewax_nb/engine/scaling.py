@@ -69,14 +69,19 @@ class Scaling:
         self._last: dict[str, _Last] = {}
         self._next = 0.0
         self._worker: threading.Thread | None = None
+        self._stopped = False  # the swarm stops: a change under way ends quietly
 
     @property
     def working(self) -> bool:
         return self._worker is not None and self._worker.is_alive()
 
+    def stop(self) -> None:
+        """The swarm stops: decide nothing more (its supervisor ends a change under way)."""
+        self._stopped = True
+
     def tick(self, now: float, busy: bool) -> None:
         """One look, if it is time (the supervisor's thread); `busy`: a change is under way."""
-        if now < self._next:
+        if now < self._next or self._stopped:
             return
         self._next = now + EVERY
         units = {n: s for n, s in self._book.units.bees.items() if s.autoscaled}
@@ -149,7 +154,11 @@ class Scaling:
         def run() -> None:
             try:
                 self._resize(decision.bee, decision.replicas, decision.reason, _CHANGE_TIMEOUT)
-            except BytewaxNBError as exc:
+            except Exception as exc:
+                if self._stopped:  # ended by the stop: nothing to retry, no one to tell
+                    return
+                if not isinstance(exc, BytewaxNBError):
+                    raise
                 first = str(exc).splitlines()[0]
                 last.reason = f"could not go to {decision.replicas}: {first}"
                 rule.failed(decision.bee, time.monotonic())

@@ -187,9 +187,20 @@ class Supervisor:
                 drain_timeout = max((g.timeout for g in self.book.topology.gateways.values()), default=5.0)
             if self._thread.is_alive():
                 drain, hub = drain_timeout, self.book.wiring.hub
-                self.mailbox.post(lambda: self.stopping.begin(time.monotonic(), drain, hub(), self._send))
+                self.mailbox.post(lambda: self._begin_stopping(drain, hub()))
                 self.stopping.stopped.wait(drain_timeout + 15)
             self._end(kill=True)
+
+    def _begin_stopping(self, drain: float, hub: Member | None) -> None:
+        """No change goes on while the swarm stops: the one under way (the user's or the
+        autoscaler's) ends with an error now, and launches nothing more."""
+        if self.scaling is not None:
+            self.scaling.stop()
+        change = self.applier.current
+        if change is not None and not change.done.is_set():
+            change.error = "the swarm is stopping"
+            change.done.set()
+        self.stopping.begin(time.monotonic(), drain, hub, self._send)
 
     def serve(self) -> None:
         """A controller's start: nothing to launch, the swarm registers as it comes."""
@@ -378,7 +389,8 @@ class Supervisor:
     def _replanned(self, kill: list[Member]) -> None:
         """A change was planned: kill what it drops, launch what it wants, rewire."""
         self.lifecycle.kill(kill)
-        self.lifecycle.refill(time.monotonic(), self.applier.current)
+        if not self.stopping.stopping:
+            self.lifecycle.refill(time.monotonic(), self.applier.current)
         self._after_change()
 
     def _snapshot(self) -> SwarmStatus:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import docker
@@ -58,11 +58,19 @@ def _memory_bytes(memory: str) -> str:
 
 
 class _ContainerHandle(Handle):
-    def __init__(self, identity: str, container: Any, sock: Any, on_line: LogSink) -> None:
+    def __init__(
+        self,
+        identity: str,
+        container: Any,
+        sock: Any,
+        on_line: LogSink,
+        on_gone: Callable[[str], None] = lambda _: None,
+    ) -> None:
         self.identity = identity
         self.container = container
         self.pid = None
         self._sock = sock
+        self._on_gone = on_gone  # the launcher forgets it: its close has nothing to remove
         self._code: int | None = None
         self._done = threading.Event()
         threading.Thread(target=self._wait, name=f"bytewax-nb-wait-{identity}", daemon=True).start()
@@ -72,12 +80,18 @@ class _ContainerHandle(Handle):
         self._reader.start()
 
     def _wait(self) -> None:
+        # until Docker has removed it (auto_remove), not only until it exits: a replica
+        # seen to end, or a stop that returned, leaves no container behind, not even one
+        # Docker is still removing
+        gone = True
         try:
-            self._code = int(self.container.wait()["StatusCode"])
+            self._code = int(self.container.wait(condition="removed")["StatusCode"])
         except docker.errors.NotFound:
             self._code = -1  # gone (removed) before we could ask
         except Exception:  # noqa: BLE001 - the daemon went away: count it as an exit
-            self._code = -1
+            self._code, gone = -1, False
+        if gone:
+            self._on_gone(self.container.id)
         self._done.set()
 
     def _pump(self, on_line: LogSink) -> None:
@@ -134,6 +148,9 @@ class DockerLauncher(Launcher):
         self._builder = ImageBuilder(self._docker, progress)
         self._images: dict[str, str] = {}
         self._processes = ProcessLauncher()
+        # containers made and not yet seen removed: what `close` makes sure are gone
+        self._made: set[str] = set()
+        self._made_lock = threading.Lock()
 
     def advertise(self, address: str, spec: BeeSpec | None) -> str:
         if spec is not None and self.network == "bridge":
@@ -185,12 +202,18 @@ class DockerLauncher(Launcher):
             },
             host_config=api.create_host_config(auto_remove=True, **self._network(), **limits),
         )
+        with self._made_lock:
+            self._made.add(created["Id"])
         container = self._docker.containers.get(created["Id"])
         sock = container.attach_socket(params={"stdin": 1, "stream": 1})
         container.start()
         raw = getattr(sock, "_sock", sock)
         raw.sendall(boot.line())
-        return _ContainerHandle(identity, container, raw, on_line)
+        return _ContainerHandle(identity, container, raw, on_line, self._forget)
+
+    def _forget(self, container_id: str) -> None:
+        with self._made_lock:
+            self._made.discard(container_id)
 
     def _network(self) -> dict[str, Any]:
         if self.network == "host":
@@ -199,5 +222,18 @@ class DockerLauncher(Launcher):
         return {"network_mode": "bridge", "extra_hosts": {"host.docker.internal": "host-gateway"}}
 
     def close(self) -> None:
+        """Stop the hub's process and make sure no container of ours is left: one whose
+        launch raced the swarm's stop is removed here."""
         self._processes.close()
+        with self._made_lock:
+            left, self._made = set(self._made), set()
+        api = self._docker.api
+        for container_id in left:
+            try:
+                api.remove_container(container_id, force=True)
+            except docker.errors.NotFound:
+                continue
+            except docker.errors.APIError:  # Docker is removing it already (auto_remove)
+                with contextlib.suppress(Exception):
+                    api.wait(container_id, condition="removed", timeout=10)
         self._docker.close()
