@@ -302,6 +302,23 @@ class Gate:
         return (_wait_absent, (self.path,))
 
 
+class Refuse:
+    """Unpickling this raises while a file exists: a replica that cannot start (a model
+    that claims what the first replica holds, say)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (_refuse_if_present, (self.path,))
+
+
+def _refuse_if_present(path: str) -> str:
+    if os.path.exists(path):
+        raise RuntimeError(f"{path} exists: this replica cannot start")
+    return path
+
+
 def _wait_absent(path: str) -> str:
     while os.path.exists(path):
         threading.Event().wait(0.02)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Gate, wait_until
+from conftest import Gate, Refuse, wait_until
 from conftest import Load as Callers
 
 from bytewax_nb.client import stream
@@ -188,6 +188,37 @@ def test_a_step_load_scales_a_bee_up_then_back_down_and_every_request_is_answere
     )
     assert "low for" in _view(swarm, "work")["autoscale"]["reason"]
     assert swarm.request("in", {"n": 1}) == {"n": 1}
+
+
+def test_a_change_the_autoscaler_cannot_make_is_undone_and_the_status_says_so(
+    make_swarm: Any, tmp_path: Path
+) -> None:
+    broken = str(tmp_path / "broken")
+    holder = Refuse(broken)
+    swarm = make_swarm("autofail")
+    swarm.gateway("in", timeout=30)
+
+    @swarm.bee(input="in", min_replicas=1, max_replicas=2, idle_s=60.0)
+    def work(p: Any) -> Any:
+        assert holder is not None
+        end = time.perf_counter() + 0.005
+        while time.perf_counter() < end:
+            pass
+        return p
+
+    swarm.start()
+    Path(broken).touch()  # from now on a new replica fails as it loads the bee
+    with Callers(swarm.url("in"), callers=8) as load:
+        wait_until(
+            lambda: "could not go to 2" in _view(swarm, "work")["autoscale"]["reason"],
+            timeout=30,
+            what="the failed change said",
+        )
+    assert not load.failed(), load.failed()[:3]  # the running replica answered every request
+    view = _view(swarm, "work")
+    # undone: it wants, and runs, what it ran before; not the target it could not reach
+    assert (view["wanted"], view["ready"], view["autoscale"]["desired"]) == (1, 1, 1)
+    assert any("autoscale: could not go to 2" in line for line in swarm.logs("work"))
 
 
 def test_a_fused_chain_scales_as_one_group(make_swarm: Any) -> None:

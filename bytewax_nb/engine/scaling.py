@@ -100,7 +100,7 @@ class Scaling:
                 self._say(name, f"bytewax-nb autoscale: cold start took {last.cold_start_s:g} s")
             if not busy and not self.working and decision is None:
                 decision = rule.look(now, spec, load)
-            else:
+            if decision is None or decision.bee != name:  # what it runs, or is being changed to
                 last.desired = spec.replicas
             low, high = rule.limits(spec)
             views[name] = AutoscaleView(

@@ -19,7 +19,7 @@ from ..swarm import Swarm
 from ..widget.graph import describe_edit
 from ..widget.probe import send_probe
 from ..widget.state import Kept, Listed, ListedBee, ListedGateway, Message, Probe
-from ..widget.view import GraphView, Watched, apply_edit
+from ..widget.view import GraphView, Watched, apply_edit, edit_outcome
 from .elsewhere import Elsewhere
 
 __all__ = ["Catalog", "UnknownSwarm"]
@@ -127,13 +127,7 @@ class Catalog:
     def edit(self, sid: str, content: dict[str, Any]) -> Message:
         """Apply an edit from the tab; its outcome in words, as the widget says it."""
         swarm = self._watched(sid)
-        what = describe_edit(content)
-        try:
-            apply_edit(swarm, content)
-        except (BytewaxNBError, KeyError, TypeError, ValueError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return self._said("error", f"refused: {what}: {first}")
-        return self._said("info", f"done: {what}")
+        return self._said(*edit_outcome(describe_edit(content), lambda: apply_edit(swarm, content)))
 
     def _said(self, level: str, text: str) -> Message:
         with self._lock:

@@ -25,7 +25,7 @@ from traitlets import Bool, Dict, List, Unicode
 from ..model.errors import BytewaxNBError
 from .graph import describe_edit
 from .probe import send_probe, sent
-from .view import GraphView, Watched, apply_edit
+from .view import GraphView, Watched, apply_edit, edit_outcome
 
 __all__ = ["SwarmWidget"]
 
@@ -155,13 +155,7 @@ class SwarmWidget(AnyWidget):
     def _apply(self, content: dict[str, Any]) -> None:
         what = describe_edit(content)
         self._set_pending(what)
-        try:
-            self.edit(content)
-        except (BytewaxNBError, KeyError, TypeError, ValueError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            level, text = "error", f"refused: {what}: {first}"
-        else:
-            level, text = "info", f"done: {what}"
+        level, text = edit_outcome(what, lambda: self.edit(content))
         self._set_pending("")
         with contextlib.suppress(Exception):  # the graph shows the outcome before the words do
             self.refresh()

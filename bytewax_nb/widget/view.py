@@ -8,8 +8,10 @@ last minutes of each node, each bee's recent errors), so both draw the same figu
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..model.errors import BytewaxNBError
 from ..model.spec import Topology
 from ..model.tracing import TraceRecord
 from .graph import Errors, Rates, bee_detail, graph
@@ -18,7 +20,7 @@ from .history import History
 if TYPE_CHECKING:
     from ..client import Traced
 
-__all__ = ["GraphView", "Watched", "apply_edit"]
+__all__ = ["GraphView", "Watched", "apply_edit", "edit_outcome"]
 
 
 class Watched(Protocol):
@@ -96,3 +98,14 @@ def apply_edit(swarm: Watched, content: dict[str, Any]) -> None:
         swarm.remove(str(content["bee"]))
     else:
         raise ValueError(f"unknown edit {kind!r}")
+
+
+def edit_outcome(what: str, edit: Callable[[], None]) -> tuple[str, str]:
+    """Make an edit; its outcome as (level, words), as the widget and the lab's tab both
+    say it: a refused edit is the user's input, answered, never an exception."""
+    try:
+        edit()
+    except (BytewaxNBError, KeyError, TypeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return "error", f"refused: {what}: {first}"
+    return "info", f"done: {what}"
