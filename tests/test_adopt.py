@@ -27,7 +27,7 @@ def _topology() -> Topology:
 
 
 def _beats() -> Beats:
-    return Beats(Adopt(key=b"k" * 32, curve=None, beat=0.0))  # no quiet start: judge at once
+    return Beats(Adopt(key=b"k" * 32, curve=None, beat=0.0, redial=0.0))  # no quiet start: judge at once
 
 
 def _beat(beats: Beats, w: Wiring, topo: Topology, identity: str, **body: object) -> None:
@@ -69,3 +69,17 @@ def test_a_producer_names_only_consumers_it_has_not_seen_drain() -> None:
     d.on_frame(B1, Header(Kind.REVOKE, "", "a", "a"), b"")
     d.links[B1].out[1] = Parcel(Header(Kind.DATA, "r", "gw", "gw"), b"1", [], "a")  # revoked, still holding
     assert d.unsettled() == [A1, B1]
+
+
+def test_a_restarted_controller_listens_on_while_a_task_names_one_it_has_not_heard() -> None:
+    """After a controller that vanished without a word, a task finds the next one only
+    once it sees its connection dead: a death declared, or a rewire made, before then
+    would wrongly cut a live task out."""
+    topo = _topology()
+    beats = Beats(Adopt(key=b"k" * 32, curve=None, beat=0.0, redial=60.0))
+    w = Wiring(topo)
+    assert not beats.quiet()  # nobody named anybody yet
+    _beat(beats, w, topo, HUB, holding=[A1])
+    assert beats.quiet() and beats.awaited() == {A1} and beats.unseen_dead(w) == []
+    _beat(beats, w, topo, A1, holding=[], links=LinksBody(links={HUB: "h"}, hub=HUB))
+    assert not beats.quiet() and beats.unseen_dead(w) == []

@@ -259,6 +259,42 @@ def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
     assert all(o[2] == f"goodbye caller-{o[3]}" for o in load.outcomes if o[1] == 200)
 
 
+def test_a_controller_cut_off_without_a_word_is_replaced_and_every_task_finds_the_new_one(
+    hello: tuple[Any, str],
+) -> None:
+    """The killed controller's network is cut first, so no FIN or RST reaches the tasks
+    (as when a node vanishes, or a busy engine tears a namespace down first): each
+    task's connection to it looks alive, yet it must find the controller's next task."""
+    client, url = hello
+    link = StackLink(STACK)
+    _serving(client, link)
+    since = link.status()["controller_since"]
+    task = client.services.get(f"{STACK}_controller").tasks(filters={"desired-state": "running"})[0]
+    container = client.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
+    pid = str(container.attrs["State"]["Pid"])
+    for chain in ("OUTPUT", "INPUT"):
+        subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-I", chain, "-j", "DROP"], check=True)
+    container.kill()
+    wait_until(
+        lambda: link.status().get("controller_since", since) != since,
+        timeout=60,
+        what="a new controller",
+        show=lambda: _report(client),
+    )
+    # the new controller's status: every task registered with it, both hello replicas
+    _serving(client, link)
+    wait_until(
+        lambda: link.status()["bees"]["goodbye"]["ready"] == 1,
+        timeout=30,
+        what="goodbye registered",
+        show=lambda: _report(client),
+    )
+    with Load(url, callers=4, payload=_named) as load:
+        mark = len(load.outcomes)
+        wait_until(lambda: len(load.outcomes) > mark + 200, timeout=30, what="requests after the cut")
+    assert _tally(load) == Counter(answered=len(load.outcomes)), _tally(load)
+
+
 def test_a_changed_bee_rolls_over_under_load_and_nothing_else_restarts(
     hello: tuple[Any, str], tmp_path: Path
 ) -> None:

@@ -26,7 +26,17 @@ from .control import ControlCodec, Msg
 from .curve import BusKeys, Curve
 from .wire import Signer
 
-__all__ = ["BOOT_SECRET", "CONTROLLER", "CONTROLLER_PORT", "LINK_PORT", "Boot", "Child", "read_boot"]
+__all__ = [
+    "BOOT_SECRET",
+    "CONTROLLER",
+    "CONTROLLER_PORT",
+    "LINK_PORT",
+    "REDIAL_S",
+    "Boot",
+    "Child",
+    "read_boot",
+    "watch_peer",
+]
 
 BOOT_SECRET = "/run/secrets/bytewax-nb-boot"  # where a stack's services find their boot
 CONTROLLER_PORT = 7600  # a stack's controller: its control socket, on the stack's network
@@ -80,6 +90,25 @@ def read_boot() -> Boot:
     return Boot(bytes.fromhex(body["key"]), control, identity, curve, stack, supervisor)
 
 
+_SILENT_MS = 3000
+_CONNECT_MS = 2000
+# how long a task may take to reach its controller's next task after the last one
+# vanished without a word: its connection seen dead, then one dial that times out (the
+# name may still give the old address for a moment), then the dial that answers
+REDIAL_S = (_SILENT_MS + _CONNECT_MS) / 1000 + 1.0
+
+
+def watch_peer(sock: zmq.Socket[bytes]) -> None:
+    """Drop a connection whose peer went silent, then dial again (looking its name up
+    anew). A stack's controller can vanish without a FIN or RST reaching its tasks (its
+    node gone, its namespace torn down first); their connections to it would look alive
+    for many minutes, and the controller that replaces it would never hear from them."""
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)  # a ZMTP PING each second
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _SILENT_MS)  # no traffic: closed, dialled again
+    sock.setsockopt(zmq.HEARTBEAT_TTL, _SILENT_MS)
+    sock.setsockopt(zmq.CONNECT_TIMEOUT, _CONNECT_MS)  # a SYN to an address no one holds now
+
+
 class Child:
     """A launched process's sockets to the supervisor and the bus."""
 
@@ -92,6 +121,8 @@ class Child:
         self.control = self.ctx.socket(zmq.DEALER)
         self.control.setsockopt(zmq.IDENTITY, boot.identity.encode())
         self.control.setsockopt(zmq.LINGER, 1000)
+        if boot.stack:
+            watch_peer(self.control)
         self.curve.client(self.control)
         self.control.connect(boot.control)
         # a stack's service has no owner to watch: stdin is /dev/null there

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from ..bus.child import CONTROLLER_PORT
+from ..bus.child import CONTROLLER_PORT, REDIAL_S
 from ..bus.curve import BusKeys
 from ..model.protocol import Beat, MemberState, Msg, Role, Tally
 from ..model.spec import Topology
@@ -43,6 +43,7 @@ class Adopt:
     curve: BusKeys | None = field(repr=False)
     port: int = CONTROLLER_PORT
     beat: float = 0.5
+    redial: float = REDIAL_S  # the longest a live task may take to find a new controller
     journal: str = "/var/lib/bytewax-nb/journal.sqlite"  # the hub's volume
 
 
@@ -98,7 +99,13 @@ class Beats:
 
     def __init__(self, adopt: Adopt) -> None:
         self.adopt = adopt
-        self.quiet_until = time.monotonic() + _QUIET_BEATS * adopt.beat
+        start = time.monotonic()
+        self.quiet_until = start + _QUIET_BEATS * adopt.beat
+        # longer while a task that beats names one not heard of yet: after a controller
+        # that vanished without a word, the others find this one only once they see
+        # their connection dead (see `bus.child.watch_peer`)
+        self.await_until = start + adopt.redial + 2 * adopt.beat
+        self.heard: set[str] = set()  # identities registered during that start
         self.since = time.time()  # this controller's start, in `/swarm`
         self._quiet_said = False
         self.snapshot_at = 0.0
@@ -112,8 +119,20 @@ class Beats:
         self.engine_wanted: Callable[[], Mapping[str, int]] | None = None
 
     def quiet(self) -> bool:
-        """Still learning the swarm after a (re)start: send nothing that rewires."""
-        return time.monotonic() < self.quiet_until
+        """Still learning the swarm after a (re)start: send nothing that rewires (and
+        count no death no one saw) while a live task may not have found us yet."""
+        now = time.monotonic()
+        if now < self.quiet_until:
+            return True
+        return now < self.await_until and bool(self.awaited())
+
+    def awaited(self) -> set[str]:
+        """Tasks a member names (holds work for, or dials) that have not registered."""
+        named: set[str] = set()
+        for seen in (self.holding, self.dialling):
+            for identities in seen.values():
+                named |= identities
+        return named - self.heard - self.told
 
     def quiet_ended(self) -> bool:
         """True once, when the quiet start is over."""
@@ -135,6 +154,8 @@ class Beats:
             return None  # a task of a bee no longer deployed, on its way out
         pid = cast(dict[str, Any], body).get("pid") if isinstance(body, dict) else None
         m = Member(identity, role, name, slot, BeatHandle(identity, pid, _MISSED * self.adopt.beat))
+        if time.monotonic() < self.await_until:
+            self.heard.add(identity)
         for other in wiring.members.values():
             if other.slot_key != m.slot_key or other.retiring:
                 continue
