@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -51,6 +52,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     folder = config.stash.get(_STATE_DIR, None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
+    # Python waits for every thread that is no daemon before it exits: a test that left
+    # one running would hang the run after its summary, with no word (CI's did)
+    left = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if left:
+        frames = sys._current_frames()
+        print(f"\nthreads left running, which keep the run from ending: {len(left)}", file=sys.stderr)
+        for t in left:
+            stack = "".join(traceback.format_stack(frames[t.ident])) if t.ident in frames else ""
+            print(f"--- {t.name}\n{stack}", file=sys.stderr)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
