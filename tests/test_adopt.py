@@ -78,8 +78,8 @@ def test_a_restarted_controller_listens_on_while_a_task_names_one_it_has_not_hea
     topo = _topology()
     beats = Beats(Adopt(key=b"k" * 32, curve=None, beat=0.0, redial=60.0))
     w = Wiring(topo)
-    assert not beats.quiet()  # nobody named anybody yet
+    assert not beats.quiet(w)  # nobody named anybody yet
     _beat(beats, w, topo, HUB, holding=[A1])
-    assert beats.quiet() and beats.awaited() == {A1} and beats.unseen_dead(w) == []
+    assert beats.quiet(w) and beats.awaited(w) == {A1} and beats.unseen_dead(w) == []
     _beat(beats, w, topo, A1, holding=[], links=LinksBody(links={HUB: "h"}, hub=HUB))
-    assert not beats.quiet() and beats.unseen_dead(w) == []
+    assert not beats.quiet(w) and beats.unseen_dead(w) == []

@@ -142,8 +142,9 @@ def test_limits_are_restored_and_a_failed_change_is_not_retried_at_once() -> Non
 # -- real swarms ----------------------------------------------------------------------
 
 
-def _bee(swarm: Any, name: str, input: str, **options: Any) -> None:
+def _bee(swarm: Any, name: str, input: str, holder: Any = None, **options: Any) -> None:
     def work(p: Any) -> Any:
+        assert holder is None or holder  # travels with the bee (a Gate, a Refuse)
         end = time.perf_counter() + 0.005  # about 5 ms of CPU a call
         while time.perf_counter() < end:
             pass
@@ -194,18 +195,9 @@ def test_a_change_the_autoscaler_cannot_make_is_undone_and_the_status_says_so(
     make_swarm: Any, tmp_path: Path
 ) -> None:
     broken = str(tmp_path / "broken")
-    holder = Refuse(broken)
     swarm = make_swarm("autofail")
     swarm.gateway("in", timeout=30)
-
-    @swarm.bee(input="in", min_replicas=1, max_replicas=2, idle_s=60.0)
-    def work(p: Any) -> Any:
-        assert holder is not None
-        end = time.perf_counter() + 0.005
-        while time.perf_counter() < end:
-            pass
-        return p
-
+    _bee(swarm, "work", "in", holder=Refuse(broken), min_replicas=1, max_replicas=2, idle_s=60.0)
     swarm.start()
     Path(broken).touch()  # from now on a new replica fails as it loads the bee
     with Callers(swarm.url("in"), callers=8) as load:

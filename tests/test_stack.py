@@ -104,10 +104,22 @@ def _report(client: Any) -> str:
     return "\n".join(lines)
 
 
+def _running_container(client: Any, service: str) -> Any:
+    """The container of the service's running task (the stack's services have one each,
+    or the first of hello's)."""
+    task = client.services.get(f"{STACK}_{service}").tasks(filters={"desired-state": "running"})[0]
+    return client.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
+
+
 def _serving(client: Any, link: StackLink) -> None:
     """The stack serves, both hello replicas ready (what each test starts from)."""
+
+    def serving() -> bool:
+        st = link.status()
+        return bool(st.get("ready")) and st["bees"]["hello"]["ready"] == 2
+
     wait_until(
-        lambda: link.status().get("ready") and link.status()["bees"]["hello"]["ready"] == 2,
+        serving,
         timeout=120,
         what="the stack serving with 2 hello replicas",
         show=lambda: _report(client),
@@ -191,8 +203,7 @@ def test_killed_tasks_bee_hub_and_controller_heal_and_every_request_is_counted(
     link = StackLink(STACK)
 
     def kill(service: str) -> Any:
-        task = client.services.get(f"{STACK}_{service}").tasks(filters={"desired-state": "running"})[0]
-        container = client.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
+        container = _running_container(client, service)
         container.kill()
         return container
 
@@ -269,8 +280,7 @@ def test_a_controller_cut_off_without_a_word_is_replaced_and_every_task_finds_th
     link = StackLink(STACK)
     _serving(client, link)
     since = link.status()["controller_since"]
-    task = client.services.get(f"{STACK}_controller").tasks(filters={"desired-state": "running"})[0]
-    container = client.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
+    container = _running_container(client, "controller")
     pid = str(container.attrs["State"]["Pid"])
     for chain in ("OUTPUT", "INPUT"):
         subprocess.run(["nsenter", "-t", pid, "-n", "iptables", "-I", chain, "-j", "DROP"], check=True)

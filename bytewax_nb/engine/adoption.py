@@ -105,7 +105,6 @@ class Beats:
         # that vanished without a word, the others find this one only once they see
         # their connection dead (see `bus.child.watch_peer`)
         self.await_until = start + adopt.redial + 2 * adopt.beat
-        self.heard: set[str] = set()  # identities registered during that start
         self.since = time.time()  # this controller's start, in `/swarm`
         self._quiet_said = False
         self.snapshot_at = 0.0
@@ -118,25 +117,26 @@ class Beats:
         # autoscaled stack's): what a bee wants, also at zero; otherwise its slots say
         self.engine_wanted: Callable[[], Mapping[str, int]] | None = None
 
-    def quiet(self) -> bool:
+    def quiet(self, wiring: Wiring) -> bool:
         """Still learning the swarm after a (re)start: send nothing that rewires (and
         count no death no one saw) while a live task may not have found us yet."""
         now = time.monotonic()
         if now < self.quiet_until:
             return True
-        return now < self.await_until and bool(self.awaited())
+        return now < self.await_until and bool(self.awaited(wiring))
 
-    def awaited(self) -> set[str]:
-        """Tasks a member names (holds work for, or dials) that have not registered."""
+    def awaited(self, wiring: Wiring) -> set[str]:
+        """Tasks a member names (holds work for, or dials) that are neither members nor
+        seen to end."""
         named: set[str] = set()
         for seen in (self.holding, self.dialling):
             for identities in seen.values():
                 named |= identities
-        return named - self.heard - self.told
+        return named - set(wiring.members) - self.told
 
-    def quiet_ended(self) -> bool:
+    def quiet_ended(self, wiring: Wiring) -> bool:
         """True once, when the quiet start is over."""
-        if self._quiet_said or self.quiet():
+        if self._quiet_said or self.quiet(wiring):
             return False
         self._quiet_said = True
         return True
@@ -154,8 +154,6 @@ class Beats:
             return None  # a task of a bee no longer deployed, on its way out
         pid = cast(dict[str, Any], body).get("pid") if isinstance(body, dict) else None
         m = Member(identity, role, name, slot, BeatHandle(identity, pid, _MISSED * self.adopt.beat))
-        if time.monotonic() < self.await_until:
-            self.heard.add(identity)
         for other in wiring.members.values():
             if other.slot_key != m.slot_key or other.retiring:
                 continue
@@ -200,7 +198,7 @@ class Beats:
         """Tasks that died while no controller ran: consumers a member has not seen
         drain, and producers a member dials, that are no member (after the quiet start,
         every live task has beaten). A task that drained and left is in neither."""
-        if self.quiet():
+        if self.quiet(wiring):
             return []
         named: set[str] = set()
         for seen in (self.holding, self.dialling):
@@ -245,7 +243,7 @@ class Adoption:
         return self.beats.since
 
     def quiet(self) -> bool:
-        return self.beats.quiet()
+        return self.beats.quiet(self._book.wiring)
 
     def register(self, identity: str, kind: Msg, body: Any) -> Member | None:
         """A task heard of for the first time: a member now, if it is one of ours."""
@@ -290,7 +288,7 @@ class Adoption:
     ) -> None:
         """Rewire once the quiet start is over, count deaths no controller saw, and about
         once a second send the hub the swarm's status for `/swarm`."""
-        if self.beats.quiet_ended():
+        if self.beats.quiet_ended(self._book.wiring):
             rewire()
         for identity in self.beats.unseen_dead(self._book.wiring):
             died_unseen(identity)

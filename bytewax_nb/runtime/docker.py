@@ -64,7 +64,7 @@ class _ContainerHandle(Handle):
         container: Any,
         sock: Any,
         on_line: LogSink,
-        on_gone: Callable[[str], None] = lambda _: None,
+        on_gone: Callable[[str], None],
     ) -> None:
         self.identity = identity
         self.container = container
